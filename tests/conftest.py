@@ -1,0 +1,29 @@
+"""Shared pytest setup: markers, tool discovery, deterministic torch threads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Training and simulation share two cores: keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+requires_verilator = pytest.mark.skipif(not have("verilator"), reason="verilator not installed")
+requires_iverilog = pytest.mark.skipif(not have("iverilog"), reason="iverilog not installed")
+requires_gxx = pytest.mark.skipif(not have("g++"), reason="g++ not installed")

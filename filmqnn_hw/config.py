@@ -109,7 +109,9 @@ class AcceleratorConfig:
     act_pack: int = 8  # G: 5-bit activations per packed word (channel direction)
     axi_data_bits: int = 128  # width of each AXI4 master port
     axi_ports: int = 1  # number of AXI4 master ports to DDR
-    ddr_bytes_per_cycle: float = 0.0  # sustained DDR bandwidth at clock_mhz (bytes/cycle), 0=unknown
+    ddr_bytes_per_cycle: float = (
+        0.0  # sustained DDR bandwidth at clock_mhz (bytes/cycle), 0=unknown
+    )
 
     # -- numerics ----------------------------------------------------------------------------
     ratio_8bit: float = 0.05  # R, the input of the design search

@@ -1,0 +1,72 @@
+# amaranth: UnusedElaboratable=no
+"""Vivado-style Verilog emission: port names, clock/reset, collisions, Verilator lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from filmqnn_hw.axi.lite_regs import AXI4LiteControl
+from filmqnn_hw.axi.verilog import convert_vivado, vivado_ports, write_vivado
+
+
+def ports_of(text: str, module: str) -> dict[str, str]:
+    body = text.split(f"module {module}(", 1)[1].split("endmodule", 1)[0]
+    return {name: d for d, name in re.findall(r"^\s*(input|output)\s+(?:\[[^\]]+\]\s*)?(\w+);",
+                                              body, re.M)}
+
+
+def lint(path, top):
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    # SYMRSVDWORD: the HLS port name `interrupt` is a C++ word; harmless for Verilog tools.
+    r = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH", "-Wno-SYMRSVDWORD",
+                        "--top-module", top, str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_control_ports_are_vivado_names(tmp_path):
+    text = write_vivado(AXI4LiteControl(), "filmqnn_ctrl", tmp_path / "ctrl.v")
+    ports = ports_of(text, "filmqnn_ctrl")
+    assert ports["ap_clk"] == "input" and ports["ap_rst_n"] == "input"
+    assert ports["s_axi_control_awaddr"] == "input"
+    assert ports["s_axi_control_rdata"] == "output"
+    assert ports["interrupt"] == "output" and ports["core_start"] == "output"
+    assert not any("__" in p for p in ports)
+    assert {p for p in ports if p.startswith("s_axi_control_")} == {
+        f"s_axi_control_{s}" for s in (
+            "awaddr awprot awvalid awready wdata wstrb wvalid wready bresp bvalid bready "
+            "araddr arprot arvalid arready rdata rresp rvalid rready").split()}
+    assert 'ASSOCIATED_BUSIF s_axi_control, ASSOCIATED_RESET ap_rst_n' in text
+    assert 'POLARITY ACTIVE_LOW' in text
+    lint(tmp_path / "ctrl.v", "filmqnn_ctrl")
+
+
+def test_name_collision():
+    class Bad(wiring.Component):
+        def __init__(self):
+            super().__init__({"a_b": Out(1), "a": Out(wiring.Signature({"b": Out(1)}))})
+
+        def elaborate(self, platform):
+            return Module()
+
+    with pytest.raises(ValueError, match="flatten to the port name 'a_b'"):
+        vivado_ports(Bad())
+
+    class Clash(wiring.Component):
+        def __init__(self):
+            super().__init__({"ap_clk": Out(1)})
+
+        def elaborate(self, platform):
+            return Module()
+
+    with pytest.raises(ValueError, match="collides with the clock/reset"):
+        convert_vivado(Clash(), "x")
+    with pytest.raises(ValueError, match="Verilog identifier"):
+        convert_vivado(AXI4LiteControl(), "bad name")

@@ -1,0 +1,612 @@
+"""Training CLI: FP32 baseline, filter-wise mixed-precision QAT, and golden-model evaluation.
+
+``python -m filmqnn_quant train --model smallcnn --dataset fashion_mnist ...`` (or
+:func:`main` with an argument list). The flow is
+
+1. FP32: train ``--epochs-fp32`` epochs (SGD + Nesterov momentum, one-cycle LR schedule), or
+   load ``--checkpoint-in`` (then the default is 0 further FP32 epochs).
+2. ``--precision qat``: :func:`filmqnn_quant.qat.prepare_qat` with ``--ratio`` (fraction of 8-bit
+   filters; 0 = all 4-bit W4A5, 1 = all 8-bit W8A5), calibrate on ``--calib-batches`` training
+   batches, then ``--epochs-qat`` QAT epochs (cosine LR from ``--qat-lr``). At the start of each
+   of the first ``--freeze-after`` QAT epochs the 8-bit filters are re-selected on one batch
+   (paper Eq. 4, :meth:`QuantModel.select_8bit`); after that the selection is frozen
+   (:meth:`QuantModel.freeze_selection`). The paper uses 100 of 150 epochs.
+3. Evaluation on the whole test set: FP32 accuracy, or for QAT the fake-quant accuracy
+   *and* the integer golden model's accuracy (:func:`filmqnn_quant.convert.to_integer`, run on
+   :func:`filmqnn_quant.numerics.quantize_input` codes) with the number of images whose
+   prediction differs and whose logit codes differ (both must be 0).
+
+Input pixels are in [0, 1] with no normalisation (the hardware input scale is 1/31).
+
+Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised from the
+environment (gloo on CPU, nccl on CUDA), each rank trains on its
+:class:`~torch.utils.data.DistributedSampler` shard through
+:class:`~torch.nn.parallel.DistributedDataParallel`; only rank 0 evaluates, logs and saves.
+The selection batch of each epoch is drawn from a generator seeded by ``(seed, epoch)``, so every
+rank selects the same filters without communication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "build_parser",
+    "main",
+    "run",
+    "evaluate",
+    "integer_evaluate",
+    "save_checkpoint",
+    "load_checkpoint",
+    "INPUT_SCALE",
+]
+
+#: Version tag stored in every checkpoint written by :func:`save_checkpoint`.
+CHECKPOINT_FORMAT = "filmqnn-checkpoint-v1"
+#: Scale of the 5-bit input codes (pixels in [0, 1] -> codes 0..31).
+INPUT_SCALE = 1.0 / 31.0
+
+
+class TrainError(RuntimeError):
+    """A training request that cannot be carried out; the message says why and what to do."""
+
+
+# -- arguments -----------------------------------------------------------------------------------
+def _parse_value(v: str) -> Any:
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m filmqnn_quant train``."""
+    p = argparse.ArgumentParser(
+        prog="python -m filmqnn_quant train",
+        description="Train an FP32 baseline and/or a filter-wise mixed-precision (W4/W8, A5) QAT "
+        "model, then evaluate it with the fake-quant model and the integer golden model.",
+    )
+    p.add_argument("--model", default="smallcnn", help="model name for models.build_model")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword argument for build_model (repeatable), e.g. dropout=0.1",
+    )
+    p.add_argument(
+        "--width-mult",
+        type=float,
+        default=None,
+        help="channel multiplier (SmallCNN base 32, ResNet base 64): 0.25 gives a ResNet-18 of "
+        "base width 16",
+    )
+    p.add_argument(
+        "--small-input",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="small-image stem (3x3 stride-1, no max-pool); auto: yes when the image side <= 64",
+    )
+    p.add_argument(
+        "--dataset", default="fashion_mnist", help="fashion_mnist | mnist | digits | folder:PATH"
+    )
+    p.add_argument("--precision", choices=("fp32", "qat"), default="qat")
+    p.add_argument(
+        "--epochs-fp32",
+        type=int,
+        default=None,
+        help="FP32 epochs (default 3, or 0 when --checkpoint-in is given)",
+    )
+    p.add_argument("--epochs-qat", type=int, default=2, help="QAT epochs (precision qat)")
+    p.add_argument(
+        "--freeze-after",
+        type=int,
+        default=None,
+        help="QAT epochs with 8-bit re-selection before freezing (default: 2/3 of --epochs-qat, "
+        "as the paper's 100 of 150)",
+    )
+    p.add_argument(
+        "--ratio", type=float, default=0.05, help="fraction of 8-bit filters (0: W4A5, 1: W8A5)"
+    )
+    p.add_argument("--lr", type=float, default=0.1, help="FP32 peak learning rate (one-cycle)")
+    p.add_argument("--qat-lr", type=float, default=0.01, help="QAT initial learning rate (cosine)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--calib-batches", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=None, help="train on a seeded stratified subset")
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate on a subset")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--checkpoint-in", type=Path, default=None)
+    p.add_argument("--checkpoint-out", type=Path, default=None)
+    p.add_argument(
+        "--no-integer",
+        action="store_true",
+        help="skip the integer golden-model evaluation (faster, but the agreement is unchecked)",
+    )
+    p.add_argument("--json-out", type=Path, default=None, help="write the metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="only the final summary")
+    return p
+
+
+# -- distributed ---------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    """Process-group facts: rank, world size, device; ``enabled`` when WORLD_SIZE > 1."""
+
+    rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+    enabled: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Initialise torch.distributed from torchrun's environment variables when WORLD_SIZE > 1."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world <= 1:
+        return Dist(device="cuda" if cuda else "cpu")
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    device = "cpu"
+    if cuda:
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return Dist(rank=rank, world=world, device=device, enabled=True)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` with torch.save atomically (temp file, then rename)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; clear error on a foreign file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"checkpoint {path} does not exist")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(
+            f"{path} is not a filmqnn checkpoint (expected format {CHECKPOINT_FORMAT!r}); "
+            "write checkpoints with `python -m filmqnn_quant train --checkpoint-out`"
+        )
+    return ck
+
+
+def build_from_checkpoint(ck: dict[str, Any]):
+    """Rebuild the model of a checkpoint: the FP32 module, or the QuantModel for QAT ones."""
+    from .models import build_model
+
+    model = build_model(ck["model"], **ck["model_kwargs"])
+    if ck["precision"] == "fp32":
+        model.load_state_dict(ck["state_dict"])
+        return model
+    import torch
+
+    from .qat import prepare_qat
+
+    example = torch.zeros((1, *ck["input_shape"]))
+    qmodel = prepare_qat(model, ratio=ck["ratio"], example_input=example)
+    qmodel.load_state_dict(ck["state_dict"])
+    return qmodel
+
+
+# -- training and evaluation ---------------------------------------------------------------------
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def _log(d: Dist, quiet: bool, msg: str) -> None:
+    if d.main and not quiet:
+        print(msg, flush=True)
+
+
+def _train_epoch(model, loader, opt, sched, device: str) -> tuple[float, float, float]:
+    """One epoch; returns (mean loss, accuracy %, wall seconds) over this rank's shard."""
+    import torch.nn.functional as F
+
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((out.detach().argmax(1) == y).sum())
+        seen += len(y)
+    if not math.isfinite(loss_sum):
+        raise TrainError("training diverged (loss is not finite); lower --lr or --qat-lr")
+    return loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1), time.perf_counter() - t0
+
+
+def evaluate(model, ds: ArrayDataset, batch_size: int = 500, device: str = "cpu"):
+    """Outputs of ``model`` in eval mode on the whole dataset: (accuracy %, outputs float32)."""
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            x = torch.from_numpy(ds.images[i : i + batch_size]).to(device)
+            outs.append(model(x).float().cpu().numpy())
+    out = np.concatenate(outs)
+    acc = 100.0 * float(np.mean(out.argmax(1) == ds.labels))
+    return acc, out
+
+
+def integer_evaluate(graph, ds: ArrayDataset, batch_size: int = 250):
+    """Run the golden integer model on ``ds``: (accuracy %, output codes int64 (N, classes))."""
+    from .numerics import quantize_input
+
+    outs = []
+    for i in range(0, len(ds), batch_size):
+        codes = quantize_input(ds.images[i : i + batch_size], INPUT_SCALE)
+        outs.append(np.asarray(graph.run(codes)).reshape(len(codes), -1))
+    out = np.concatenate(outs)
+    acc = 100.0 * float(np.mean(out.argmax(1) == ds.labels))
+    return acc, out
+
+
+def fake_quant_codes(outputs: np.ndarray, scale: float, zero_point: int = 0) -> np.ndarray:
+    """The integer codes that the fake-quant model's dequantized outputs represent."""
+    return np.floor(outputs.astype(np.float64) / scale + 0.5).astype(np.int64) + zero_point
+
+
+def _selection_batch(train: ArrayDataset, idx: np.ndarray, seed: int, epoch: int, n: int):
+    """The batch the 8-bit filters are selected on at QAT epoch ``epoch`` (same on all ranks)."""
+    import torch
+
+    rng = np.random.default_rng([seed, epoch, 0x5E1])
+    pick = np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
+    return torch.from_numpy(train.images[pick])
+
+
+def _model_kwargs(args: argparse.Namespace, train: ArrayDataset) -> dict[str, Any]:
+    kw: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": train.input_shape[0]}
+    if args.width_mult is not None:
+        kw["width_mult"] = args.width_mult
+    side = min(train.input_shape[1:])
+    kw["small_input"] = side <= 64 if args.small_input == "auto" else args.small_input == "yes"
+    if args.model.lower().replace("-", "_") in ("smallcnn", "small_cnn", "cnn"):
+        if train.input_shape[1] != train.input_shape[2]:
+            raise TrainError(f"SmallCNN needs square images, not {train.input_shape[1:]}")
+        kw["input_size"] = train.input_shape[1]
+    for item in args.model_arg:
+        if "=" not in item:
+            raise TrainError(f"--model-arg needs KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        kw[k.strip().replace("-", "_")] = _parse_value(v.strip())
+    return kw
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Carry out one training request; returns the metrics (rank 0's are complete)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    d = init_distributed()
+    q = args.quiet
+    torch.manual_seed(args.seed)
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+
+    if not 0.0 <= args.ratio <= 1.0:
+        raise TrainError(f"--ratio must be in [0, 1], not {args.ratio}")
+    train = load_dataset(args.dataset, "train")
+    test = load_dataset(args.dataset, "test")
+    if args.test_subset is not None:
+        ti = subset_indices(test.labels, args.test_subset, args.seed)
+        test = ArrayDataset(test.images[ti], test.labels[ti], test.classes, test.name)
+    train_idx = subset_indices(train.labels, args.subset, args.seed)
+    loader = make_loader(
+        train,
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        subset=args.subset,
+        distributed=d.enabled,
+    )
+    _log(
+        d,
+        q,
+        f"[data] {args.dataset}: train {len(train_idx)} / test {len(test)} images, "
+        f"shape {train.input_shape}, {train.num_classes} classes, world {d.world}",
+    )
+
+    from .models import build_model
+
+    ck = load_checkpoint(args.checkpoint_in) if args.checkpoint_in else None
+    if ck is not None:
+        model_name, kwargs = ck["model"], dict(ck["model_kwargs"])
+        if tuple(ck["input_shape"]) != train.input_shape:
+            raise TrainError(
+                f"checkpoint {args.checkpoint_in} was trained on inputs {ck['input_shape']}, "
+                f"dataset {args.dataset} has {train.input_shape}"
+            )
+    else:
+        model_name, kwargs = args.model, _model_kwargs(args, train)
+    model = build_model(model_name, **kwargs).to(d.device)
+    epochs_fp32 = args.epochs_fp32 if args.epochs_fp32 is not None else (0 if ck else 3)
+    metrics: dict[str, Any] = {
+        "model": model_name,
+        "model_kwargs": kwargs,
+        "dataset": args.dataset,
+        "precision": args.precision,
+        "ratio": args.ratio if args.precision == "qat" else None,
+        "seed": args.seed,
+        "train_images": int(len(train_idx)),
+        "test_images": len(test),
+        "world_size": d.world,
+        "threads": torch.get_num_threads(),
+        "epochs": [],
+    }
+    qmodel = None
+    if ck is not None and ck["precision"] == "qat":
+        if args.precision != "qat":
+            raise TrainError("a QAT checkpoint can only continue with --precision qat")
+        qmodel = build_from_checkpoint(ck).to(d.device)
+        metrics["ratio"] = ck["ratio"]
+        if epochs_fp32:
+            raise TrainError("--epochs-fp32 must be 0 when continuing from a QAT checkpoint")
+    elif ck is not None:
+        model.load_state_dict(ck["state_dict"])
+
+    def wrap(m):
+        if not d.enabled:
+            return m
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(m, device_ids=None if d.device == "cpu" else [d.device])
+
+    # ---- FP32 ----
+    if epochs_fp32 > 0:
+        net = wrap(model)
+        opt = torch.optim.SGD(
+            net.parameters(),
+            lr=args.lr,
+            momentum=args.momentum,
+            nesterov=True,
+            weight_decay=args.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=args.lr, total_steps=epochs_fp32 * len(loader)
+        )
+        for e in range(epochs_fp32):
+            set_epoch(loader, e)
+            loss, acc, sec = _train_epoch(net, loader, opt, sched, d.device)
+            ev = evaluate(model, test, args.eval_batch_size, d.device)[0] if d.main else None
+            metrics["epochs"].append(
+                {
+                    "phase": "fp32",
+                    "epoch": e + 1,
+                    "loss": loss,
+                    "train_acc": acc,
+                    "test_acc": ev,
+                    "seconds": sec,
+                }
+            )
+            _log(
+                d,
+                q,
+                f"[fp32 {e + 1}/{epochs_fp32}] loss {loss:.4f} train {acc:.2f}% "
+                f"test {_pct(ev)} ({sec:.1f} s)",
+            )
+    if d.main and qmodel is None:
+        last = metrics["epochs"][-1]["test_acc"] if metrics["epochs"] else None
+        metrics["fp32_acc"] = (
+            last if last is not None else evaluate(model, test, args.eval_batch_size, d.device)[0]
+        )
+    payload_model = model
+
+    # ---- QAT ----
+    if args.precision == "qat":
+        from .qat import prepare_qat
+
+        example = torch.from_numpy(train.images[:2]).to(d.device)
+        if qmodel is None:
+            qmodel = prepare_qat(model, ratio=args.ratio, example_input=example)
+            t0 = time.perf_counter()
+            calib = [
+                x.to(d.device) for _, (x, _) in zip(range(args.calib_batches), loader, strict=False)
+            ]
+            qmodel.calibrate(calib)
+            _log(
+                d, q, f"[qat] calibrated on {len(calib)} batches ({time.perf_counter() - t0:.1f} s)"
+            )
+            if d.main:
+                metrics["ptq_acc"] = evaluate(qmodel, test, args.eval_batch_size, d.device)[0]
+                _log(
+                    d, q, f"[qat] after calibration (PTQ) fake-quant test {metrics['ptq_acc']:.2f}%"
+                )
+        freeze_after = (
+            args.freeze_after
+            if args.freeze_after is not None
+            else int(round(args.epochs_qat * 2 / 3))
+        )
+        metrics["freeze_after"] = freeze_after
+        net = wrap(qmodel)
+        opt = torch.optim.SGD(
+            net.parameters(),
+            lr=args.qat_lr,
+            momentum=args.momentum,
+            nesterov=True,
+            weight_decay=args.weight_decay,
+        )
+        steps = max(args.epochs_qat * len(loader), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+        )
+        frozen = False
+        for e in range(args.epochs_qat):
+            set_epoch(loader, e)
+            if e < freeze_after:
+                xs = _selection_batch(train, train_idx, args.seed, e, args.batch_size)
+                qmodel.select_8bit(xs.to(d.device))
+            elif not frozen:
+                qmodel.freeze_selection()
+                frozen = True
+            loss, acc, sec = _train_epoch(net, loader, opt, sched, d.device)
+            ev = evaluate(qmodel, test, args.eval_batch_size, d.device)[0] if d.main else None
+            metrics["epochs"].append(
+                {
+                    "phase": "qat",
+                    "epoch": e + 1,
+                    "loss": loss,
+                    "train_acc": acc,
+                    "test_acc": ev,
+                    "seconds": sec,
+                    "selection": "updated" if e < freeze_after else "frozen",
+                }
+            )
+            _log(
+                d,
+                q,
+                f"[qat {e + 1}/{args.epochs_qat}] loss {loss:.4f} train {acc:.2f}% "
+                f"fake-quant test {_pct(ev)} ({sec:.1f} s, selection "
+                f"{'updated' if e < freeze_after else 'frozen'})",
+            )
+        if not frozen:
+            qmodel.freeze_selection()
+        payload_model = qmodel
+        if d.main:
+            fq_acc, fq_out = evaluate(qmodel, test, args.eval_batch_size, d.device)
+            metrics["fake_quant_acc"] = fq_acc
+            _log(d, q, f"[eval] fake-quant test accuracy {fq_acc:.2f}%")
+            if not args.no_integer:
+                metrics.update(_integer_check(qmodel, test, fq_out, d, q))
+
+    metrics["wall_seconds"] = time.perf_counter() - t_start
+    metrics["cpu_seconds"] = time.process_time() - cpu_start
+    if d.main and args.checkpoint_out is not None:
+        save_checkpoint(
+            args.checkpoint_out,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "model": model_name,
+                "model_kwargs": kwargs,
+                "precision": args.precision,
+                "ratio": metrics["ratio"],
+                "input_shape": list(train.input_shape),
+                "classes": train.classes,
+                "dataset": args.dataset,
+                "state_dict": payload_model.state_dict(),
+                "metrics": {k: v for k, v in metrics.items() if k != "epochs"},
+            },
+        )
+        _log(d, q, f"[save] {args.checkpoint_out}")
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics
+
+
+def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: bool):
+    """Convert to the integer graph, run it on ``test`` and compare with the fake-quant outputs."""
+    from .convert import to_integer
+
+    t0 = time.perf_counter()
+    graph = to_integer(qmodel, (1, *test.input_shape))
+    int_acc, codes = integer_evaluate(graph, test)
+    spec = graph.tensors[graph.output]
+    fq_codes = fake_quant_codes(fq_out.reshape(codes.shape), spec.scale, spec.zero_point)
+    pred_diff = int(np.sum(codes.argmax(1) != fq_out.reshape(codes.shape).argmax(1)))
+    code_diff = int(np.sum(np.any(codes != fq_codes, axis=1)))
+    sec = time.perf_counter() - t0
+    _log(
+        d,
+        q,
+        f"[eval] integer golden-model accuracy {int_acc:.2f}% on {len(test)} images "
+        f"({sec:.1f} s); predictions differing from fake-quant: {pred_diff}; "
+        f"images with any differing logit code: {code_diff}",
+    )
+    return {
+        "integer_acc": int_acc,
+        "pred_mismatches": pred_diff,
+        "logit_code_mismatches": code_diff,
+        "integer_seconds": sec,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``python -m filmqnn_quant train ...``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = run(args)
+    except (TrainError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json_out is not None and int(os.environ.get("RANK", "0")) == 0:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json_out.with_name(args.json_out.name + ".tmp")
+        tmp.write_text(json.dumps(metrics, indent=1, default=float))
+        os.replace(tmp, args.json_out)
+    _summary(metrics)
+    bad = metrics.get("pred_mismatches", 0) or metrics.get("logit_code_mismatches", 0)
+    return 1 if bad else 0
+
+
+def _summary(m: dict[str, Any]) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    parts = [f"{m['model']} {m['dataset']} {m['precision']}"]
+    if m.get("ratio") is not None:
+        parts.append(f"ratio {m['ratio']}")
+    for k in ("fp32_acc", "ptq_acc", "fake_quant_acc", "integer_acc"):
+        if m.get(k) is not None:
+            parts.append(f"{k} {m[k]:.2f}%")
+    if "pred_mismatches" in m:
+        parts.append(f"mismatches {m['pred_mismatches']}/{m['logit_code_mismatches']}")
+    parts.append(f"wall {m['wall_seconds']:.1f} s")
+    print("[done] " + ", ".join(parts), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

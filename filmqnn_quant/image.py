@@ -368,8 +368,15 @@ def _meta_json(meta: dict) -> str:
     return json.dumps(meta or {}, default=_json_default, sort_keys=True)
 
 
-def pack_image(graph: IntGraph, config: AcceleratorConfig) -> bytes:
-    """Serialise ``graph`` for ``config`` into image bytes (see module docstring)."""
+def pack_image(
+    graph: IntGraph, config: AcceleratorConfig, *, blocks: list[dict] | None = None
+) -> bytes:
+    """Serialise ``graph`` for ``config`` into image bytes (see module docstring).
+
+    If ``blocks`` is a list, one dict per convolution is appended to it: ``name``,
+    ``offset`` (absolute byte offset of its weight block in the file), ``bytes`` (unpadded
+    length), ``lanes`` (input lanes per row: ``tn``, or 1 for depthwise).
+    """
     for op in graph.conv_ops():  # config-specific checks first: they name the exact code
         _check_conv_params(op, config)
         _check_codes(op, config)
@@ -385,6 +392,7 @@ def pack_image(graph: IntGraph, config: AcceleratorConfig) -> bytes:
     for t in graph.tensors.values():
         _write_tensor(g, t)
     blobs: list[bytes] = []
+    local: list[dict] = []
     woff = 0
     for op in graph.ops:
         if isinstance(op, ConvOp):
@@ -415,6 +423,7 @@ def pack_image(graph: IntGraph, config: AcceleratorConfig) -> bytes:
                 g.array(np.asarray(op.res_mult), "<i4")
             g.long_string(_meta_json(op.meta))
             padded = -len(blob) % WEIGHT_ALIGN
+            local.append({"name": op.name, "offset": woff, "bytes": len(blob), "lanes": lanes})
             blobs.append(blob + b"\0" * padded)
             woff += len(blob) + padded
         elif isinstance(op, PoolOp):
@@ -460,16 +469,25 @@ def pack_image(graph: IntGraph, config: AcceleratorConfig) -> bytes:
         weights_offset, len(weights), len(graph.ops), len(graph.tensors), b"\0" * 8,
     )  # fmt: skip
     body = b"".join([header, cfg_bytes, graph_bytes, b"\0" * gap, weights])
+    if blocks is not None:
+        blocks.extend(dict(b, offset=b["offset"] + weights_offset) for b in local)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def write_image(path: str | os.PathLike, graph: IntGraph, config: AcceleratorConfig) -> str:
+def write_image(
+    path: str | os.PathLike,
+    graph: IntGraph,
+    config: AcceleratorConfig,
+    *,
+    blocks: list[dict] | None = None,
+) -> str:
     """Pack ``graph`` for ``config`` and write it atomically to ``path``; return its SHA-256.
 
     The bytes go to a temporary file in the same directory, which is renamed over ``path``
-    only when complete, so ``path`` never holds a half-written image.
+    only when complete, so ``path`` never holds a half-written image. ``blocks``: as for
+    :func:`pack_image`.
     """
-    data = pack_image(graph, config)
+    data = pack_image(graph, config, blocks=blocks)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
@@ -572,9 +590,15 @@ def read_header(data: bytes | memoryview) -> ImageInfo:
 
 
 def unpack_image(
-    data: bytes | memoryview, config: AcceleratorConfig | None = None
+    data: bytes | memoryview,
+    config: AcceleratorConfig | None = None,
+    *,
+    blocks: list[dict] | None = None,
 ) -> tuple[IntGraph, dict[str, Any]]:
-    """Parse image bytes back into an :class:`IntGraph` (see :func:`read_image`)."""
+    """Parse image bytes back into an :class:`IntGraph` (see :func:`read_image`).
+
+    ``blocks``: if a list, filled as by :func:`pack_image`.
+    """
     info = read_header(data)
     buf = memoryview(data)
     try:
@@ -632,6 +656,11 @@ def unpack_image(
             weight, pad_ok = unpack_conv_weights(
                 wsec[woff : woff + wlen], (c_out, cpg, kh, kw), tm, n8, lanes
             )
+            if blocks is not None:
+                blocks.append(
+                    {"name": oname, "offset": info.weights_offset + woff, "bytes": wlen,
+                     "lanes": lanes}
+                )  # fmt: skip
             if not pad_ok:
                 raise WeightImageError(
                     f"layer {oname!r}: nonzero padding in the weight block (positions beyond "
@@ -674,16 +703,20 @@ def unpack_image(
 
 
 def read_image(
-    path: str | os.PathLike, config: AcceleratorConfig | None = None
+    path: str | os.PathLike,
+    config: AcceleratorConfig | None = None,
+    *,
+    blocks: list[dict] | None = None,
 ) -> tuple[IntGraph, dict[str, Any]]:
     """Read an image written by :func:`write_image`; return ``(graph, config_dict)``.
 
     Checks, in order: magic, version, length (expected vs actual), CRC-32, embedded config
     hash, ``config``'s hash (if given), then every record and every weight code against the
     config's ranges. Any failure raises :class:`WeightImageError` naming the problem.
+    ``blocks``: if a list, filled as by :func:`pack_image`.
     """
     data = Path(path).read_bytes()
-    return unpack_image(data, config)
+    return unpack_image(data, config, blocks=blocks)
 
 
 def image_info(path: str | os.PathLike) -> ImageInfo:

@@ -1,0 +1,220 @@
+"""Export directory, manifest, `check` and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_image import random_graph
+
+from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_quant.__main__ import main
+from filmqnn_quant.export import (
+    ExportError,
+    check_export,
+    export_graph,
+    manifest_layers,
+)
+from filmqnn_quant.image import graph_differences, pack_conv_weights, read_image
+
+CFG = AcceleratorConfig.small()
+HAVE_PIPELINE = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("filmqnn_quant.models", "filmqnn_quant.qat", "filmqnn_quant.convert")
+)
+
+
+@pytest.fixture()
+def exported(tmp_path: Path) -> Path:
+    out = tmp_path / "exp"
+    export_graph(out, random_graph(CFG), CFG, model="testnet", random_init=True, log=lambda m: None)
+    return out
+
+
+def test_export_dir_contents(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "config.json",
+        "manifest.json",
+        "weights.bin",
+    ]
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    m = json.loads((exported / "manifest.json").read_text())
+    assert m["format"] == "filmqnn-export-v1"
+    assert m["model"] == "testnet" and m["board"] == "sim"
+    assert m["config_hash"] == CFG.config_hash()
+    assert m["random_init"] is True and any("RANDOM" in w for w in m["warnings"])
+    assert AcceleratorConfig.from_dict(m["config"]) == CFG
+    assert AcceleratorConfig.from_json((exported / "config.json").read_text()) == CFG
+    names = [layer["name"] for layer in m["layers"]]
+    assert names == [op.name for op in random_graph(CFG).ops]
+    for layer in m["layers"]:
+        for k in ("name", "kind", "in_channels", "out_channels", "kernel", "stride", "n_8bit",
+                  "permutation", "scales"):  # fmt: skip
+            assert k in layer, (layer["name"], k)
+    conv1 = m["layers"][0]
+    g = random_graph(CFG)
+    assert conv1["kind"] == "conv" and conv1["in_channels"] == 3 and conv1["out_channels"] == 13
+    assert conv1["n_8bit"] == g.ops[0].n_8bit
+    assert conv1["permutation"] == g.ops[0].permutation.tolist()
+    assert conv1["scales"]["mult"] == g.ops[0].mult.tolist()
+    assert conv1["scales"]["input"]["scale"] == g.input.scale
+    # The manifest's block offsets point at exactly the packed weights.
+    data = (exported / "weights.bin").read_bytes()
+    for layer, op in zip(m["layers"], g.ops, strict=True):
+        if "weights" in layer:
+            w = layer["weights"]
+            assert w["offset"] % 64 == 0
+            blob = pack_conv_weights(op.weight, CFG.tm, CFG.n8_slots, w["lanes"])
+            assert data[w["offset"] : w["offset"] + w["bytes"]] == blob
+    back, _ = read_image(exported / "weights.bin", CFG)
+    assert graph_differences(g, back) == []
+
+
+def test_check_ok(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(exported)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("OK ")
+    assert CFG.config_hash()[:12] in out[0] and "[RANDOM INIT]" in out[0]
+
+
+def _fails(d: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["check", str(d)]) == 1
+    return capsys.readouterr().err
+
+
+def test_check_detects_corruption(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    w = exported / "weights.bin"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 1
+    w.write_bytes(bytes(data))
+    assert "CRC-32 mismatch" in _fails(exported, capsys)
+    w.write_bytes(bytes(data[:-10]))
+    assert "truncated" in _fails(exported, capsys)
+
+
+def test_check_detects_config_mismatch(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = CFG.replace(tn=4, w4_lut_lanes=0)
+    (exported / "config.json").write_text(other.to_json())
+    assert "mixes two exports" in _fails(exported, capsys)
+    m = json.loads((exported / "manifest.json").read_text())
+    m["config_hash"] = other.config_hash()
+    (exported / "manifest.json").write_text(json.dumps(m))
+    err = _fails(exported, capsys)
+    assert f"packed for config {CFG.config_hash()[:12]}" in err
+    assert f"this accelerator is {other.config_hash()[:12]}" in err
+
+
+def test_check_detects_manifest_disagreement(
+    exported: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = exported / "manifest.json"
+    orig = path.read_text()
+    m = json.loads(orig)
+    m["layers"][3]["n_8bit"] += 1
+    path.write_text(json.dumps(m))
+    assert "field 'n_8bit' disagrees" in _fails(exported, capsys)
+    m = json.loads(orig)
+    m["layers"].pop()
+    path.write_text(json.dumps(m))
+    assert "lists 8 layers" in _fails(exported, capsys)
+    m = json.loads(orig)
+    m["image"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(m))
+    assert "different exports" in _fails(exported, capsys)
+    (exported / "config.json").unlink()
+    assert "no config.json" in _fails(exported, capsys)
+
+
+def test_check_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "is not a directory" in _fails(tmp_path / "nope", capsys)
+
+
+def test_export_replaces_previous_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    export_graph(out, random_graph(CFG, seed=1), CFG, log=lambda m: None)
+    first = (out / "weights.bin").read_bytes()
+    export_graph(out, random_graph(CFG, seed=2), CFG, log=lambda m: None)
+    assert (out / "weights.bin").read_bytes() != first
+    assert check_export(out).startswith("OK ")
+    # A failing export (out-of-range code) leaves the previous export untouched.
+    bad = random_graph(CFG, seed=3)
+    bad.ops[0].bits[1] = 4
+    bad.ops[0].weight[1, 0, 0, 0] = 9
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ExportError, match="out-of-range code 9"):
+        export_graph(out, bad, CFG, log=lambda m: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_export_refuses_foreign_directory(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(ExportError, match="not a previous export"):
+        export_graph(out, random_graph(CFG), CFG, log=lambda m: None)
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_manifest_layers_kinds() -> None:
+    kinds = [e["kind"] for e in manifest_layers(random_graph(CFG))]
+    assert kinds == ["conv", "maxpool", "depthwise", "conv", "conv", "add", "avgpool",
+                     "global_avgpool", "linear"]  # fmt: skip
+
+
+def test_cli_check_subprocess(exported: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    r = subprocess.run([sys.executable, "-m", "filmqnn_quant", "check", str(exported)],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("OK ") and r.stdout.count("\n") == 1
+    (exported / "weights.bin").write_bytes(b"NOTANIMAGE" * 20)
+    r = subprocess.run([sys.executable, "-m", "filmqnn_quant", "check", str(exported)],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 1 and "bad magic" in r.stderr
+
+
+def test_cli_unknown_model_lists_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["export", "--model", "vgg16", "--board", "zcu102", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown model 'vgg16'" in err and "resnet18" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    assert "--model" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end through models/qat/convert (smallcnn 28x28, random init)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
+def test_cli_export_smallcnn_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(CFG.to_json())
+    out = tmp_path / "sc"
+    rc = main(["export", "--model", "smallcnn", "--config", str(cfg_file), "--out", str(out),
+               "--calib-batches", "1", "--batch-size", "4"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "RANDOM INITIALISATION" in text and "RANDOM CALIBRATION" in text
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["random_init"] is True and m["model"] == "small_cnn"
+    assert m["input"]["shape"] == [1, 28, 28]
+    assert main(["check", str(out)]) == 0
+    graph, _ = read_image(out / "weights.bin", CFG)
+    # Every 8-bit filter sits in an 8-bit slot and the golden model runs on the image.
+    for op in graph.conv_ops():
+        pos = np.nonzero(np.asarray(op.bits) == 8)[0]
+        assert all(CFG.is_8bit_slot(int(p)) for p in pos), op.name
+    x = np.random.default_rng(0).integers(0, 32, size=(2, 1, 28, 28))
+    assert graph.run(x).shape[:2] == (2, 10)

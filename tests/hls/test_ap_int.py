@@ -12,9 +12,8 @@ import random
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import apref
+import pytest
 from apref import T
 
 from hls_compat import compile_csim
@@ -142,7 +141,8 @@ def test_range_and_bit_select(ops_exe: Path) -> None:
             for _ in range(400):
                 lo = rng.randrange(ta.w)
                 hi = rng.randrange(lo, ta.w)
-                cases.append((apref.random_value(rng, ta), hi, lo, rng.randrange(-(1 << 63), 1 << 63)))
+                v = rng.randrange(-(1 << 63), 1 << 63)
+                cases.append((apref.random_value(rng, ta), hi, lo, v))
             cases += [(a, ta.w - 1, 0, -1) for a in apref.extremes(ta)]
         for a, hi, lo, v in cases:
             lines.append(f"R {cfg} {a} {hi} {lo} {v}")

@@ -566,7 +566,7 @@ def export(
     batches: list[Any] = []
     if qat_state is None:
         batches = _calibration_batches(calib_data, in_shape, calib_batches, batch_size, seed, log)
-        example = batches[0]
+        example = batches[0][:2]  # prepare_qat's initial pass; calibrate() sets the ranges
     else:
         example = torch.rand((1, *in_shape), generator=torch.Generator().manual_seed(seed))
     try:
@@ -594,7 +594,7 @@ def export(
         try:
             with torch.no_grad():
                 qmodel.calibrate(batches)
-                qmodel.select_8bit(batches[0])
+                qmodel.select_8bit(batches[0][:4])
                 qmodel.freeze_selection()
         except ValueError as e:
             raise ExportError(f"cannot calibrate {key}: {e}") from None

@@ -112,6 +112,14 @@ class AcceleratorConfig:
     ddr_bytes_per_cycle: float = (
         0.0  # sustained DDR bandwidth at clock_mhz (bytes/cycle), 0=unknown
     )
+    # cycles to refill every lane's shadow weight registers for the next tap group; the weight
+    # buffers deliver ceil(tm / wfill_cycles) lanes per cycle (docs/architecture.md)
+    wfill_cycles: int = 1
+    # on-chip feature-map store (BRAM) for whole tensors that never go to DDR; 0 = none
+    fm_cache_kbits: int = 0
+    # output-pipeline (requantization) units; a tile of tm lanes drains in ceil(tm/requant_lanes)
+    # cycles per pixel. 0 = one per lane (tm)
+    requant_lanes: int = 0
 
     # -- numerics ----------------------------------------------------------------------------
     ratio_8bit: float = 0.05  # R, the input of the design search
@@ -144,6 +152,25 @@ class AcceleratorConfig:
         return self.tm * self.tn
 
     @property
+    def kernel_slots(self) -> int:
+        """MACs per lane per cycle in kernel-packed mode (tn/4 channels x 3 taps x 2 columns).
+
+        Equals ``tn`` when ``kernel_packing`` is off. The LUT and 8-bit engines are built for
+        this many multipliers per lane so that every lane keeps pace in both modes.
+        """
+        return (self.tn // 4) * 6 if self.kernel_packing else self.tn
+
+    @property
+    def out_lanes(self) -> int:
+        """Output-pipeline (requantization) units: ``requant_lanes``, or ``tm`` if 0."""
+        return self.requant_lanes or self.tm
+
+    @property
+    def wfill_lanes(self) -> int:
+        """Lanes whose shadow weights the weight buffers fill per cycle."""
+        return math.ceil(self.tm / self.wfill_cycles)
+
+    @property
     def act_word_bits(self) -> int:
         """Width of one packed activation word (G channels x 5 bits)."""
         return self.act_pack * ACT_BITS
@@ -155,8 +182,16 @@ class AcceleratorConfig:
             )
         if not (isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0):
             raise ConfigError(f"clock_mhz must be a positive number, not {self.clock_mhz!r}")
-        for name in ("tm", "tn", "tr", "tc", "act_pack", "axi_ports", "max_fan_in"):
+        for name in ("tm", "tn", "tr", "tc", "act_pack", "axi_ports", "max_fan_in",
+                     "wfill_cycles"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("fm_cache_kbits", self.fm_cache_kbits, 0)
+        _check_int("requant_lanes", self.requant_lanes, 0, self.tm)
+        bw = self.ddr_bytes_per_cycle
+        if isinstance(bw, bool) or not isinstance(bw, (int, float)) or bw < 0:
+            raise ConfigError(
+                f"ddr_bytes_per_cycle must be >= 0 (0 = unknown), not {self.ddr_bytes_per_cycle!r}"
+            )
         for name in ("n8_slots", "w4_dsp_lanes", "w4_lut_lanes", "w8_dsp_lanes", "w8_lut_lanes"):
             _check_int(name, getattr(self, name), 0)
         if self.n8_slots > self.tm:

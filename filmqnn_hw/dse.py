@@ -1,0 +1,293 @@
+"""Design-space exploration: one :class:`AcceleratorConfig` per board that maximises FPS.
+
+``design(board, ratio=0.05, networks=("resnet18", "resnet50", "mobilenet_v2"), **caps)``
+searches
+
+* the packing factor ``G`` (activations per word; ``5G <= axi_data_bits``, ``5G <= 72``),
+* the array: ``tn`` (a multiple of ``4G`` so a kernel-mode chunk of ``tn/4`` channels is whole
+  words), ``tm`` (a multiple of ``G``), the W4/W8 split between the DSP and LUT engines
+  (paper Eqs. 5-10 generalised: every feasible allocation of the 8-bit lanes to DSP or LUT
+  and of the 4-bit lanes to DSP first, then LUT, is enumerated, not only the corners),
+* the spatial tile ``tr x tc`` (accumulator depth ``tr*tc <= 1024``; tile columns start on a
+  beat unless words are byte-aligned, see docs/architecture.md),
+* the DDR ports (all of the board's), and the on-chip feature-map store (left-over BRAM),
+
+under utilisation caps (``dsp_cap``, ``lut_cap``, ``ff_cap``, ``bram_cap``) with
+``n8_slots = ceil(R * tm)`` 8-bit lanes per tile. The objective is the geometric mean of the
+networks' FPS from :mod:`filmqnn_hw.cycles`.
+
+Search: stage 1 sizes every array candidate with the resource model and ranks it by a
+compute-only cycle count (cheap); stage 2 runs the full cycle model (with DDR) on the best
+arrays x tile sizes. A search for one board takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from boards import Board, load_board
+
+from .config import ACT_BITS, AcceleratorConfig, ConfigError
+from .cycles import (
+    STEM_MAX_CH,
+    Timing,
+    compute_only_cycles,
+    drain_only_cycles,
+    network_cycles,
+)
+from .networks import Network, get_network
+from .resources import OVERHEAD, arith_costs, predict
+
+__all__ = ["DseError", "design", "search", "Candidate", "DEFAULT_CAPS"]
+
+DEFAULT_CAPS = {"dsp_cap": 0.85, "lut_cap": 0.80, "ff_cap": 0.80, "bram_cap": 0.90}
+_TR = (4, 7, 8, 14, 16, 28)
+_TC = (7, 8, 12, 14, 16, 24, 28, 30, 32, 42, 56, 57, 60, 112, 114)
+WFILL_CYCLES = 16
+
+
+class DseError(ConfigError):
+    """An impossible design request (bad ratio, clock, caps, or a board too small)."""
+
+
+@dataclass
+class Candidate:
+    """One evaluated configuration and its score."""
+
+    config: AcceleratorConfig
+    fps: dict[str, float]
+    score: float
+    resources: dict[str, float]
+
+
+def _check_inputs(board: Board, ratio: float, clock: float, caps: dict[str, float]) -> None:
+    if not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+        raise DseError(f"ratio (fraction of 8-bit filters) must be in [0, 1], not {ratio!r}")
+    if not isinstance(clock, (int, float)) or clock <= 0:
+        raise DseError(f"clock must be a positive frequency in MHz, not {clock!r}")
+    for k, v in caps.items():
+        if k not in DEFAULT_CAPS:
+            raise DseError(f"unknown cap {k!r}; known: {', '.join(DEFAULT_CAPS)}")
+        if not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+            raise DseError(f"{k} must be a utilisation fraction in (0, 1], not {v!r}")
+
+
+def _pack_options(axi_bits: int) -> list[int]:
+    return [g for g in (4, 6, 8, 12) if g * ACT_BITS <= min(axi_bits, 72)]
+
+
+def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: bool,
+            g: int) -> list[dict[str, int]]:
+    """Feasible PE arrays for packing factor ``g`` (DSP/LUT only; BRAM is checked later)."""
+    c = arith_costs()
+    dsp_cap = caps["dsp_cap"] * board.dsp
+    lut_cap = caps["lut_cap"] * board.lut
+    out = []
+    step_n = 4 * g if kernel_packing else g
+    tn_opts = [t for t in range(step_n, 257, step_n) if t >= 16]
+    for tn in tn_opts:
+        ks = (tn // 4) * 6 if kernel_packing else tn
+        d4 = math.ceil(tn * c.dsp["w4_dsp"])
+        d8 = math.ceil(ks * c.dsp["w8_dsp"])
+        for w8_on_dsp, rq in itertools.product((False, True), (1, 2, 4)):
+
+            def alloc(tm: int, w8_on_dsp: bool = w8_on_dsp, tn: int = tn, ks: int = ks,
+                      d4: int = d4, d8: int = d8, rq: int = rq) -> dict[str, int] | None:
+                n8 = max(1, math.ceil(ratio * tm)) if ratio > 0 else 0
+                n4 = tm - n8
+                w8d = n8 if w8_on_dsp else 0
+                w8l = n8 - w8d
+                outl = math.ceil(tm / rq)
+                dsp_left = dsp_cap - outl * OVERHEAD["dsp"]["per_lane"] - w8d * d8
+                if dsp_left < 0:
+                    return None
+                w4d = min(n4, int(dsp_left // d4)) if d4 else n4
+                w4l = n4 - w4d
+                lut = (w4d * tn * c.lut["w4_dsp"] + w4l * ks * c.lut["w4_lut"]
+                       + w8d * ks * c.lut["w8_dsp"] + w8l * ks * c.lut["w8_lut"]
+                       + OVERHEAD["lut"]["base"] + OVERHEAD["lut"]["per_port"] * board.axi_ports
+                       + OVERHEAD["lut"]["per_lane"] * outl + OVERHEAD["lut"]["per_slot"] * ks)
+                if lut > lut_cap:
+                    return None
+                return {"tn": tn, "tm": tm, "n8": n8, "w4d": w4d, "w4l": w4l, "w8d": w8d,
+                        "w8l": w8l, "g": g, "rq": 0 if rq == 1 else outl}
+
+            lo, hi = 0, 4096 // g  # feasibility is monotone in tm: binary search the largest
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if alloc(mid * g) is not None:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo == 0:
+                continue
+            tm_max = lo * g
+            tms = {tm_max} | {m for m in (32, 48, 64, 96, 128, 160, 192, 256)
+                              if m < tm_max and m % g == 0 and m >= tm_max // 2}
+            for tm in sorted(tms):
+                a = alloc(tm)
+                if a is not None:
+                    out.append(a)
+    return out
+
+
+def _make(board: Board, clock: float, ratio: float, a: dict[str, int], tr: int, tc: int,
+          kernel_packing: bool, fm_kbits: int = 0) -> AcceleratorConfig:
+    return AcceleratorConfig(
+        board=board.name, part=board.part, family=board.family, clock_mhz=float(clock),
+        tm=a["tm"], tn=a["tn"], tr=tr, tc=tc, n8_slots=a["n8"],
+        w4_dsp_lanes=a["w4d"], w4_lut_lanes=a["w4l"], w8_dsp_lanes=a["w8d"],
+        w8_lut_lanes=a["w8l"], kernel_packing=kernel_packing, act_pack=a["g"],
+        axi_data_bits=board.axi_data_bits, axi_ports=board.axi_ports,
+        ddr_bytes_per_cycle=round(board.ddr_bytes_per_cycle(clock), 4),
+        ratio_8bit=float(ratio), wfill_cycles=WFILL_CYCLES, fm_cache_kbits=fm_kbits,
+        requant_lanes=a["rq"],
+    )
+
+
+def _compute_cycles(cfg: AcceleratorConfig, nets: list[Network], tim: Timing) -> list[int]:
+    """Array-only cycles per network (no DDR): per layer the larger of the PE-array time and
+    the output-pipeline time (a lower bound used to rank candidates)."""
+    out = []
+    for net in nets:
+        total = 0
+        for i, ly in enumerate(net.layers):
+            stem = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
+                    and ly.kh * ly.kw > 1)
+            total += max(compute_only_cycles(cfg, ly, stem=stem, timing=tim),
+                         drain_only_cycles(cfg, ly, stem=stem)) + tim.t_layer
+        out.append(total)
+    return out
+
+
+def _tc_ok(tc: int, g: int, axi: int) -> bool:
+    wpb = max(1, axi // (g * ACT_BITS))
+    return (g * ACT_BITS) % 8 == 0 or tc % wpb == 0
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(max(x, 1e-12)) for x in xs) / len(xs))
+
+
+def search(
+    board: str | Board, ratio: float = 0.05,
+    networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2"), *,
+    clock_mhz: float | None = None, kernel_packing: bool = True, top_arrays: int = 4,
+    timing: Timing | None = None, **caps: float,
+) -> list[Candidate]:
+    """Run the search; returns evaluated candidates, best first (see :func:`design`)."""
+    b = load_board(board)
+    timing = timing or Timing()
+    clock = b.clock_mhz if clock_mhz is None else clock_mhz
+    allcaps = {**DEFAULT_CAPS, **caps}
+    _check_inputs(b, ratio, clock, caps)
+    nets = [get_network(n) for n in networks]
+    if not nets:
+        raise DseError("networks must name at least one network")
+    device = b.resources()
+
+    # stage 1: arrays x packing, ranked by compute-only cycles at a mid-size tile
+    ranked: list[tuple[float, dict[str, int]]] = []
+    for g in _pack_options(b.axi_data_bits):
+        for a in _arrays(b, ratio, allcaps, kernel_packing, g):
+            cfg = _make(b, clock, ratio, a, 14, 28 if _tc_ok(28, g, b.axi_data_bits) else 30,
+                        kernel_packing)
+            cyc = _compute_cycles(cfg, nets, timing)
+            ranked.append((_geomean([1 / x for x in cyc]), a))
+    if not ranked:
+        raise DseError(
+            f"board {b.name!r} is too small for the minimum array (tm >= G, tn >= 16, one "
+            f"requantization DSP per lane) under the caps {allcaps}; raise the caps or use a "
+            "larger device"
+        )
+    ranked.sort(key=lambda x: -x[0])
+
+    # stage 2: best arrays x tiles that fit BRAM/FF, full cycle model with the feature-map store
+    seen: set[tuple[int, ...]] = set()
+    cands: list[Candidate] = []
+    n_arrays = 0
+    for _, a in ranked:
+        key = (a["tm"], a["tn"], a["g"], a["w8d"], a["rq"])
+        if key in seen:
+            continue
+        seen.add(key)
+        tiles = []
+        for tr in _TR:
+            for tc in _TC:
+                if tr * tc > 1024 or tr * tc < 49 or not _tc_ok(tc, a["g"], b.axi_data_bits):
+                    continue
+                cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
+                r = predict(cfg)
+                if r.bram36 > allcaps["bram_cap"] * b.bram36 or r.ff > allcaps["ff_cap"] * b.ff:
+                    continue
+                cyc = _compute_cycles(cfg, nets, timing)
+                tiles.append((_geomean([1 / x for x in cyc]), tr, tc, r.bram36))
+        if not tiles:
+            continue
+        n_arrays += 1
+        tiles.sort(reverse=True)
+        for _, tr, tc, bram in tiles[:3]:
+            cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
+            fm = int(allcaps["bram_cap"] * b.bram36 - bram) * 36  # kbits of whole BRAM36s
+            if fm > 0:
+                cfg = cfg.replace(fm_cache_kbits=fm)
+            r = predict(cfg)
+            fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
+            util = r.utilisation(device)
+            cands.append(Candidate(cfg, fps, _geomean(list(fps.values())),
+                                   {k: round(v, 4) for k, v in util.items()}))
+        if n_arrays >= top_arrays:
+            break
+    if not cands:
+        raise DseError(
+            f"no configuration for board {b.name!r} fits the BRAM/FF caps {allcaps}; "
+            "raise bram_cap/ff_cap"
+        )
+    cands.sort(key=lambda c: -c.score)
+    return cands
+
+
+@functools.lru_cache(maxsize=32)
+def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float | None,
+                   kernel_packing: bool, caps: tuple) -> AcceleratorConfig:
+    board = board_key
+    cands = search(board, ratio, networks, clock_mhz=clock, kernel_packing=kernel_packing,
+                   **dict(caps))
+    best = cands[0]
+    notes = {
+        "origin": "filmqnn_hw.dse.design",
+        "objective": "geomean FPS over " + ", ".join(best.fps),
+        "fps": {k: round(v, 2) for k, v in best.fps.items()},
+        "utilisation": best.resources,
+        "caps": {**DEFAULT_CAPS, **dict(caps)},
+        "candidates_evaluated": len(cands),
+    }
+    return best.config.replace(notes=notes)
+
+
+def design(
+    board: str | Board, ratio: float = 0.05,
+    networks: tuple[str, ...] | list[str] = ("resnet18", "resnet50", "mobilenet_v2"), *,
+    clock_mhz: float | None = None, kernel_packing: bool = True, **caps: float,
+) -> AcceleratorConfig:
+    """The configuration with the highest geometric-mean FPS on ``networks`` for ``board``.
+
+    ``board`` is a name, a path to a board file or a :class:`boards.Board`; ``ratio`` is R,
+    the fraction of 8-bit filters (``n8_slots = ceil(R tm)``); ``caps`` are utilisation caps
+    (``dsp_cap=0.85, lut_cap=0.80, ff_cap=0.80, bram_cap=0.90`` by default); the clock is the
+    board's default unless ``clock_mhz`` is given. Raises :class:`DseError` for a ratio outside
+    [0, 1], a non-positive clock, a cap outside (0, 1], or a board too small for the minimum
+    array. Results are cached per argument set.
+    """
+    b = load_board(board)
+    _check_inputs(b, ratio, b.clock_mhz if clock_mhz is None else clock_mhz, caps)
+    nets = tuple(n if isinstance(n, str) else n.name for n in networks)
+    for n in networks:
+        if not isinstance(n, str):
+            raise DseError("design() takes network names; use search() for Network objects")
+    return _design_cached(b, float(ratio), nets, clock_mhz, kernel_packing,
+                          tuple(sorted(caps.items())))

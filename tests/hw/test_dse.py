@@ -1,0 +1,73 @@
+"""Design-space exploration: valid configurations within caps, clear errors otherwise."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+
+import boards
+from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.dse import DEFAULT_CAPS, DseError, design
+from filmqnn_hw.resources import predict
+
+
+@pytest.mark.parametrize("board", ["zcu102", "pynq_z2"])
+def test_design_is_valid_and_within_caps(board):
+    cfg = design(board)
+    b = boards.load_board(board)
+    assert isinstance(cfg, AcceleratorConfig)
+    assert (cfg.board, cfg.part, cfg.family, cfg.clock_mhz) == (b.name, b.part, b.family,
+                                                               b.clock_mhz)
+    assert cfg.n8_slots >= math.ceil(0.05 * cfg.tm)
+    assert cfg.axi_ports == b.axi_ports and cfg.axi_data_bits == b.axi_data_bits
+    assert cfg.ddr_bytes_per_cycle == pytest.approx(b.ddr_bytes_per_cycle(), rel=1e-3)
+    r = predict(cfg)
+    dev = b.resources()
+    assert r.dsp <= DEFAULT_CAPS["dsp_cap"] * dev["dsp"]
+    assert r.lut <= DEFAULT_CAPS["lut_cap"] * dev["lut"]
+    assert r.ff <= DEFAULT_CAPS["ff_cap"] * dev["ff"]
+    assert r.bram36 <= DEFAULT_CAPS["bram_cap"] * dev["bram36"]
+    assert set(cfg.notes["fps"]) == {"resnet18", "resnet50", "mobilenet_v2"}
+    assert AcceleratorConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_tighter_caps_and_ratio_are_respected():
+    cfg = design("pynq_z2", ratio=0.25, dsp_cap=0.6, lut_cap=0.6)
+    assert cfg.n8_slots >= math.ceil(0.25 * cfg.tm)
+    r = predict(cfg)
+    assert r.dsp <= 0.6 * 220 and r.lut <= 0.6 * 53200
+    assert design("pynq_z2", ratio=0.0).n8_slots == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"ratio": 1.5}, r"ratio .* must be in \[0, 1\]"),
+        ({"ratio": -0.1}, r"ratio .* must be in \[0, 1\]"),
+        ({"clock_mhz": 0}, r"clock must be a positive"),
+        ({"dsp_cap": 0.0}, r"dsp_cap must be a utilisation fraction"),
+        ({"lut_cap": 1.5}, r"lut_cap must be a utilisation fraction"),
+        ({"uram_cap": 0.5}, r"unknown cap 'uram_cap'"),
+    ],
+)
+def test_impossible_requests(kwargs, pattern):
+    with pytest.raises(DseError, match=pattern):
+        design("zcu102", **kwargs)
+
+
+def test_board_too_small_and_unknown(tmp_path):
+    d = tomllib.loads((boards.BOARD_DIR / "pynq_z2.toml").read_text())
+    d["board"]["name"] = "tiny"
+    d["resources"].update(lut=3000, dsp=4, bram36=4)
+    lines = []
+    for table, vals in d.items():
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in vals.items()]
+    f = tmp_path / "tiny.toml"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DseError, match="too small for the minimum array"):
+        design(str(f))
+    with pytest.raises(boards.BoardError, match="known boards"):
+        design("nonesuch")

@@ -1,0 +1,94 @@
+"""Resource model: BRAM geometry, a hand-computed configuration, monotonicity, provenance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.resources import (
+    OVERHEAD,
+    PAPER_COSTS,
+    _merge_costs,
+    arith_costs,
+    bram36_for,
+    buffer_shapes,
+    predict,
+)
+
+
+def _cfg(**kw) -> AcceleratorConfig:
+    base = dict(board="t", part="p", family="xcup", clock_mhz=150.0, tm=32, tn=32, tr=8, tc=8,
+                n8_slots=2, w4_dsp_lanes=24, w4_lut_lanes=6, w8_dsp_lanes=1, w8_lut_lanes=1,
+                act_pack=8, axi_data_bits=128, axi_ports=2, ddr_bytes_per_cycle=64.0,
+                wfill_cycles=16)
+    base.update(kw)
+    return AcceleratorConfig(**base)
+
+
+@pytest.mark.parametrize(
+    ("width", "depth", "expected"),
+    [(72, 512, 1.0), (36, 1024, 1.0), (40, 512, 1.0), (18, 1024, 0.5), (1, 1, 0.5),
+     (144, 512, 2.0), (72, 513, 2.0), (36, 512, 0.5), (0, 100, 0.0), (26 * 32, 64, 12.0)],
+)
+def test_bram_geometry(width, depth, expected):
+    assert bram36_for(width, depth) == expected
+
+
+def test_hand_computed_case():
+    cfg = _cfg()
+    r = predict(cfg, PAPER_COSTS)
+    ks = cfg.kernel_slots
+    assert ks == 48  # tn/4 channels x 3 taps x 2 columns
+    # DSP: 24 W4 lanes x tn/4 + 1 W8 lane x ks/2 + one requant multiplier per lane
+    assert r.dsp == 24 * 8 + 1 * 24 + 32
+    lut = (24 * 32 * 13 + 6 * 48 * 39 + 1 * 48 * 6.3 + 1 * 48 * 59
+           + 4000 + 1000 * 2 + 60 * 32 + 8 * 48)
+    assert r.lut == pytest.approx(lut)
+    assert OVERHEAD["lut"]["base"] == 4000  # the estimate the hand computation uses
+    shapes = buffer_shapes(cfg)
+    # input buffer: 2 x 3 row banks x tn/G banks, 40-bit words, depth for a 8x8 tile at stride 2
+    # (17 rows -> 6 per bank, 17 columns: 102 words -> 512)
+    assert shapes["ibuf"]["count"] == 2 * 3 * 4 and shapes["ibuf"]["depth"] == 512
+    assert shapes["ibuf"]["bram36"] == 24.0
+    # accumulators: 32 lanes x acc_bits (26 for 4608 x 127 x 31) wide, 64 deep, double buffered
+    assert cfg.acc_bits == 26
+    assert shapes["accbuf"]["bram36"] == 2 * bram36_for(32 * 26, 64)
+    # 4-bit weights: ceil(29/16)=2 lanes per fill cycle x 48 slots x 4 bits = 384 bits wide
+    assert shapes["wbuf4"]["width"] == 2 * 48 * 4
+    assert r.bram36 == pytest.approx(sum(s["bram36"] for s in shapes.values()))
+
+
+def test_monotone_in_array_and_tiles():
+    base = predict(_cfg(), PAPER_COSTS)
+    bigger = predict(_cfg(tm=48, w4_dsp_lanes=39, n8_slots=3, w8_lut_lanes=2), PAPER_COSTS)
+    assert bigger.lut > base.lut and bigger.dsp > base.dsp and bigger.ff > base.ff
+    assert bigger.bram36 >= base.bram36
+    wider = predict(_cfg(tn=64), PAPER_COSTS)
+    assert wider.lut > base.lut and wider.dsp > base.dsp and wider.bram36 >= base.bram36
+    tiles = predict(_cfg(tr=16, tc=32), PAPER_COSTS)
+    assert tiles.bram36 > base.bram36 and tiles.lut == base.lut
+    ports = predict(_cfg(axi_ports=4), PAPER_COSTS)
+    assert ports.lut > base.lut
+    fm = predict(_cfg(fm_cache_kbits=36 * 10), PAPER_COSTS)
+    assert fm.bram36 == pytest.approx(base.bram36 + 10)
+    # time-multiplexed requantization saves DSPs
+    rq = predict(_cfg(requant_lanes=8), PAPER_COSTS)
+    assert rq.dsp == base.dsp - 24
+    # moving an 8-bit lane from LUT to DSP trades LUTs for DSPs
+    moved = predict(_cfg(w8_dsp_lanes=2, w8_lut_lanes=0), PAPER_COSTS)
+    assert moved.dsp > base.dsp and moved.lut < base.lut
+
+
+def test_cost_provenance():
+    c = arith_costs()
+    assert c.provenance in ("paper", "arith_costs.json")
+    assert PAPER_COSTS.lut == {"w4_dsp": 13.0, "w4_lut": 39.0, "w8_dsp": 6.3, "w8_lut": 59.0}
+    merged = _merge_costs({"engines": {"w4_lut": {"lut_per_mac": 30.0}}})
+    assert merged.provenance == "arith_costs.json" and merged.lut["w4_lut"] == 30.0
+    assert merged.lut["w8_lut"] == 59.0
+    assert _merge_costs({"unrelated": 1}) is PAPER_COSTS
+    r = predict(_cfg())
+    assert r.provenance["control"].startswith("estimate")
+    assert math.isclose(sum(p["dsp"] for p in r.parts.values()), r.dsp)

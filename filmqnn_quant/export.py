@@ -608,7 +608,13 @@ def export(
     try:
         graph = convert.to_integer(qmodel, tuple(in_shape), config)
     except ValueError as e:
-        raise ExportError(f"cannot convert {key} to the integer graph: {e}") from None
+        hint = ""
+        if qat_state is not None and "slot" in str(e):
+            hint = (
+                " (the QAT checkpoint's 8-bit selection was made for a different accelerator "
+                "layout: run QAT with this config, e.g. prepare_qat(model, config))"
+            )
+        raise ExportError(f"cannot convert {key} to the integer graph: {e}{hint}") from None
     times["convert"] = time.perf_counter() - t0
     log(f"[export] converted: {len(graph.ops)} ops ({times['convert']:.1f} s)")
 

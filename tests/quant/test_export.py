@@ -218,3 +218,100 @@ def test_cli_export_smallcnn_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
         assert all(CFG.is_8bit_slot(int(p)) for p in pos), op.name
     x = np.random.default_rng(0).integers(0, 32, size=(2, 1, 28, 28))
     assert graph.run(x).shape[:2] == (2, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+def _export_sc(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path]:
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(CFG.to_json())
+    out = tmp_path / name
+    rc = main(["export", "--model", "smallcnn", "--config", str(cfg_file), "--out", str(out),
+               "--calib-batches", "1", "--batch-size", "4", "--quiet", *extra])  # fmt: skip
+    return rc, out
+
+
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
+def test_checkpoint_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from filmqnn_quant.models import build_model
+
+    rc, rand = _export_sc(tmp_path, "rand")
+    assert rc == 0 and "RANDOM INIT" in capsys.readouterr().out
+    # The seeded random init saved as a checkpoint exports to the identical image.
+    torch.manual_seed(0)
+    sd = build_model("smallcnn", input_size=28, in_channels=1).state_dict()
+    for i, payload in enumerate([sd, {"state_dict": sd}]):
+        ck = tmp_path / f"ck{i}.pt"
+        torch.save(payload, ck)
+        rc, out = _export_sc(tmp_path, f"ck{i}", "--checkpoint", str(ck))
+        text = capsys.readouterr().out
+        assert rc == 0 and "RANDOM INIT" not in text
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["random_init"] is False and m["checkpoint"]["path"] == str(ck)
+        assert (out / "weights.bin").read_bytes() == (rand / "weights.bin").read_bytes()
+    # Different weights give a different image.
+    torch.manual_seed(1)
+    torch.save(build_model("smallcnn").state_dict(), tmp_path / "other.pt")
+    rc, out = _export_sc(tmp_path, "other", "--checkpoint", str(tmp_path / "other.pt"))
+    assert rc == 0
+    assert (out / "weights.bin").read_bytes() != (rand / "weights.bin").read_bytes()
+
+
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
+def test_checkpoint_mismatch_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from filmqnn_quant.models import build_model
+
+    sd = build_model("smallcnn", num_classes=5).state_dict()
+    torch.save(sd, tmp_path / "c5.pt")
+    rc, out = _export_sc(tmp_path, "o", "--checkpoint", str(tmp_path / "c5.pt"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "shape mismatches" in err and "fc.weight" in err
+    assert not out.exists()
+    del sd["bn1.running_mean"]
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pt")
+    rc, _ = _export_sc(tmp_path, "o", "--checkpoint", str(tmp_path / "bad.pt"), "--num-classes",
+                       "5")  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing keys (1): bn1.running_mean" in err
+    assert "unexpected keys (1): extra.weight" in err
+    rc, _ = _export_sc(tmp_path, "o", "--checkpoint", str(tmp_path / "nope.pt"))
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
+def test_train_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from filmqnn_quant.models import build_model
+    from filmqnn_quant.qat import prepare_qat
+
+    torch.manual_seed(3)
+    kw = {"num_classes": 10, "in_channels": 1, "input_size": 28}
+    net = build_model("small_cnn", **kw).eval()
+    base = {"format": "filmqnn-checkpoint-v1", "model": "small_cnn", "model_kwargs": kw,
+            "input_shape": [1, 28, 28]}  # fmt: skip
+    torch.save({**base, "precision": "fp32", "ratio": None, "state_dict": net.state_dict()},
+               tmp_path / "fp32.pt")  # fmt: skip
+    rc, out = _export_sc(tmp_path, "fp32", "--checkpoint", str(tmp_path / "fp32.pt"))
+    assert rc == 0, capsys.readouterr().err
+    # A QAT checkpoint brings its own scales and 8-bit selection: no re-calibration.
+    x = torch.rand((4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    qm = prepare_qat(net, CFG, ratio=0.05, example_input=x)
+    torch.save({**base, "precision": "qat", "ratio": 0.05, "state_dict": qm.state_dict()},
+               tmp_path / "qat.pt")  # fmt: skip
+    rc, out = _export_sc(tmp_path, "qat", "--checkpoint", str(tmp_path / "qat.pt"))
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["calibration"]["source"].startswith("checkpoint")
+    assert m["checkpoint"]["precision"] == "qat" and m["random_init"] is False
+    assert check_export(out).startswith("OK ")
+    # The wrong model name is refused with the right one suggested.
+    rc = main(["export", "--model", "resnet18", "--config", str(tmp_path / "cfg.json"),
+               "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "qat.pt")])  # fmt: skip
+    assert rc == 2 and "use --model small_cnn" in capsys.readouterr().err

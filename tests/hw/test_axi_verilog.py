@@ -70,3 +70,30 @@ def test_name_collision():
         convert_vivado(Clash(), "x")
     with pytest.raises(ValueError, match="Verilog identifier"):
         convert_vivado(AXI4LiteControl(), "bad name")
+
+
+def test_dma_ports_and_lint(tmp_path):
+    from filmqnn_hw.axi.dma import AXI4DMA
+
+    dut = AXI4DMA("m_axi_gmem0", addr_width=32, data_width=128, id_width=1)
+    text = write_vivado(dut, "filmqnn_dma", tmp_path / "dma.v")
+    ports = ports_of(text, "filmqnn_dma")
+    for s in ("awid awaddr awlen awsize awburst awlock awcache awprot awqos awvalid "
+              "wdata wstrb wlast wvalid bready arid araddr arlen arsize arburst arlock arcache "
+              "arprot arqos arvalid rready").split():
+        assert ports[f"m_axi_gmem0_{s}"] == "output", s
+    for s in "awready wready bid bresp bvalid arready rid rdata rresp rlast rvalid".split():
+        assert ports[f"m_axi_gmem0_{s}"] == "input", s
+    assert ports["rd_data_valid"] == "output" and ports["wr_cmd_ready"] == "output"
+    assert "ASSOCIATED_BUSIF m_axi_gmem0," in text
+    lint(tmp_path / "dma.v", "filmqnn_dma")
+
+
+def test_reader_writer_lint(tmp_path):
+    from filmqnn_hw.axi.burst_reader import AXI4BurstReader
+    from filmqnn_hw.axi.burst_writer import AXI4BurstWriter
+
+    write_vivado(AXI4BurstReader(data_width=512, max_outstanding=8), "rd", tmp_path / "rd.v")
+    lint(tmp_path / "rd.v", "rd")
+    write_vivado(AXI4BurstWriter(data_width=32, max_burst=16), "wr", tmp_path / "wr.v")
+    lint(tmp_path / "wr.v", "wr")

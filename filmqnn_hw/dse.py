@@ -263,7 +263,7 @@ def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float |
         "objective": "geomean FPS over " + ", ".join(best.fps),
         "fps": {k: round(v, 2) for k, v in best.fps.items()},
         "utilisation": best.resources,
-        "caps": {**DEFAULT_CAPS, **dict(caps)},
+        "caps": dict(caps),
         "candidates_evaluated": len(cands),
     }
     return best.config.replace(notes=notes)
@@ -289,5 +289,6 @@ def design(
     for n in networks:
         if not isinstance(n, str):
             raise DseError("design() takes network names; use search() for Network objects")
+    full = {**DEFAULT_CAPS, **caps}
     return _design_cached(b, float(ratio), nets, clock_mhz, kernel_packing,
-                          tuple(sorted(caps.items())))
+                          tuple(sorted((k, float(v)) for k, v in full.items())))

@@ -1,0 +1,91 @@
+"""``python -m filmqnn_hw.build BOARD --out DIR``: design a configuration and report it.
+
+BOARD is a known board name (``--list-boards``) or a path to a board ``.toml`` file. Writes
+``DIR/config.json`` (the :class:`AcceleratorConfig`), ``DIR/report.json``, ``DIR/report.md``
+and ``DIR/report.png``: MODEL predictions of resources and throughput. ``--config`` skips
+the search and reports a given ``config.json``. ``--sim`` / ``--synth`` are hooks for the
+accelerator RTL (issue 5) and are refused until it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from boards import BoardError, list_boards, load_board
+
+from .config import AcceleratorConfig, ConfigError
+from .networks import NETWORKS, NetworkError
+
+__all__ = ["main"]
+
+NOT_YET = "not available yet: needs the accelerator (issue 5)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m filmqnn_hw.build", description=__doc__.split(
+        "\n")[0])
+    ap.add_argument("board", nargs="?", help="board name or path to a board .toml file")
+    ap.add_argument("--out", type=Path, help="output directory")
+    ap.add_argument("--list-boards", action="store_true", help="list known boards and exit")
+    ap.add_argument("--ratio", type=float, default=0.05, help="fraction of 8-bit filters R")
+    ap.add_argument("--clock", type=float, default=None, help="clock in MHz (board default)")
+    ap.add_argument("--networks", default="resnet18,resnet50,mobilenet_v2",
+                    help=f"comma-separated objective networks ({', '.join(NETWORKS)})")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="report this config.json instead of searching")
+    for cap, default in (("dsp", 0.85), ("lut", 0.80), ("ff", 0.80), ("bram", 0.90)):
+        ap.add_argument(f"--{cap}-cap", type=float, default=default,
+                        help=f"{cap.upper()} utilisation cap (default {default})")
+    ap.add_argument("--sim", action="store_true", help=f"simulate the accelerator ({NOT_YET})")
+    ap.add_argument("--synth", action="store_true", help=f"synthesise the accelerator ({NOT_YET})")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    ap = _parser()
+    ns = ap.parse_args(argv)
+    if ns.list_boards:
+        for name in list_boards():
+            b = load_board(name)
+            print(f"{name:10s} {b.part:24s} {b.family:5s} {b.clock_mhz:6.1f} MHz  "
+                  f"{b.lut:>7,} LUT {b.dsp:>5,} DSP {b.bram36:>4} BRAM36  {b.description}")
+        return 0
+    if ns.sim or ns.synth:
+        flag = "--sim" if ns.sim else "--synth"
+        print(f"error: {flag} is {NOT_YET}", file=sys.stderr)
+        return 2
+    if ns.board is None or ns.out is None:
+        ap.error("give a BOARD and --out DIR (or --list-boards)")
+    t0 = time.time()
+    try:
+        board = load_board(ns.board)
+        nets = tuple(n.strip() for n in ns.networks.split(",") if n.strip())
+        for n in nets:
+            if n not in NETWORKS:
+                raise NetworkError(f"unknown network {n!r}; known: {', '.join(NETWORKS)}")
+        if ns.config is not None:
+            cfg = AcceleratorConfig.from_json(ns.config.read_text())
+        else:
+            from .dse import design
+
+            cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
+                         lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap)
+        from .report import write_report
+
+        report = write_report(cfg, board, ns.out, nets)
+    except (BoardError, ConfigError, NetworkError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    fps = ", ".join(f"{n} {d['fps']:.1f} FPS" for n, d in report["networks"].items())
+    print(f"{board.name}: tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} G={cfg.act_pack}; "
+          f"MODEL {fps}; wrote {ns.out}/config.json, report.json, report.md, report.png "
+          f"in {time.time() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""Build report: model predictions of one configuration as JSON, Markdown and a PNG plot.
+
+Everything here is a MODEL prediction (resource model + cycle model); there is no RTL of the
+whole accelerator yet and no Vivado in this environment. The Markdown says so in its first
+lines. Reference figures (paper, Vitis AI DPU) are constants with their source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from boards import Board
+
+from .config import AcceleratorConfig
+from .cycles import NetworkCycles, network_cycles
+from .networks import get_network
+from .resources import predict
+
+__all__ = ["PAPER_FPS", "DPU_FPS", "build_report", "write_report", "atomic_write"]
+
+#: FILM-QNN intra-layer 95/5 FPS (paper Table 5: PYNQ-Z2 at 100 MHz; Table 6: ZCU102 at 150 MHz).
+PAPER_FPS = {
+    "zcu102": {"resnet18": 214.8, "resnet50": 109.1, "mobilenet_v2": 537.9},
+    "pynq_z2": {"resnet18": 27.8, "resnet50": 13.3, "mobilenet_v2": 132.3},
+}
+#: Vitis AI DPU on ZCU102 at 281 MHz, FPS as quoted in the project issue (not re-verified here).
+DPU_FPS = {"zcu102": {"resnet18": 469.1, "resnet50": 164.7, "mobilenet_v2": 712.0}}
+MODEL_NOTE = (
+    "MODEL PREDICTION: these numbers come from the resource model and the cycle model "
+    "(docs/resource-model.md, docs/architecture.md). There is no RTL of the whole accelerator "
+    "yet (issue 5) and no Vivado here: nothing below is measured on hardware or synthesised."
+)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_report(cfg: AcceleratorConfig, board: Board,
+                 networks: tuple[str, ...] = ("resnet18", "resnet50", "mobilenet_v2")
+                 ) -> tuple[dict[str, Any], dict[str, NetworkCycles]]:
+    """The report dictionary (``report.json``) and the per-network cycle results."""
+    res = predict(cfg)
+    device = board.resources()
+    util = res.utilisation(device)
+    nets = {n: network_cycles(cfg, get_network(n)) for n in networks}
+    paper = PAPER_FPS.get(board.name, {})
+    dpu = DPU_FPS.get(board.name, {})
+    net_json: dict[str, Any] = {}
+    for n, r in nets.items():
+        d = r.as_dict()
+        d["bounds"] = {b: sum(1 for ly in r.layers if ly.bound == b)
+                       for b in ("compute", "weight_load", "input_load", "output_store")}
+        if n in paper:
+            d["paper_fps"] = paper[n]
+            d["ratio_vs_paper"] = round(r.fps / paper[n], 3)
+        if n in dpu:
+            d["dpu_fps"] = dpu[n]
+            d["ratio_vs_dpu"] = round(r.fps / dpu[n], 3)
+        net_json[n] = d
+    report = {
+        "kind": "model prediction",
+        "note": MODEL_NOTE,
+        "board": board.name,
+        "part": board.part,
+        "clock_mhz": cfg.clock_mhz,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+        "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
+        "peak_macs_per_cycle_kernel_mode": cfg.tm * cfg.kernel_slots,
+        "peak_gops": round(2 * cfg.peak_macs_per_cycle * cfg.clock_mhz / 1e3, 1),
+        "ddr": {"sustained_gbps": round(board.ddr_sustained_gbps, 3),
+                "peak_gbps": board.ddr_peak_gbps, "ports": cfg.axi_ports,
+                "port_gbps": round(board.port_gbps(cfg.clock_mhz), 3)},
+        "resources": {
+            "predicted": res.as_dict(),
+            "device": device,
+            "utilisation": {k: round(v, 4) for k, v in util.items()},
+            "parts": {k: {r: round(v, 1) for r, v in p.items()} for k, p in res.parts.items()},
+            "provenance": res.provenance,
+        },
+        "networks": net_json,
+        "hooks": {"sim": "not available yet: needs the accelerator (issue 5)",
+                  "synth": "not available yet: needs the accelerator (issue 5)"},
+    }
+    return report, nets
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.1f}" if x < 1000 else f"{x:,.0f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Human-readable report (``report.md``)."""
+    c = report["config"]
+    r = report["resources"]
+    lines = [
+        f"# filmqnn build report: {report['board']} ({report['part']}) at "
+        f"{report['clock_mhz']:g} MHz",
+        "",
+        f"> **{report['note']}**",
+        "",
+        "## Configuration",
+        "",
+        f"- array: tm={c['tm']} x tn={c['tn']} ({report['peak_macs_per_cycle']} MAC/cycle, "
+        f"{report['peak_macs_per_cycle_kernel_mode']} in kernel-packed mode); "
+        f"peak {report['peak_gops']} GOPS (normal mode)",
+        f"- lanes: 4-bit DSP {c['w4_dsp_lanes']}, 4-bit LUT {c['w4_lut_lanes']}, 8-bit DSP "
+        f"{c['w8_dsp_lanes']}, 8-bit LUT {c['w8_lut_lanes']} (n8_slots={c['n8_slots']}, "
+        f"R={c['ratio_8bit']})",
+        f"- tiles: tr={c['tr']} x tc={c['tc']}; G={c['act_pack']}; "
+        f"{c['axi_ports']} x {c['axi_data_bits']}-bit AXI ports; kernel packing "
+        f"{'on' if c['kernel_packing'] else 'off'}; wfill_cycles={c['wfill_cycles']}; "
+        f"requant_lanes={c['requant_lanes'] or c['tm']}; feature-map store "
+        f"{c['fm_cache_kbits']} kbit",
+        f"- DDR: {report['ddr']['sustained_gbps']} GB/s sustained (assumed) of "
+        f"{report['ddr']['peak_gbps']} GB/s peak; one port {report['ddr']['port_gbps']} GB/s",
+        f"- config hash `{report['config_hash'][:16]}`",
+        "",
+        "## Resources (predicted)",
+        "",
+        "| resource | predicted | device | utilisation |",
+        "|---|---|---|---|",
+    ]
+    for k in ("lut", "ff", "dsp", "bram36"):
+        lines.append(f"| {k.upper()} | {r['predicted'][k]:,} | {r['device'][k]:,} | "
+                     f"{100 * r['utilisation'][k]:.1f}% |")
+    lines += ["", "Provenance: " + "; ".join(f"{k}: {v}" for k, v in r["provenance"].items()
+                                               if v), ""]
+    lines += [
+        "## Throughput (predicted, batch 1)",
+        "",
+        "| network | cycles | FPS (model) | paper FPS | model / paper | DPU FPS | model / DPU "
+        "| GOPS | DDR GB/s | layers by bound (compute/weight/input/output) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, d in report["networks"].items():
+        b = d["bounds"]
+        lines.append(
+            f"| {n} | {d['cycles']:,} | {_fmt(d['fps'])} | {d.get('paper_fps', '-')} | "
+            f"{d.get('ratio_vs_paper', '-')} | {d.get('dpu_fps', '-')} | "
+            f"{d.get('ratio_vs_dpu', '-')} | {d['gops']} | {d['ddr_gbps']} | "
+            f"{b['compute']}/{b['weight_load']}/{b['input_load']}/{b['output_store']} |"
+        )
+    lines += [
+        "",
+        "Paper FPS: FILM-QNN Tables 5 (PYNQ-Z2, 100 MHz) and 6 (ZCU102, 150 MHz). DPU: Vitis AI "
+        "DPU on ZCU102 at 281 MHz as quoted in the project issue.",
+        "",
+        "## Per-layer detail",
+        "",
+    ]
+    for n, d in report["networks"].items():
+        lines += [f"### {n}", "", "| layer | mode | order | cycles | util | bound | on chip |",
+                  "|---|---|---|---|---|---|---|"]
+        for ly in d["layers"]:
+            oc = ",".join(k for k, v in ly["on_chip"].items() if v) or "-"
+            lines.append(f"| {ly['name']} | {ly['mode']} | {ly['order']} | {ly['cycles']:,} | "
+                         f"{ly['utilisation']:.2f} | {ly['bound']} | {oc} |")
+        lines.append("")
+    lines += ["## Not available yet", "",
+              "- `--sim`: cycle-accurate simulation of the accelerator: needs the accelerator "
+              "(issue 5).",
+              "- `--synth`: synthesis of the whole accelerator: needs the accelerator (issue 5).",
+              ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """PNG: resource utilisation and per-layer PE utilisation coloured by bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = list(report["networks"])
+    fig, axes = plt.subplots(1 + len(nets), 1, figsize=(11, 3 + 2.6 * len(nets)))
+    ax = axes[0]
+    u = report["resources"]["utilisation"]
+    keys = ["lut", "ff", "dsp", "bram36"]
+    ax.bar([k.upper() for k in keys], [100 * u[k] for k in keys], color="#4477aa")
+    caps = report["config"].get("notes", {}).get("caps", {})
+    for i, k in enumerate(keys):
+        cap = caps.get(f"{'bram' if k == 'bram36' else k}_cap")
+        if cap:
+            ax.plot([i - 0.4, i + 0.4], [100 * cap] * 2, color="k", lw=1)
+    ax.set_ylabel("% of device")
+    ax.set_title(f"{report['board']} @ {report['clock_mhz']:g} MHz: predicted resources "
+                 "(MODEL; lines = caps)")
+    colours = {"compute": "#228833", "weight_load": "#ee6677", "input_load": "#ccbb44",
+               "output_store": "#66ccee"}
+    for ax, n in zip(axes[1:], nets, strict=True):
+        layers = report["networks"][n]["layers"]
+        xs = range(len(layers))
+        ax.bar(xs, [ly["utilisation"] for ly in layers],
+               color=[colours[ly["bound"]] for ly in layers])
+        ax.set_xlim(-1, len(layers))
+        ax.set_ylabel("MACs / (cycles x tm x tn)")
+        ax.set_title(f"{n}: {report['networks'][n]['fps']:.1f} FPS (model); bar colour = bound")
+        ax.set_xticks([])
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    axes[-1].legend(handles, list(colours), loc="upper right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(cfg: AcceleratorConfig, board: Board, out: Path,
+                 networks: tuple[str, ...] = ("resnet18", "resnet50", "mobilenet_v2")
+                 ) -> dict[str, Any]:
+    """Write ``config.json``, ``report.json``, ``report.md``, ``report.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report, _ = build_report(cfg, board, networks)
+    text = json.dumps(report, indent=1, sort_keys=False, default=_json_default)
+    atomic_write(out / "config.json", cfg.to_json() + "\n")
+    atomic_write(out / "report.json", text + "\n")
+    atomic_write(out / "report.md", markdown(report))
+    plot(report, out / "report.png")
+    return report
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -1,0 +1,65 @@
+"""Build CLI: writes config/report files with the required keys; hooks and errors are clear."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from filmqnn_hw.build import main
+from filmqnn_hw.config import AcceleratorConfig
+
+
+@pytest.mark.parametrize("board", ["zcu102", "pynq_z2"])
+def test_build_writes_report(tmp_path, board, capsys):
+    out = tmp_path / board
+    assert main([board, "--out", str(out)]) == 0
+    assert "MODEL" in capsys.readouterr().out
+    for f in ("config.json", "report.json", "report.md", "report.png"):
+        assert (out / f).stat().st_size > 0, f
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+    cfg = AcceleratorConfig.from_json((out / "config.json").read_text())
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["board"] == board and rep["clock_mhz"] == cfg.clock_mhz
+    assert rep["config"]["tm"] == cfg.tm and rep["config_hash"] == cfg.config_hash()
+    assert rep["peak_macs_per_cycle"] == cfg.tm * cfg.tn
+    for k in ("lut", "ff", "dsp", "bram36"):
+        assert rep["resources"]["predicted"][k] > 0
+        assert rep["resources"]["device"][k] > 0
+    for n in ("resnet18", "resnet50", "mobilenet_v2"):
+        d = rep["networks"][n]
+        assert d["cycles"] > 0
+        assert d["fps"] == pytest.approx(cfg.clock_mhz * 1e6 / d["cycles"], rel=1e-3)
+        assert all(ly["bound"] in ("compute", "weight_load", "input_load", "output_store")
+                   for ly in d["layers"])
+        assert d["paper_fps"] > 0 and d["ratio_vs_paper"] == pytest.approx(
+            d["fps"] / d["paper_fps"], rel=1e-2)
+    md = (out / "report.md").read_text()
+    assert "MODEL PREDICTION" in md and "paper FPS" in md
+    if board == "zcu102":
+        assert "DPU" in md and rep["networks"]["resnet18"]["dpu_fps"] == 469.1
+    # reporting the written config again gives the same numbers (no search)
+    again = tmp_path / "again"
+    assert main([board, "--out", str(again), "--config", str(out / "config.json")]) == 0
+    rep2 = json.loads((again / "report.json").read_text())
+    assert rep2["networks"]["resnet50"]["cycles"] == rep["networks"]["resnet50"]["cycles"]
+
+
+def test_hooks_and_errors(tmp_path, capsys):
+    assert main(["zcu102", "--out", str(tmp_path), "--sim"]) == 2
+    assert "not available yet: needs the accelerator (issue 5)" in capsys.readouterr().err
+    assert main(["zcu102", "--out", str(tmp_path), "--synth"]) == 2
+    assert main(["zcu999", "--out", str(tmp_path)]) == 1
+    assert "known boards: pynq_z2, zcu102" in capsys.readouterr().err
+    assert main(["zcu102", "--out", str(tmp_path), "--ratio", "2"]) == 1
+    assert "ratio" in capsys.readouterr().err
+    assert main(["zcu102", "--out", str(tmp_path), "--networks", "vgg"]) == 1
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_list_boards_subprocess():
+    r = subprocess.run([sys.executable, "-m", "filmqnn_hw.build", "--list-boards"],
+                       capture_output=True, text=True, timeout=60, check=True)
+    assert "zcu102" in r.stdout and "pynq_z2" in r.stdout and "xczu9eg" in r.stdout

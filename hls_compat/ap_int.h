@@ -35,6 +35,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iostream>  // Xilinx's ap_int.h makes std::cout available too
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -310,6 +311,20 @@ template <int W, bool S> struct ap_int_base {
   void set(int i) { set_bit(i, true); }
   void clear(int i) { set_bit(i, false); }
   void invert(int i) { set_bit(i, !get_bit(i)); }
+  // In-place bit order reversal and rotations of the W bits.
+  ap_int_base& reverse() {
+    u128 r = 0;
+    for (int i = 0; i < W; ++i) r |= ((V >> i) & 1) << (W - 1 - i);
+    V = hls_compat_detail::norm<W, S>(r);
+    return *this;
+  }
+  void lrotate(int n) {
+    n = ((n % W) + W) % W;
+    if (n == 0) return;
+    const u128 b = V & hls_compat_detail::mask_n(W);
+    V = hls_compat_detail::norm<W, S>((b << n) | (b >> (W - n)));
+  }
+  void rrotate(int n) { lrotate(-(n % W)); }
 
   // --- range access (value is zero-extended into an ap_uint<W>) ---
   ap_range_ref<W, S> range(int hi, int lo) { return ap_range_ref<W, S>(*this, hi, lo); }
@@ -349,6 +364,9 @@ template <int W, bool S> struct ap_int_base {
   }                                                                                              \
   template <class T, hls_compat_detail::if_int<T> = 0> ap_int_base& operator OP##=(T b) & {    \
     return *this OP##= typename hls_compat_detail::c_int<T>::type(b);                            \
+  }                                                                                              \
+  template <int W2, bool S2> ap_int_base& operator OP##=(const ap_bit_ref<W2, S2>& b) & {      \
+    return *this OP##= ap_uint<1>(bool(b));                                                      \
   }
   // The low W bits of +, -, *, &, |, ^ only depend on the low bits of the operands, and / and %
   // are exact in 128 bits, so x op= y needs no wide intermediate type (works for W = 128 too).

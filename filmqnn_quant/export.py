@@ -545,7 +545,7 @@ def export(
     times["config"] = time.perf_counter() - t0
     log(
         f"[export] accelerator config {config.config_hash()[:12]} for board {config.board} "
-        f"(tm={config.tm}, tn={config.tn}, n8_slots={config.n8_slots})"
+        f"(tm={config.tm}, tn={config.tn}, n8_slots={config.n8_slots}; {times['config']:.1f} s)"
     )
 
     # ---- model ----

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,10 +23,6 @@ from filmqnn_quant.export import (
 from filmqnn_quant.image import graph_differences, pack_conv_weights, read_image
 
 CFG = AcceleratorConfig.small()
-HAVE_PIPELINE = all(
-    importlib.util.find_spec(m) is not None
-    for m in ("filmqnn_quant.models", "filmqnn_quant.qat", "filmqnn_quant.convert")
-)
 
 
 @pytest.fixture()
@@ -197,7 +192,6 @@ def test_cli_train_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # End to end through models/qat/convert (smallcnn 28x28, random init)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
 def test_cli_export_smallcnn_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(CFG.to_json())
@@ -223,23 +217,33 @@ def test_cli_export_smallcnn_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
-def _export_sc(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path]:
+def _cfg_file(tmp_path: Path) -> Path:
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(CFG.to_json())
+    return cfg_file
+
+
+def _export_sc(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path]:
+    cfg_file = _cfg_file(tmp_path)
     out = tmp_path / name
     rc = main(["export", "--model", "smallcnn", "--config", str(cfg_file), "--out", str(out),
                "--calib-batches", "1", "--batch-size", "4", "--quiet", *extra])  # fmt: skip
     return rc, out
 
 
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
 def test_checkpoint_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
+    from filmqnn_quant.export import export
     from filmqnn_quant.models import build_model
 
-    rc, rand = _export_sc(tmp_path, "rand")
-    assert rc == 0 and "RANDOM INIT" in capsys.readouterr().out
+    rand = tmp_path / "rand"
+    res = export("smallcnn", rand, config_file=_cfg_file(tmp_path), calib_batches=1,
+                 batch_size=4, log=print)  # fmt: skip
+    assert "RANDOM INIT" in capsys.readouterr().out and res.manifest["random_init"] is True
+    # The image decodes to exactly the graph the converter produced.
+    back, _ = read_image(rand / "weights.bin", CFG)
+    assert graph_differences(res.graph, back) == []
     # The seeded random init saved as a checkpoint exports to the identical image.
     torch.manual_seed(0)
     sd = build_model("smallcnn", input_size=28, in_channels=1).state_dict()
@@ -260,7 +264,6 @@ def test_checkpoint_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (out / "weights.bin").read_bytes() != (rand / "weights.bin").read_bytes()
 
 
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
 def test_checkpoint_mismatch_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
@@ -284,7 +287,6 @@ def test_checkpoint_mismatch_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="filmqnn_quant.convert not in this checkout yet")
 def test_train_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
@@ -315,3 +317,24 @@ def test_train_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     rc = main(["export", "--model", "resnet18", "--config", str(tmp_path / "cfg.json"),
                "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "qat.pt")])  # fmt: skip
     assert rc == 2 and "use --model small_cnn" in capsys.readouterr().err
+
+
+def test_cli_unknown_board_lists_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["export", "--model", "smallcnn", "--board", "zc706", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown board 'zc706'" in err and "zcu102" in err and "pynq_z2" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_export_board_smallcnn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pz"
+    rc = main(["export", "--model", "smallcnn", "--board", "pynq_z2", "--out", str(out),
+               "--calib-batches", "1", "--batch-size", "4", "--quiet"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    from filmqnn_hw.dse import design
+
+    cfg = design("pynq_z2", 0.05)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["board"] == "pynq_z2" and m["config_hash"] == cfg.config_hash()
+    assert (out / "config.json").read_text().strip() == cfg.to_json()
+    assert main(["check", str(out)]) == 0

@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-in", type=Path, default=None)
     p.add_argument("--checkpoint-out", type=Path, default=None)
     p.add_argument(
+        "--qat-monitor-images",
+        type=int,
+        default=1000,
+        help="test images (seeded stratified subset) for the PTQ and per-epoch QAT accuracy; "
+        "the eval-mode QAT model runs the exact integer model, which is slow on a CPU (0: skip). "
+        "The final accuracies always use the whole test set",
+    )
+    p.add_argument(
         "--no-integer",
         action="store_true",
         help="skip the integer golden-model evaluation (faster, but the agreement is unchecked)",
@@ -343,6 +351,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.test_subset is not None:
         ti = subset_indices(test.labels, args.test_subset, args.seed)
         test = ArrayDataset(test.images[ti], test.labels[ti], test.classes, test.name)
+    mon = test
+    if args.qat_monitor_images and args.qat_monitor_images < len(test):
+        mi = subset_indices(test.labels, args.qat_monitor_images, args.seed)
+        mon = ArrayDataset(test.images[mi], test.labels[mi], test.classes, test.name)
     train_idx = subset_indices(train.labels, args.subset, args.seed)
     loader = make_loader(
         train,
@@ -452,17 +464,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if qmodel is None:
             qmodel = prepare_qat(model, ratio=args.ratio, example_input=example)
             t0 = time.perf_counter()
+            # The same calibration batches on every rank (a non-distributed seeded loader).
+            calib_loader = make_loader(
+                train, args.batch_size, shuffle=True, seed=args.seed, subset=args.subset
+            )
             calib = [
-                x.to(d.device) for _, (x, _) in zip(range(args.calib_batches), loader, strict=False)
+                x.to(d.device)
+                for _, (x, _) in zip(range(args.calib_batches), calib_loader, strict=False)
             ]
             qmodel.calibrate(calib)
             _log(
                 d, q, f"[qat] calibrated on {len(calib)} batches ({time.perf_counter() - t0:.1f} s)"
             )
             if d.main:
-                metrics["ptq_acc"] = evaluate(qmodel, test, args.eval_batch_size, d.device)[0]
+                metrics["ptq_acc"] = (
+                    evaluate(qmodel, mon, args.eval_batch_size, d.device)[0]
+                    if args.qat_monitor_images
+                    else None
+                )
+                metrics["monitor_images"] = len(mon) if args.qat_monitor_images else 0
                 _log(
-                    d, q, f"[qat] after calibration (PTQ) fake-quant test {metrics['ptq_acc']:.2f}%"
+                    d,
+                    q,
+                    f"[qat] after calibration (PTQ): {_pct(metrics['ptq_acc'])} on "
+                    f"{len(mon)} test images",
                 )
         freeze_after = (
             args.freeze_after
@@ -492,7 +517,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 qmodel.freeze_selection()
                 frozen = True
             loss, acc, sec = _train_epoch(net, loader, opt, sched, d.device)
-            ev = evaluate(qmodel, test, args.eval_batch_size, d.device)[0] if d.main else None
+            ev = (
+                evaluate(qmodel, mon, args.eval_batch_size, d.device)[0]
+                if d.main and args.qat_monitor_images
+                else None
+            )
             metrics["epochs"].append(
                 {
                     "phase": "qat",
@@ -553,7 +582,7 @@ def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: b
     from .convert import to_integer
 
     t0 = time.perf_counter()
-    graph = to_integer(qmodel, (1, *test.input_shape))
+    graph = to_integer(qmodel, test.input_shape)
     int_acc, codes = integer_evaluate(graph, test)
     spec = graph.tensors[graph.output]
     fq_codes = fake_quant_codes(fq_out.reshape(codes.shape), spec.scale, spec.zero_point)

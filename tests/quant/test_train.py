@@ -106,6 +106,7 @@ def test_qat_select_freeze_and_integer_agreement(
     rc, m = _run(
         tmp_path, "--precision", "qat", "--ratio", ratio, "--checkpoint-in", str(ck),
         "--epochs-qat", "2", "--freeze-after", "1", "--calib-batches", "4",
+        "--qat-monitor-images", "0",
         "--checkpoint-out", str(out_ck),
     )  # fmt: skip
     assert rc == 0
@@ -114,6 +115,46 @@ def test_qat_select_freeze_and_integer_agreement(
     assert m["pred_mismatches"] == 0
     assert m["logit_code_mismatches"] == 0
     assert m["integer_acc"] == m["fake_quant_acc"]
-    # The QAT checkpoint reloads into a model with the same fake-quant outputs.
     q = T.build_from_checkpoint(T.load_checkpoint(out_ck))
-    assert q is not None
+    assert bool(q.selection_frozen)
+    bits = torch.cat([q.bits(layer.name) for layer in q.graph.layers()])
+    n8 = int((bits == 8).sum())
+    if ratio == "0":
+        assert n8 == 0
+    elif ratio == "1":
+        assert n8 == len(bits)
+    else:
+        assert 0 < n8 < len(bits)
+        # The QAT checkpoint reloads into a model with the same (integer) eval accuracy.
+        test = D.load_dataset("fashion_mnist", "test")
+        idx = D.subset_indices(test.labels, 500, 0)
+        acc, _ = T.evaluate(q, D.ArrayDataset(test.images[idx], test.labels[idx], test.classes))
+        assert acc == m["fake_quant_acc"]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+        LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+    )  # fmt: skip
+    args = [*SMALL, "--precision", "fp32", "--epochs-fp32", "1", "--lr", "0.02"]
+    rc = T.main([*args, "--json-out", out])
+    if rc != 0:
+        raise SystemExit(rc)
+
+
+def test_ddp_two_ranks_gloo(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp.json"
+    mp.spawn(_ddp_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    m = json.loads(out.read_text())
+    assert m["world_size"] == 2 and m["train_images"] == 512
+    assert m["fp32_acc"] > 10.0 and len(m["epochs"]) == 1

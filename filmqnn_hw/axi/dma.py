@@ -61,6 +61,17 @@ class AXI4DMA(wiring.Component):
             raise ValueError(f"port name {port!r} collides with another member name")
         super().__init__(members)
 
+    @classmethod
+    def from_config(cls, config, index: int = 0, *, addr_width: int = 32, **kwargs) -> AXI4DMA:
+        """DMA for AXI port ``index`` of an :class:`~filmqnn_hw.config.AcceleratorConfig`:
+        port ``m_axi_gmem<index>`` with ``config.axi_data_bits`` data bits. ``addr_width`` is a
+        board property (32 for Zynq-7000 HP ports, up to 49 on Zynq UltraScale+)."""
+        if not 0 <= index < config.axi_ports:
+            raise ValueError(f"port index {index} out of range: the config has "
+                             f"{config.axi_ports} AXI port(s)")
+        return cls(f"m_axi_gmem{index}", addr_width=addr_width, data_width=config.axi_data_bits,
+                   **kwargs)
+
     @property
     def m_axi(self):
         """The AXI4 master interface (whatever its member name)."""

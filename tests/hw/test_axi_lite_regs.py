@@ -60,6 +60,10 @@ def test_map_errors():
         ControlMap([Entry("isr")])
     with pytest.raises(ValueError, match="cannot address"):
         AXI4LiteControl(accelerator_control_map(), addr_width=5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        Entry("x", 32, offset=0x12)
+    with pytest.raises(ValueError, match="overlaps the previous entry, which ends at 0x18"):
+        ControlMap([Entry("a", 64), Entry("b", 32, offset=0x14)])
     d = accelerator_control_map().to_dict()
     d["words"][4]["offset"] = 0x40
     with pytest.raises(ValueError, match="does not match"):
@@ -242,5 +246,28 @@ def test_simultaneous_read_and_write():
             got_r |= bool(rv)
         assert got_b and got_r and rdata == 42
         assert await lite_read(ctx, bus, 0x14) == 7
+
+    run(dut, bench)
+
+
+def test_explicit_offsets_leave_unmapped_gaps():
+    """An HLS-like layout: a reserved word after each argument, counters on 16-byte strides."""
+    cmap = ControlMap([Entry("a", 64), Entry("n", 32, offset=0x1C)],
+                      [Entry("c", 64, offset=0x28)])
+    assert [(w.name, w.offset) for w in cmap.words[4:]] == [
+        ("a_lo", 0x10), ("a_hi", 0x14), ("n", 0x1C), ("c_lo", 0x28), ("c_hi", 0x2C)]
+    assert ControlMap.from_dict(json.loads(cmap.to_json())) == cmap
+    dut = AXI4LiteControl(cmap)
+    bus, core = dut.s_axi_control, dut.core
+
+    async def bench(ctx):
+        ctx.set(core.counters.c, 0xAAAA_BBBB_CCCC_DDDD)
+        for off in (0x10, 0x14, 0x18, 0x1C, 0x20, 0x24):
+            await lite_write(ctx, bus, off, 0x100 + off)
+        assert ctx.get(core.args.a) == (0x114 << 32) | 0x110
+        assert ctx.get(core.args.n) == 0x11C
+        for off, want in ((0x18, 0), (0x20, 0), (0x24, 0), (0x1C, 0x11C), (0x28, 0xCCCC_DDDD),
+                          (0x2C, 0xAAAA_BBBB)):
+            assert await lite_read(ctx, bus, off) == want, hex(off)
 
     run(dut, bench)

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Fragment, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -97,3 +97,16 @@ def test_reader_writer_lint(tmp_path):
     lint(tmp_path / "rd.v", "rd")
     write_vivado(AXI4BurstWriter(data_width=32, max_burst=16), "wr", tmp_path / "wr.v")
     lint(tmp_path / "wr.v", "wr")
+
+
+def test_dma_from_config():
+    from filmqnn_hw.axi.dma import AXI4DMA
+    from filmqnn_hw.config import AcceleratorConfig
+
+    cfg = AcceleratorConfig.small()
+    dma = AXI4DMA.from_config(cfg, 0)
+    assert dma.m_axi.signature.data_width == cfg.axi_data_bits
+    assert dma.port_name == "m_axi_gmem0"
+    Fragment.get(dma, None)  # elaborates with the config's widths
+    with pytest.raises(ValueError, match="port index 1 out of range"):
+        AXI4DMA.from_config(cfg, cfg.axi_ports)

@@ -253,8 +253,11 @@ def _check_out_dir(out: Path) -> None:
                 f"--out {out} exists, is not empty and is not a previous export (no "
                 f"{MANIFEST_FILE}); refusing to replace it: choose another path"
             )
-    if not out.parent.exists():
-        raise ExportError(f"parent directory of --out {out} does not exist; create it first")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ExportError(f"cannot create --out {out}: {parent} is not a writable directory")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -278,6 +281,7 @@ def write_export_dir(
     """
     out = Path(out).absolute()
     _check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         t0 = time.perf_counter()
@@ -715,6 +719,15 @@ def check_export(directory: str | os.PathLike) -> str:
         raise ExportError(
             f"{CONFIG_FILE} hashes to {chash[:12]} but {MANIFEST_FILE} says "
             f"{str(manifest.get('config_hash'))[:12]}: the directory mixes two exports"
+        )
+    try:
+        mhash = AcceleratorConfig.from_dict(manifest.get("config") or {}).config_hash()
+    except (ConfigError, TypeError) as e:
+        raise ExportError(f"{MANIFEST_FILE}'s 'config' is not a valid config: {e}") from None
+    if mhash != chash:
+        raise ExportError(
+            f"{MANIFEST_FILE}'s 'config' hashes to {mhash[:12]}, {CONFIG_FILE} to {chash[:12]}: "
+            "the directory mixes two exports"
         )
     blocks: list[dict] = []
     try:

@@ -100,6 +100,9 @@ def test_check_detects_config_mismatch(exported: Path, capsys: pytest.CaptureFix
     m = json.loads((exported / "manifest.json").read_text())
     m["config_hash"] = other.config_hash()
     (exported / "manifest.json").write_text(json.dumps(m))
+    assert "manifest.json's 'config' hashes to" in _fails(exported, capsys)
+    m["config"] = other.to_dict()
+    (exported / "manifest.json").write_text(json.dumps(m))
     err = _fails(exported, capsys)
     assert f"packed for config {CFG.config_hash()[:12]}" in err
     assert f"this accelerator is {other.config_hash()[:12]}" in err
@@ -146,6 +149,12 @@ def test_export_replaces_previous_atomically(tmp_path: Path) -> None:
         export_graph(out, bad, CFG, log=lambda m: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_export_creates_parents(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "exp"
+    export_graph(out, random_graph(CFG), CFG, log=lambda m: None)
+    assert check_export(out).startswith("OK ")
 
 
 def test_export_refuses_foreign_directory(tmp_path: Path) -> None:

@@ -341,3 +341,46 @@ def test_image_module_needs_no_torch_or_amaranth() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_format_covers_every_ir_field() -> None:
+    """A new IR field must be added to the image (and FORMAT_VERSION bumped), not dropped."""
+    import dataclasses
+
+    expected = {
+        TensorSpec: {"name", "channels", "height", "width", "scale", "zero_point", "lo", "hi"},
+        ConvOp: {"name", "input", "output", "weight", "bits", "mult", "offset", "shift",
+                 "stride", "padding", "groups", "pad_code", "lo", "hi", "residual", "res_mult",
+                 "kind", "permutation", "meta"},  # fmt: skip
+        PoolOp: {"name", "input", "output", "mode", "kernel", "stride", "padding", "pad_code",
+                 "mult", "offset", "shift", "lo", "hi"},  # fmt: skip
+        AddOp: {"name", "a", "b", "output", "mult_a", "mult_b", "offset", "shift", "lo", "hi"},
+        IntGraph: {"input", "ops", "output", "tensors", "name"},
+    }
+    for cls, names in expected.items():
+        got = {f.name for f in dataclasses.fields(cls)}
+        assert got == names, (
+            f"{cls.__name__} fields changed ({sorted(got ^ names)}): store them in "
+            "filmqnn_quant/image.py, bump FORMAT_VERSION and update docs/weight-image.md"
+        )
+
+
+def test_reject_tampered_embedded_config(image: bytes) -> None:
+    data = bytearray(image)
+    clen = struct.unpack_from("<I", data, 56)[0]
+    text = bytes(data[HEADER_SIZE : HEADER_SIZE + clen])
+    new = text.replace(b'"tr": 4', b'"tr": 5')
+    assert new != text and len(new) == len(text)
+    data[HEADER_SIZE : HEADER_SIZE + clen] = new
+    with pytest.raises(WeightImageError, match="embedded config hashes to"):
+        unpack_image(_recrc(data))
+
+
+def test_reject_nonzero_padding_at_read(cfg: AcceleratorConfig) -> None:
+    g = random_graph(cfg)
+    data = bytearray(pack_image(g, cfg))
+    hdr = read_header(bytes(data))
+    # conv1 (first block): 3 input channels on tn=8 lanes, so lane 7 of its first row is padding.
+    data[hdr.weights_offset + 7] = 0x01
+    with pytest.raises(WeightImageError, match="layer 'conv1': nonzero padding"):
+        unpack_image(_recrc(data))

@@ -171,6 +171,11 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
         "(`convert.to_integer(...).run`, the bit-exact reference for the hardware) on the same "
         "10,000 images. *mismatch* counts the test images whose predicted class differs "
         "between the two / whose logit codes differ at all (summed over seeds; must be 0).",
+        "* 8-bit filters per layer = round(ratio x filters) (no accelerator config), so "
+        "layers with few filters get fewer 8-bit filters than the nominal ratio "
+        "(e.g. 3% of 16 rounds to 0); the column gives the count actually used.",
+        "* `python -m filmqnn_quant.train ARGS` is the same as `python -m filmqnn_quant train "
+        "ARGS`.",
         "* Time: wall time of the training command (training + evaluation incl. the integer "
         "model), mean over seeds. The CPU was shared with other jobs, so times vary.",
         "",
@@ -194,8 +199,9 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
             f"Seeds: {', '.join(map(str, seeds))}.",
             "",
             "| precision | seeds done | fake-quant acc % (mean ± std) | integer acc % | "
-            "mismatches pred / logits | PTQ acc % (1k test images) | wall s / run |",
-            "|---|---|---|---|---|---|---|",
+            "mismatches pred / logits | 8-bit filters (8-bit weight share) | "
+            "PTQ acc % (1k test images) | wall s / run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         cmds = []
         for label, ratio in ROWS:
@@ -205,7 +211,7 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
             if ratio is None:
                 acc = [r["fp32_acc"] for r in res]
                 lines.append(
-                    f"| {label} | {len(res)}/{len(seeds)} | {_ms(acc)} | - | - | - | {wall_s} |"
+                    f"| {label} | {len(res)}/{len(seeds)} | {_ms(acc)} | - | - | - | - | {wall_s} |"
                 )
             else:
                 fq = [r["fake_quant_acc"] for r in res]
@@ -218,8 +224,15 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
                     )
                 else:
                     mm = "not run"
+                bs = [r for r in res if "filters_8bit" in r]
+                b8 = (
+                    f"{bs[0]['filters_8bit']}/{bs[0]['filters']} "
+                    f"({100 * bs[0]['weights_8bit_fraction']:.1f}%)"
+                    if bs
+                    else "-"
+                )
                 lines.append(
-                    f"| {label} | {len(res)}/{len(seeds)} | {_ms(fq)} | {_ms(ia)} | {mm} | "
+                    f"| {label} | {len(res)}/{len(seeds)} | {_ms(fq)} | {_ms(ia)} | {mm} | {b8} | "
                     f"{_ms(ptq)} | {wall_s} |"
                 )
             cmds.append((label, ratio))

@@ -543,6 +543,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not frozen:
             qmodel.freeze_selection()
         payload_model = qmodel
+        metrics.update(_bit_stats(qmodel))
         if d.main:
             fq_acc, fq_out = evaluate(qmodel, test, args.eval_batch_size, d.device)
             metrics["fake_quant_acc"] = fq_acc
@@ -575,6 +576,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def _bit_stats(qmodel) -> dict[str, Any]:
+    """Counts of 8-bit filters and the fraction of weights stored at 8 bits."""
+    n8 = n = w8 = w = 0
+    per_layer = {}
+    for layer in qmodel.graph.layers():
+        bits = qmodel.bits(layer.name)
+        fan_in = int(qmodel.model.get_submodule(layer.name).weight[0].numel())
+        k8 = int((bits == 8).sum())
+        per_layer[layer.name] = [k8, int(bits.numel())]
+        n8, n = n8 + k8, n + int(bits.numel())
+        w8, w = w8 + k8 * fan_in, w + int(bits.numel()) * fan_in
+    return {
+        "filters_8bit": n8,
+        "filters": n,
+        "weights_8bit_fraction": w8 / max(w, 1),
+        "layers_8bit": per_layer,
+    }
 
 
 def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: bool):

@@ -3,6 +3,7 @@
 // also proves that `-Wall -Werror -Wno-unknown-pragmas` accepts them.
 //   ./stream_ops run N     run the kernel on N activations and the API checks, print results
 //   ./stream_ops empty     read an empty stream without catching: must die with a message
+//   ./stream_ops leftover  destroy a stream that still holds data: must warn on stderr
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -65,6 +66,12 @@ void kernel(int n, hls::stream<ap_axiu<32, 0, 0, 0>>& out) {
 
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "leftover") {
+    hls::stream<int> s("left");
+    s.write(1);
+    s.write(2);
+    return 0;  // the destructor warns about the 2 unread elements
+  }
   if (mode == "empty") {
     hls::stream<int> s("never_written");
     int v = s.read();  // throws hls::stream_empty_error: terminate prints its message

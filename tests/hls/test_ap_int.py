@@ -16,10 +16,6 @@ import apref
 import pytest
 from apref import T
 
-from hls_compat import compile_csim
-
-HERE = Path(__file__).resolve().parent
-
 # Must match CONFIGS in ap_int_ops.cpp: index -> (A, B).
 CONFIGS: dict[int, tuple[T, T]] = {
     0: (T(4, True), T(5, False)),
@@ -52,9 +48,8 @@ def domain(t: T) -> range:
 
 
 @pytest.fixture(scope="module")
-def ops_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ap_int") / "ap_int_ops"
-    return compile_csim([HERE / "ap_int_ops.cpp"], out)
+def ops_exe(hls_programs: dict[str, Path]) -> Path:
+    return hls_programs["ap_int_ops"]
 
 
 def run(exe: Path, lines: list[str]) -> list[str]:
@@ -179,9 +174,8 @@ def test_reference_model_sanity() -> None:
 
 
 @pytest.fixture(scope="module")
-def api_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ap_int_api") / "ap_int_api"
-    return compile_csim([HERE / "ap_int_api.cpp"], out, extra_flags=["-Werror"])
+def api_exe(hls_programs: dict[str, Path]) -> Path:
+    return hls_programs["ap_int_api"]
 
 
 def test_nested_lvalue_concatenation_exhaustive(api_exe: Path) -> None:

@@ -19,9 +19,6 @@ import numpy as np
 import pytest
 
 from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, Y_BITS, requantize
-from hls_compat import compile_csim
-
-HERE = Path(__file__).resolve().parent
 
 ACC_BITS = 26
 ACC_MIN, ACC_MAX = -(1 << (ACC_BITS - 1)), (1 << (ACC_BITS - 1)) - 1
@@ -30,9 +27,8 @@ Y_LIM = (1 << (Y_BITS - 1)) - 1  # |y| <= Y_LIM is the contract's domain
 
 
 @pytest.fixture(scope="module")
-def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("kernel_patterns") / "kernel_patterns"
-    return compile_csim([HERE / "kernel_patterns.cpp"], out, extra_flags=["-Werror"])
+def exe(hls_programs: dict[str, Path]) -> Path:
+    return hls_programs["kernel_patterns"]
 
 
 def run(exe: Path, lines: list[str]) -> list[str]:

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hls_compat import CXXFLAGS, compile_csim
-
-HERE = Path(__file__).resolve().parent
-SRC = HERE / "stream_ops.cpp"
+from hls_compat import CXXFLAGS
 
 
 @pytest.fixture(scope="module")
-def exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("stream") / "stream_ops"
-    return compile_csim([SRC], out, extra_flags=["-Werror"])
+def exe(hls_programs: dict[str, Path]) -> Path:
+    return hls_programs["stream_ops"]
 
 
 def run(exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,13 +63,8 @@ def test_read_on_empty_stream_is_fatal(exe: Path) -> None:
     assert proc.stdout == ""
 
 
-def test_leftover_data_warns(tmp_path: Path) -> None:
-    src = tmp_path / "leftover.cpp"
-    src.write_text(
-        '#include "hls_stream.h"\n'
-        "int main() { hls::stream<int> s(\"left\"); s.write(1); s.write(2); return 0; }\n"
-    )
-    proc = run(compile_csim([src], tmp_path / "leftover"))
+def test_leftover_data_warns(exe: Path) -> None:
+    proc = run(exe, "leftover")
     assert proc.returncode == 0
     assert "hls::stream 'left' destroyed with 2 leftover element(s)" in proc.stderr
 

@@ -117,8 +117,11 @@ class AcceleratorConfig:
     wfill_cycles: int = 1
     # on-chip feature-map store (BRAM) for whole tensors that never go to DDR; 0 = none
     fm_cache_kbits: int = 0
-    # output-pipeline (requantization) units; a tile of tm lanes drains in ceil(tm/requant_lanes)
-    # cycles per pixel. 0 = one per lane (tm)
+    # pixel groups: up to px_max output pixels per cycle share the tn slots (layers whose input
+    # channels fit tn/px), with segmented adder trees and px accumulators per lane; 1 = off
+    px_max: int = 1
+    # output-pipeline (requantization) units, <= px_max * tm; a pixel group of tm lanes drains
+    # in ceil(px * tm / requant_lanes) cycles. 0 = one per lane (tm)
     requant_lanes: int = 0
 
     # -- numerics ----------------------------------------------------------------------------
@@ -186,7 +189,9 @@ class AcceleratorConfig:
                      "wfill_cycles"):
             _check_int(name, getattr(self, name), 1)
         _check_int("fm_cache_kbits", self.fm_cache_kbits, 0)
-        _check_int("requant_lanes", self.requant_lanes, 0, self.tm)
+        if self.px_max not in (1, 2, 4, 8):
+            raise ConfigError(f"px_max must be 1, 2, 4 or 8, not {self.px_max!r}")
+        _check_int("requant_lanes", self.requant_lanes, 0, self.tm * self.px_max)
         bw = self.ddr_bytes_per_cycle
         if isinstance(bw, bool) or not isinstance(bw, (int, float)) or bw < 0:
             raise ConfigError(

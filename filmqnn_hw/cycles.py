@@ -59,6 +59,8 @@ __all__ = [
     "plan_fm_cache",
     "bandwidth_beats",
     "compute_only_cycles",
+    "array_cycles",
+    "px_options",
     "drain_only_cycles",
     "STEM_MAX_CH",
     "BOUNDS",
@@ -109,6 +111,7 @@ class LayerCycles:
     compute_cycles: int = 0  # cycles if nothing but the PE array limited (sum of compute)
     on_chip: dict[str, bool] = field(default_factory=dict)
     utilisation: float = 0.0  # useful MACs / (cycles x tm x tn)
+    px: int = 1  # pixel groups (pixels per cycle sharing the slots)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
@@ -117,7 +120,7 @@ class LayerCycles:
             "cycles": self.cycles, "macs": self.macs, "steps": self.steps,
             "ddr_bytes": self.ddr_bytes, "bound": self.bound,
             "bound_cycles": self.bound_cycles, "compute_cycles": self.compute_cycles,
-            "on_chip": self.on_chip, "utilisation": round(self.utilisation, 4),
+            "on_chip": self.on_chip, "utilisation": round(self.utilisation, 4), "px": self.px,
         }
 
 
@@ -205,7 +208,7 @@ class _Plan:
     ch: np.ndarray  # [n_no] channels per chunk
     rows: np.ndarray  # [n_s]
     cols: np.ndarray  # [n_s]
-    comp: np.ndarray  # [n_s, n_no] compute cycles of one step (same for every mo)
+    comp: np.ndarray  # [n_mo, n_s, n_no] compute cycles of one step
     in_beats: np.ndarray  # [n_s, n_no]
     w_beats: np.ndarray  # [n_mo, n_no] (params included at no == 0)
     w_bits4: np.ndarray  # [n_mo, n_no]
@@ -228,8 +231,29 @@ def _mode(cfg: AcceleratorConfig, ly: Layer, stem: bool) -> str:
     ]
 
 
-def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing) -> _Plan:
-    """Build the per-index arrays of a layer in ``mode``."""
+def px_options(cfg: AcceleratorConfig, ly: Layer, mode: str) -> list[int]:
+    """Pixel-group counts ``P`` the schedule allows for ``ly`` in ``mode`` (1 always).
+
+    ``normal``/``stem``: ``P`` pixels share the slots (``tn/P`` each) when all input channels
+    fit one slot group (single chunk); ``dw``/``pool``: ``P`` pixels' windows on a lane's
+    ``kernel_slots`` multipliers (``P kh kw <= kernel_slots``). ``P`` is a power of two up to
+    ``px_max``.
+    """
+    out = [1]
+    p = 2
+    while p <= cfg.px_max:
+        if mode in ("normal", "stem"):
+            in_ch = ly.in_ch * ly.kh * ly.kw if mode == "stem" else ly.in_ch
+            if in_ch <= cfg.tn // p:
+                out.append(p)
+        elif mode in ("dw", "pool") and p * ly.kh * ly.kw <= cfg.kernel_slots:
+            out.append(p)
+        p *= 2
+    return out
+
+
+def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing, px: int = 1) -> _Plan:
+    """Build the per-index arrays of a layer in ``mode`` with ``px`` pixel groups."""
     g, axi, wpb = cfg.act_pack, cfg.axi_data_bits, _words_per_beat(cfg)
     kh, kw, st, pad = ly.kh, ly.kw, ly.stride, ly.pad
     in_ch, in_h, in_w = ly.in_ch, ly.in_h, ly.in_w
@@ -250,19 +274,14 @@ def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing) -> _Plan:
     r0_s = np.repeat(r_off, n_c)
     c0_s = np.tile(c_off, n_r)
 
-    # channel groups on lanes (mo) and chunks (no)
-    if mode in ("normal", "stem", "kernel"):
-        lanes_total, per_lane = ly.out_ch, cfg.tm
-        cch = cfg.tn // 4 if mode == "kernel" else cfg.tn
-        _, ch = _split(in_ch, cch)
-    else:  # dw / pool / gap / add: one channel per lane, input channels = output channels
-        per_lane = min(cfg.tm, cfg.tn)
-        lanes_total = ly.out_ch
-        ch = None
-    _, tm_eff = _split(lanes_total, per_lane)
+    # channel groups on lanes (mo, tm wide in every mode: lane = position mod tm) and chunks
+    _, tm_eff = _split(ly.out_ch, cfg.tm)
     n_mo = len(tm_eff)
-    if ch is None:
-        ch = np.array([per_lane])  # placeholder, chunk = the lane group itself
+    if mode in ("normal", "stem", "kernel"):
+        cch = cfg.tn // 4 if mode == "kernel" else cfg.tn // px
+        _, ch = _split(in_ch, cch)
+    else:  # dw / pool / gap / add: a group is its own single chunk
+        ch = np.array([cfg.tm])
     n_no = len(ch)
 
     # input rectangle of every spatial tile (clipped to the map; padding is generated on chip)
@@ -280,8 +299,7 @@ def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing) -> _Plan:
     in_words_per_bank = np.ceil(in_rows / IBUF_ROW_BANKS).astype(np.int64) * in_cols
 
     # output tiles (and the residual tile, same layout)
-    oc0 = c0_s
-    out_row_beats = _row_beats(oc0, cols_s, wpb)
+    out_row_beats = _row_beats(c0_s, cols_s, wpb)
     planes_mo = np.ceil(tm_eff / g).astype(np.int64)
     out_beats = planes_mo[:, None] * (rows_s * out_row_beats)[None, :]
     res_beats = out_beats if (ly.residual is not None or mode == "add") else np.zeros_like(
@@ -289,42 +307,37 @@ def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing) -> _Plan:
     )
     if mode == "gap":
         out_beats = planes_mo[:, None] * np.ones((1, 1), np.int64)
-    pix = rows_s * cols_s
-    wf = cfg.wfill_cycles
+    wf, tn = cfg.wfill_cycles, cfg.tn
+    pgroups = rows_s * ((cols_s + px - 1) // px)  # pixel groups of one tile
 
     n8 = np.minimum(tm_eff, cfg.n8_slots)
     n4 = tm_eff - n8
+    ones = np.ones((n_mo, 1, n_no), np.int64)
     if mode in ("normal", "stem"):
-        groups = kh * kw
-        comp = np.full((len(pix), n_no), 0, np.int64) + (
-            groups * np.maximum(pix, wf) + tim.t_pipe
-        )[:, None]
         taps = kh * kw
-        planes_in = np.ceil(ch / g).astype(np.int64)
-        in_beats = (in_rows * row_beats)[:, None] * planes_in[None, :]
+        comp = ones * (taps * np.maximum(pgroups, wf) + tim.t_pipe)[None, :, None]
     elif mode == "kernel":
-        groups = kh * math.ceil(kw / 3)
-        per_group = rows_s * ((cols_s + 2 + 1) // 2)
-        comp = np.zeros((len(pix), n_no), np.int64) + (
-            groups * np.maximum(per_group, wf) + tim.t_pipe
-        )[:, None]
         taps = kh * 3 * math.ceil(kw / 3)
-        planes_in = np.ceil(ch / g).astype(np.int64)
-        in_beats = (in_rows * row_beats)[:, None] * planes_in[None, :]
+        per_group = rows_s * ((cols_s + 2 + 1) // 2)
+        comp = ones * (kh * math.ceil(kw / 3) * np.maximum(per_group, wf)
+                       + tim.t_pipe)[None, :, None]
     else:
         taps = kh * kw if mode == "dw" else 0
+        rd = np.ceil(tm_eff / tn).astype(np.int64)  # input reads of tn channels
         if mode in ("dw", "pool"):
-            per = pix * st * math.ceil(kh * kw / max(cfg.tn, 1))
+            per = pgroups[None, :] * (
+                np.ceil(st * px * tm_eff / tn).astype(np.int64)[:, None]
+                * math.ceil(kh * kw * px / cfg.kernel_slots))
         elif mode == "gap":
-            per = np.array([in_h * in_w])
+            per = rd[:, None] * np.array([[in_h * in_w]])
         else:  # add
-            per = pix
-        comp = (per + tim.t_pipe)[:, None].astype(np.int64)
-        # the input chunk of a dw/pool/add group is the group's own channels: per mo
-        in_beats_mo = np.ceil(tm_eff / g).astype(np.int64)[:, None] * (in_rows * row_beats)[
-            None, :
-        ]
-        in_beats = in_beats_mo  # [n_mo, n_s] -- handled specially below
+            per = rd[:, None] * (rows_s * cols_s)[None, :]
+        comp = (per + tim.t_pipe)[:, :, None].astype(np.int64)
+    if mode in ("normal", "stem", "kernel"):
+        planes_in = np.ceil(ch / g).astype(np.int64)
+        in_beats = (in_rows * row_beats)[:, None] * planes_in[None, :]  # [n_s, n_no]
+    else:  # the input of a dw/pool/add group is the group's own channels: [n_mo, n_s]
+        in_beats = planes_mo[:, None] * (in_rows * row_beats)[None, :]
     if mode in ("dw", "pool", "gap", "add"):
         w_bits4 = (n4 * taps * 4)[:, None] if taps else np.zeros((n_mo, 1), np.int64)
         w_bits8 = (n8 * taps * 8)[:, None] if taps else np.zeros((n_mo, 1), np.int64)
@@ -335,9 +348,10 @@ def _plan(cfg: AcceleratorConfig, ly: Layer, mode: str, tim: Timing) -> _Plan:
     if mode in ("normal", "stem", "kernel", "dw"):
         params[:, 0] = np.ceil(tm_eff * PARAM_BITS / axi).astype(np.int64)
     w_beats = np.ceil((w_bits4 + w_bits8) / axi).astype(np.int64) + params
-    drain = pix if mode != "gap" else np.array([1])
-    # [n_mo, n_s]: the output pipeline handles out_lanes channels of one pixel per cycle
-    drain = np.ceil(tm_eff / cfg.out_lanes).astype(np.int64)[:, None] * drain[None, :]
+    # [n_mo, n_s]: the output pipeline takes out_lanes values per cycle; a pixel group
+    # delivers px x tm_eff values
+    per_pg = np.ceil(px * tm_eff / cfg.out_lanes).astype(np.int64)
+    drain = per_pg[:, None] * (pgroups if mode != "gap" else np.array([1]))[None, :]
     return _Plan(mode, tm_eff, ch, rows_s, cols_s, comp, in_beats, w_beats, w_bits4, w_bits8,
                  out_beats, res_beats, in_words_per_bank, drain)
 
@@ -351,49 +365,67 @@ def _classes(extent: int, tile: int) -> list[tuple[int, int]]:
     return out
 
 
-def drain_only_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False) -> int:
+def drain_only_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False,
+                      px: int = 1) -> int:
     """Sum of the output-pipeline time of every tile of ``ly`` (without ``t_out``)."""
     mode = _mode(cfg, ly, stem)
-    per = cfg.tm if mode in ("normal", "stem", "kernel") else min(cfg.tm, cfg.tn)
-    full, rem = divmod(ly.out_ch, per)
-    groups = full * math.ceil(per / cfg.out_lanes) + (
-        math.ceil(rem / cfg.out_lanes) if rem else 0
-    )
-    pix = 1 if mode == "gap" else ly.out_h * ly.out_w
-    return groups * pix
+    total = 0
+    for tm_eff, nm in _classes(ly.out_ch, cfg.tm):
+        per_pg = math.ceil(px * tm_eff / cfg.out_lanes)
+        if mode == "gap":
+            total += per_pg * nm
+            continue
+        for rows, nr in _classes(ly.out_h, cfg.tr):
+            for cols, nc in _classes(ly.out_w, cfg.tc):
+                total += per_pg * rows * math.ceil(cols / px) * nr * nc * nm
+    return total
 
 
 def compute_only_cycles(
     cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False, timing: Timing = DEFAULT_TIMING,
+    px: int = 1,
 ) -> int:
     """Sum of the PE-array time of every step of ``ly`` (no DDR, no drain, no fixed latencies
     outside the steps): a lower bound on :func:`layer_cycles` used to rank designs quickly.
 
-    Equals ``sum(_plan(...).comp) * n_mo`` (checked by the tests), computed over tile classes.
+    Equals ``sum(_plan(...).comp)`` (checked by the tests), computed over tile classes.
     """
     mode = _mode(cfg, ly, stem)
-    wf, tp = cfg.wfill_cycles, timing.t_pipe
-    if mode == "gap":
-        return math.ceil(ly.out_ch / min(cfg.tm, cfg.tn)) * (ly.in_h * ly.in_w + tp)
+    wf, tp, tn = cfg.wfill_cycles, timing.t_pipe, cfg.tn
     total = 0
-    for rows, nr in _classes(ly.out_h, cfg.tr):
-        for cols, nc in _classes(ly.out_w, cfg.tc):
-            pix = rows * cols
-            if mode in ("normal", "stem"):
-                taps = 1 if mode == "stem" else ly.kh * ly.kw
-                per = taps * max(pix, wf) + tp
-            elif mode == "kernel":
-                per = ly.kh * math.ceil(ly.kw / 3) * max(rows * ((cols + 3) // 2), wf) + tp
-            elif mode in ("dw", "pool"):
-                per = pix * ly.stride * math.ceil(ly.kh * ly.kw / max(cfg.tn, 1)) + tp
-            else:  # add
-                per = pix + tp
-            total += per * nr * nc
+    for tm_eff, nm in _classes(ly.out_ch, cfg.tm):
+        if mode == "gap":
+            total += nm * (math.ceil(tm_eff / tn) * ly.in_h * ly.in_w + tp)
+            continue
+        for rows, nr in _classes(ly.out_h, cfg.tr):
+            for cols, nc in _classes(ly.out_w, cfg.tc):
+                pg = rows * math.ceil(cols / px)
+                if mode in ("normal", "stem"):
+                    taps = 1 if mode == "stem" else ly.kh * ly.kw
+                    per = taps * max(pg, wf) + tp
+                elif mode == "kernel":
+                    per = ly.kh * math.ceil(ly.kw / 3) * max(rows * ((cols + 3) // 2), wf) + tp
+                elif mode in ("dw", "pool"):
+                    per = pg * math.ceil(ly.stride * px * tm_eff / tn) * math.ceil(
+                        ly.kh * ly.kw * px / cfg.kernel_slots) + tp
+                else:  # add
+                    per = math.ceil(tm_eff / tn) * rows * cols + tp
+                total += per * nr * nc * nm
     if mode in ("normal", "stem", "kernel"):
         in_ch = ly.in_ch * ly.kh * ly.kw if mode == "stem" else ly.in_ch
-        cch = cfg.tn // 4 if mode == "kernel" else cfg.tn
-        return total * math.ceil(in_ch / cch) * math.ceil(ly.out_ch / cfg.tm)
-    return total * math.ceil(ly.out_ch / min(cfg.tm, cfg.tn))
+        cch = cfg.tn // 4 if mode == "kernel" else cfg.tn // px
+        return total * math.ceil(in_ch / cch)
+    return total
+
+
+def array_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False,
+                 timing: Timing = DEFAULT_TIMING) -> int:
+    """Best over pixel groups of max(PE-array time, output-pipeline time): a DDR-free lower
+    bound of the layer used by the design search."""
+    mode = _mode(cfg, ly, stem)
+    return min(max(compute_only_cycles(cfg, ly, stem=stem, timing=timing, px=p),
+                   drain_only_cycles(cfg, ly, stem=stem, px=p))
+               for p in px_options(cfg, ly, mode))
 
 
 def _simulate(
@@ -403,7 +435,7 @@ def _simulate(
     """Run the phase recurrence for one loop order; returns cycles, bound cycles, DDR beats,
     number of steps, pure compute cycles."""
     n_mo, n_s = p.out_beats.shape
-    n_no = p.comp.shape[1]
+    n_no = p.comp.shape[2]
     per_group = p.mode in ("dw", "pool", "gap", "add")
     if order == "ws":
         mo, s, no = np.meshgrid(np.arange(n_mo), np.arange(n_s), np.arange(n_no), indexing="ij")
@@ -411,7 +443,7 @@ def _simulate(
         s, mo, no = np.meshgrid(np.arange(n_s), np.arange(n_mo), np.arange(n_no), indexing="ij")
     mo, s, no = mo.ravel(), s.ravel(), no.ravel()
     n = mo.size
-    comp = p.comp[s, no]
+    comp = p.comp[mo, s, no]
 
     # -- weight loads: when the key changes (resident: the whole group once per mo)
     if w_resident:
@@ -504,26 +536,28 @@ def layer_cycles(
 ) -> LayerCycles:
     """Cycles of one layer (the faster loop order unless ``order`` is given)."""
     mode = _mode(cfg, ly, stem)
-    p = _plan(cfg, ly, mode, timing)
     bw = bandwidth_beats(cfg)
     ots = ots or {}
     cap4 = wbuf_capacity_bits(cfg, 4)
     cap8 = wbuf_capacity_bits(cfg, 8)
-    w_res = bool(np.all(p.w_bits4.sum(axis=1) <= cap4) and np.all(p.w_bits8.sum(axis=1) <= cap8))
-    n_no = p.comp.shape[1]
-    i_res = bool(np.all(n_no * p.in_words_per_bank <= ibuf_depth(cfg)))
     best = None
-    for o in ([order] if order else ["ws", "is"]):
-        if o not in ("ws", "is"):
-            raise ValueError(f"loop order must be 'ws' or 'is', not {o!r}")
-        r = _simulate(cfg, p, o, bw, timing, ots, w_res, i_res)
-        if best is None or r[0] < best[1][0]:
-            best = (o, r)
+    for px in px_options(cfg, ly, mode):
+        p = _plan(cfg, ly, mode, timing, px)
+        w_res = bool(np.all(p.w_bits4.sum(axis=1) <= cap4)
+                     and np.all(p.w_bits8.sum(axis=1) <= cap8))
+        n_no = p.comp.shape[2]
+        i_res = bool(np.all(n_no * p.in_words_per_bank <= ibuf_depth(cfg)))
+        for o in ([order] if order else ["ws", "is"]):
+            if o not in ("ws", "is"):
+                raise ValueError(f"loop order must be 'ws' or 'is', not {o!r}")
+            r = _simulate(cfg, p, o, bw, timing, ots, w_res, i_res)
+            if best is None or r[0] < best[2][0]:
+                best = (o, px, r)
     assert best is not None
-    o, (total, bound, beats, n, comp) = best
+    o, px, (total, bound, beats, n, comp) = best
     return LayerCycles(
         ly.name, ly.kind, mode, o, total, ly.macs, n, beats * cfg.axi_data_bits // 8,
-        max(bound, key=lambda k: bound[k]), bound, comp, dict(ots),
+        max(bound, key=lambda k: bound[k]), bound, comp, dict(ots), px=px,
     )
 
 

@@ -32,13 +32,7 @@ from typing import Any
 from boards import Board, load_board
 
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
-from .cycles import (
-    STEM_MAX_CH,
-    Timing,
-    compute_only_cycles,
-    drain_only_cycles,
-    network_cycles,
-)
+from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
 from .networks import Network, get_network
 from .resources import OVERHEAD, arith_costs, predict
 
@@ -48,6 +42,9 @@ DEFAULT_CAPS = {"dsp_cap": 0.85, "lut_cap": 0.80, "ff_cap": 0.80, "bram_cap": 0.
 _TR = (4, 7, 8, 14, 16, 28)
 _TC = (7, 8, 12, 14, 16, 24, 28, 30, 32, 42, 56, 57, 60, 112, 114)
 WFILL_CYCLES = 16
+#: (px_max, requant units per lane) pairs searched: time-multiplexed requantization without
+#: pixel groups, or pixel groups with enough requantization units to drain them.
+_PX_RQ = ((1, 0.25), (1, 0.5), (1, 1.0), (2, 1.0), (2, 2.0), (4, 2.0), (4, 4.0))
 
 
 class DseError(ConfigError):
@@ -93,15 +90,16 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
         ks = (tn // 4) * 6 if kernel_packing else tn
         d4 = math.ceil(tn * c.dsp["w4_dsp"])
         d8 = math.ceil(ks * c.dsp["w8_dsp"])
-        for w8_on_dsp, rq in itertools.product((False, True), (1, 2, 4)):
+        for w8_on_dsp, (px, rq) in itertools.product((False, True), _PX_RQ):
 
             def alloc(tm: int, w8_on_dsp: bool = w8_on_dsp, tn: int = tn, ks: int = ks,
-                      d4: int = d4, d8: int = d8, rq: int = rq) -> dict[str, int] | None:
+                      d4: int = d4, d8: int = d8, rq: float = rq, px: int = px
+                      ) -> dict[str, int] | None:
                 n8 = max(1, math.ceil(ratio * tm)) if ratio > 0 else 0
                 n4 = tm - n8
                 w8d = n8 if w8_on_dsp else 0
                 w8l = n8 - w8d
-                outl = math.ceil(tm / rq)
+                outl = math.ceil(tm * rq)
                 dsp_left = dsp_cap - outl * OVERHEAD["dsp"]["per_lane"] - w8d * d8
                 if dsp_left < 0:
                     return None
@@ -114,7 +112,7 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
                 if lut > lut_cap:
                     return None
                 return {"tn": tn, "tm": tm, "n8": n8, "w4d": w4d, "w4l": w4l, "w8d": w8d,
-                        "w8l": w8l, "g": g, "rq": 0 if rq == 1 else outl}
+                        "w8l": w8l, "g": g, "rq": 0 if outl == tm else outl, "px": px}
 
             lo, hi = 0, 4096 // g  # feasibility is monotone in tm: binary search the largest
             while lo < hi:
@@ -145,23 +143,40 @@ def _make(board: Board, clock: float, ratio: float, a: dict[str, int], tr: int, 
         axi_data_bits=board.axi_data_bits, axi_ports=board.axi_ports,
         ddr_bytes_per_cycle=round(board.ddr_bytes_per_cycle(clock), 4),
         ratio_8bit=float(ratio), wfill_cycles=WFILL_CYCLES, fm_cache_kbits=fm_kbits,
-        requant_lanes=a["rq"],
+        requant_lanes=a["rq"], px_max=a["px"],
     )
 
 
 def _compute_cycles(cfg: AcceleratorConfig, nets: list[Network], tim: Timing) -> list[int]:
     """Array-only cycles per network (no DDR): per layer the larger of the PE-array time and
-    the output-pipeline time (a lower bound used to rank candidates)."""
+    the output-pipeline time, best pixel grouping (a lower bound used to rank candidates).
+
+    Cached on the fields that matter (not G, ports or DDR), per distinct layer geometry.
+    """
+    key = (cfg.tm, cfg.tn, cfg.tr, cfg.tc, cfg.kernel_packing, cfg.wfill_cycles, cfg.px_max,
+           cfg.out_lanes, tim)
     out = []
     for net in nets:
-        total = 0
-        for i, ly in enumerate(net.layers):
-            stem = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
-                    and ly.kh * ly.kw > 1)
-            total += max(compute_only_cycles(cfg, ly, stem=stem, timing=tim),
-                         drain_only_cycles(cfg, ly, stem=stem)) + tim.t_layer
-        out.append(total)
+        hit = _NET_CACHE.get((key, net.name, len(net.layers)))
+        if hit is None:
+            hit = 0
+            for i, ly in enumerate(net.layers):
+                stem = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
+                        and ly.kh * ly.kw > 1)
+                lkey = (key, ly.kind, ly.in_ch, ly.out_ch, ly.in_h, ly.in_w, ly.out_h, ly.out_w,
+                        ly.kh, ly.kw, ly.stride, ly.pad, stem)
+                c = _LAYER_ARRAY_CACHE.get(lkey)
+                if c is None:
+                    c = array_cycles(cfg, ly, stem=stem, timing=tim)
+                    _LAYER_ARRAY_CACHE[lkey] = c
+                hit += c + tim.t_layer
+            _NET_CACHE[(key, net.name, len(net.layers))] = hit
+        out.append(hit)
     return out
+
+
+_NET_CACHE: dict[tuple, int] = {}
+_LAYER_ARRAY_CACHE: dict[tuple, int] = {}
 
 
 def _tc_ok(tc: int, g: int, axi: int) -> bool:
@@ -211,7 +226,7 @@ def search(
     cands: list[Candidate] = []
     n_arrays = 0
     for _, a in ranked:
-        key = (a["tm"], a["tn"], a["g"], a["w8d"], a["rq"])
+        key = (a["tm"], a["tn"], a["g"], a["w8d"], a["rq"], a["px"])
         if key in seen:
             continue
         seen.add(key)

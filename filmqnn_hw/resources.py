@@ -152,7 +152,8 @@ def buffer_shapes(cfg: AcceleratorConfig) -> dict[str, dict[str, float]]:
     * ``ibuf``: 2 (double buffer) x IBUF_ROW_BANKS x ceil(tn/G) banks of 5G-bit words;
     * ``wbuf4``/``wbuf8``: 2 x (ceil(lanes / wfill_cycles) x kernel_slots x 4 resp. 8 bits)
       wide, at least 512 deep (the depth is free capacity used for weight residency);
-    * ``accbuf``: 2 x tm x acc_bits wide, tr*tc deep (accumulators of one output tile);
+    * ``accbuf``: 2 x tm x acc_bits x px_max wide, tr*tc/px_max deep (accumulators of one
+      output tile; px_max column-interleaved banks so px pixels are written per cycle);
     * ``resbuf``: 2 x tm x 5 bits wide, tr*tc deep (residual tile for the fused add);
     * ``obuf``: output FIFO, out_lanes x 5 bits wide, 512 deep;
     * ``fmcache``: fm_cache_kbits of feature-map store in 512x72 BRAM36.
@@ -167,7 +168,8 @@ def buffer_shapes(cfg: AcceleratorConfig) -> dict[str, dict[str, float]]:
         "wbuf4": {"count": 2, "width": n4_fill * cfg.kernel_slots * 4, "depth": 512},
         "wbuf8": {"count": 2 if n8_fill else 0, "width": n8_fill * cfg.kernel_slots * 8,
                   "depth": 512},
-        "accbuf": {"count": 2, "width": cfg.tm * cfg.acc_bits, "depth": cfg.tr * cfg.tc},
+        "accbuf": {"count": 2, "width": cfg.tm * cfg.acc_bits * cfg.px_max,
+                   "depth": math.ceil(cfg.tr * cfg.tc / cfg.px_max)},
         "resbuf": {"count": 2, "width": cfg.tm * ACT_BITS, "depth": cfg.tr * cfg.tc},
         "obuf": {"count": 1, "width": cfg.out_lanes * ACT_BITS, "depth": 512},
         "fmcache": {"count": 1 if cfg.fm_cache_kbits else 0, "width": 72,

@@ -13,9 +13,11 @@ from filmqnn_hw.cycles import (
     _plan,
     bandwidth_beats,
     compute_only_cycles,
+    drain_only_cycles,
     layer_cycles,
     network_cycles,
     plan_fm_cache,
+    px_options,
 )
 from filmqnn_hw.networks import Layer, get_network
 
@@ -81,8 +83,12 @@ def test_modes_and_compute_only_bound():
     assert compute_only_cycles(cfg, LAYER, timing=TIM) == 4 * 2 * (3 * 4 * 3 + 2)
     dw = Layer("d", "dw", 8, 8, 8, 8, 4, 4, 3, 3, 2, 1, "input", "d.out")
     assert _mode(cfg, dw, False) == "dw"
-    # depthwise: 8 channels on lanes, stride 2 -> 2 cycles per output pixel
-    assert compute_only_cycles(cfg, dw, timing=TIM) == 1 * (16 * 2 + 2)
+    # depthwise: 8 channels on lanes; stride 2 reads 2 window columns of 8 channels = 16 <= tn
+    # channel-columns per cycle -> one output pixel per cycle
+    assert compute_only_cycles(cfg, dw, timing=TIM) == 1 * (16 * 1 + 2)
+    # tn = 8 without kernel packing: 2 reads per pixel, and 9 taps on 8 multipliers: 2 passes
+    assert compute_only_cycles(cfg.replace(tn=8, kernel_packing=False), dw, timing=TIM) == (
+        16 * 2 * 2 + 2)
     stem = Layer("s", "conv", 3, 8, 8, 8, 4, 4, 3, 3, 2, 1, "input", "s.out")
     assert _mode(cfg, stem, True) == "stem"
     # stem: im2col 27 channels -> ceil(27/16) = 2 chunks of 16 pixels (1x1)
@@ -104,8 +110,12 @@ def test_network_invariants(net):
         assert ly.bound in BOUNDS
         assert ly.cycles >= ly.compute_cycles  # the array time is a lower bound
         stem = layer is network.layers[0]
-        p = _plan(cfg, layer, _mode(cfg, layer, stem), DEFAULT_TIMING)
-        assert int(p.comp.sum()) * len(p.tm_eff) == compute_only_cycles(cfg, layer, stem=stem)
+        mode = _mode(cfg, layer, stem)
+        for px in px_options(cfg.replace(px_max=4), layer, mode):
+            c4 = cfg.replace(px_max=4, requant_lanes=64)
+            p = _plan(c4, layer, mode, DEFAULT_TIMING, px)
+            assert int(p.comp.sum()) == compute_only_cycles(c4, layer, stem=stem, px=px)
+            assert int(p.drain.sum()) == drain_only_cycles(c4, layer, stem=stem, px=px)
         assert ly.utilisation <= 1.5 + 1e-9  # at most kernel-mode peak
     assert r.layers[0].mode == "stem"
     # the feature-map store never holds the network input or output
@@ -115,3 +125,22 @@ def test_network_invariants(net):
     faster = network_cycles(cfg.replace(ddr_bytes_per_cycle=64.0, axi_ports=4), net)
     assert faster.cycles <= r.cycles
     assert network_cycles(cfg.replace(fm_cache_kbits=0), net).cycles >= r.cycles
+
+
+def test_pixel_groups():
+    # 1x1 conv 8 -> 8 on a 16x16 map: 8 channels fit tn/2 = 8 slots -> 2 pixels per cycle
+    ly = Layer("p", "conv", 8, 8, 16, 16, 16, 16, 1, 1, 1, 0, "input", "p.out")
+    base = _cfg(ddr=1000.0, tn=16, tr=16, tc=16)
+    assert px_options(base, ly, "normal") == [1]
+    two = base.replace(px_max=2, requant_lanes=16)
+    assert px_options(two, ly, "normal") == [1, 2]
+    assert compute_only_cycles(two, ly, timing=TIM, px=2) == 16 * 8 + 2
+    assert drain_only_cycles(two, ly, px=2) == 16 * 8  # 2 pixels x 8 lanes on 16 units
+    # with only tm requantization units the drain of 2 x 8 values takes 2 cycles per group
+    assert drain_only_cycles(base.replace(px_max=2), ly, px=2) == 16 * 8 * 2
+    lc = layer_cycles(two, ly, timing=TIM)
+    assert lc.px == 2 and lc.cycles < layer_cycles(base, ly, timing=TIM).cycles
+    with pytest.raises(ConfigError, match="px_max"):
+        base.replace(px_max=3)
+    with pytest.raises(ConfigError, match="requant_lanes"):
+        base.replace(requant_lanes=9)  # more than px_max x tm

@@ -2,6 +2,8 @@
 """Emitted Verilog of the AXI blocks under Icarus (-g2005), driven by cocotb + cocotbext-axi.
 
 The testbenches live in tests/hw/cocotb/ (tb_axi_control.py, tb_axi_dma.py).
+That directory must stay a plain folder (no __init__.py): as a namespace portion it never
+shadows the real ``cocotb`` package on sys.path.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
    :meth:`QuantModel.calibrate` (max or percentile), and is frozen in eval mode. ReLU6
    outputs are capped at 6. The network input is pixels in [0, 1] with scale 1/31
    (:func:`numerics.quantize_input`). The logits are signed 16-bit with scale
-   ``max|logit| / 16383`` (2x headroom).
+   ``max|logit| / 4095`` (8x headroom).
 4. **8-bit selection** (paper Eq. 4): for filter ``k`` of a layer, ``E_k = ||W_k * A_q -
    Q4(W_k) * A_q||_2`` over the output map of a batch, ``A_q`` the layer's quantized input.
    Filters are chosen per *channel group* (tensors that must share one channel order:
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 _TINY = 1e-8
-LOGIT_HEADROOM = 16383  # |logit| max maps to this code
+LOGIT_HEADROOM = 4095  # the observed max |logit| maps to this code (8x headroom)
 
 
 def _key(name: str) -> str:
@@ -307,6 +307,43 @@ def pool_integer_params(qm: QuantModel, pool: PoolNode, window: int) -> PoolInt:
     return PoolInt(mult, offset, shift, lo, hi, z_in)
 
 
+_F32_EXACT = 1 << 24
+
+
+def exact_conv(
+    codes: torch.Tensor,
+    weight_np: np.ndarray,
+    weight: torch.Tensor,
+    padding: tuple[int, int],
+    pad_code: int,
+    stride: Any,
+    groups: int,
+) -> torch.Tensor:
+    """Exact integer accumulators of a convolution of codes (int64, NCHW).
+
+    Every partial sum is an integer bounded by ``max_k sum|w_k| * max|code|``. Below 2**24
+    float32 represents all of them exactly, so the float32 convolution (direct or GEMM, the
+    only algorithms PyTorch's CPU backends use with NNPACK disabled) is exact; otherwise
+    float64 (exact below 2**53, the golden model's method). A non-integer result (which an
+    inexact algorithm would produce) falls back to float64.
+    """
+    amax = max(int(codes.abs().max()) if codes.numel() else 0, abs(pad_code), 1)
+    bound = int(np.abs(weight_np).reshape(weight_np.shape[0], -1).sum(axis=1).max(initial=0))
+    bound *= amax
+    ph, pw = padding
+    if bound < _F32_EXACT:
+        with torch.backends.nnpack.flags(enabled=False):
+            xp = F.pad(codes.float(), (pw, pw, ph, ph), value=float(pad_code))
+            acc = F.conv2d(xp, weight.float(), None, stride, 0, 1, groups)
+        if bool(torch.all(acc == torch.round(acc))):
+            return acc.to(torch.int64)
+    if bound >= 1 << 52:
+        raise GraphError("accumulator bound exceeds the exact float64 range")
+    xp = F.pad(codes.double(), (pw, pw, ph, ph), value=float(pad_code))
+    acc = F.conv2d(xp, weight.double(), None, stride, 0, 1, groups)
+    return torch.round(acc).to(torch.int64)
+
+
 class QuantModel(nn.Module):
     """A float model wrapped for filter-wise mixed-precision QAT (see the module docstring).
 
@@ -345,6 +382,7 @@ class QuantModel(nn.Module):
             self.layer_quant[_key(layer.name)] = LayerQuant(mod.weight.shape[0])
         self.register_buffer("selection_frozen", torch.zeros((), dtype=torch.bool))
         self._int_cache: dict[str, LayerInt] | None = None
+        self._int_version: tuple[int, ...] = ()
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _invalidate(self) -> None:
@@ -369,12 +407,21 @@ class QuantModel(nn.Module):
         """The per-filter bit widths of a layer (by module name)."""
         return self.layer_quant[_key(layer)].bits
 
+    def _state_version(self) -> tuple[int, ...]:
+        """Changes whenever any parameter or buffer is modified (in place or replaced)."""
+        key: list[int] = []
+        for t in list(self.parameters()) + list(self.buffers()):
+            key += [id(t), t._version]
+        return tuple(key)
+
     def integer_params(self) -> dict[str, LayerInt]:
-        """Integer parameters of every layer (cached until train()/selection/calibration)."""
-        if self._int_cache is None:
+        """Integer parameters of every layer, recomputed whenever any parameter/buffer changed."""
+        version = self._state_version()
+        if self._int_cache is None or self._int_version != version:
             self._int_cache = {
                 layer.name: layer_integer_params(self, layer) for layer in self.graph.layers()
             }
+            self._int_version = version
         return self._int_cache
 
     # -- float fake-quant forward --------------------------------------------------------------
@@ -463,15 +510,14 @@ class QuantModel(nn.Module):
             if isinstance(op, LayerNode):
                 p = params[op.name]
                 xin = env[op.input]
-                w = torch.from_numpy(p.weight).double()
+                w = torch.from_numpy(p.weight)
                 if op.kind == "linear":
                     w = w.reshape(w.shape[0], *xin.shape[1:])
                     stride, pad, groups = (1, 1), (0, 0), 1
                 else:
                     mod = self.model.get_submodule(op.name)
                     stride, pad, groups = mod.stride, mod.padding, mod.groups
-                xp = F.pad(xin.double(), (pad[1], pad[1], pad[0], pad[0]), value=p.pad_code)
-                acc = torch.round(F.conv2d(xp, w, None, stride, 0, 1, groups)).to(torch.int64)
+                acc = exact_conv(xin, p.weight, w, (pad[0], pad[1]), p.pad_code, stride, groups)
                 res = env[op.residual] if op.residual is not None else None
                 env[op.output] = requantize(
                     acc,
@@ -518,6 +564,7 @@ class QuantModel(nn.Module):
         codes = self.forward_codes(self.quantize_input(x))
         s, z, _, _ = self.act_qparams(self.graph.output)
         out = ((codes - z).double() * s).to(x.dtype if x.is_floating_point() else torch.float32)
+        out = out.to(x.device)
         return out.flatten(1) if self.graph.tensors[self.graph.output].from_linear else out
 
     # -- calibration and selection -------------------------------------------------------------

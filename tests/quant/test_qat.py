@@ -203,3 +203,16 @@ def test_eval_input_quantization_matches_numerics():
     x = torch.rand(3, 1, 5, 5)
     qm = prepare_qat(_OneConv(), None, example_input=torch.rand(2, 1, 4, 4))
     assert np.array_equal(qm.quantize_input(x).numpy(), quantize_input(x.numpy(), 1 / 31))
+
+
+def test_eval_cache_follows_parameter_changes():
+    torch.manual_seed(0)
+    m = build_model("small_cnn", width_mult=0.25, input_size=8)
+    x = torch.rand(8, 1, 8, 8)
+    qm = prepare_qat(m, None, example_input=x).eval()
+    with torch.no_grad():
+        a = qm(x)
+        m.fc.bias[3] += 3 * float(a.abs().max())  # in-place change while in eval mode
+        b = qm(x)
+    assert not torch.equal(a, b)
+    assert torch.equal(b.argmax(1), torch.full((8,), 3))

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=8, help="calibration batch size (8)")
     e.add_argument("--calib-data", default=None, help="dataset name for calibration images")
     e.add_argument("--seed", type=int, default=0, help="seed of random init / random images")
+    e.add_argument(
+        "--reselect",
+        action="store_true",
+        help="QAT checkpoint: choose the 8-bit filters again for this accelerator (may cost "
+        "accuracy)",
+    )
     e.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     e.add_argument("--quiet", action="store_true", help="only the final line")
     c = sub.add_parser("check", help="validate an export directory")
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             calib_data=args.calib_data,
             seed=args.seed,
+            reselect=args.reselect,
             log=log,
         )
     except ExportError as err:

@@ -73,6 +73,17 @@ RANDOM_CALIB_WARNING = (
 )
 
 
+RANDOM_SELECT_WARNING = (
+    "RANDOM SELECTION IMAGES: no --calib-data was given, the 8-bit filters were re-selected on "
+    "random images in [0, 1]; pass --calib-data for a meaningful selection."
+)
+RESELECT_WARNING = (
+    "8-BIT FILTERS RE-SELECTED: the QAT checkpoint's 8-bit selection was replaced by a new one "
+    "for this accelerator's slots; filters that changed width were not fine-tuned at their new "
+    "width, so accuracy may be lower than the checkpoint's"
+)
+
+
 class ExportError(RuntimeError):
     """An export or check that cannot be carried out; the message says why and what to do."""
 
@@ -483,9 +494,16 @@ def export(
     batch_size: int = 8,
     calib_data: str | None = None,
     seed: int = 0,
+    reselect: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
-    """Build, quantize, convert and export ``model`` for a board (see module docstring)."""
+    """Build, quantize, convert and export ``model`` for a board (see module docstring).
+
+    ``reselect`` (QAT checkpoints only): choose the 8-bit filters again for this accelerator's
+    slots (paper Eq. 4 on calibration images) instead of keeping the trained selection; needed
+    when the checkpoint was trained without this config, and said loudly because the filters
+    that change width were not fine-tuned at their new width.
+    """
     times: dict[str, float] = {}
     t_all = time.perf_counter()
     key = _canonical_model(model)
@@ -568,10 +586,17 @@ def export(
         log("[export] !!! " + RANDOM_INIT_WARNING)
     net.eval()
     batches: list[Any] = []
-    if qat_state is None:
-        batches = _calibration_batches(calib_data, in_shape, calib_batches, batch_size, seed, log)
+    if reselect and qat_state is None:
+        raise ExportError(
+            "--reselect only applies to QAT checkpoints (a float model is always selected for "
+            "the config during export)"
+        )
+    if qat_state is None or reselect:
+        batches = _calibration_batches(
+            calib_data, in_shape, calib_batches, batch_size, seed, log, qat_state is None
+        )
         example = batches[0][:2]  # prepare_qat's initial pass; calibrate() sets the ranges
-    else:
+    if qat_state is not None:
         example = torch.rand((1, *in_shape), generator=torch.Generator().manual_seed(seed))
     try:
         qmodel = qat.prepare_qat(net, config, ratio=ratio, example_input=example)
@@ -587,6 +612,18 @@ def export(
         _load_state(qmodel, _strip_prefix(qat_state), Path(checkpoint))  # type: ignore[arg-type]
         calib = {"source": "checkpoint (QAT state: scales and 8-bit selection as trained)"}
         log(f"[export] loaded QAT state from {checkpoint} (no re-calibration)")
+        if reselect:
+            if not hasattr(qmodel, "selection_frozen"):
+                raise ExportError("this QuantModel cannot re-select its 8-bit filters")
+            log("[export] !!! " + RESELECT_WARNING)
+            with torch.no_grad():
+                qmodel.selection_frozen.fill_(False)
+                qmodel.select_8bit(batches[0][:4])
+                qmodel.freeze_selection()
+            calib["source"] = (
+                "checkpoint scales; 8-bit filters RE-SELECTED for this config on "
+                + (calib_data or "random images in [0, 1]")
+            )
     else:
         calib = {
             "source": calib_data or "random images in [0, 1]",
@@ -616,7 +653,9 @@ def export(
         if qat_state is not None and "slot" in str(e):
             hint = (
                 " (the QAT checkpoint's 8-bit selection was made for a different accelerator "
-                "layout: run QAT with this config, e.g. prepare_qat(model, config))"
+                "layout: run QAT with this config, e.g. prepare_qat(model, config), or pass "
+                "--reselect to choose the 8-bit filters again for this accelerator, which may "
+                "cost accuracy)"
             )
         raise ExportError(f"cannot convert {key} to the integer graph: {e}{hint}") from None
     times["convert"] = time.perf_counter() - t0
@@ -628,6 +667,10 @@ def export(
         warnings.append(RANDOM_INIT_WARNING)
     if qat_state is None and calib_data is None:
         warnings.append(RANDOM_CALIB_WARNING)
+    if reselect:
+        warnings.append(RESELECT_WARNING)
+        if calib_data is None:
+            warnings.append(RANDOM_SELECT_WARNING)
     info = {
         "model": key,
         "model_kwargs": model_kwargs,
@@ -653,13 +696,14 @@ def _calibration_batches(
     batch_size: int,
     seed: int,
     log: Callable[[str], None],
+    for_calibration: bool = True,
 ) -> list[Any]:
     import torch
 
     if n < 1:
         raise ExportError("--calib-batches must be at least 1")
     if calib_data is None:
-        log("[export] !!! " + RANDOM_CALIB_WARNING)
+        log("[export] !!! " + (RANDOM_CALIB_WARNING if for_calibration else RANDOM_SELECT_WARNING))
         g = torch.Generator().manual_seed(seed + 1)
         return [torch.rand((batch_size, *in_shape), generator=g) for _ in range(n)]
     data = _need("filmqnn_quant.data", "loading calibration images")

@@ -322,6 +322,24 @@ def test_train_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert m["calibration"]["source"].startswith("checkpoint")
     assert m["checkpoint"]["precision"] == "qat" and m["random_init"] is False
     assert check_export(out).startswith("OK ")
+    # A QAT checkpoint trained without this config: refused with a hint, or --reselect.
+    qm0 = prepare_qat(build_model("small_cnn", **kw).eval(), ratio=0.05, example_input=x)
+    sd0 = qm0.state_dict()
+    # The logits' channel order is fixed: an 8-bit logit filter outside an 8-bit slot cannot fit.
+    sd0["layer_quant.fc.bits"] = torch.tensor([4, 4, 8, 4, 4, 4, 4, 4, 4, 4])
+    torch.save({**base, "precision": "qat", "ratio": 0.05, "state_dict": sd0},
+               tmp_path / "qat0.pt")  # fmt: skip
+    rc, out = _export_sc(tmp_path, "qat0", "--checkpoint", str(tmp_path / "qat0.pt"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "--reselect" in err and not out.exists()
+    rc, out = _export_sc(tmp_path, "qat0", "--checkpoint", str(tmp_path / "qat0.pt"),
+                         "--reselect")  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0 and "RE-SELECTED" in text and "RANDOM SELECTION IMAGES" in text
+    m = json.loads((out / "manifest.json").read_text())
+    assert any("RE-SELECTED" in w for w in m["warnings"])
+    assert "RE-SELECTED" in m["calibration"]["source"]
+    assert check_export(out).startswith("OK ")
     # The wrong model name is refused with the right one suggested.
     rc = main(["export", "--model", "resnet18", "--config", str(tmp_path / "cfg.json"),
                "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "qat.pt")])  # fmt: skip

@@ -60,8 +60,8 @@ template <class H, class L> struct ap_concat_ref;
 
 namespace hls_compat_detail {
 
-typedef unsigned __int128 u128;
-typedef __int128 s128;
+__extension__ typedef unsigned __int128 u128;  // __extension__: -Wpedantic clean
+__extension__ typedef __int128 s128;
 
 constexpr int kMaxW = AP_INT_MAX_W;
 constexpr int cmax(int a, int b) { return a > b ? a : b; }

@@ -230,3 +230,43 @@ def test_avgpool_and_mlp_head():
     assert graph.ops[2].kind == "linear" and graph.ops[2].kernel == (4, 4)
     for k in env:
         assert np.array_equal(env[k], mirror[k].numpy()), k
+
+
+def test_fan_in_beyond_accelerator_is_refused():
+    torch.manual_seed(0)
+    qm, shape = _trained("small_cnn", None, steps=0)
+    cfg = AcceleratorConfig.small(tm=8, n8_slots=1, max_fan_in=64)  # conv2 has 12*9 = 108
+    with torch.no_grad():
+        for lq in qm.layer_quant.values():
+            lq.bits.fill_(4)
+    with pytest.raises(ConversionError, match="conv2.*fan-in 108"):
+        to_integer(qm, shape, cfg)
+
+
+class _ViewNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(64, 2)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.fc(y.view(y.size(0), -1))
+
+
+class _LoneRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.act(self.pool(x)), 1))
+
+
+def test_more_unsupported_patterns():
+    with pytest.raises(GraphError, match="size"):
+        prepare_qat(_ViewNet(), example_input=torch.rand(2, 1, 4, 4))
+    with pytest.raises(GraphError, match="act.*stand-alone"):
+        prepare_qat(_LoneRelu(), example_input=torch.rand(2, 1, 4, 4))

@@ -216,3 +216,25 @@ def test_eval_cache_follows_parameter_changes():
         b = qm(x)
     assert not torch.equal(a, b)
     assert torch.equal(b.argmax(1), torch.full((8,), 3))
+
+
+@pytest.mark.parametrize(
+    "cin,wmax,expect_f64",
+    [(8, 7, False), (470, 127, False), (600, 127, True)],  # 15624, 16.65M, 21.3M
+)
+def test_exact_conv_matches_golden_accumulate(cin, wmax, expect_f64):
+    """Both paths of the eval mirror's convolution equal the golden model's accumulators,
+    including weights/codes at their extremes and bounds right around 2**24."""
+    from filmqnn_quant.intgraph import conv_accumulate
+    from filmqnn_quant.qat import exact_conv
+
+    rng = np.random.default_rng(cin)
+    w = rng.choice([-wmax, wmax], size=(3, cin, 3, 3)).astype(np.int64)
+    w[0] = wmax  # one filter at the full bound
+    x = rng.integers(0, 32, size=(2, cin, 5, 5))
+    x[0] = 31
+    bound = int(np.abs(w).reshape(3, -1).sum(1).max()) * 31
+    assert (bound >= 1 << 24) == expect_f64
+    acc = exact_conv(torch.from_numpy(x), w, torch.from_numpy(w), (1, 1), 5, (1, 1), 1)
+    ref = conv_accumulate(x, w, (1, 1), (1, 1), 1, 5)
+    assert np.array_equal(acc.numpy(), ref)

@@ -17,15 +17,15 @@ it within 2%). Summary:
                  traffic runs in parallel at OTS_BEATS_PER_CYCLE)
 
   plus a prologue (load step 0), an epilogue (drain/store the last tile) and ``T_LAYER``.
-* **Compute modes.** ``normal``: per cycle every lane takes ``tn`` input channels at one
-  kernel tap for one output pixel (``taps x rows x cols`` cycles per chunk). ``kernel``
-  (4-bit kernel packing, stride-1 layers with kw >= 3): per cycle every lane takes ``tn/4``
-  channels x a 3-tap kernel-row segment x 2 adjacent output columns
-  (``kh x ceil(kw/3) x rows x ceil((cols+2)/2)`` cycles per chunk of ``tn/4`` channels).
-  ``dw``: depthwise, channels on lanes (``min(tm, tn)`` per group), the ``kh x kw`` taps on the
-  slots, one output pixel per cycle (``stride`` cycles per pixel: new window columns).
+* **Compute modes.** ``normal``: per cycle every lane takes ``tn/px`` input channels at one
+  kernel tap for each of ``px`` output pixels (pixel groups, ``px <= px_max``, only when the
+  layer's input channels fit ``tn/px``). ``kernel`` (4-bit kernel packing, stride-1 layers
+  with kw >= 3): per cycle every lane takes ``tn/4`` channels x a 3-tap kernel-row segment x
+  2 adjacent output columns (``kh x ceil(kw/3) x rows x ceil((cols+2)/2)`` cycles per chunk
+  of ``tn/4`` channels). ``dw``: depthwise, channel ``c`` on lane ``c mod tm``, the
+  ``kh x kw`` taps of ``px`` pixels on the slots, ``tn`` channel-columns read per cycle.
   Pooling and stand-alone adds use the dw datapath; global pooling reads one pixel per cycle.
-  Each tap group takes ``max(pixel cycles, wfill_cycles)`` (shadow weight refill).
+  Each tap group takes ``max(pixel-group cycles, wfill_cycles)`` (shadow weight refill).
   ``stem``: a first layer with <= ``STEM_MAX_CH`` input channels is run as a 1x1 conv over
   its im2col input (``C kh kw`` channels) prepared by the host.
 * **DDR traffic** in AXI beats of ``axi_data_bits``: activations are stored as planes of

@@ -640,7 +640,8 @@ def export(
         except ValueError as e:
             raise ExportError(f"cannot calibrate {key}: {e}") from None
     times["calibrate"] = time.perf_counter() - t0
-    log(f"[export] calibrated ({times['calibrate']:.1f} s)")
+    if qat_state is None:
+        log(f"[export] calibrated ({times['calibrate']:.1f} s)")
 
     # ---- integer conversion ----
     t0 = time.perf_counter()
@@ -719,7 +720,8 @@ def _calibration_batches(
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(ds), size=min(len(ds), n * batch_size), replace=False)
     imgs = torch.from_numpy(ds.images[np.sort(pick)])
-    log(f"[export] calibrating on {len(imgs)} images of {calib_data}")
+    what = "calibration" if for_calibration else "8-bit re-selection"
+    log(f"[export] using {len(imgs)} images of {calib_data} for {what}")
     return [imgs[i : i + batch_size] for i in range(0, len(imgs), batch_size)]
 
 

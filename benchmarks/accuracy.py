@@ -100,8 +100,13 @@ def load_result(model: str, seed: int, ratio: float | None, threads: int) -> dic
     if not p.is_file():
         return None
     r = json.loads(p.read_text())
-    if r.get("command") != shlex.join(command(model, seed, ratio, threads)):
+    want = command(model, seed, ratio, threads)
+    ran = r.get("command")
+    if ran is None and "argv" in r:  # finished without the driver (e.g. another process ran it)
+        ran = shlex.join(want[:3] + list(r["argv"]))
+    if ran != shlex.join(want):
         return None
+    r["command"] = ran
     return r
 
 
@@ -116,6 +121,12 @@ def execute(model: str, seed: int, ratio: float | None, threads: int) -> dict | 
     cmd = command(model, seed, ratio, threads)
     CKPT_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    lock = RESULTS / f"{run_key(model, seed, ratio)}.lock"
+    try:  # several benchmark processes may share the work: one runs each cell
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        print(f"[bench] {run_key(model, seed, ratio)}: running elsewhere ({_rel(lock)}), skipped")
+        return None
     print(f"[bench] {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -124,7 +135,9 @@ def execute(model: str, seed: int, ratio: float | None, threads: int) -> dict | 
     out = RESULTS / f"{run_key(model, seed, ratio)}.json"
     if not out.is_file():
         print(f"[bench] FAILED (exit {proc.returncode}) after {wall:.0f} s", flush=True)
+        lock.unlink(missing_ok=True)
         return None
+    lock.unlink(missing_ok=True)
     r = json.loads(out.read_text())
     r["command"] = shlex.join(cmd)
     r["process_wall_seconds"] = wall
@@ -236,6 +249,7 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
                     f"{_ms(ptq)} | {wall_s} |"
                 )
             cmds.append((label, ratio))
+        lines += ["", *_comparison(model, seeds, threads)]
         lines += ["", "Per-seed values (fake-quant / integer accuracy %):", ""]
         lines += ["| precision | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
         lines += ["|---|" + "---|" * len(seeds)]
@@ -275,6 +289,35 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
     return "\n".join(lines)
 
 
+def _comparison(model: str, seeds: list[int], threads: int) -> list[str]:
+    """Mixed rows against W8A5 and W4A5, over the seeds where all three finished."""
+    out = [
+        "Mixed precision against the uniform rows (integer-model accuracy, mean over the "
+        "seeds where both rows finished; paired by seed):",
+        "",
+    ]
+    for label, ratio in ROWS:
+        if ratio is None or ratio in (0.0, 1.0):
+            continue
+        parts = []
+        for ref_label, ref in (("W8A5", 1.0), ("W4A5", 0.0)):
+            diffs = []
+            for s in seeds:
+                a = load_result(model, s, ratio, threads)
+                b = load_result(model, s, ref, threads)
+                if a and b and "integer_acc" in a and "integer_acc" in b:
+                    diffs.append(a["integer_acc"] - b["integer_acc"])
+            if diffs:
+                parts.append(
+                    f"{statistics.mean(diffs):+.2f} points vs {ref_label} "
+                    f"({len(diffs)} seed{'s' if len(diffs) > 1 else ''})"
+                )
+            else:
+                parts.append(f"vs {ref_label}: pending")
+        out.append(f"* {label}: " + "; ".join(parts))
+    return out
+
+
 def write_report(models: list[str], seeds: list[int], threads: int, out: Path) -> None:
     text = report(models, seeds, threads)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--fp32-only", action="store_true", help="train only the FP32 baselines")
     p.add_argument("--qat-only", action="store_true", help="train only the QAT rows")
+    p.add_argument("--ratios", nargs="+", type=float, default=None, help="QAT rows to run")
     p.add_argument("--jobs", type=int, default=1, help="training commands run in parallel")
     a = p.parse_args(argv)
     run_models = a.models if a.run_models is None else a.run_models
@@ -317,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
                     list(pool.map(lambda s, m=model: cell(m, s, None), a.seeds))
             if a.fp32_only:
                 continue
-            cells = [(seed, r) for seed in a.seeds for _, r in ROWS if r is not None]
+            cells = [
+                (seed, r)
+                for seed in a.seeds
+                for _, r in ROWS
+                if r is not None and (a.ratios is None or r in a.ratios)
+            ]
             with ThreadPoolExecutor(a.jobs) as pool:
                 list(pool.map(lambda c, m=model: cell(m, c[0], c[1]), cells))
     write_report(a.models, a.seeds, a.threads, a.out)

@@ -626,9 +626,11 @@ def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: b
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (``python -m filmqnn_quant train ...``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         metrics = run(args)
+        metrics["argv"] = argv
     except (TrainError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

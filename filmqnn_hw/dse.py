@@ -79,7 +79,9 @@ def _pack_options(axi_bits: int) -> list[int]:
 
 def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: bool,
             g: int) -> list[dict[str, int]]:
-    """Feasible PE arrays for packing factor ``g`` (DSP/LUT only; BRAM is checked later)."""
+    """PE arrays for packing factor ``g`` sized by the DSP/LUT terms of the resource model
+    (engines + control; buffers do not use LUT/DSP). Stage 2 re-checks every cap with
+    :func:`filmqnn_hw.resources.predict`."""
     c = arith_costs()
     dsp_cap = caps["dsp_cap"] * board.dsp
     lut_cap = caps["lut_cap"] * board.lut
@@ -179,6 +181,12 @@ _NET_CACHE: dict[tuple, int] = {}
 _LAYER_ARRAY_CACHE: dict[tuple, int] = {}
 
 
+def _within(r: Any, b: Board, caps: dict[str, float]) -> bool:
+    """All four predicted resources within their caps (the resource model is the judge)."""
+    return (r.lut <= caps["lut_cap"] * b.lut and r.ff <= caps["ff_cap"] * b.ff
+            and r.dsp <= caps["dsp_cap"] * b.dsp and r.bram36 <= caps["bram_cap"] * b.bram36)
+
+
 def _tc_ok(tc: int, g: int, axi: int) -> bool:
     wpb = max(1, axi // (g * ACT_BITS))
     return (g * ACT_BITS) % 8 == 0 or tc % wpb == 0
@@ -237,7 +245,7 @@ def search(
                     continue
                 cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
                 r = predict(cfg)
-                if r.bram36 > allcaps["bram_cap"] * b.bram36 or r.ff > allcaps["ff_cap"] * b.ff:
+                if not _within(r, b, allcaps):
                     continue
                 cyc = _compute_cycles(cfg, nets, timing)
                 tiles.append((_geomean([1 / x for x in cyc]), tr, tc, r.bram36))
@@ -251,6 +259,8 @@ def search(
             if fm > 0:
                 cfg = cfg.replace(fm_cache_kbits=fm)
             r = predict(cfg)
+            if not _within(r, b, allcaps):  # pragma: no cover - fm store uses whole BRAMs left
+                continue
             fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
             util = r.utilisation(device)
             cands.append(Candidate(cfg, fps, _geomean(list(fps.values())),

@@ -63,3 +63,22 @@ def test_list_boards_subprocess():
     r = subprocess.run([sys.executable, "-m", "filmqnn_hw.build", "--list-boards"],
                        capture_output=True, text=True, timeout=60, check=True)
     assert "zcu102" in r.stdout and "pynq_z2" in r.stdout and "xczu9eg" in r.stdout
+
+
+def test_build_user_board_file(tmp_path):
+    import boards
+
+    text = (boards.BOARD_DIR / "zcu102.toml").read_text()
+    for old, new in (('name = "zcu102"', 'name = "zcu104"'), ("lut = 274080", "lut = 230400"),
+                     ("ff = 548160", "ff = 460800"), ("dsp = 2520", "dsp = 1728"),
+                     ("bram36 = 912", "bram36 = 312"), ("uram = 0", "uram = 96")):
+        assert old in text
+        text = text.replace(old, new)
+    f = tmp_path / "zcu104.toml"
+    f.write_text(text)
+    out = tmp_path / "out"
+    assert main([str(f), "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["board"] == "zcu104" and rep["resources"]["device"]["dsp"] == 1728
+    assert rep["resources"]["predicted"]["dsp"] <= 0.85 * 1728
+    assert "paper_fps" not in rep["networks"]["resnet18"]  # no paper figure for this board

@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ratio", type=float, default=None, help="fraction of 8-bit filters (0.05)")
     e.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None)
     e.add_argument("--num-classes", type=int, default=None)
+    e.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra build_model option, e.g. width_mult=0.5 (repeatable)",
+    )
     e.add_argument("--calib-batches", type=int, default=2, help="calibration batches (2)")
     e.add_argument("--batch-size", type=int, default=8, help="calibration batch size (8)")
     e.add_argument("--calib-data", default=None, help="dataset name for calibration images")
@@ -51,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dir")
     sub.add_parser("train", help="train a model (see `python -m filmqnn_quant train --help`)")
     return p
+
+
+def _parse_value(v: str) -> object:
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
 
 
 def _train(argv: list[str]) -> int:
@@ -90,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet or msg.startswith("[export] !!!"):
             print(msg, flush=True)
 
+    model_args = {}
+    for item in args.model_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            print(f"error: --model-arg needs KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        model_args[key.strip().replace("-", "_")] = _parse_value(value.strip())
     if args.threads:
         import torch
 
@@ -109,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             calib_data=args.calib_data,
             seed=args.seed,
             reselect=args.reselect,
+            model_args=model_args,
             log=log,
         )
     except ExportError as err:

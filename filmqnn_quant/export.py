@@ -495,6 +495,7 @@ def export(
     calib_data: str | None = None,
     seed: int = 0,
     reselect: bool = False,
+    model_args: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Build, quantize, convert and export ``model`` for a board (see module docstring).
@@ -502,7 +503,8 @@ def export(
     ``reselect`` (QAT checkpoints only): choose the 8-bit filters again for this accelerator's
     slots (paper Eq. 4 on calibration images) instead of keeping the trained selection; needed
     when the checkpoint was trained without this config, and said loudly because the filters
-    that change width were not fine-tuned at their new width.
+    that change width were not fine-tuned at their new width. ``model_args``: extra keyword
+    arguments of :func:`filmqnn_quant.models.build_model` (e.g. ``width_mult``).
     """
     times: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -553,6 +555,12 @@ def export(
         in_shape = (in_shape[0], int(input_size[0]), int(input_size[1]))
     if num_classes is not None:
         model_kwargs["num_classes"] = int(num_classes)
+    for k, v in (model_args or {}).items():
+        if ck is not None and "format" in ck and k in model_kwargs and model_kwargs[k] != v:
+            raise ExportError(
+                f"--model-arg {k}={v} differs from the checkpoint's {k}={model_kwargs[k]}"
+            )
+        model_kwargs[k] = v
     if key == "small_cnn":
         if in_shape[1] != in_shape[2]:
             raise ExportError(f"smallcnn needs a square input, not {in_shape[1]}x{in_shape[2]}")

@@ -365,3 +365,28 @@ def test_cli_export_board_smallcnn(tmp_path: Path, capsys: pytest.CaptureFixture
     assert m["board"] == "pynq_z2" and m["config_hash"] == cfg.config_hash()
     assert (out / "config.json").read_text().strip() == cfg.to_json()
     assert main(["check", str(out)]) == 0
+
+
+@pytest.mark.parametrize("model", ["resnet18", "mobilenet_v2"])
+def test_export_residual_and_depthwise_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    """Real converter output with fused residuals (ResNet) and depthwise layers (MobileNet-V2)."""
+    from filmqnn_quant.export import export
+
+    out = tmp_path / model
+    res = export(model, out, config_file=_cfg_file(tmp_path), input_size=(32, 32),
+                 num_classes=10, model_args={"width_mult": 0.25}, calib_batches=1,
+                 batch_size=2, log=lambda m: None)  # fmt: skip
+    kinds = {op.kind for op in res.graph.conv_ops()}
+    if model == "resnet18":
+        assert any(op.residual for op in res.graph.conv_ops())
+    else:
+        assert "depthwise" in kinds
+    back, _ = read_image(out / "weights.bin", CFG)
+    assert graph_differences(res.graph, back) == []
+    x = np.random.default_rng(0).integers(0, 32, size=(1, 3, 32, 32))
+    assert np.array_equal(res.graph.run(x), back.run(x))
+    assert check_export(out).startswith("OK ")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model_kwargs"]["width_mult"] == 0.25 and m["model_kwargs"]["small_input"] is True

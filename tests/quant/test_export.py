@@ -25,6 +25,17 @@ from filmqnn_quant.image import graph_differences, pack_conv_weights, read_image
 CFG = AcceleratorConfig.small()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The exports here are tiny: one thread avoids OpenMP spin-waits on a shared machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def exported(tmp_path: Path) -> Path:
     out = tmp_path / "exp"

@@ -508,6 +508,7 @@ def export(
     """
     times: dict[str, float] = {}
     t_all = time.perf_counter()
+    ratio_explicit = ratio is not None
     key = _canonical_model(model)
     out = Path(out)
     _check_out_dir(out.absolute())
@@ -572,6 +573,13 @@ def export(
     # ---- accelerator config ----
     t0 = time.perf_counter()
     config = load_config(board, config_file, ratio)
+    if config_file is not None:
+        if ratio_explicit and ratio != config.ratio_8bit:
+            raise ExportError(
+                f"--ratio {ratio} differs from the ratio_8bit {config.ratio_8bit} of --config "
+                f"{config_file}; drop --ratio (the config fixes the 8-bit slots)"
+            )
+        ratio = config.ratio_8bit
     times["config"] = time.perf_counter() - t0
     log(
         f"[export] accelerator config {config.config_hash()[:12]} for board {config.board} "

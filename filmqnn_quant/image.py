@@ -67,6 +67,7 @@ __all__ = [
     "image_info",
     "pack_conv_weights",
     "unpack_conv_weights",
+    "packed_size",
     "graph_differences",
 ]
 

@@ -401,3 +401,9 @@ def test_export_residual_and_depthwise_models(
     assert check_export(out).startswith("OK ")
     m = json.loads((out / "manifest.json").read_text())
     assert m["model_kwargs"]["width_mult"] == 0.25 and m["model_kwargs"]["small_input"] is True
+
+
+def test_cli_ratio_conflicts_with_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc, out = _export_sc(tmp_path, "r", "--ratio", "0.1")
+    assert rc == 2 and "differs from the ratio_8bit 0.05" in capsys.readouterr().err
+    assert not out.exists()

@@ -499,6 +499,10 @@ class QuantModel(nn.Module):
         Returns the output codes (int64, (N, C, H, W)) or, with ``keep=True``, every stored
         tensor by name (the same names :func:`filmqnn_quant.convert.to_integer` gives them).
         """
+        if codes.dim() != 4:
+            raise ValueError(f"input codes must be (N, C, H, W), not {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) > ACT_MAX):
+            raise ValueError(f"input codes must be in [0, {ACT_MAX}] (use quantize_input)")
         params = self.integer_params()
         g = self.graph
         env: dict[str, torch.Tensor] = {"input": codes.to(torch.int64)}

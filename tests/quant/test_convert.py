@@ -14,6 +14,17 @@ from filmqnn_quant.models import build_model
 from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, quantize_input
 from filmqnn_quant.qat import prepare_qat
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions gain nothing from threads; two OpenMP threads on a busy 2-core
+    machine spin-wait and run ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 CASES = {
     "resnet18": (dict(width_mult=0.125, small_input=True, num_classes=10), (3, 16, 16)),
     "resnet50": (dict(width_mult=0.125, small_input=True, num_classes=10), (3, 8, 8)),

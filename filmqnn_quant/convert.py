@@ -16,6 +16,11 @@ its filters (and ``bits``, ``mult``, ``offset``, ``shift``, ``res_mult``); every
 reading it permutes its input channels; ``ConvOp.permutation`` records ``perm``. Fixed
 groups (network input and logits) keep the identity; their 8-bit filters must already sit in
 8-bit slots (``prepare_qat`` with the config guarantees it).
+
+Residual scaling: the residual shares the convolution's per-channel ``shift`` (chosen for a
+15-bit ``mult``), so ``res_mult = round(s_res / s_out * 2**shift)`` is *not* limited to 15
+bits (measured: up to 26 bits on full-width ResNet-18/50); :func:`check_requant_range`
+still guarantees every ``y`` fits 48 bits.
 """
 
 from __future__ import annotations
@@ -236,4 +241,3 @@ def to_integer(
     except NumericsError as e:
         raise ConversionError(f"converted graph is invalid: {e}") from e
     return graph
-

@@ -52,6 +52,7 @@ from .numerics import (
     LOGIT_MIN,
     W4_MAX,
     W8_MAX,
+    NumericsError,
     quantize_input,
     quantize_multiplier,
     quantize_weights,
@@ -72,6 +73,8 @@ __all__ = [
 ]
 
 _TINY = 1e-8
+#: Smallest activation range: a dead (always-zero) tensor still gets a usable scale.
+MIN_RANGE = 1e-3
 LOGIT_HEADROOM = 4095  # the observed max |logit| maps to this code (8x headroom)
 
 
@@ -105,14 +108,14 @@ class ActQuant(nn.Module):
         """``(scale, zero_point, lo, hi)`` of the codes."""
         lo, hi = float(self.lo_stat), float(self.hi_stat)
         if self.logits:
-            m = max(abs(lo), abs(hi), _TINY)
+            m = max(abs(lo), abs(hi), MIN_RANGE)
             return m / LOGIT_HEADROOM, 0, LOGIT_MIN, LOGIT_MAX
         if self.cap is not None:
             hi = min(hi, self.cap)
         if not self.signed:
-            return max(hi, _TINY) / ACT_MAX, 0, 0, ACT_MAX
+            return max(hi, MIN_RANGE) / ACT_MAX, 0, 0, ACT_MAX
         lo, hi = min(lo, 0.0), max(hi, 0.0)
-        scale = max(hi - lo, _TINY) / ACT_MAX
+        scale = max(hi - lo, MIN_RANGE) / ACT_MAX
         z = int(np.clip(round_half_up(-lo / scale), 0, ACT_MAX))
         return scale, z, 0, ACT_MAX
 
@@ -275,10 +278,16 @@ def layer_integer_params(qm: QuantModel, layer: LayerNode) -> LayerInt:
     sign = np.where(ratio < 0, -1, 1)
     codes = codes * sign.reshape((-1,) + (1,) * (codes.ndim - 1))
     mult, offset, shift, rmul = (np.zeros(c, dtype=np.int64) for _ in range(4))
-    for k in range(c):
-        mult[k], offset[k], shift[k], rmul[k] = _requant_params(
-            float(abs(ratio[k])), float(bias_codes[k]), res_ratio, res_zp
-        )
+    try:
+        for k in range(c):
+            mult[k], offset[k], shift[k], rmul[k] = _requant_params(
+                float(abs(ratio[k])), float(bias_codes[k]), res_ratio, res_zp
+            )
+    except NumericsError as e:
+        raise NumericsError(
+            f"layer {layer.name!r}, filter {k}: {e}; the output range of {layer.output!r} is "
+            f"{s_out * ACT_MAX:.3g}, far below its input's (calibrate() on real data)"
+        ) from e
     if layer.act == "relu":
         lo = max(lo, z_out)
     elif layer.act == "relu6":

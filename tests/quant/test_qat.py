@@ -248,3 +248,20 @@ def test_exact_conv_matches_golden_accumulate(cin, wmax, expect_f64):
     acc = exact_conv(torch.from_numpy(x), w, torch.from_numpy(w), (1, 1), 5, (1, 1), 1)
     ref = conv_accumulate(x, w, (1, 1), (1, 1), 1, 5)
     assert np.array_equal(acc.numpy(), ref)
+
+
+def test_dead_layer_still_converts_exactly():
+    from filmqnn_quant.convert import to_integer
+
+    torch.manual_seed(0)
+    m = build_model("small_cnn", width_mult=0.25, input_size=8)
+    with torch.no_grad():
+        m.bn2.bias.fill_(-100.0)  # conv2's output is always 0 after its ReLU
+    x = torch.rand(4, 1, 8, 8)
+    qm = prepare_qat(m, None, example_input=x).eval()
+    graph = to_integer(qm, (1, 8, 8))
+    codes = quantize_input(x.numpy(), 1 / 31)
+    env = graph.run(codes, keep=True)
+    assert env["conv2"].max() == 0
+    with torch.no_grad():
+        assert np.array_equal(env[graph.output], qm.forward_codes(torch.from_numpy(codes)).numpy())

@@ -1,0 +1,160 @@
+# amaranth: UnusedElaboratable=no
+"""Dot-product / accumulate units: accumulation at the fan-in bound, clear, errors."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from filmqnn_hw.arith.dot import LutDotUnit, PackedDotUnit
+from filmqnn_hw.arith.packing import PackingError, w4a5_filter_layout
+from filmqnn_hw.config import AcceleratorConfig
+
+FAN_IN = AcceleratorConfig.small().max_fan_in  # 4608, 3x3x512
+N = 4
+
+
+def _run(dut, cycles_of_inputs, collect):
+    """Drive a list of (operand dict, clear) per cycle; collect acc on every valid_out."""
+    out = []
+
+    async def tb(ctx):
+        for i in range(len(cycles_of_inputs) + dut.latency + 1):
+            if i < len(cycles_of_inputs):
+                ops, clear = cycles_of_inputs[i]
+                for name, vals in ops.items():
+                    ctx.set(getattr(dut, name), vals)
+                ctx.set(dut.valid_in, 1)
+                ctx.set(dut.clear, clear)
+            else:
+                ctx.set(dut.valid_in, 0)
+            await ctx.tick()
+            if ctx.get(dut.valid_out):
+                out.append(collect(ctx))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def _const_run(dut, ops, cycles):
+    """Same operands every cycle, clear on the first; returns the final accumulator(s)."""
+    inputs = [(ops, i == 0) for i in range(cycles)]
+    if isinstance(dut, LutDotUnit):
+        res = _run(dut, inputs, lambda ctx: ctx.get(dut.acc))
+    else:
+        res = _run(dut, inputs, lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
+    assert len(res) == cycles
+    return res[-1]
+
+
+def _bound_checks(acc_bits, extreme):
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    assert lo <= extreme <= hi
+    # one bit less would overflow
+    assert not (-(1 << (acc_bits - 2)) <= extreme <= (1 << (acc_bits - 2)) - 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["w4a5_filter", "w4a5_kernel", "w8a5"])
+@pytest.mark.parametrize("family", ["xc7", "xcup"])
+def test_packed_dot_at_fan_in_bound(kind, family):
+    cfg = AcceleratorConfig.small(family=family).replace(w4_min=-8, w8_min=-128)
+    dut = PackedDotUnit.from_config(cfg, kind, N)
+    lay = dut.layout
+    w_lo = min(op.lo for op in lay.operands if op.signed)
+    assert dut.acc_bits == {"w4a5_filter": 22, "w4a5_kernel": 22, "w8a5": 26}[kind]
+    per_cycle = max(dut.products_per_lane)
+    cycles = FAN_IN // per_cycle
+    ops = {op.name: [op.lo if op.signed else 31] * N for op in lay.operands}
+    acc = _const_run(dut, ops, cycles)
+    expect = [cycles * p * w_lo * 31 for p in dut.products_per_lane]
+    assert acc == expect
+    _bound_checks(dut.acc_bits, min(expect))
+    assert min(expect) == FAN_IN * w_lo * 31
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("w_bits,acc_bits", [(4, 22), (8, 26)])
+def test_lut_dot_at_fan_in_bound(w_bits, acc_bits):
+    dut = LutDotUnit(w_bits, N, FAN_IN)
+    assert dut.acc_bits == acc_bits
+    w_lo, w_hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+    for w in (w_lo, w_hi):
+        acc = _const_run(dut, {"w": [w] * N, "x": [31] * N}, FAN_IN // N)
+        assert acc == FAN_IN * w * 31
+    _bound_checks(acc_bits, FAN_IN * w_lo * 31)
+
+
+def test_config_acc_bits_agree():
+    """The W8 accumulator width equals the config's (same fan-in, widest range)."""
+    cfg = AcceleratorConfig.small()
+    assert PackedDotUnit.from_config(cfg, "w8a5", 1).acc_bits == cfg.acc_bits == 26
+    assert LutDotUnit.from_config(cfg, 8, 1).acc_bits == cfg.acc_bits
+    # the exporter's 4-bit range [-7, 7] needs one bit less than the full [-8, 7]
+    assert LutDotUnit.from_config(cfg, 4, 1).acc_bits == 21
+    assert PackedDotUnit.from_config(cfg, "w4a5_kernel", 1).acc_bits == 21
+
+
+@pytest.mark.parametrize("kind", ["w4a5_filter", "w4a5_kernel", "w8a5"])
+def test_packed_dot_random_with_clear(kind):
+    rng = np.random.default_rng(7)
+    dut = PackedDotUnit.from_config(AcceleratorConfig.small(), kind, 3)
+    lay = dut.layout
+    cycles = 40
+    inputs, ref, cur = [], [], None
+    for i in range(cycles):
+        ops = {
+            op.name: [int(v) for v in rng.integers(op.lo, op.hi + 1, size=3)] for op in lay.operands
+        }
+        clear = i % 7 == 0
+        lane = [
+            sum(ops[a][j] * ops[b][j] for j in range(3) for a, b in ln.products) for ln in lay.lanes
+        ]
+        cur = lane if clear else [c + v for c, v in zip(cur, lane, strict=True)]
+        inputs.append((ops, clear))
+        ref.append(cur)
+    got = _run(dut, inputs, lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
+    assert got == ref
+
+
+@pytest.mark.parametrize("w_bits", [4, 8])
+def test_lut_dot_random_with_clear(w_bits):
+    rng = np.random.default_rng(w_bits)
+    dut = LutDotUnit(w_bits, 5, FAN_IN)
+    lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+    inputs, ref, cur = [], [], 0
+    for i in range(50):
+        w = [int(v) for v in rng.integers(lo, hi + 1, size=5)]
+        x = [int(v) for v in rng.integers(0, 32, size=5)]
+        clear = i % 9 == 0
+        s = sum(a * b for a, b in zip(w, x, strict=True))
+        cur = s if clear else cur + s
+        inputs.append(({"w": w, "x": x}, clear))
+        ref.append(cur)
+    assert _run(dut, inputs, lambda ctx: ctx.get(dut.acc)) == ref
+
+
+def test_dot_errors():
+    with pytest.raises(PackingError, match="positive int"):
+        PackedDotUnit(w4a5_filter_layout("xc7"), 0, FAN_IN)
+    with pytest.raises(PackingError, match="max_fan_in"):
+        LutDotUnit(4, 2, 0)
+    with pytest.raises(PackingError, match="2..8 bits"):
+        LutDotUnit(9, 2, FAN_IN)
+    with pytest.raises(PackingError, match="not inside the signed 4-bit range"):
+        LutDotUnit(4, 2, FAN_IN, w_lo=-9)
+    with pytest.raises(PackingError, match="4- and 8-bit weights"):
+        LutDotUnit.from_config(AcceleratorConfig.small(), 6, 2)
+    with pytest.raises(PackingError, match="unknown packed engine"):
+        PackedDotUnit.from_config(AcceleratorConfig.small(), "w2a2", 2)
+
+
+@pytest.mark.synth
+def test_packed_dot_maps_one_dsp_per_multiplier():
+    from filmqnn_hw.synth import synthesize
+
+    dut = PackedDotUnit.from_config(AcceleratorConfig.small(), "w4a5_kernel", 2)
+    res = synthesize(dut, "dot", "xc7")
+    assert res.cells.get("DSP48E1", 0) == 2 and dut.macs == 12, res.cells

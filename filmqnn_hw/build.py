@@ -3,7 +3,8 @@
 BOARD is a known board name (``--list-boards``) or a path to a board ``.toml`` file. Writes
 ``DIR/config.json`` (the :class:`AcceleratorConfig`), ``DIR/report.json``, ``DIR/report.md``
 and ``DIR/report.png``: MODEL predictions of resources and throughput. ``--config`` skips
-the search and reports a given ``config.json``. ``--sim`` / ``--synth`` are hooks for the
+the search and reports a given ``config.json``; ``--manifest`` adds an exported network
+(``manifest.json``) to the report. ``--sim`` / ``--synth`` are hooks for the
 accelerator RTL (issue 5) and are refused until it exists.
 """
 
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"comma-separated objective networks ({', '.join(NETWORKS)})")
     ap.add_argument("--config", type=Path, default=None,
                     help="report this config.json instead of searching")
+    ap.add_argument("--manifest", type=Path, action="append", default=[],
+                    help="also report an exported network (manifest.json of filmqnn_quant "
+                         "export); repeatable")
     for cap, default in (("dsp", 0.85), ("lut", 0.80), ("ff", 0.80), ("bram", 0.90)):
         ap.add_argument(f"--{cap}-cap", type=float, default=default,
                         help=f"{cap.upper()} utilisation cap (default {default})")
@@ -74,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
                          lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap)
+        from .networks import from_manifest
         from .report import write_report
 
-        report = write_report(cfg, board, ns.out, nets)
+        extra = tuple(from_manifest(str(m)) for m in ns.manifest)
+        report = write_report(cfg, board, ns.out, nets + extra)
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ __all__ = [
     "get_network",
     "NETWORKS",
     "from_intgraph",
+    "from_manifest",
 ]
 
 KINDS = ("conv", "dw", "maxpool", "avgpool", "gap", "add")
@@ -361,6 +362,68 @@ def from_intgraph(graph: Any) -> Network:
             raise NetworkError(f"unsupported op {type(op).__name__} ({getattr(op, 'name', '?')})")
     net = Network(graph.name, layers, graph.input.name, graph.output,
                   {"source": "IntGraph"})
+    net.validate()
+    return net
+
+
+def from_manifest(manifest: dict[str, Any] | str | Any, name: str | None = None) -> Network:
+    """Build the layer list from an exported ``manifest.json`` (``filmqnn_quant.export``).
+
+    ``manifest`` is the parsed dict or a path to the file. The manifest lists every op with
+    its kind, tensors, channels, kernel, stride and padding; spatial sizes are propagated
+    from ``manifest["input"]["shape"]`` (C, H, W).
+    """
+    from pathlib import Path
+
+    if not isinstance(manifest, dict):
+        manifest = json.loads(Path(manifest).read_text())
+    try:
+        inp = manifest["input"]
+        c0, h0, w0 = (int(x) for x in inp["shape"][-3:])
+        entries = manifest["layers"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise NetworkError(f"not a filmqnn manifest (missing input shape or layers): {e}") from e
+    shapes: dict[str, tuple[int, int, int]] = {inp["tensor"]: (c0, h0, w0)}
+    layers: list[Layer] = []
+    for e in entries:
+        kind = e.get("kind")
+        nm = e.get("name", "?")
+        src = e["inputs"][0] if kind == "add" else e.get("input")
+        if src not in shapes:
+            raise NetworkError(f"manifest layer {nm!r} reads {src!r} before it is produced")
+        c, h, w = shapes[src]
+        if kind in ("conv", "depthwise", "linear"):
+            kh, kw = e["kernel"]
+            (s, s2), (p, p2) = e["stride"], e["padding"]
+            if s != s2 or p != p2:
+                raise NetworkError(f"manifest layer {nm!r}: only square stride/padding modelled")
+            groups = int(e.get("groups", 1))
+            oc = int(e["out_channels"])
+            if groups == 1:
+                lk = "conv"
+            elif groups == c == oc:
+                lk = "dw"
+            else:
+                raise NetworkError(f"manifest layer {nm!r}: grouped conv (groups={groups}) is "
+                                   "not supported")
+            ly = Layer(nm, lk, c, oc, h, w, _out(h, kh, s, p), _out(w, kw, s, p), kh, kw, s, p,
+                       src, e["output"], e.get("residual"), None, kind == "linear")
+        elif kind in ("maxpool", "avgpool"):
+            kh, kw = e["kernel"]
+            (s, _), (p, _) = e["stride"], e["padding"]
+            ly = Layer(nm, kind, c, c, h, w, _out(h, kh, s, p), _out(w, kw, s, p), kh, kw, s, p,
+                       src, e["output"])
+        elif kind == "global_avgpool":
+            ly = Layer(nm, "gap", c, c, h, w, 1, 1, h, w, 1, 0, src, e["output"])
+        elif kind == "add":
+            ly = Layer(nm, "add", c, c, h, w, h, w, 1, 1, 1, 0, src, e["output"], None,
+                       e["inputs"][1])
+        else:
+            raise NetworkError(f"manifest layer {nm!r}: unknown kind {kind!r}")
+        layers.append(ly)
+        shapes[ly.output] = (ly.out_ch, ly.out_h, ly.out_w)
+    net = Network(name or str(manifest.get("model", "exported")), layers, inp["tensor"],
+                  layers[-1].output if layers else "", {"source": "manifest.json"})
     net.validate()
     return net
 

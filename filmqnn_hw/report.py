@@ -18,7 +18,7 @@ from boards import Board
 
 from .config import AcceleratorConfig
 from .cycles import NetworkCycles, network_cycles
-from .networks import get_network
+from .networks import Network, get_network
 from .resources import predict
 
 __all__ = ["PAPER_FPS", "DPU_FPS", "build_report", "write_report", "atomic_write"]
@@ -52,13 +52,17 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 
 
 def build_report(cfg: AcceleratorConfig, board: Board,
-                 networks: tuple[str, ...] = ("resnet18", "resnet50", "mobilenet_v2")
+                 networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2")
                  ) -> tuple[dict[str, Any], dict[str, NetworkCycles]]:
-    """The report dictionary (``report.json``) and the per-network cycle results."""
+    """The report dictionary (``report.json``) and the per-network cycle results.
+
+    ``networks`` are benchmark names or :class:`Network` objects (e.g. from an exported
+    manifest, :func:`filmqnn_hw.networks.from_manifest`).
+    """
     res = predict(cfg)
     device = board.resources()
     util = res.utilisation(device)
-    nets = {n: network_cycles(cfg, get_network(n)) for n in networks}
+    nets = {get_network(n).name: network_cycles(cfg, get_network(n)) for n in networks}
     paper = PAPER_FPS.get(board.name, {})
     dpu = DPU_FPS.get(board.name, {})
     net_json: dict[str, Any] = {}
@@ -223,7 +227,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def write_report(cfg: AcceleratorConfig, board: Board, out: Path,
-                 networks: tuple[str, ...] = ("resnet18", "resnet50", "mobilenet_v2")
+                 networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2")
                  ) -> dict[str, Any]:
     """Write ``config.json``, ``report.json``, ``report.md``, ``report.png`` into ``out``."""
     out = Path(out)

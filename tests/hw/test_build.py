@@ -82,3 +82,29 @@ def test_build_user_board_file(tmp_path):
     assert rep["board"] == "zcu104" and rep["resources"]["device"]["dsp"] == 1728
     assert rep["resources"]["predicted"]["dsp"] <= 0.85 * 1728
     assert "paper_fps" not in rep["networks"]["resnet18"]  # no paper figure for this board
+
+
+def test_build_reports_an_exported_manifest(tmp_path):
+    out = tmp_path / "base"
+    assert main(["pynq_z2", "--out", str(out)]) == 0
+    manifest = {
+        "model": "tiny", "input": {"tensor": "x", "shape": [3, 32, 32]},
+        "layers": [
+            {"name": "c1", "kind": "conv", "input": "x", "output": "a", "in_channels": 3,
+             "out_channels": 16, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],
+             "groups": 1, "residual": None},
+            {"name": "gap", "kind": "global_avgpool", "input": "a", "output": "b",
+             "kernel": None, "stride": [1, 1], "padding": [0, 0]},
+            {"name": "fc", "kind": "linear", "input": "b", "output": "y", "in_channels": 16,
+             "out_channels": 10, "kernel": [1, 1], "stride": [1, 1], "padding": [0, 0],
+             "groups": 1, "residual": None},
+        ],
+    }
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps(manifest))
+    again = tmp_path / "with_manifest"
+    assert main(["pynq_z2", "--out", str(again), "--config", str(out / "config.json"),
+                 "--manifest", str(m)]) == 0
+    rep = json.loads((again / "report.json").read_text())
+    assert rep["networks"]["tiny"]["macs"] == 16 * 3 * 9 * 32 * 32 + 16 * 10
+    assert rep["networks"]["tiny"]["layers"][0]["mode"] == "stem"

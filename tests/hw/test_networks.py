@@ -89,3 +89,42 @@ def test_from_intgraph():
     grouped = conv("g", "a", "b", 8, 8, 3, 1, 1, groups=2)
     with pytest.raises(NetworkError, match="grouped conv"):
         from_intgraph(IntGraph(t["x"], [ops[0], grouped], "b", t))
+
+
+def test_from_manifest_matches_intgraph(tmp_path):
+    import json
+
+    from filmqnn_hw.networks import from_intgraph, from_manifest, resnet18
+    from filmqnn_quant.export import manifest_layers
+
+    # a real network shape, as an IntGraph with zero weights, through the exporter's manifest
+    from filmqnn_quant.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
+
+    net = resnet18()
+    tensors = {"input": TensorSpec("input", 3, 224, 224, 1.0)}
+    ops = []
+    for ly in net.layers:
+        tensors[ly.output] = TensorSpec(ly.output, ly.out_ch, ly.out_h, ly.out_w, 1.0)
+        if ly.kind == "conv":
+            z = np.zeros(ly.out_ch, np.int64)
+            ops.append(ConvOp(ly.name, ly.input, ly.output,
+                              np.zeros((ly.out_ch, ly.in_ch, ly.kh, ly.kw), np.int8),
+                              np.full(ly.out_ch, 4), z, z, z, (ly.stride,) * 2, (ly.pad,) * 2,
+                              kind="linear" if ly.fc else "conv", residual=ly.residual,
+                              res_mult=None if ly.residual is None else z))
+        elif ly.kind == "maxpool":
+            ops.append(PoolOp(ly.name, ly.input, ly.output, "max", (ly.kh, ly.kw),
+                              (ly.stride,) * 2, (ly.pad,) * 2))
+        else:
+            ops.append(PoolOp(ly.name, ly.input, ly.output, "avg", None))
+    g = IntGraph(tensors["input"], ops, net.output, tensors, name="resnet18")
+    # the FC of the IntGraph is a conv whose kernel covers the 1x1 map: same as ours
+    manifest = {"model": "resnet18", "input": {"tensor": "input", "shape": [3, 224, 224]},
+                "layers": manifest_layers(g)}
+    f = tmp_path / "manifest.json"
+    f.write_text(json.dumps(manifest))
+    m = from_manifest(str(f))
+    assert m.macs == net.macs and [ly.kind for ly in m.layers] == [ly.kind for ly in net.layers]
+    assert from_intgraph(g).macs == net.macs
+    with pytest.raises(NetworkError, match="not a filmqnn manifest"):
+        from_manifest({"layers": []})

@@ -550,7 +550,9 @@ def layer_cycles(
         for o in ([order] if order else ["ws", "is"]):
             if o not in ("ws", "is"):
                 raise ValueError(f"loop order must be 'ws' or 'is', not {o!r}")
-            r = _simulate(cfg, p, o, bw, timing, ots, w_res, i_res)
+            # residency only pays with the matching order: whole weight groups in "ws"
+            # (reused across tiles), whole input tiles in "is" (reused across groups)
+            r = _simulate(cfg, p, o, bw, timing, ots, w_res and o == "ws", i_res and o == "is")
             if best is None or r[0] < best[2][0]:
                 best = (o, px, r)
     assert best is not None

@@ -157,7 +157,7 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def report(models: list[str], seeds: list[int], threads: int) -> str:
+def report(models: list[str], seeds: list[int], threads: int, notes: list[str] = ()) -> str:
     """The Markdown of docs/accuracy.md from the stored results."""
     lines = [
         "# Accuracy: FP32 vs W8A5 / W4A5 / filter-wise mixed precision (Fashion-MNIST)",
@@ -193,6 +193,8 @@ def report(models: list[str], seeds: list[int], threads: int) -> str:
         "model), mean over seeds. The CPU was shared with other jobs, so times vary.",
         "",
     ]
+    if notes:
+        lines += ["Notes on this run:", "", *[f"* {n}" for n in notes], ""]
     for model in models:
         m = MODELS[model]
         lines += [f"## {m['label']}", ""]
@@ -318,8 +320,11 @@ def _comparison(model: str, seeds: list[int], threads: int) -> list[str]:
     return out
 
 
-def write_report(models: list[str], seeds: list[int], threads: int, out: Path) -> None:
-    text = report(models, seeds, threads)
+def write_report(
+    models: list[str], seeds: list[int], threads: int, out: Path, notes: list[str] = ()
+) -> None:
+    """Write the report atomically."""
+    text = report(models, seeds, threads, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
@@ -341,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--note", action="append", default=[], help="a remark printed in the report")
     p.add_argument("--fp32-only", action="store_true", help="train only the FP32 baselines")
     p.add_argument("--qat-only", action="store_true", help="train only the QAT rows")
     p.add_argument("--ratios", nargs="+", type=float, default=None, help="QAT rows to run")
@@ -353,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         def cell(model: str, seed: int, ratio: float | None) -> None:
             execute(model, seed, ratio, a.threads)
             with lock:
-                write_report(a.models, a.seeds, a.threads, a.out)
+                write_report(a.models, a.seeds, a.threads, a.out, a.note)
 
         for model in run_models:
             if not a.qat_only:  # FP32 baselines first: every QAT row starts from one
@@ -369,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             with ThreadPoolExecutor(a.jobs) as pool:
                 list(pool.map(lambda c, m=model: cell(m, c[0], c[1]), cells))
-    write_report(a.models, a.seeds, a.threads, a.out)
+    write_report(a.models, a.seeds, a.threads, a.out, a.note)
     print(f"[bench] wrote {_rel(a.out)}")
     return 0
 

@@ -23,7 +23,8 @@ Summary
 
   ``offset`` holds the folded bias/BN shift, the zero-point corrections and the rounding
   constant ``2**(shift-1)``: the rounding rule is *round half up* (towards +inf).
-  ``mult`` is an unsigned integer below ``2**MULT_BITS``; ``0 <= shift <= SHIFT_MAX``.
+  ``mult`` is an unsigned integer below ``2**MULT_BITS``, ``res_mult`` below
+  ``2**RES_MULT_BITS``; ``0 <= shift <= SHIFT_MAX``.
   ReLU is ``lo = z_out``; the 5-bit clamp is ``hi = 31``; ReLU6 is ``hi = z_out + round(6/s)``
   when that is below 31.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "W4_MAX",
     "W8_MAX",
     "MULT_BITS",
+    "RES_MULT_BITS",
     "SHIFT_MAX",
     "Y_BITS",
     "LOGIT_MIN",
@@ -57,6 +59,11 @@ __all__ = [
 
 #: Requantization multipliers are unsigned and below 2**MULT_BITS (fits a DSP's 18-bit B port).
 MULT_BITS = 15
+#: Residual multipliers share the conv's shift, so they are wider: unsigned, below 2**RES_MULT_BITS.
+#: (``res_mult = s_res / s_out * 2**shift`` where ``shift`` was chosen for the conv's far smaller
+#: ratio; measured up to 26 bits on full-width ResNets.) The residual code is 5 bits, so the
+#: product ``res * res_mult`` is a 5 x 31-bit multiply: a few shift-adds in fabric.
+RES_MULT_BITS = 31
 #: Largest per-channel right shift.
 SHIFT_MAX = 46
 #: Every intermediate ``y`` of :func:`requantize` fits a signed Y_BITS register (DSP48 P is 48).
@@ -177,6 +184,17 @@ def check_requant_range(
     """
     mult = np.asarray(mult, dtype=object)
     offset = np.asarray(offset, dtype=object)
+    if any(not 0 <= int(m) < (1 << MULT_BITS) for m in mult.ravel()):
+        raise NumericsError(
+            f"layer {name!r}: requantization multiplier outside [0, 2**{MULT_BITS})"
+        )
+    if res_mult is not None and any(
+        not 0 <= int(m) < (1 << RES_MULT_BITS) for m in np.asarray(res_mult).ravel()
+    ):
+        raise NumericsError(
+            f"layer {name!r}: residual multiplier outside [0, 2**{RES_MULT_BITS}): the residual's "
+            "scale is far larger than the output's; recalibrate the activation ranges"
+        )
     worst = abs(int(acc_bound)) * np.abs(mult) + np.abs(offset)
     if res_mult is not None:
         worst = worst + res_max * np.abs(np.asarray(res_mult, dtype=object))

@@ -104,14 +104,26 @@ def _synth():
     return synth
 
 
-def calibration_rows(families: tuple[str, ...] = ("xc7", "xcup")) -> list[dict[str, Any]]:
-    """Synthesise every calibration block; one row per block and family."""
+def calibration_rows(families: tuple[str, ...] = ("xc7", "xcup"),
+                     on_row: Any = None) -> list[dict[str, Any]]:
+    """Synthesise every calibration block; one row per block and family.
+
+    ``on_row(rows)`` is called after every block (progress / partial results).
+    """
     from .resources import arith_costs, bram36_for
 
     synth = _synth()
     costs = arith_costs()
     rows: list[dict[str, Any]] = []
-    n = 16
+    n = 8
+
+    class _Rows(list):
+        def append(self, row: dict[str, Any]) -> None:
+            super().append(row)
+            if on_row is not None:
+                on_row(self)
+
+    rows = _Rows()
     for fam in families:
         for wbits, key in ((4, "w4_lut"), (8, "w8_lut")):
             t = time.time()
@@ -158,7 +170,7 @@ def calibration_rows(families: tuple[str, ...] = ("xc7", "xcup")) -> list[dict[s
                 "pred_bram36": bram36_for(width, depth), "synth_bram36": b36 + 0.5 * b18,
                 "synth_lutram": r.lutram, "synth_lut": r.lut, "seconds": round(time.time() - t, 1),
             })
-    return rows
+    return list(rows)
 
 
 def run_calibration(argv: list[str]) -> int:
@@ -169,15 +181,19 @@ def run_calibration(argv: list[str]) -> int:
                     default=Path("benchmarks/results/resource_calibration.json"))
     ns = ap.parse_args(argv)
     fams = ("xc7", "xcup") if ns.family == "both" else (ns.family,)
+    from .report import atomic_write
+
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        atomic_write(ns.out, json.dumps(list(rows), indent=1) + "\n")
+        print(json.dumps(rows[-1]), flush=True)
+
     try:
-        rows = calibration_rows(fams)
+        rows = calibration_rows(fams, save)
     except RuntimeError as e:
         print(f"error: {e}")
         return 1
-    ns.out.parent.mkdir(parents=True, exist_ok=True)
-    from .report import atomic_write
-
-    atomic_write(ns.out, json.dumps(rows, indent=1) + "\n")
     print(markdown_table(rows))
     print(f"wrote {ns.out}")
     return 0

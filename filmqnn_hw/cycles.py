@@ -13,8 +13,9 @@ it within 2%). Summary:
   the tile finished in step ``j-1`` (double-buffered accumulators)::
 
       phase(j) = max(compute(j), drain(j-1), mem(j)) + T_SYNC
-      mem(j)   = T_DMA + ceil(ddr_beats(j) / BW)     (0 if no DDR beats; on-chip store
-                 traffic runs in parallel at OTS_BEATS_PER_CYCLE)
+      mem(j)   = [T_DMA] + ceil(ddr_beats(j) / BW)   (0 if no DDR beats; T_DMA only if the
+                 DMA was not busy to the end of phase j-1; on-chip store traffic runs in
+                 parallel at OTS_BEATS_PER_CYCLE)
 
   plus a prologue (load step 0), an epilogue (drain/store the last tile) and ``T_LAYER``.
 * **Compute modes.** ``normal``: per cycle every lane takes ``tn/px`` input channels at one
@@ -499,13 +500,26 @@ def _simulate(
     comp_ph = np.zeros(n + 1, np.int64)
     comp_ph[:n] = comp
     ddr_beats = ld_next + st_prev
-    mem_ddr = np.where(ddr_beats > 0, tim.t_dma + np.ceil(ddr_beats / bw).astype(np.int64), 0)
+    xfer = np.ceil(ddr_beats / bw).astype(np.int64)
     mem_ots = np.ceil((ots_next + ots_st_prev) / tim.ots_beats_per_cycle).astype(np.int64)
-    mem = np.maximum(mem_ddr, mem_ots)
-    phase = np.maximum(np.maximum(comp_ph, dr_prev), mem) + tim.t_sync
+    other = np.maximum(np.maximum(comp_ph, dr_prev), mem_ots)
     pro_beats = int(ddr_ld[0])
     prologue = max(tim.t_dma + math.ceil(pro_beats / bw) if pro_beats else 0,
                    math.ceil(int(ots_ldv[0]) / tim.ots_beats_per_cycle)) + tim.t_sync
+    # T_DMA is exposed unless the DMA was busy until the end of the previous phase (then the
+    # requests of this phase's transfer were already issued behind the previous ones)
+    mem_ddr = np.zeros(n + 1, np.int64)
+    prev_busy = pro_beats > 0
+    beats_l, xfer_l, other_l = ddr_beats.tolist(), xfer.tolist(), other.tolist()
+    for j in range(n + 1):
+        if beats_l[j] > 0:
+            md = xfer_l[j] + (0 if prev_busy else tim.t_dma)
+            mem_ddr[j] = md
+            prev_busy = md >= other_l[j]
+        else:
+            prev_busy = False
+    mem = np.maximum(mem_ddr, mem_ots)
+    phase = np.maximum(other, mem_ddr) + tim.t_sync
     total = int(phase.sum()) + prologue + tim.t_layer
 
     # bound attribution: which term set each phase's length

@@ -29,6 +29,7 @@ import numpy as np
 
 from filmqnn_quant.image import pack_conv_weights
 from filmqnn_quant.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
+from filmqnn_quant.numerics import NumericsError, check_requant_range
 
 from .config import ACT_BITS, ACT_MAX, AcceleratorConfig, ConfigError
 
@@ -39,6 +40,7 @@ __all__ = [
     "DESC_WORDS",
     "DESC_SIZE",
     "PARAM_SIZE",
+    "PARAM_DTYPE",
     "ALIGN",
     "OPS",
     "MODES",
@@ -76,8 +78,11 @@ HEADER_SIZE = 64
 #: Every descriptor is this many little-endian 64-bit words.
 DESC_WORDS = 48
 DESC_SIZE = DESC_WORDS * 8
-#: Bytes of per-channel parameters (offset i64, mult u16, res_mult u16, shift u8, bits u8, pad).
+#: Bytes of per-channel parameters (offset i64, mult u16, shift u8, bits u8, res_mult i32).
 PARAM_SIZE = 16
+#: numpy dtype of one per-channel parameter record (little-endian, PARAM_SIZE bytes).
+PARAM_DTYPE = np.dtype([("offset", "<i8"), ("mult", "<u2"), ("shift", "u1"), ("bits", "u1"),
+                        ("res_mult", "<i4")])
 #: Every region of the memory map starts on a multiple of this many bytes (the widest AXI beat).
 ALIGN = 64
 
@@ -515,14 +520,14 @@ def _params_blob(op: ConvOp) -> bytes:
     res = np.zeros(c, dtype=np.int64) if op.res_mult is None else np.asarray(op.res_mult, np.int64)
     mult = np.asarray(op.mult, dtype=np.int64)
     shift = np.asarray(op.shift, dtype=np.int64)
-    for what, v, hi in (("mult", mult, 0xFFFF), ("res_mult", res, 0xFFFF), ("shift", shift, 63)):
-        if v.size and (v.min() < 0 or v.max() > hi):
+    for what, v, lo, hi in (("mult", mult, 0, 0xFFFF), ("shift", shift, 0, 63),
+                            ("res_mult", res, -(1 << 31), (1 << 31) - 1)):
+        if v.size and (v.min() < lo or v.max() > hi):
             raise ProgramError(
-                f"layer {op.name!r}: {what} outside [0, {hi}] (the numeric contract keeps it "
-                "smaller); re-convert the model"
+                f"layer {op.name!r}: {what} outside [{lo}, {hi}] (the numeric contract keeps "
+                "it smaller); re-convert the model"
             )
-    rec = np.zeros(c, dtype=[("offset", "<i8"), ("mult", "<u2"), ("res_mult", "<u2"),
-                             ("shift", "u1"), ("bits", "u1"), ("pad", "<u2")])
+    rec = np.zeros(c, dtype=PARAM_DTYPE)
     rec["offset"] = np.asarray(op.offset, dtype=np.int64)
     rec["mult"] = mult
     rec["res_mult"] = res
@@ -530,6 +535,29 @@ def _params_blob(op: ConvOp) -> bytes:
     rec["bits"] = np.asarray(op.bits, dtype=np.int64)
     assert rec.itemsize == PARAM_SIZE
     return rec.tobytes()
+
+
+def _check_ranges(op: ConvOp | PoolOp | AddOp, config: AcceleratorConfig, window: int = 1) -> None:
+    """Refuse an op whose worst case overflows the accumulator or the 48-bit ``y``."""
+    try:
+        if isinstance(op, ConvOp):
+            absw = np.abs(np.asarray(op.weight, dtype=np.int64)).reshape(op.out_channels, -1)
+            bound = int(absw.sum(axis=1).max(initial=0)) * max(abs(int(op.pad_code)), ACT_MAX)
+            if bound > (1 << (config.acc_bits - 1)) - 1:
+                raise ProgramError(
+                    f"layer {op.name!r}: worst-case accumulator {bound} exceeds the signed "
+                    f"{config.acc_bits}-bit accumulator (max_fan_in={config.max_fan_in}); use a "
+                    "config with a larger max_fan_in"
+                )
+            check_requant_range(op.name, bound, op.mult, op.offset, op.res_mult)
+        elif isinstance(op, PoolOp):
+            a = max(abs(int(op.pad_code)), ACT_MAX)
+            check_requant_range(op.name, a * window, [op.mult], [op.offset])
+        else:
+            check_requant_range(op.name, ACT_MAX, [abs(op.mult_a)], [op.offset],
+                                [abs(op.mult_b)])
+    except NumericsError as e:
+        raise ProgramError(str(e)) from None
 
 
 def build_program(
@@ -588,6 +616,7 @@ def build_program(
                 f"layer {op.name!r}: grouped convolution with groups={op.groups} is not supported "
                 "(only dense, groups=1, and depthwise, groups=C_in)"
             )
+        _check_ranges(op, config)
         wb = pack_conv_weights(op.weight, config.tm, config.n8_slots, lanes)
         pb = _params_blob(op)
         wa = alloc.alloc(len(wb))
@@ -723,8 +752,10 @@ def build_program(
                      res_plane_bytes=rplane)
             if op.lo == zp_out:
                 flags |= FLAG_RELU
-        if isinstance(op, (PoolOp, AddOp)) and not (0 <= w["shift"] <= 63):
-            raise ProgramError(f"op {op.name!r}: shift {w['shift']} outside [0, 63]")
+        if isinstance(op, (PoolOp, AddOp)):
+            if not 0 <= w["shift"] <= 46 or not 0 <= w["mult"] < 1 << 31:
+                raise ProgramError(f"op {op.name!r}: shift/mult outside the numeric contract")
+            _check_ranges(op, config, w["kh"] * w["kw"])
         w["flags"] = flags
         descs.append(Descriptor(op.name, w))
         if reuse:

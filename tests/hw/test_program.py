@@ -20,6 +20,7 @@ from filmqnn_hw.program import (
     FLAG_LOGITS,
     FLAG_RESIDUAL,
     HEADER_SIZE,
+    PARAM_DTYPE,
     LayerProgram,
     ProgramError,
     act_layout,
@@ -220,8 +221,9 @@ def test_program_bytes_roundtrip_and_fields():
         assert d["w_lanes"] == lanes and d["w_bytes"] == len(wb)
         assert bytes(mem[d["w_addr"] : d["w_addr"] + len(wb)]) == wb
         pr = np.frombuffer(bytes(mem[d["p_addr"] : d["p_addr"] + d["p_bytes"]]),
-                           dtype=[("offset", "<i8"), ("mult", "<u2"), ("res_mult", "<u2"),
-                                  ("shift", "u1"), ("bits", "u1"), ("pad", "<u2")])
+                           dtype=PARAM_DTYPE)
+        if op.res_mult is not None:
+            assert pr["res_mult"].tolist() == op.res_mult.tolist()
         assert pr["offset"].tolist() == op.offset.tolist()
         assert pr["mult"].tolist() == op.mult.tolist()
         assert pr["shift"].tolist() == op.shift.tolist()

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from filmqnn_hw.arith.cascade import W8A5CascadeDotUnit  # noqa: E402
 from filmqnn_hw.arith.costs import ARITH_COSTS_PATH, FORMAT_VERSION  # noqa: E402
 from filmqnn_hw.arith.dot import LutDotUnit, PackedDotUnit  # noqa: E402
 from filmqnn_hw.arith.lut_mul import LutMultiplier  # noqa: E402
@@ -52,10 +53,18 @@ PAPER_LUT_PER_MAC = {
     "w4a5_filter_dsp": 13.0,
     "w4a5_kernel_dsp": 13.0,
     "w8a5_dsp": 6.3,
+    "w8a5_cascade_dsp": 6.3,
     "w4a5_lut": 39.0,
     "w8a5_lut": 59.0,
 }
-PAPER_MACS_PER_DSP = {"w4a5_filter_dsp": 4, "w4a5_kernel_dsp": 4, "w8a5_dsp": 2}
+PAPER_MACS_PER_DSP = {
+    "w4a5_filter_dsp": "4",
+    "w4a5_kernel_dsp": "4",
+    "w8a5_dsp": "2",
+    "w8a5_cascade_dsp": "2",
+    "w4a5_lut": "-",
+    "w8a5_lut": "-",
+}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -94,6 +103,16 @@ def jobs_for(n: int) -> list[tuple[str, str, str, object, int]]:
         for eng in mul:
             out.append(("mul", eng, fam, mul[eng], macs_mul[eng]))
             out.append(("dot", eng, fam, dot[eng], macs_mul[eng] * n))
+        for kind, skew in (("dot", False), ("dot_skew", True)):
+            out.append(
+                (
+                    kind,
+                    "w8a5_cascade_dsp",
+                    fam,
+                    lambda c=cfg, k=skew: W8A5CascadeDotUnit.from_config(c, n, skew=k),
+                    2 * n,
+                )
+            )
     return out
 
 
@@ -141,7 +160,18 @@ def corrected(results: list[dict], eng: str, fam: str) -> dict:
         "raw": {k: r[k] for k in ("dsp", "lut", "ff", "carry", "macs_per_cycle", "cells")},
         "correction": "none (yosys xc7 maps A/B/D/M/P registers into DSP48E1 like Vivado)",
     }
-    if fam == "xcup":
+    if fam == "xcup" and eng == "w8a5_cascade_dsp":
+        x7 = per_mac(dot["xc7"])
+        entry["lut_per_mac"] = round(x7["lut_per_mac"], 4)
+        entry["ff_per_mac"] = round(x7["ff_per_mac"], 4)
+        entry["carry_per_mac"] = round(x7["carry_per_mac"] / 2, 4)
+        entry["correction"] = (
+            "LUT and FF per MAC from the xc7 run: yosys does not use the DSP48E2 post-adder or "
+            "PCIN cascade, so the xcup netlist has the 48-bit chain adders and all pipeline "
+            "registers in fabric, while Vivado packs them like DSP48E1; carry_per_mac = xc7 "
+            "CARRY4 / 2 (CARRY8); DSPs as measured"
+        )
+    elif fam == "xcup":
         x7 = per_mac(dot["xc7"])
         entry["ff_per_mac"] = round(x7["ff_per_mac"], 4)
         entry["carry_per_mac"] = round(pm["carry_per_mac"] / 2, 4)
@@ -201,9 +231,9 @@ def render_md(results: list[dict], costs: dict, n: int) -> str:
     )
     L.append(
         "| engine | family | MACs/cycle | acc bits | DSP | MACs/DSP | LUT | FF | CARRY4 | "
-        "LUT levels | LUT/MAC | FF/MAC | paper LUT/MAC | ours/paper |"
+        "LUT levels | LUT/MAC | FF/MAC | paper MACs/DSP | paper LUT/MAC | ours/paper (LUT) |"
     )
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if r["kind"] != "dot":
             continue
@@ -213,8 +243,26 @@ def render_md(results: list[dict], costs: dict, n: int) -> str:
             f"| {r['engine']} | {r['family']} | {r['macs_per_cycle']} | {r['acc_bits']} | "
             f"{r['dsp']} | {pm['macs_per_dsp']:.0f} | {r['lut']} | {r['ff']} | "
             f"{r['carry']} | {r['lut_levels']} | {pm['lut_per_mac']:.2f} | "
-            f"{pm['ff_per_mac']:.2f} | {paper} | {pm['lut_per_mac'] / paper:.2f} |"
+            f"{pm['ff_per_mac']:.2f} | {PAPER_MACS_PER_DSP[r['engine']]} | {paper} | "
+            f"{pm['lut_per_mac'] / paper:.2f} |"
         )
+    L.append("")
+    L.append(
+        "`w8a5_cascade_dsp` expects systolically skewed operands (DSP i sees its operands "
+        "i cycles after DSP 0; in the PE array the activation skew and the weight-address "
+        "delay are shared by all output lanes). The same unit with the skew registers "
+        "inside:\n"
+    )
+    L.append("| engine | family | MACs/cycle | DSP | LUT | FF | LUT/MAC | FF/MAC |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        if r["kind"] == "dot_skew":
+            pm = per_mac(r)
+            L.append(
+                f"| {r['engine']} (skew inside) | {r['family']} | {r['macs_per_cycle']} | "
+                f"{r['dsp']} | {r['lut']} | {r['ff']} | {pm['lut_per_mac']:.2f} | "
+                f"{pm['ff_per_mac']:.2f} |"
+            )
     L.append("")
     L.append(
         "Paper figures: LUTs per multiply read from the fitted lines of FILM-QNN Fig. 3 "
@@ -234,6 +282,11 @@ def render_md(results: list[dict], costs: dict, n: int) -> str:
         "yosys maps carries to CARRY4 only, so `carry_per_mac` is halved (one CARRY8 per "
         "two CARRY4). LUT and DSP counts are used as measured (the xcup LUT counts are "
         "equal to or slightly above xc7's)."
+    )
+    L.append(
+        "- **xcup, w8a5_cascade_dsp**: yosys uses neither the DSP48E2 post-adder nor the PCIN "
+        "cascade, so the xcup netlist carries the 48-bit chain adders in fabric; LUT, FF and "
+        "carry per MAC are taken from the xc7 run (CARRY4 / 2), DSPs as measured."
     )
     L.append("")
     L.append("| engine | family | MACs/DSP | LUT/MAC | FF/MAC | CARRY/MAC | LUT levels |")

@@ -6,7 +6,8 @@
   stub). It implements the subset of UG579 the generators use and stops simulation with
   ``$fatal`` on any other setting, so an unsupported configuration cannot pass silently:
 
-  - ports A[29:0], B[17:0], C[47:0], D[26:0], P[47:0], the CE*/RST* of those registers,
+  - ports A[29:0], B[17:0], C[47:0], D[26:0], PCIN[47:0], P[47:0], PCOUT[47:0] (= P), the
+    CE*/RST* of those registers,
     INMODE[4:0], OPMODE[8:0], ALUMODE[3:0], CARRYIN, CARRYINSEL[2:0];
   - AREG/BREG in {0, 1, 2} with ACASCREG/BCASCREG ignored (no cascade outputs), DREG, ADREG,
     CREG, MREG, PREG in {0, 1}; INMODEREG/OPMODEREG/ALUMODEREG/CARRYINREG/CARRYINSELREG = 0;
@@ -14,7 +15,7 @@
     INMODE[3] selecting subtraction and INMODE[0] selecting A1; INMODE[4] selects B1;
     PREADDINSEL = "A", AMULTSEL in {"A", "AD"}, BMULTSEL = "B";
   - 27x18 signed multiplier (45-bit M, sign-extended to 48);
-  - OPMODE: W in {0, P, C}, Z in {0, P, C}, X and Y = M (both 01) or X = Y = 0; ALUMODE = 0
+  - OPMODE: W in {0, P, C}, Z in {0, PCIN, P, C}, X and Y = M (both 01) or X = Y = 0; ALUMODE = 0
     (sum), CARRYIN = 0 with CARRYINSEL = 0.
 
 The model is for simulation (Icarus ``-g2005`` / Verilator); it is never synthesized.
@@ -53,12 +54,12 @@ module DSP48E2 (
     input CLK,
     input [29:0] A, input [17:0] B, input [47:0] C, input [26:0] D,
     input [4:0] INMODE, input [8:0] OPMODE, input [3:0] ALUMODE,
-    input CARRYIN, input [2:0] CARRYINSEL,
+    input CARRYIN, input [2:0] CARRYINSEL, input [47:0] PCIN,
     input CEA1, input CEA2, input CEB1, input CEB2, input CEC, input CED, input CEAD,
     input CEM, input CEP, input CECTRL, input CEINMODE, input CEALUMODE, input CECARRYIN,
     input RSTA, input RSTB, input RSTC, input RSTD, input RSTM, input RSTP, input RSTCTRL,
     input RSTINMODE, input RSTALUMODE, input RSTALLCARRYIN,
-    output [47:0] P
+    output [47:0] P, output [47:0] PCOUT
 );
     parameter integer AREG = 1;
     parameter integer BREG = 1;
@@ -155,6 +156,7 @@ module DSP48E2 (
             default: w_in = 48'd0;
         endcase
         case (OPMODE[6:4])
+            3'b001: z_in = PCIN;
             3'b010: z_in = Pr;
             3'b011: z_in = Cm;
             default: z_in = 48'd0;
@@ -167,7 +169,7 @@ module DSP48E2 (
     // Unsupported dynamic settings stop the simulation at the first clock edge.
     always @(posedge CLK) begin
         if (OPMODE[8:7] == 2'b10) $fatal(1, "DSP48E2 model: unsupported OPMODE W");
-        if (OPMODE[6:4] != 3'b000 && OPMODE[6:4] != 3'b010 && OPMODE[6:4] != 3'b011)
+        if (OPMODE[6:4] > 3'b011)
             $fatal(1, "DSP48E2 model: unsupported OPMODE Z");
         if (OPMODE[3:0] != 4'b0000 && OPMODE[3:0] != 4'b0101)
             $fatal(1, "DSP48E2 model: unsupported OPMODE X/Y");
@@ -178,5 +180,6 @@ module DSP48E2 (
     wire [47:0] alu = w_in + z_in + xy_in;
     always @(posedge CLK) if (RSTP) Pr <= 0; else if (CEP) Pr <= alu;
     assign P = (PREG == 1) ? Pr : alu;
+    assign PCOUT = P;
 endmodule
 """

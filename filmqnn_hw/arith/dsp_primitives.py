@@ -31,12 +31,21 @@ def _sext(v: Signal, width: int):
 
 
 def packed_dsp_instance(
-    family: str, *, a: Signal, d: Signal, b: Signal, p: Signal, use_d: bool
+    family: str,
+    *,
+    a: Signal,
+    d: Signal,
+    b: Signal,
+    p: Signal,
+    use_d: bool,
+    pcin: Signal | None = None,
+    pcout: Signal | None = None,
 ) -> Instance:
-    """``Instance`` of the family's DSP computing ``p <= (a + d) * b`` with latency 3.
+    """``Instance`` of the family's DSP computing ``p <= (a + d) * b [+ pcin]`` with latency 3.
 
     ``a``/``d``/``b`` are signed Amaranth values (sign-extended here to the port widths),
-    ``p`` a 48-bit signal driven by the primitive's P output.
+    ``p`` a 48-bit signal driven by the primitive's P output. With ``pcin`` (the previous
+    DSP's PCOUT) the post-adder adds it (OPMODE Z = PCIN); ``pcout`` receives PCOUT.
     """
     ports = DSP_PORTS[family]
     common = dict(
@@ -93,12 +102,17 @@ def packed_dsp_instance(
         i_RSTALLCARRYIN=Const(0, 1),
         o_P=p,
     )
+    z_pcin = 0b001 << 4 if pcin is not None else 0  # OPMODE Z = PCIN (cascade) or 0
+    if pcin is not None:
+        conn["i_PCIN"] = pcin
+    if pcout is not None:
+        conn["o_PCOUT"] = pcout
     if family == "xc7":
         return Instance(
             "DSP48E1",
             **common,
             p_USE_DPORT="TRUE" if use_d else "FALSE",
-            i_OPMODE=Const(0b0000101, 7),
+            i_OPMODE=Const(0b0000101 | z_pcin, 7),
             **conn,
             i_CLK=_clk(),
         )
@@ -108,7 +122,7 @@ def packed_dsp_instance(
         p_AMULTSEL="AD" if use_d else "A",
         p_BMULTSEL="B",
         p_PREADDINSEL="A",
-        i_OPMODE=Const(0b000000101, 9),
+        i_OPMODE=Const(0b000000101 | z_pcin, 9),
         **conn,
         i_CLK=_clk(),
     )

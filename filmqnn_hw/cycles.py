@@ -60,6 +60,7 @@ __all__ = [
     "plan_fm_cache",
     "bandwidth_beats",
     "compute_only_cycles",
+    "ots_beats_per_cycle",
     "array_cycles",
     "px_options",
     "drain_only_cycles",
@@ -81,7 +82,8 @@ class Timing:
     array fill + drain per step; ``t_out``: output pipeline latency (requantize, residual,
     clip, pack) per drained tile; ``t_sync``: phase handshake; ``t_layer``: descriptor fetch
     and configuration per layer; ``ots_beats_per_cycle``: on-chip feature-map store transfer
-    rate (beats of ``axi_data_bits``).
+    rate (beats of ``axi_data_bits``); 0 = as wide as the input buffer's write side
+    (:func:`ots_beats_per_cycle`).
     """
 
     t_dma: int = 40
@@ -89,7 +91,7 @@ class Timing:
     t_out: int = 8
     t_sync: int = 2
     t_layer: int = 64
-    ots_beats_per_cycle: int = 8
+    ots_beats_per_cycle: int = 0
 
 
 DEFAULT_TIMING = Timing()
@@ -174,6 +176,20 @@ def bandwidth_beats(cfg: AcceleratorConfig) -> float:
             "DDR bandwidth; build the config with filmqnn_hw.dse.design or set it"
         )
     return min(float(cfg.axi_ports), cfg.ddr_bytes_per_cycle / beat_bytes)
+
+
+def ots_beats_per_cycle(cfg: AcceleratorConfig, tim: Timing = DEFAULT_TIMING) -> int:
+    """Beats per cycle between the feature-map store and the buffers.
+
+    ``tim.ots_beats_per_cycle`` if set, else the input buffer's write width (all
+    ``IBUF_ROW_BANKS x ceil(tn/G)`` banks take one 5G-bit word per cycle), limited by the
+    store's own width (its BRAM36 as 72-bit columns).
+    """
+    if tim.ots_beats_per_cycle:
+        return tim.ots_beats_per_cycle
+    bits = IBUF_ROW_BANKS * math.ceil(cfg.tn / cfg.act_pack) * cfg.act_pack * ACT_BITS
+    store_bits = (cfg.fm_cache_kbits // 36) * 72  # BRAM36 columns of the store, 72 bits each
+    return max(1, min(bits, store_bits) // cfg.axi_data_bits)
 
 
 def _words_per_beat(cfg: AcceleratorConfig) -> int:
@@ -501,11 +517,12 @@ def _simulate(
     comp_ph[:n] = comp
     ddr_beats = ld_next + st_prev
     xfer = np.ceil(ddr_beats / bw).astype(np.int64)
-    mem_ots = np.ceil((ots_next + ots_st_prev) / tim.ots_beats_per_cycle).astype(np.int64)
+    ots_rate = ots_beats_per_cycle(cfg, tim)
+    mem_ots = np.ceil((ots_next + ots_st_prev) / ots_rate).astype(np.int64)
     other = np.maximum(np.maximum(comp_ph, dr_prev), mem_ots)
     pro_beats = int(ddr_ld[0])
     prologue = max(tim.t_dma + math.ceil(pro_beats / bw) if pro_beats else 0,
-                   math.ceil(int(ots_ldv[0]) / tim.ots_beats_per_cycle)) + tim.t_sync
+                   math.ceil(int(ots_ldv[0]) / ots_rate)) + tim.t_sync
     # T_DMA is exposed unless the DMA was busy until the end of the previous phase (then the
     # requests of this phase's transfer were already issued behind the previous ones)
     mem_ddr = np.zeros(n + 1, np.int64)

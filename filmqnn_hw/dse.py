@@ -7,7 +7,8 @@ searches
 * the array: ``tn`` (a multiple of ``4G`` so a kernel-mode chunk of ``tn/4`` channels is whole
   words), ``tm`` (a multiple of ``G``), the W4/W8 split between the DSP and LUT engines
   (paper Eqs. 5-10 generalised: every feasible allocation of the 8-bit lanes to DSP or LUT
-  and of the 4-bit lanes to DSP first, then LUT, is enumerated, not only the corners),
+  (all in LUTs, or DSP first with the overflow in LUTs) and of the 4-bit lanes (DSP first,
+  then LUT) is sized for every tm, not only the paper's corners),
 * the spatial tile ``tr x tc`` (accumulator depth ``tr*tc <= 1024``; tile columns start on a
   beat unless words are byte-aligned, see docs/architecture.md),
 * the DDR ports (all of the board's), and the on-chip feature-map store (left-over BRAM),
@@ -99,10 +100,12 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
                       ) -> dict[str, int] | None:
                 n8 = max(1, math.ceil(ratio * tm)) if ratio > 0 else 0
                 n4 = tm - n8
-                w8d = n8 if w8_on_dsp else 0
-                w8l = n8 - w8d
                 outl = math.ceil(tm * rq)
-                dsp_left = dsp_cap - outl * OVERHEAD["dsp"]["per_lane"] - w8d * d8
+                dsp_free = dsp_cap - outl * OVERHEAD["dsp"]["per_lane"]
+                # 8-bit lanes: all in LUTs, or DSP first with the overflow in LUTs
+                w8d = min(n8, max(0, int(dsp_free // d8))) if (w8_on_dsp and d8) else 0
+                w8l = n8 - w8d
+                dsp_left = dsp_free - w8d * d8
                 if dsp_left < 0:
                     return None
                 w4d = min(n4, int(dsp_left // d4)) if d4 else n4

@@ -216,3 +216,13 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
     kv = dict(tok.split("=") for tok in r.stdout.split())
     assert int(kv["valid"]) > 199000
     assert int(kv["fails"]) == 0, r.stdout
+
+
+@pytest.mark.synth
+def test_cascade_adders_stay_in_the_dsps():
+    """xc7: 2 DSP48E1 and no 48-bit chain adder in fabric (only extraction + accumulators)."""
+    from filmqnn_hw.synth import synthesize
+
+    res = synthesize(W8A5CascadeDotUnit("xc7", 2, FAN_IN, skew=False), "c", "xc7")
+    assert res.cells.get("DSP48E1", 0) == 2, res.cells
+    assert res.lut < 100, res.cells  # 2 x 26-bit accumulators + lane extraction

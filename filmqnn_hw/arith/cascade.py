@@ -127,7 +127,7 @@ class W8A5CascadeDotUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ports = DSP_PORTS[self._family]
-        flavour = self._flavour or platform_flavour(platform)
+        flavour = self._flavour or platform_flavour(platform, self._family)
         n = self._n
         prev_p = None
         prev_pcout = None

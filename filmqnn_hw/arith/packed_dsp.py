@@ -52,12 +52,26 @@ __all__ = [
 _FLAVOURS = ("behavioural", "primitive")
 
 
-def platform_flavour(platform: object) -> str:
-    """``"primitive"`` for an Amaranth Xilinx platform (Vivado build), else ``"behavioural"``."""
+#: Amaranth ``XilinxPlatform.family`` values and the unit family whose DSP they carry.
+_PLATFORM_FAMILIES = {"series7": "xc7", "ultrascaleplus": "xcup"}
+
+
+def platform_flavour(platform: object, family: str | None = None) -> str:
+    """``"primitive"`` for an Amaranth Xilinx platform (Vivado build), else ``"behavioural"``.
+
+    With ``family`` given, a Xilinx platform of another DSP generation raises
+    :class:`PackingError` (a DSP48E1 unit cannot be placed on an UltraScale+ part, and vice
+    versa).
+    """
     fam = getattr(platform, "family", None)
-    if platform is not None and fam in ("series7", "ultrascale", "ultrascaleplus"):
-        return "primitive"
-    return "behavioural"
+    if platform is None or fam not in ("series7", "ultrascale", "ultrascaleplus"):
+        return "behavioural"
+    if family is not None and _PLATFORM_FAMILIES.get(fam) != family:
+        raise PackingError(
+            f"unit built for family {family!r} but the platform is Xilinx {fam!r}: build the "
+            f"unit with family={_PLATFORM_FAMILIES.get(fam, 'a supported family')!r}"
+        )
+    return "primitive"
 
 
 class PackedDspMultiplier(wiring.Component):
@@ -159,7 +173,7 @@ class PackedDspMultiplier(wiring.Component):
         m = Module()
         lay = self._layout
         ports = DSP_PORTS[lay.family]
-        flavour = self._flavour or platform_flavour(platform)
+        flavour = self._flavour or platform_flavour(platform, lay.family)
         if flavour == "primitive" and not self._registered:
             raise PackingError("the primitive flavour is always registered")
 

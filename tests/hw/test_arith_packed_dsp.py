@@ -95,6 +95,9 @@ def test_platform_selects_flavour():
 
     assert platform_flavour(None) == "behavioural"
     assert platform_flavour(Series7()) == "primitive"
+    assert platform_flavour(Series7(), "xc7") == "primitive"
+    with pytest.raises(PackingError, match="built for family 'xcup' but the platform"):
+        platform_flavour(Series7(), "xcup")
     v = to_verilog(W4A5KernelPackedDsp("xc7", flavour="primitive"), "u")
     assert "DSP48E1" in v and "USE_DPORT" in v
     v2 = to_verilog(W8A5PackedDsp("xcup", flavour="primitive"), "u")

@@ -121,7 +121,7 @@ def execute(model: str, seed: int, ratio: float | None, threads: int) -> dict | 
     cmd = command(model, seed, ratio, threads)
     CKPT_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    lock = RESULTS / f"{run_key(model, seed, ratio)}.lock"
+    lock = CKPT_DIR / f"{run_key(model, seed, ratio)}.lock"
     try:  # several benchmark processes may share the work: one runs each cell
         os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:

@@ -181,15 +181,16 @@ static uint64_t run_conv(beat_t *gmem, const Desc &d, bool dw) {
     const bool order_is = d.w[FQ_D_ORDER] == 1;
     uint64_t iters = 0;
 
-    acc_t acc[FQ_TM][FQ_TR][FQ_TC];
+    static acc_t acc[FQ_TM][FQ_TR][FQ_TC];
 #pragma HLS ARRAY_PARTITION variable=acc complete dim=1
-    w8_t wbuf[FQ_TM][FQ_TN];
+    static w8_t wbuf[FQ_TM][FQ_TN];
 #pragma HLS ARRAY_PARTITION variable=wbuf complete dim=0
-    act_t ibuf[FQ_TN][FQ_TR][FQ_TC];
+    static act_t ibuf[FQ_TN][FQ_TR][FQ_TC];
 #pragma HLS ARRAY_PARTITION variable=ibuf complete dim=1
-    act_t dbuf[FQ_TM][FQ_TR][FQ_TC];
+    static act_t dbuf[FQ_TM][FQ_TR][FQ_TC];
 #pragma HLS ARRAY_PARTITION variable=dbuf complete dim=1
-    Params prm;
+    // static: large on-chip buffers (BRAM/registers in HLS; off the stack in C-simulation)
+    static Params prm;
 #pragma HLS ARRAY_PARTITION variable=prm.offset complete
 #pragma HLS ARRAY_PARTITION variable=prm.mult complete
 #pragma HLS ARRAY_PARTITION variable=prm.res_mult complete

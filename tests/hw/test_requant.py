@@ -1,0 +1,190 @@
+# amaranth: UnusedElaboratable=no
+"""RequantUnit / RequantBank: pysim against numerics.requantize with ==, stalls, lint."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from filmqnn_hw.config import ACT_MAX, AcceleratorConfig
+from filmqnn_hw.requant import REQUANT_LATENCY, RequantBank, RequantError, RequantUnit
+from filmqnn_hw.synth import to_verilog
+from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, requantize
+
+CFG = AcceleratorConfig.small()
+ACC_BOUND = CFG.max_fan_in * 127 * ACT_MAX  # 4608 * 127 * 31
+Y_LIM = 1 << 47
+MMAX = (1 << MULT_BITS) - 1
+
+
+def _offset_for(acc: int, mult: int, res: int, rm: int, sign: int) -> int:
+    """An offset that pushes |y| to the edge of the domain (2**47 - 1) in direction ``sign``."""
+    base = acc * mult + res * rm
+    return sign * (Y_LIM - 1) - base
+
+
+def _vectors(rng: random.Random, n_random: int) -> list[dict]:
+    vecs = []
+    accs = [-ACC_BOUND, -1, 0, 1, ACC_BOUND]
+    mults = [0, 1, 1 << 14, MMAX]
+    shifts = [0, 1, 15, 31, SHIFT_MAX]
+    grid = itertools.product(accs, mults, shifts, [0, ACT_MAX], [0, MMAX])
+    for acc, mult, shift, res, rm in grid:
+        for off in (
+            0,
+            1 << (shift - 1) if shift else 0,
+            _offset_for(acc, mult, res, rm, 1),
+            _offset_for(acc, mult, res, rm, -1),
+        ):
+            vecs.append(dict(acc=acc, mult=mult, offset=off, shift=shift, res=res, res_mult=rm))
+    for _ in range(n_random):
+        acc = rng.randint(-ACC_BOUND, ACC_BOUND)
+        mult = rng.choice([rng.randint(0, MMAX), rng.randint(1 << 14, MMAX)])
+        shift = rng.randint(0, SHIFT_MAX)
+        res, rm = rng.randint(0, ACT_MAX), rng.randint(0, MMAX)
+        base = acc * mult + res * rm
+        room = Y_LIM - 1 - abs(base)
+        # offsets near the rounding point or anywhere in the remaining domain
+        off = rng.choice([rng.randint(-room, room), (1 << shift >> 1) - base % (1 << shift)])
+        vecs.append(dict(acc=acc, mult=mult, offset=off, shift=shift, res=res, res_mult=rm))
+    for v in vecs:
+        y = v["acc"] * v["mult"] + v["offset"] + v["res"] * v["res_mult"]
+        assert -Y_LIM < y < Y_LIM, v
+    return vecs
+
+
+def _reference(vecs: list[dict], lo: int, hi: int) -> list[int]:
+    a = {k: np.array([v[k] for v in vecs], dtype=np.int64) for k in vecs[0]}
+    out = requantize(a["acc"], a["mult"], a["offset"], a["shift"], lo, hi, a["res"], a["res_mult"])
+    return [int(x) for x in out]
+
+
+def _run_unit(dut: RequantUnit, vecs: list[dict], lo: int, hi: int, seed: int,
+              stall: bool) -> tuple[list[int], int]:
+    rng = random.Random(seed)
+    got: list[int] = []
+    cycles = [0]
+
+    async def producer(ctx):
+        ctx.set(dut.lo, lo)
+        ctx.set(dut.hi, hi)
+        for v in vecs:
+            while stall and rng.random() < 0.2:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.i.payload, v)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        while len(got) < len(vecs):
+            ready = not (stall and rng.random() < 0.3)
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            cycles[0] += 1
+            if ready and valid:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return got, cycles[0]
+
+
+@pytest.mark.parametrize("lo,hi", [(0, ACT_MAX), (LOGIT_MIN, LOGIT_MAX), (3, 20)])
+def test_requant_unit_exact(lo, hi):
+    vecs = _vectors(random.Random(lo * 7 + hi), 700)
+    dut = RequantUnit.from_config(CFG)
+    got, _ = _run_unit(dut, vecs, lo, hi, seed=hi, stall=(lo == 0))
+    assert got == _reference(vecs, lo, hi)
+
+
+def test_requant_unit_throughput_and_latency():
+    vecs = _vectors(random.Random(5), 0)[:200]
+    dut = RequantUnit.from_config(CFG)
+    got, cycles = _run_unit(dut, vecs, 0, ACT_MAX, seed=0, stall=False)
+    assert got == _reference(vecs, 0, ACT_MAX)
+    # II = 1: n results in n + latency cycles (+1 for the consumer's first sample)
+    assert cycles <= len(vecs) + REQUANT_LATENCY + 1
+
+
+def test_requant_without_residual():
+    rng = random.Random(3)
+    vecs = [dict(v, res=0, res_mult=0) for v in _vectors(rng, 300)]
+    vecs = [v for v in vecs if abs(v["acc"] * v["mult"] + v["offset"]) < Y_LIM]
+    dut = RequantUnit(CFG.acc_bits, residual=False)
+    payloads = [{k: v[k] for k in ("acc", "mult", "offset", "shift")} for v in vecs]
+    got, _ = _run_unit(dut, payloads, 0, ACT_MAX, seed=1, stall=True)
+    assert got == _reference(vecs, 0, ACT_MAX)
+
+
+def test_requant_bank_lanes():
+    lanes = 3
+    bank = RequantBank(CFG, lanes)
+    rng = random.Random(11)
+    vecs = _vectors(rng, 150)
+    groups = [vecs[i : i + lanes] for i in range(0, len(vecs) - lanes + 1, lanes)]
+    got: list[list[int]] = []
+
+    async def producer(ctx):
+        ctx.set(bank.lo, 0)
+        ctx.set(bank.hi, ACT_MAX)
+        for g in groups:
+            ctx.set(bank.i.payload, g)
+            ctx.set(bank.i.valid, 1)
+            await ctx.tick().until(bank.i.ready)
+        ctx.set(bank.i.valid, 0)
+
+    async def consumer(ctx):
+        r = random.Random(2)
+        while len(got) < len(groups):
+            ready = r.random() < 0.7
+            ctx.set(bank.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(bank.o.valid, bank.o.payload)
+            if ready and valid:
+                got.append(list(payload))
+
+    sim = Simulator(bank)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    flat = [x for g in got for x in g]
+    assert flat == _reference([v for g in groups for v in g], 0, ACT_MAX)
+
+
+def test_requant_bad_params():
+    with pytest.raises(RequantError, match="acc_bits"):
+        RequantUnit(40)
+    with pytest.raises(RequantError, match="lanes"):
+        RequantBank(CFG, 0)
+
+
+@pytest.mark.verilator
+def test_requant_verilog_lints():
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    for name, comp in [("requant_unit", RequantUnit.from_config(CFG)),
+                       ("requant_bank", RequantBank(CFG, 2))]:
+        text = to_verilog(comp, name)
+        work = Path(tempfile.mkdtemp(prefix="rq_lint_"))
+        try:
+            (work / f"{name}.v").write_text(text)
+            proc = subprocess.run(
+                ["verilator", "--lint-only", "-Wno-WIDTH", f"{name}.v", "--top-module", name],
+                cwd=work, capture_output=True, text=True,
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        assert proc.returncode == 0, proc.stderr

@@ -334,3 +334,27 @@ def test_modes_from_cycle_model_when_bandwidth_known():
     assert [d.mode for d in descs][:2] == ["stem", "pool"]
     assert all(d["px"] >= 1 and d.order in ("ws", "is") for d in descs)
     assert not build_program(g, CFGS[1]).from_cycle_model
+
+
+def test_stem_im2col_is_the_same_convolution():
+    """The stem-mode input (im2col) with (ky, kx, c)-ordered 1x1 weights gives the conv's acc."""
+    from filmqnn_hw.program import im2col
+    from filmqnn_quant.intgraph import conv_accumulate
+
+    cfg = CFGS[0]
+    rng = np.random.default_rng(9)
+    g = conv_graph(rng, cfg, 3, 6, 9, 8, 7, 2, 3, pad_code=4)
+    op = g.ops[0]
+    x = rand_input(rng, g)
+    cols = im2col(x, op)
+    w1 = op.weight.transpose(0, 2, 3, 1).reshape(op.out_channels, -1, 1, 1)
+    ref = conv_accumulate(x, op.weight, op.stride, op.padding, 1, op.pad_code)
+    got = conv_accumulate(cols[None], w1, (1, 1), (0, 0), 1, 0)
+    assert np.array_equal(got, ref)
+    prog = build_program(g, cfg)
+    d = prog.descriptors[0]
+    assert d.mode == "stem" and d["stem_c"] == 3 * 49
+    mem = prog.memory_image(x)
+    n = act_layout(cfg, *cols.shape)[2]
+    got_cols = unpack_activations(mem[d["stem_addr"] : d["stem_addr"] + n], cols.shape, cfg)
+    assert np.array_equal(got_cols, cols)

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m filmqnn_hw.build", description=__doc__.split(
         "\n")[0])
     ap.add_argument("board", nargs="?", help="board name or path to a board .toml file")
-    ap.add_argument("--out", type=Path, help="output directory")
+    ap.add_argument("--out", type=Path, help="output directory (default: build/BOARD)")
     ap.add_argument("--list-boards", action="store_true", help="list known boards and exit")
     ap.add_argument("--ratio", type=float, default=0.05, help="fraction of 8-bit filters R")
     ap.add_argument("--clock", type=float, default=None, help="clock in MHz (board default)")
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     for cap, default in (("dsp", 0.85), ("lut", 0.80), ("ff", 0.80), ("bram", 0.90)):
         ap.add_argument(f"--{cap}-cap", type=float, default=default,
                         help=f"{cap.upper()} utilisation cap (default {default})")
+    ap.add_argument("--hls", action="store_true",
+                    help="also write the Vivado HLS C++ kernel and run_hls.tcl into DIR/hls")
     ap.add_argument("--sim", action="store_true", help=f"simulate the accelerator ({NOT_YET})")
     ap.add_argument("--synth", action="store_true", help=f"synthesise the accelerator ({NOT_YET})")
     return ap
@@ -62,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         flag = "--sim" if ns.sim else "--synth"
         print(f"error: {flag} is {NOT_YET}", file=sys.stderr)
         return 2
-    if ns.board is None or ns.out is None:
-        ap.error("give a BOARD and --out DIR (or --list-boards)")
+    if ns.board is None:
+        ap.error("give a BOARD (see --list-boards)")
+    if ns.out is None:
+        ns.out = Path("build") / Path(ns.board).stem
     t0 = time.time()
     try:
         board = load_board(ns.board)
@@ -83,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = tuple(from_manifest(str(m)) for m in ns.manifest)
         report = write_report(cfg, board, ns.out, nets + extra)
+        hls_dir = None
+        if ns.hls:
+            from .hls import HlsError, write_hls
+
+            try:
+                hls_dir = write_hls(cfg, ns.out)
+            except HlsError as e:
+                raise ConfigError(f"HLS generation failed: {e}") from None
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -90,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{board.name}: tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} G={cfg.act_pack}; "
           f"MODEL {fps}; wrote {ns.out}/config.json, report.json, report.md, report.png "
           f"in {time.time() - t0:.1f} s")
+    if hls_dir is not None:
+        print(f"HLS kernel: {hls_dir} (C-simulated bit-exact in tests; run_hls.tcl needs Vivado)")
     return 0
 
 

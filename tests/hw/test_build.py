@@ -108,3 +108,18 @@ def test_build_reports_an_exported_manifest(tmp_path):
     rep = json.loads((again / "report.json").read_text())
     assert rep["networks"]["tiny"]["macs"] == 16 * 3 * 9 * 32 * 32 + 16 * 10
     assert rep["networks"]["tiny"]["layers"][0]["mode"] == "stem"
+
+
+def test_build_hls_flag_and_default_out_dir(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["pynq_z2", "--hls"]) == 0
+    out = tmp_path / "build" / "pynq_z2"
+    cfg = json.loads((out / "config.json").read_text())
+    hls = out / "hls"
+    for name in ("filmqnn_top.cpp", "filmqnn_top.h", "run_hls.tcl"):
+        assert (hls / name).is_file(), name
+    # the TCL targets the config's part, and the generated header carries its tile sizes
+    assert cfg["part"] in (hls / "run_hls.tcl").read_text()
+    assert "HLS kernel:" in capsys.readouterr().out

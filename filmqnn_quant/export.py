@@ -1,4 +1,4 @@
-"""Export a model for one accelerator: weights.bin, manifest.json and config.json in one directory.
+"""Export a model for one accelerator: weights.bin, program.bin, manifest.json and config.json.
 
 The pipeline (:func:`export`)::
 
@@ -63,6 +63,7 @@ DEFAULT_INPUT: dict[str, tuple[int, int, int]] = {
 INPUT_SCALE = 1.0 / 31.0
 #: Names of the three files of an export directory.
 IMAGE_FILE, MANIFEST_FILE, CONFIG_FILE = "weights.bin", "manifest.json", "config.json"
+PROGRAM_FILE = "program.bin"
 RANDOM_INIT_WARNING = (
     "RANDOM INITIALISATION: no --checkpoint was given, the weights are a seeded random init. "
     "This image is for testing the hardware flow only; its predictions are meaningless."
@@ -277,6 +278,19 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _program_module() -> Any:
+    return _need("filmqnn_hw.program", "the layer-program format")
+
+
+def _build_program(graph: IntGraph, config: AcceleratorConfig) -> Any:
+    """The layer program (descriptors + DDR map) for ``graph`` on ``config``."""
+    prog = _program_module()
+    try:
+        return prog.build_program(graph, config)
+    except prog.ProgramError as e:
+        raise ExportError(f"cannot build the layer program: {e}") from None
+
+
 def write_export_dir(
     out: str | os.PathLike,
     graph: IntGraph,
@@ -303,6 +317,11 @@ def write_export_dir(
             raise ExportError(f"cannot pack the weight image: {e}") from None
         size = (tmp / IMAGE_FILE).stat().st_size
         log(f"[export] packed {IMAGE_FILE}: {size} bytes in {time.perf_counter() - t0:.2f} s")
+        program = _build_program(graph, config)
+        prog_bytes = program.to_bytes()
+        (tmp / PROGRAM_FILE).write_bytes(prog_bytes)
+        log(f"[export] wrote {PROGRAM_FILE}: {len(graph.ops)} descriptors, DDR span "
+            f"{program.mem_bytes} bytes")
         convs = graph.conv_ops()
         n_filters = sum(op.out_channels for op in convs)
         manifest: dict[str, Any] = {
@@ -314,6 +333,15 @@ def write_export_dir(
                 "sha256": sha,
                 "bytes": size,
                 "format_version": FORMAT_VERSION,
+            },
+            "program": {
+                "file": PROGRAM_FILE,
+                "sha256": hashlib.sha256(prog_bytes).hexdigest(),
+                "bytes": len(prog_bytes),
+                "format_version": _program_module().VERSION,
+                "ddr_bytes": program.mem_bytes,
+                "input_addr": program.input_addr,
+                "output_addr": program.output_addr,
             },
             "created_with": {
                 "filmqnn": _version(),
@@ -807,6 +835,24 @@ def check_export(directory: str | os.PathLike) -> str:
         raise ExportError(
             f"{MANIFEST_FILE} says image version {img.get('format_version')}, the image is "
             f"version {FORMAT_VERSION}"
+        )
+    pinfo = manifest.get("program")
+    if not isinstance(pinfo, dict) or not (d / PROGRAM_FILE).is_file():
+        raise ExportError(f"{d} has no {PROGRAM_FILE} listed in {MANIFEST_FILE}: re-export it")
+    pdata = (d / PROGRAM_FILE).read_bytes()
+    if hashlib.sha256(pdata).hexdigest() != pinfo.get("sha256"):
+        raise ExportError(
+            f"{PROGRAM_FILE} does not match the SHA-256 in {MANIFEST_FILE}: "
+            "the files come from different exports"
+        )
+    prog = _program_module()
+    try:
+        prog.LayerProgram.parse(pdata, config)
+    except prog.ProgramError as e:
+        raise ExportError(f"{d / PROGRAM_FILE}: {e}") from None
+    if _build_program(graph, config).to_bytes() != pdata:
+        raise ExportError(
+            f"{PROGRAM_FILE} is not the program of {IMAGE_FILE} on this config: re-export"
         )
     expect = manifest_layers(graph, blocks)
     got = manifest.get("layers")

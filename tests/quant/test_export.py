@@ -47,6 +47,7 @@ def test_export_dir_contents(exported: Path) -> None:
     assert sorted(p.name for p in exported.iterdir()) == [
         "config.json",
         "manifest.json",
+        "program.bin",
         "weights.bin",
     ]
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]  # no temp left
@@ -102,6 +103,26 @@ def test_check_detects_corruption(exported: Path, capsys: pytest.CaptureFixture[
     assert "CRC-32 mismatch" in _fails(exported, capsys)
     w.write_bytes(bytes(data[:-10]))
     assert "truncated" in _fails(exported, capsys)
+
+
+def test_export_writes_the_layer_program(
+    exported: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filmqnn_hw.program import LayerProgram, build_program
+
+    m = json.loads((exported / "manifest.json").read_text())
+    data = (exported / "program.bin").read_bytes()
+    assert m["program"]["bytes"] == len(data)
+    head, descs = LayerProgram.parse(data, CFG)
+    assert len(descs) == len(random_graph(CFG).ops)
+    assert build_program(random_graph(CFG), CFG).to_bytes() == data
+    # a flipped byte, or a program from another export, is refused by check
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 1
+    (exported / "program.bin").write_bytes(bytes(bad))
+    assert "program.bin" in _fails(exported, capsys)
+    (exported / "program.bin").unlink()
+    assert "program.bin" in _fails(exported, capsys)
 
 
 def test_check_detects_config_mismatch(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ratio", type=float, default=0.05, help="fraction of 8-bit filters (0: W4A5, 1: W8A5)"
     )
+    p.add_argument(
+        "--board",
+        default=None,
+        help="train for this board's accelerator: the 8-bit filters of every layer fill exactly "
+        "its 8-bit slots per tile (filmqnn_hw.dse.design), so the checkpoint exports as trained",
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="accelerator config JSON instead of --board"
+    )
     p.add_argument("--lr", type=float, default=0.1, help="FP32 peak learning rate (one-cycle)")
     p.add_argument("--qat-lr", type=float, default=0.01, help="QAT initial learning rate (cosine)")
     p.add_argument("--momentum", type=float, default=0.9)
@@ -234,7 +243,12 @@ def build_from_checkpoint(ck: dict[str, Any]):
     from .qat import prepare_qat
 
     example = torch.zeros((1, *ck["input_shape"]))
-    qmodel = prepare_qat(model, ratio=ck["ratio"], example_input=example)
+    config = None
+    if ck.get("config"):
+        from filmqnn_hw.config import AcceleratorConfig
+
+        config = AcceleratorConfig.from_dict(ck["config"])
+    qmodel = prepare_qat(model, config, ratio=ck["ratio"], example_input=example)
     qmodel.load_state_dict(ck["state_dict"])
     return qmodel
 
@@ -346,6 +360,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if not 0.0 <= args.ratio <= 1.0:
         raise TrainError(f"--ratio must be in [0, 1], not {args.ratio}")
+    config = None
+    if args.board is not None or args.config is not None:
+        from .export import ExportError, load_config
+
+        try:
+            config = load_config(args.board, args.config, args.ratio)
+        except ExportError as e:
+            raise TrainError(str(e)) from None
     train = load_dataset(args.dataset, "train")
     test = load_dataset(args.dataset, "test")
     if args.test_subset is not None:
@@ -462,7 +484,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         example = torch.from_numpy(train.images[:2]).to(d.device)
         if qmodel is None:
-            qmodel = prepare_qat(model, ratio=args.ratio, example_input=example)
+            qmodel = prepare_qat(model, config, ratio=args.ratio, example_input=example)
             t0 = time.perf_counter()
             # The same calibration batches on every rank (a non-distributed seeded loader).
             calib_loader = make_loader(
@@ -562,6 +584,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "model_kwargs": kwargs,
                 "precision": args.precision,
                 "ratio": metrics["ratio"],
+                "config": None if config is None else config.to_dict(),
                 "input_shape": list(train.input_shape),
                 "classes": train.classes,
                 "dataset": args.dataset,

@@ -170,3 +170,35 @@ def test_committed_checkpoint_is_trained() -> None:
     idx = D.subset_indices(test.labels, 1000, 0)
     acc, _ = T.evaluate(model, D.ArrayDataset(test.images[idx], test.labels[idx], test.classes))
     assert acc > 88.0  # 92.56 % on the whole test set when it was trained
+
+
+def test_qat_for_a_board_exports_as_trained(
+    tmp_path: Path, fp32_ckpt: tuple[Path, dict]
+) -> None:
+    """--board: the trained 8-bit filters fill exactly the board's slots, so export needs no
+    re-selection and the exported golden model is the trained one."""
+    from filmqnn_quant.export import check_export, export
+    from filmqnn_quant.image import read_image
+
+    ck, _ = fp32_ckpt
+    out_ck = tmp_path / "qat_board.pt"
+    rc, m = _run(
+        tmp_path, "--precision", "qat", "--board", "pynq_z2", "--checkpoint-in", str(ck),
+        "--epochs-qat", "1", "--calib-batches", "2", "--qat-monitor-images", "0",
+        "--checkpoint-out", str(out_ck),
+    )  # fmt: skip
+    assert rc == 0 and m["pred_mismatches"] == 0
+    saved = T.load_checkpoint(out_ck)
+    assert saved["config"]["board"] == "pynq_z2"
+    res = export("smallcnn", tmp_path / "exp", board="pynq_z2", checkpoint=out_ck,
+                 log=lambda s: None)  # fmt: skip
+    check_export(tmp_path / "exp")
+    graph, _ = read_image(tmp_path / "exp" / "weights.bin")
+    from filmqnn_hw.config import AcceleratorConfig
+
+    cfg = AcceleratorConfig.from_dict(saved["config"])
+    for op in graph.conv_ops():
+        assert op.n_8bit == cfg.n8_capacity(op.out_channels) or op.name == graph.ops[-1].name
+    assert res.config.config_hash() == cfg.config_hash()
+    bad = _run(tmp_path, "--precision", "qat", "--board", "zcu999", "--epochs-fp32", "0")[0]
+    assert bad != 0

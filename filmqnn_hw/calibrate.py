@@ -113,7 +113,6 @@ def calibration_rows(families: tuple[str, ...] = ("xc7", "xcup"),
     from .resources import arith_costs, bram36_for
 
     synth = _synth()
-    costs = arith_costs()
     rows: list[dict[str, Any]] = []
     n = 8
 
@@ -125,6 +124,7 @@ def calibration_rows(families: tuple[str, ...] = ("xc7", "xcup"),
 
     rows = _Rows()
     for fam in families:
+        costs = arith_costs(fam)
         for wbits, key in ((4, "w4_lut"), (8, "w8_lut")):
             t = time.time()
             r = synth.synthesize(LutDotLane(n, wbits), "lane", fam, nodsp=True)

@@ -83,7 +83,7 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
     """PE arrays for packing factor ``g`` sized by the DSP/LUT terms of the resource model
     (engines + control; buffers do not use LUT/DSP). Stage 2 re-checks every cap with
     :func:`filmqnn_hw.resources.predict`."""
-    c = arith_costs()
+    c = arith_costs(board.family, kernel_packing)
     dsp_cap = caps["dsp_cap"] * board.dsp
     lut_cap = caps["lut_cap"] * board.lut
     out = []

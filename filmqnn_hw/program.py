@@ -32,6 +32,7 @@ from filmqnn_quant.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
 from filmqnn_quant.numerics import NumericsError, check_requant_range
 
 from .config import ACT_BITS, ACT_MAX, AcceleratorConfig, ConfigError
+from .resources import PARAM_BITS
 
 __all__ = [
     "MAGIC",
@@ -78,8 +79,9 @@ HEADER_SIZE = 64
 #: Every descriptor is this many little-endian 64-bit words.
 DESC_WORDS = 48
 DESC_SIZE = DESC_WORDS * 8
-#: Bytes of per-channel parameters (offset i64, mult u16, shift u8, bits u8, res_mult i32).
-PARAM_SIZE = 16
+#: Bytes of per-channel parameters (offset i64, mult u16, shift u8, bits u8, res_mult i32); the
+#: cycle model charges the same (``resources.PARAM_BITS``).
+PARAM_SIZE = PARAM_BITS // 8
 #: numpy dtype of one per-channel parameter record (little-endian, PARAM_SIZE bytes).
 PARAM_DTYPE = np.dtype([("offset", "<i8"), ("mult", "<u2"), ("shift", "u1"), ("bits", "u1"),
                         ("res_mult", "<i4")])

@@ -44,8 +44,10 @@ __all__ = [
 #: Input buffer is split into this many row-interleaved bank groups (3x3 windows for
 #: depthwise/pooling read 3 rows at once). Shared with :mod:`filmqnn_hw.cycles`.
 IBUF_ROW_BANKS = 3
-#: Bits of per-output-channel parameters (mult 16, offset 32, shift 8, res_mult 8) in DDR.
-PARAM_BITS = 64
+#: Bits of per-output-channel parameters in DDR: offset i64, mult u16, shift u8, bits u8,
+#: res_mult i32 (the layer program's record, ``filmqnn_hw.program.PARAM_DTYPE``; res_mult needs
+#: up to ``numerics.RES_MULT_BITS`` = 31 bits).
+PARAM_BITS = 128
 
 
 @dataclass(frozen=True)
@@ -69,51 +71,72 @@ PAPER_COSTS = ArithCosts(
     note="LUT slopes read from FILM-QNN Fig. 3 (ZCU102); FF per MAC estimated",
 )
 
-_COSTS_CACHE: ArithCosts | None = None
+_COSTS_CACHE: dict[tuple[str, bool], ArithCosts] = {}
+
+#: Which synthesised unit of ``arith_costs.json`` stands for each engine of the array. The 8-bit
+#: DSP engine uses the filter-packed unit (``w8a5_dsp``, exhaustively checked in both build
+#: flavours), not the PCIN cascade, whose primitive flavour is only checked on random vectors.
+ENGINE_UNITS = {
+    "w4_dsp": ("w4a5_kernel_dsp", "w4a5_filter_dsp"),  # (kernel packing on, off)
+    "w4_lut": ("w4a5_lut", "w4a5_lut"),
+    "w8_dsp": ("w8a5_dsp", "w8a5_dsp"),
+    "w8_lut": ("w8a5_lut", "w8a5_lut"),
+}
 
 
-def arith_costs(refresh: bool = False) -> ArithCosts:
-    """Per-MAC costs: from ``filmqnn_hw/data/arith_costs.json`` if available, else the paper's.
+def arith_costs(
+    family: str = "xcup", kernel_packing: bool = True, refresh: bool = False
+) -> ArithCosts:
+    """Per-MAC costs for ``family``: from ``filmqnn_hw/data/arith_costs.json``, else the paper's.
 
-    The JSON is read through ``filmqnn_hw.arith.costs.load_arith_costs()`` (owned by the
-    arithmetic generators). Its engines must provide ``lut_per_mac`` (and optionally
-    ``ff_per_mac``, ``dsp_per_mac``) for keys ``w4_dsp``, ``w4_lut``, ``w8_dsp``, ``w8_lut``;
-    anything missing falls back to the paper's value and the provenance says so.
+    The JSON (written by ``benchmarks/arith.py``, read through
+    ``filmqnn_hw.arith.costs.load_arith_costs()``) holds ``engines[family][unit]`` with
+    ``lut_per_mac``, ``ff_per_mac`` and ``macs_per_dsp`` of each synthesised unit, already
+    corrected for yosys-vs-Vivado differences. :data:`ENGINE_UNITS` maps the array's four
+    engines to units. The 4-bit DSP engine is counted in normal-mode MACs (4 per DSP), so a
+    kernel-packed unit's per-MAC cost is rescaled per DSP (``x macs_per_dsp / 4``). Anything
+    missing falls back to the paper's value and the provenance says so.
     """
-    global _COSTS_CACHE
-    if _COSTS_CACHE is not None and not refresh:
-        return _COSTS_CACHE
+    key = (family, bool(kernel_packing))
+    if key in _COSTS_CACHE and not refresh:
+        return _COSTS_CACHE[key]
     costs = PAPER_COSTS
     try:
-        from .arith.costs import load_arith_costs  # type: ignore[import-not-found]
+        from .arith.costs import load_arith_costs
 
         raw = load_arith_costs()
     except (ImportError, FileNotFoundError, OSError, ValueError):
         raw = None
     if raw:
-        costs = _merge_costs(raw)
-    _COSTS_CACHE = costs
+        costs = _merge_costs(raw, family, bool(kernel_packing))
+    _COSTS_CACHE[key] = costs
     return costs
 
 
-def _merge_costs(raw: Any) -> ArithCosts:
-    engines = raw.get("engines", raw) if isinstance(raw, dict) else {}
+def _merge_costs(raw: Any, family: str, kernel_packing: bool) -> ArithCosts:
+    fam = (raw.get("engines") or {}).get(family) if isinstance(raw, dict) else None
+    if not isinstance(fam, dict):
+        return PAPER_COSTS
     lut, ff, dsp = dict(PAPER_COSTS.lut), dict(PAPER_COSTS.ff), dict(PAPER_COSTS.dsp)
     used: list[str] = []
-    for key in ("w4_dsp", "w4_lut", "w8_dsp", "w8_lut"):
-        e = engines.get(key) if isinstance(engines, dict) else None
+    for engine, units in ENGINE_UNITS.items():
+        unit = units[0] if kernel_packing else units[1]
+        e = fam.get(unit)
         if not isinstance(e, dict):
             continue
-        for name, table in (("lut_per_mac", lut), ("ff_per_mac", ff), ("dsp_per_mac", dsp)):
+        scale = 1.0
+        if engine == "w4_dsp" and e.get("macs_per_dsp"):
+            scale = float(e["macs_per_dsp"]) / 4.0  # per normal-mode MAC (4 per DSP)
+        for name, table in (("lut_per_mac", lut), ("ff_per_mac", ff)):
             v = e.get(name)
             if isinstance(v, (int, float)) and v >= 0:
-                table[key] = float(v)
-                used.append(f"{key}.{name}")
+                table[engine] = float(v) * scale
+                used.append(f"{engine}<-{unit}.{name}")
     if not used:
         return PAPER_COSTS
     return ArithCosts(lut, ff, dsp, "arith_costs.json",
-                      f"from arith_costs.json: {', '.join(used)}; rest paper/estimate")
-
+                      f"{family}: from arith_costs.json: {', '.join(used)}; DSPs per MAC by "
+                      "structure (1/4, 1/6 kernel-packed, 1/2)")
 
 # ---------------------------------------------------------------------------------------------
 #: (depth, width) aspect ratios of one BRAM36 (simple dual port, 72 wide at 512) and BRAM18.
@@ -244,7 +267,7 @@ def engine_macs(cfg: AcceleratorConfig) -> dict[str, int]:
 
 def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> float:
     """DSP slices of the four MAC engines."""
-    c = costs or arith_costs()
+    c = costs or arith_costs(cfg.family, cfg.kernel_packing)
     m = engine_macs(cfg)
     # the 4-bit DSP engine: tn/4 DSPs per lane (4 MACs/DSP filter-packed, 6 kernel-packed)
     w4 = cfg.w4_dsp_lanes * math.ceil(cfg.tn * c.dsp["w4_dsp"])
@@ -254,7 +277,7 @@ def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> floa
 
 def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> Resources:
     """Predict LUT/FF/DSP/BRAM36 of ``cfg`` (see module docstring for the parts)."""
-    c = costs or arith_costs()
+    c = costs or arith_costs(cfg.family, cfg.kernel_packing)
     m = engine_macs(cfg)
     parts: dict[str, dict[str, float]] = {}
     for key, n in m.items():

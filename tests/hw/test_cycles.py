@@ -35,7 +35,7 @@ def _cfg(ddr: float, **kw) -> AcceleratorConfig:
 
 # 3x3 conv, 8 -> 8 channels, 8x8 map, stride 1, pad 1: four 4x4 tiles, one chunk, one group.
 # Per step: 9 taps x 16 pixels + t_pipe = 146 cycles. DDR beats (64-bit, G=4: 3 words/beat):
-# weights 1x8x9x8 + 7x8x9x4 = 2592 bits = 41 beats + params 8x64/64 = 8 -> 49 (step 0 only);
+# weights 1x8x9x8 + 7x8x9x4 = 2592 bits = 41 beats + params 8x128/64 = 16 -> 57 (step 0 only);
 # every input tile: 2 planes x 5 rows x 2 beats = 20; every output tile 2 x 4 x 2 = 16.
 LAYER = Layer("c", "conv", 8, 8, 8, 8, 8, 8, 3, 3, 1, 1, "input", "c.out")
 
@@ -44,26 +44,26 @@ def test_hand_computed_compute_bound():
     cfg = _cfg(ddr=1000.0)  # one 64-bit port: 1 beat/cycle
     assert bandwidth_beats(cfg) == 1.0
     lc = layer_cycles(cfg, LAYER, timing=TIM)
-    prologue = 10 + (49 + 20) + 1
+    prologue = 10 + (57 + 20) + 1
     phases = [146 + 1, max(146, 19, 10 + 36) + 1, max(146, 19, 10 + 36) + 1,
               max(146, 19, 10 + 16) + 1]
     epilogue = max(16 + 3, 10 + 16) + 1
-    assert lc.cycles == 5 + prologue + sum(phases) + epilogue == 700
+    assert lc.cycles == 5 + prologue + sum(phases) + epilogue == 708
     assert lc.bound == "compute" and lc.steps == 4 and lc.mode == "normal"
-    assert lc.ddr_bytes == (49 + 4 * 20 + 4 * 16) * 8
+    assert lc.ddr_bytes == (57 + 4 * 20 + 4 * 16) * 8
 
 
 def test_hand_computed_bandwidth_bound():
     cfg = _cfg(ddr=1.0)  # 1 byte/cycle: 0.125 beats/cycle
     assert bandwidth_beats(cfg) == 0.125
     lc = layer_cycles(cfg, LAYER, timing=TIM)
-    prologue = 10 + 69 * 8 + 1
+    prologue = 10 + 77 * 8 + 1
     # after a DDR-bound phase the DMA's next requests are already out: no T_DMA again;
     # phase 3 is compute-bound, so the epilogue's store pays T_DMA
     phases = [max(146, 20 * 8) + 1, max(146, 36 * 8) + 1, max(146, 36 * 8) + 1,
               max(146, 16 * 8) + 1]
     epilogue = max(19, 10 + 16 * 8) + 1
-    assert lc.cycles == 5 + prologue + sum(phases) + epilogue == 1593
+    assert lc.cycles == 5 + prologue + sum(phases) + epilogue == 1657
     assert lc.bound == "input_load"
     assert lc.bound_cycles["compute"] == 146  # only the last compute phase is compute-bound
 
@@ -73,7 +73,7 @@ def test_weight_bound_and_output_bound_layers():
     fc = Layer("fc", "conv", 512, 1000, 1, 1, 1, 1, 1, 1, 1, 0, "input", "fc.out", fc=True)
     assert layer_cycles(_cfg(ddr=8.0), fc, timing=TIM).bound == "weight_load"
     # 1x1 conv with few inputs and many outputs on a slow bus: stores dominate
-    ex = Layer("ex", "conv", 8, 64, 16, 16, 16, 16, 1, 1, 1, 0, "input", "ex.out")
+    ex = Layer("ex", "conv", 4, 64, 16, 16, 16, 16, 1, 1, 1, 0, "input", "ex.out")
     assert layer_cycles(_cfg(ddr=2.0), ex, timing=TIM).bound == "output_store"
 
 

@@ -82,13 +82,32 @@ def test_monotone_in_array_and_tiles():
 
 
 def test_cost_provenance():
-    c = arith_costs()
-    assert c.provenance in ("paper", "arith_costs.json")
     assert PAPER_COSTS.lut == {"w4_dsp": 13.0, "w4_lut": 39.0, "w8_dsp": 6.3, "w8_lut": 59.0}
-    merged = _merge_costs({"engines": {"w4_lut": {"lut_per_mac": 30.0}}})
+    raw = {"engines": {"xc7": {"w4a5_lut": {"lut_per_mac": 30.0, "ff_per_mac": 9.0},
+                               "w4a5_kernel_dsp": {"lut_per_mac": 12.0, "macs_per_dsp": 6.0}}}}
+    merged = _merge_costs(raw, "xc7", kernel_packing=True)
     assert merged.provenance == "arith_costs.json" and merged.lut["w4_lut"] == 30.0
-    assert merged.lut["w8_lut"] == 59.0
-    assert _merge_costs({"unrelated": 1}) is PAPER_COSTS
+    assert merged.ff["w4_lut"] == 9.0
+    # the kernel-packed unit's cost per DSP, expressed per normal-mode MAC (4 per DSP)
+    assert merged.lut["w4_dsp"] == 12.0 * 6 / 4
+    assert merged.lut["w8_lut"] == 59.0  # missing unit: the paper's value
+    assert _merge_costs(raw, "xcup", True) is PAPER_COSTS  # no such family in the JSON
+    assert _merge_costs({"unrelated": 1}, "xc7", True) is PAPER_COSTS
+
+
+def test_committed_arith_costs_are_used_per_family():
+    """The model reads the arithmetic benchmark's measured costs, per DSP generation."""
+    from filmqnn_hw.arith.costs import load_arith_costs
+
+    raw = load_arith_costs()
+    for fam in ("xc7", "xcup"):
+        c = arith_costs(fam, kernel_packing=False)
+        assert c.provenance == "arith_costs.json"
+        units = raw["engines"][fam]
+        assert c.lut["w4_lut"] == units["w4a5_lut"]["lut_per_mac"]
+        assert c.lut["w8_dsp"] == units["w8a5_dsp"]["lut_per_mac"]
+        assert c.lut["w4_dsp"] == units["w4a5_filter_dsp"]["lut_per_mac"]
+        assert predict(_cfg(family=fam)).provenance["engines"] == "arith_costs.json"
     r = predict(_cfg())
     assert r.provenance["control"].startswith("estimate")
     assert math.isclose(sum(p["dsp"] for p in r.parts.values()), r.dsp)

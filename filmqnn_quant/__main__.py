@@ -60,17 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_value(v: str) -> object:
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
-
 
 def _train(argv: list[str]) -> int:
     try:
@@ -104,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # export
     from .export import export
+    from .models import parse_model_arg
 
     def log(msg: str) -> None:
         if not args.quiet or msg.startswith("[export] !!!"):
@@ -115,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key.strip():
             print(f"error: --model-arg needs KEY=VALUE, got {item!r}", file=sys.stderr)
             return 2
-        model_args[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        model_args[key.strip().replace("-", "_")] = parse_model_arg(value.strip())
     if args.threads:
         import torch
 

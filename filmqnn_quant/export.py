@@ -59,8 +59,6 @@ DEFAULT_INPUT: dict[str, tuple[int, int, int]] = {
     "mobilenet_v2": (3, 224, 224),
     "small_cnn": (1, 28, 28),
 }
-#: Scale of the 5-bit input codes: pixels in [0, 1] map to codes 0..31 (docs/numerics.md).
-INPUT_SCALE = 1.0 / 31.0
 #: Names of the three files of an export directory.
 IMAGE_FILE, MANIFEST_FILE, CONFIG_FILE = "weights.bin", "manifest.json", "config.json"
 PROGRAM_FILE = "program.bin"

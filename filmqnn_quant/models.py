@@ -345,3 +345,16 @@ def build_model(name: str, **kw: Any) -> nn.Module:
         return MODELS[key](**kw)
     except TypeError as e:
         raise ValueError(f"model {key!r}: bad options {sorted(kw)}: {e}") from e
+
+
+def parse_model_arg(value: str) -> bool | int | float | str:
+    """Value of a ``--model-arg KEY=VALUE`` option: bool, int, float or the string itself."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            pass
+    return value

@@ -42,6 +42,7 @@ __all__ = [
     "ACT_MAX",
     "W4_MAX",
     "W8_MAX",
+    "INPUT_SCALE",
     "MULT_BITS",
     "RES_MULT_BITS",
     "SHIFT_MAX",
@@ -57,6 +58,8 @@ __all__ = [
     "check_requant_range",
 ]
 
+#: Scale of the network input: pixels in [0, 1] become codes 0..31 (see quantize_input).
+INPUT_SCALE = 1.0 / ACT_MAX
 #: Requantization multipliers are unsigned and below 2**MULT_BITS (fits a DSP's 18-bit B port).
 MULT_BITS = 15
 #: Residual multipliers share the conv's shift, so they are wider: unsigned, below 2**RES_MULT_BITS.

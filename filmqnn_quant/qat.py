@@ -48,6 +48,7 @@ from filmqnn_hw.config import AcceleratorConfig
 from .graph import AliasNode, GraphError, LayerNode, PoolNode, QGraph, capture
 from .numerics import (
     ACT_MAX,
+    INPUT_SCALE,
     LOGIT_MAX,
     LOGIT_MIN,
     W4_MAX,
@@ -685,7 +686,7 @@ def prepare_qat(
     ratio: float = 0.05,
     example_input: torch.Tensor,
     alpha: str = "layer",
-    input_scale: float = 1.0 / ACT_MAX,
+    input_scale: float = INPUT_SCALE,
     momentum: float = 0.1,
 ) -> QuantModel:
     """Wrap ``model`` for filter-wise mixed-precision QAT.

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
+from .numerics import INPUT_SCALE
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -56,8 +57,6 @@ __all__ = [
 
 #: Version tag stored in every checkpoint written by :func:`save_checkpoint`.
 CHECKPOINT_FORMAT = "filmqnn-checkpoint-v1"
-#: Scale of the 5-bit input codes (pixels in [0, 1] -> codes 0..31).
-INPUT_SCALE = 1.0 / 31.0
 
 
 class TrainError(RuntimeError):
@@ -65,17 +64,6 @@ class TrainError(RuntimeError):
 
 
 # -- arguments -----------------------------------------------------------------------------------
-def _parse_value(v: str) -> Any:
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m filmqnn_quant train``."""
@@ -330,6 +318,8 @@ def _selection_batch(train: ArrayDataset, idx: np.ndarray, seed: int, epoch: int
 
 
 def _model_kwargs(args: argparse.Namespace, train: ArrayDataset) -> dict[str, Any]:
+    from .models import parse_model_arg
+
     kw: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": train.input_shape[0]}
     if args.width_mult is not None:
         kw["width_mult"] = args.width_mult
@@ -343,7 +333,7 @@ def _model_kwargs(args: argparse.Namespace, train: ArrayDataset) -> dict[str, An
         if "=" not in item:
             raise TrainError(f"--model-arg needs KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        kw[k.strip().replace("-", "_")] = _parse_value(v.strip())
+        kw[k.strip().replace("-", "_")] = parse_model_arg(v.strip())
     return kw
 
 

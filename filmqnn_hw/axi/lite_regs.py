@@ -30,6 +30,8 @@ The default accelerator map (:func:`accelerator_control_map`)::
     0x18/0x1C cycles     64-bit cycles while not idle (R/O)
     0x20/0x24 stall_weight, 0x28/0x2C stall_input, 0x30/0x34 stall_output:
               64-bit cycles stalled on weight load / input load / output store (R/O)
+    0x38      status: 0 ok, else error code (low byte, ``accel.limits.STATUS``) and the
+              index of the refused layer (bits 31..8) (R/O)
 """
 
 from __future__ import annotations
@@ -236,6 +238,7 @@ def accelerator_control_map() -> ControlMap:
             Entry("stall_weight", 64, "cycles stalled waiting for weight loads"),
             Entry("stall_input", 64, "cycles stalled waiting for input (activation) loads"),
             Entry("stall_output", 64, "cycles stalled waiting for output stores"),
+            Entry("status", 32, "0 ok, else error code (low byte) | layer index << 8"),
         ],
     )
 

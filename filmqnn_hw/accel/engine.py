@@ -1,0 +1,961 @@
+"""The layer-program engine: fetches descriptors from DDR and runs every layer, bit-exact.
+
+:class:`ProgramEngine` is the accelerator minus its bus blocks: it talks to DDR through the
+command/data streams of one :class:`~filmqnn_hw.axi.dma.AXI4DMA` (with write strobes) and to
+the host through the core side of :class:`~filmqnn_hw.axi.lite_regs.AXI4LiteControl`.
+:class:`~filmqnn_hw.accel.top.FilmQnnAccelerator` wires the three together.
+
+Schedule (per layer, ``docs/rtl.md``): for every output-channel group ``mo`` (``tm`` lanes)
+and spatial tile (``tr x tc``, row-major): load the group's per-channel parameters; for every
+input chunk (``tn`` channels; a depthwise/pool/add group is its own chunk) load the chunk's
+weight taps into the weight buffer and the input rectangle into the input buffer, then run
+every tap over every pixel pair of the tile through the :class:`~.pe_array.PEArray`,
+accumulating into the accumulator memory; then (fused residual or ``add``: load the residual
+tile) drain the tile through the requantization bank and write it back with byte strobes.
+The phases run one after the other (no double buffering yet): the cycle count is measured,
+not assumed, and ``benchmarks/rtl_cycles.py`` compares it with the cycle model.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, RES_MULT_BITS, Y_BITS
+
+from ..axi.burst_reader import read_data_layout
+from ..axi.burst_split import command_layout
+from ..axi.burst_writer import write_data_layout
+from ..axi.lite_regs import ControlCoreSignature, ControlMap, accelerator_control_map
+from ..config import ACT_BITS, AcceleratorConfig
+from ..program import DESC_SIZE, DESC_WORDS, FIELDS, HEADER_SIZE, MAGIC, PARAM_SIZE, VERSION
+from ..requant import SHIFT_BITS, RequantBank
+from .gearbox import RecordGearbox
+from .limits import KMAX, PMAX, SMAX, geometry
+from .pe_array import PEArray
+
+__all__ = ["ProgramEngine", "MODE_DENSE", "MODE_DW", "MODE_UNIT"]
+
+MODE_DENSE, MODE_DW, MODE_UNIT = 0, 1, 2
+OP_CONV, OP_DW, OP_LINEAR, OP_MAXPOOL, OP_AVGPOOL, OP_GAP, OP_ADD = range(1, 8)
+FLAG_LAST, FLAG_LOGITS, FLAG_RESIDUAL = 2, 4, 8
+ST_MAGIC, ST_VERSION, ST_CONFIG, ST_OP, ST_DESC, ST_AXI, ST_ALIGN = range(1, 8)
+DIM = 16  # bits of a tensor dimension (in_c, out_h, ...)
+LEN_WIDTH = 24
+
+
+def _w(i: int) -> slice:
+    return slice(64 * i, 64 * i + 64)
+
+
+class ProgramEngine(wiring.Component):
+    """Runs a layer program (``docs/layer-program.md``) from DDR after one start.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The accelerator (array, tiles, packing, beat width).
+    addr_width : int
+        DDR byte-address width of the AXI master.
+    cmap : ControlMap
+        Control map (default :func:`~filmqnn_hw.axi.lite_regs.accelerator_control_map`); must
+        have the ``layers`` argument and the ``cycles``, ``stall_*`` and ``status`` counters.
+
+    Members
+    -------
+    ctrl : In(ControlCoreSignature(cmap))    start/done/idle/ready, ``layers``, counters
+    rd_cmd : Out(stream of (addr, beats)), rd_data : In(stream of (data, last))
+    wr_cmd : Out(stream of (addr, beats)), wr_data : Out(stream of (data, strb))
+    wr_busy, rd_error, wr_error : In(1)
+
+    Latency/throughput: sequential phases (load, compute at one pixel pair per two cycles
+    with ``tn`` MACs per lane per cycle, drain, store); see ``docs/rtl.md``.
+    """
+
+    def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32,
+                 cmap: ControlMap | None = None) -> None:
+        self.config = config
+        self.geo = geometry(config)
+        self.addr_width = addr_width
+        self.cmap = accelerator_control_map() if cmap is None else cmap
+        b = config.axi_data_bits
+        super().__init__({
+            "ctrl": In(ControlCoreSignature(self.cmap)),
+            "rd_cmd": Out(stream.Signature(command_layout(addr_width, LEN_WIDTH))),
+            "rd_data": In(stream.Signature(read_data_layout(b))),
+            "wr_cmd": Out(stream.Signature(command_layout(addr_width, LEN_WIDTH))),
+            "wr_data": Out(stream.Signature(write_data_layout(b))),
+            "wr_busy": In(1),
+            "rd_error": In(1),
+            "wr_error": In(1),
+        })
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):  # noqa: C901 - one sequencer, kept in one place
+        m = Module()
+        cfg, geo = self.config, self.geo
+        B = cfg.axi_data_bits
+        BB = B // 8
+        LB = BB.bit_length() - 1  # log2 bytes per beat
+        G = cfg.act_pack
+        WB = ACT_BITS * G  # packed word bits
+        WPB = geo.wpb
+        TM, TN, TR, TC = cfg.tm, cfg.tn, cfg.tr, cfg.tc
+        CB = geo.cb
+        AW = self.addr_width
+        ACC = cfg.acc_bits
+        QC = geo.pairs_per_row
+        TC_IN = geo.tc_in
+        ctrl = self.ctrl
+
+        # ---------------- memories ----------------
+        m.submodules.ibuf = ibuf = memory.Memory(shape=unsigned(CB * ACT_BITS),
+                                                 depth=geo.ibuf_depth, init=[])
+        ib_w = ibuf.write_port(granularity=WB)
+        ib_a = ibuf.read_port()
+        ib_b = ibuf.read_port()
+        m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(geo.rec_bytes * 8),
+                                                 depth=geo.taps_max, init=[])
+        wb_w = wbuf.write_port()
+        wb_r = wbuf.read_port()
+        acc_layout = data.ArrayLayout(data.ArrayLayout(signed(ACC), TM), 2)
+        m.submodules.abuf = abuf = memory.Memory(shape=acc_layout, depth=geo.acc_depth, init=[])
+        ab_w = abuf.write_port()
+        ab_r = abuf.read_port()
+        obufs = []
+        for j in range(geo.out_planes):
+            ob = memory.Memory(shape=unsigned(WPB * WB), depth=TR * geo.obuf_beats, init=[])
+            m.submodules[f"obuf{j}"] = ob
+            obufs.append((ob.write_port(granularity=WB), ob.read_port()))
+
+        # read enables default to 0 (lib.memory's default is 1): data hold between reads
+        m.d.comb += [ib_a.en.eq(0), ib_b.en.eq(0), wb_r.en.eq(0)]
+        for _, rp in obufs:
+            m.d.comb += rp.en.eq(0)
+
+        # ---------------- arithmetic blocks ----------------
+        m.submodules.pe = pe = PEArray(cfg)
+        m.submodules.rq = rq = RequantBank(cfg, lanes=TM, residual=True)
+        m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.rec_bytes)
+        m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
+        m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
+        for gb in (gb_w, gb_d, gb_p):
+            m.d.comb += [gb.beat.eq(self.rd_data.p.data), gb.beat_valid.eq(self.rd_data.valid)]
+
+        # ---------------- program state ----------------
+        base = Signal(AW)
+        n_layers = Signal(16)
+        layer = Signal(16)
+        desc_addr = Signal(AW)
+        status = Signal(32)
+        hdr = Signal(HEADER_SIZE * 8)
+        desc = Signal(DESC_SIZE * 8)
+        beats_left = Signal(LEN_WIDTH)
+
+        def field(name: str, width: int = 64, sign: bool = False):
+            v = desc[_w(FIELDS.index(name))][:width]
+            return v.as_signed() if sign else v
+
+        # decoded descriptor (registered in SETUP)
+        op = Signal(3)
+        flags = Signal(8)
+        in_c, in_h, in_w = Signal(DIM), Signal(DIM), Signal(DIM)
+        out_c, out_h, out_w = Signal(DIM), Signal(DIM), Signal(DIM)
+        kh, kw = Signal(range(KMAX + 1)), Signal(range(KMAX + 1))
+        sh, sw = Signal(range(SMAX + 1)), Signal(range(SMAX + 1))
+        ph, pw = Signal(range(PMAX + 1)), Signal(range(PMAX + 1))
+        pad_code = Signal(ACT_BITS)
+        lo, hi = Signal(signed(16)), Signal(signed(16))
+        in_addr, res_addr, out_addr = Signal(AW), Signal(AW), Signal(AW)
+        in_row, in_plane = Signal(32), Signal(32)
+        res_row, res_plane = Signal(32), Signal(32)
+        out_row, out_plane = Signal(32), Signal(32)
+        logits = Signal()
+        has_res = Signal()
+        w_addr, p_addr = Signal(AW), Signal(AW)
+        w_chunks = Signal(DIM)
+        u_mult = Signal(MULT_BITS)
+        u_mult_b = Signal(RES_MULT_BITS)
+        u_offset = Signal(signed(Y_BITS))
+        u_shift = Signal(SHIFT_BITS)
+        mode = Signal(2)  # PE mode
+        is_max = Signal()
+        has_w = Signal()  # conv-like: weights and per-channel params from DDR
+
+        # per-channel parameters of the current group
+        p_off = [Signal(signed(Y_BITS), name=f"p_off{k}") for k in range(TM)]
+        p_mult = [Signal(MULT_BITS, name=f"p_mult{k}") for k in range(TM)]
+        p_shift = [Signal(SHIFT_BITS, name=f"p_shift{k}") for k in range(TM)]
+        p_rmul = [Signal(RES_MULT_BITS, name=f"p_rmul{k}") for k in range(TM)]
+        p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
+
+        # tiling state
+        mo_base = Signal(DIM)  # first output channel of the group
+        r0, c0 = Signal(DIM), Signal(DIM)
+        rows, cols = Signal(range(TR + 1)), Signal(range(TC + 1))
+        m_eff = Signal(range(TM + 1))
+        no = Signal(DIM)  # chunk index
+        n_chunks = Signal(DIM)
+        taps = Signal(range(KMAX * KMAX + 1))
+        w_grp = Signal(AW)  # weight pointer at the group's first chunk
+        w_ptr = Signal(AW)
+        p_ptr = Signal(AW)
+        chunk_bytes = Signal(24)
+        in_plane0 = Signal(DIM)  # first input plane of the chunk / group
+        in_planes_total = Signal(DIM)  # ceil(in_c / G)
+        out_planes_total = Signal(DIM)
+        tile_plane0 = Signal(DIM)  # first output plane of the group
+
+        res_phase = Signal()  # the loader fetches the residual tile (else the input rectangle)
+
+        # ---------------- counters ----------------
+        cyc = Signal(64)
+        st_w, st_i, st_o = Signal(64), Signal(64), Signal(64)
+        busy = Signal()
+        cnt = ctrl.counters
+        m.d.comb += [cnt.cycles.eq(cyc), cnt.stall_weight.eq(st_w), cnt.stall_input.eq(st_i),
+                     cnt.stall_output.eq(st_o), cnt.status.eq(status)]
+        with m.If(busy):
+            m.d.sync += cyc.eq(cyc + 1)
+        cls_w, cls_i, cls_o = Signal(), Signal(), Signal()
+        with m.If(cls_w):
+            m.d.sync += st_w.eq(st_w + 1)
+        with m.If(cls_i):
+            m.d.sync += st_i.eq(st_i + 1)
+        with m.If(cls_o):
+            m.d.sync += st_o.eq(st_o + 1)
+
+        # ---------------- activation loader (input / residual rectangle -> ibuf) -------------
+        ld_go = Signal()  # pulse: start with the ld_* setup below
+        ld_busy = Signal()
+        ld_tensor = Signal(AW)  # tensor base
+        ld_pstride, ld_rstride = Signal(32), Signal(32)
+        ld_plane0 = Signal(DIM)  # first absolute plane
+        ld_nplanes = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
+        ld_plimit = Signal(DIM)  # planes >= this do not exist
+        ld_yb, ld_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))  # buffer origin
+        ld_hin, ld_win = Signal(DIM), Signal(DIM)  # rectangle extent (rows_in, cols_in)
+        ld_h, ld_wd = Signal(DIM), Signal(DIM)  # tensor height / width
+        # derived (LD_SETUP)
+        ylo, yhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        xlo, xhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        bx0 = Signal(DIM)
+        wx0 = Signal(range(WPB))
+        nbeats = Signal(DIM)
+        row_off = Signal(AW)
+        plane_addr = Signal(AW)
+        ld_j = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
+        ld_y = Signal(signed(DIM + 2))
+        ld_wrow = Signal(range(geo.ibuf_depth + 1))
+        ld_wrow0 = Signal(range(geo.ibuf_depth + 1))
+        ld_x = Signal(signed(DIM + 2))
+        ld_wa = Signal(range(geo.ibuf_depth + 1))
+        ld_wi = Signal(range(WPB))
+        ld_beat = self.rd_data.p.data
+        ld_owner = Signal()  # rd_data belongs to the loader
+
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(ld_go):
+                    m.d.sync += [
+                        ylo.eq(Mux(ld_yb < 0, 0, ld_yb)),
+                        yhi.eq(Mux(ld_yb + ld_hin > ld_h, ld_h, ld_yb + ld_hin) - 1),
+                        xlo.eq(Mux(ld_xb < 0, 0, ld_xb)),
+                        xhi.eq(Mux(ld_xb + ld_win > ld_wd, ld_wd, ld_xb + ld_win) - 1),
+                        ld_j.eq(0),
+                        plane_addr.eq(ld_tensor + ld_plane0 * ld_pstride),
+                    ]
+                    m.d.comb += ld_busy.eq(1)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += ld_busy.eq(1)
+                xlo_u = xlo.as_unsigned()[:DIM]
+                xhi_u = xhi.as_unsigned()[:DIM]
+                m.d.sync += [
+                    bx0.eq(xlo_u // WPB),
+                    wx0.eq(xlo_u % WPB),
+                    nbeats.eq(xhi_u // WPB - xlo_u // WPB + 1),
+                    row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride),
+                    ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * TC_IN
+                                + (xlo - ld_xb).as_unsigned()[:DIM]),
+                ]
+                with m.If((ylo > yhi) | (xlo > xhi)):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "PLANE"
+            with m.State("PLANE"):
+                m.d.comb += ld_busy.eq(1)
+                with m.If((ld_j == ld_nplanes) | (ld_plane0 + ld_j >= ld_plimit)):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [ld_y.eq(ylo), ld_wrow.eq(ld_wrow0)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [ld_busy.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(plane_addr + row_off + (bx0 << LB)),
+                             self.rd_cmd.p.beats.eq(nbeats)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [ld_x.eq(xlo), ld_wa.eq(ld_wrow), ld_wi.eq(wx0)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [ld_busy.eq(1), ld_owner.eq(1)]
+                with m.If(self.rd_data.valid):
+                    word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
+                    m.d.comb += [
+                        ib_w.addr.eq(ld_wa),
+                        ib_w.data.eq(word.replicate(CB // G)),
+                        ib_w.en.eq(Const(1, CB // G) << ld_j),
+                    ]
+                    m.d.sync += [ld_x.eq(ld_x + 1), ld_wa.eq(ld_wa + 1)]
+                    last_word = ld_x == xhi
+                    with m.If((ld_wi == WPB - 1) | last_word):
+                        m.d.comb += self.rd_data.ready.eq(1)
+                        m.d.sync += ld_wi.eq(0)
+                    with m.Else():
+                        m.d.sync += ld_wi.eq(ld_wi + 1)
+                    with m.If(last_word):
+                        m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + TC_IN),
+                                     row_off.eq(row_off + ld_rstride)]
+                        with m.If(ld_y == yhi):
+                            m.d.sync += [ld_j.eq(ld_j + 1), plane_addr.eq(plane_addr + ld_pstride),
+                                         row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride)]
+                            m.next = "PLANE"
+                        with m.Else():
+                            m.next = "CMD"
+
+        # ---------------- compute pipeline ----------------
+        cp_go = Signal()
+        cp_busy = Signal()
+        first = Signal()  # chunk 0: the first tap initialises the accumulators
+        m.d.comb += first.eq(no == 0)
+        ky, kx = Signal(range(KMAX)), Signal(range(KMAX))
+        tap = Signal(range(KMAX * KMAX))
+        cr = Signal(range(TR + 1))
+        cq = Signal(range(QC + 1))
+        phase = Signal()
+        rowaddr = Signal(range(geo.ibuf_depth + TC_IN * SMAX * 2))
+        coladdr = Signal(range(TC_IN + 2 * SMAX + 2))
+        iy = Signal(signed(DIM + 2))
+        ixa = Signal(signed(DIM + 2))
+        tile_yb, tile_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        arow = Signal(range(geo.acc_depth + QC + 1))
+        inflight = Signal(range(64))
+        sh_tc = Signal(range(SMAX * TC_IN + 1))
+
+        # stage 1 registers (PE operands)
+        s1_valid, s1_phase = Signal(), Signal()
+        s1_in_a, s1_in_b = Signal(), Signal()
+        s1_aaddr = Signal(range(geo.acc_depth))
+        s1_first = Signal()
+        pad_word = Mux(is_max, 0, pad_code)
+        padvec = Signal(CB * ACT_BITS)
+        m.d.comb += padvec.eq(pad_word.replicate(CB))
+        m.d.comb += [
+            pe.x[0].as_value().eq(Mux(s1_in_a, ib_a.data, padvec)),
+            pe.x[1].as_value().eq(Mux(s1_in_b, ib_b.data, padvec)),
+            pe.record.eq(wb_r.data),
+            pe.mode.eq(mode),
+            pe.valid.eq(s1_valid),
+            pe.phase.eq(s1_phase),
+        ]
+        meta = data.StructLayout({"addr": range(geo.acc_depth), "first": 1})
+        m.submodules.metaq = metaq = fifo.SyncFIFO(width=meta.size, depth=32)
+        m.d.comb += [metaq.w_data.eq(Cat(s1_aaddr, s1_first)),
+                     metaq.w_en.eq(s1_valid & s1_phase)]
+        # write-back stage
+        wbk_valid = Signal()
+        wbk_addr = Signal(range(geo.acc_depth))
+        wbk_first = Signal()
+        wbk_sum = Signal(acc_layout)
+        m.d.comb += metaq.r_en.eq(pe.valid_out)
+        head = data.View(meta, metaq.r_data)
+        m.d.sync += [wbk_valid.eq(pe.valid_out), wbk_addr.eq(head.addr), wbk_first.eq(head.first),
+                     wbk_sum.eq(pe.sum)]
+        old = data.View(acc_layout, ab_r.data)
+        new = Signal(acc_layout)
+        for p in range(2):
+            for k in range(TM):
+                a, s = old[p][k], wbk_sum[p][k]
+                m.d.comb += new[p][k].eq(Mux(wbk_first, s, Mux(is_max, Mux(a > s, a, s), a + s)))
+        m.d.comb += [ab_w.addr.eq(wbk_addr), ab_w.data.eq(new), ab_w.en.eq(wbk_valid)]
+        with m.If((s1_valid & s1_phase) & ~wbk_valid):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(~(s1_valid & s1_phase) & wbk_valid):
+            m.d.sync += inflight.eq(inflight - 1)
+
+        issue = Signal()
+        m.d.sync += s1_valid.eq(0)
+        with m.FSM(name="compute"):
+            with m.State("IDLE"):
+                with m.If(cp_go):
+                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0)]
+                    m.next = "TAP"
+            with m.State("TAP"):  # read the tap's weight record; set up the first row
+                m.d.comb += [cp_busy.eq(1), wb_r.addr.eq(tap), wb_r.en.eq(1)]
+                m.d.sync += [cr.eq(0), cq.eq(0), arow.eq(0), rowaddr.eq(ky * TC_IN),
+                             coladdr.eq(kx), iy.eq(tile_yb + ky), ixa.eq(tile_xb + kx)]
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [cp_busy.eq(1), issue.eq(1)]
+                m.d.comb += [ib_a.addr.eq(rowaddr + coladdr), ib_b.addr.eq(rowaddr + coladdr + sw),
+                             ib_a.en.eq(~phase), ib_b.en.eq(~phase)]
+                in_y = (iy >= 0) & (iy < in_h)
+                ixb = ixa + sw
+                m.d.sync += [
+                    s1_valid.eq(1), s1_phase.eq(phase),
+                    s1_in_a.eq(in_y & (ixa >= 0) & (ixa < in_w)),
+                    s1_in_b.eq(in_y & (ixb >= 0) & (ixb < in_w)),
+                    s1_aaddr.eq(arow + cq), s1_first.eq(first & (tap == 0)),
+                    phase.eq(~phase),
+                ]
+                with m.If(phase):  # advance to the next pair
+                    last_q = (cq + 1) * 2 >= cols
+                    with m.If(~last_q):
+                        m.d.sync += [cq.eq(cq + 1), coladdr.eq(coladdr + 2 * sw),
+                                     ixa.eq(ixa + 2 * sw)]
+                    with m.Else():
+                        m.d.sync += [cq.eq(0), cr.eq(cr + 1), arow.eq(arow + QC),
+                                     rowaddr.eq(rowaddr + sh_tc), coladdr.eq(kx),
+                                     iy.eq(iy + sh), ixa.eq(tile_xb + kx)]
+                        with m.If(cr + 1 == rows):
+                            m.d.sync += tap.eq(tap + 1)
+                            with m.If(kx + 1 == kw):
+                                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                            with m.Else():
+                                m.d.sync += kx.eq(kx + 1)
+                            with m.If(tap + 1 == taps):
+                                m.next = "FLUSH"
+                            with m.Else():
+                                m.next = "TAP"
+            with m.State("FLUSH"):
+                m.d.comb += cp_busy.eq(1)
+                with m.If((inflight == 0) & ~s1_valid & ~wbk_valid):
+                    m.next = "IDLE"
+        # the accumulator read port: compute write-back (read at PE output) or drain
+        dr_en = Signal()
+        dr_addr = Signal(range(geo.acc_depth))
+        with m.If(cp_busy):
+            m.d.comb += [ab_r.addr.eq(head.addr), ab_r.en.eq(pe.valid_out)]
+        with m.Else():
+            m.d.comb += [ab_r.addr.eq(dr_addr), ab_r.en.eq(dr_en)]
+
+        # ---------------- drain: accumulators -> requantization -> output tile buffer ---------
+        dn_go = Signal()
+        dn_busy = Signal()
+        dr_r = Signal(range(TR + 1))
+        dr_q = Signal(range(QC + 1))
+        dr_pix = Signal()  # 0: pixel A, 1: pixel B of the pair
+        dr_stage = Signal()  # acc/res data valid on the read ports
+        accv = data.View(acc_layout, ab_r.data)
+        ri = rq.i.payload
+        res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), CB), ib_a.data)
+        res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), CB), ib_b.data)
+        for k in range(TM):
+            m.d.comb += [
+                ri[k].acc.eq(Mux(dr_pix, accv[1][k], accv[0][k])),
+                ri[k].mult.eq(Mux(has_w, p_mult[k], u_mult)),
+                ri[k].offset.eq(Mux(has_w, p_off[k], u_offset)),
+                ri[k].shift.eq(Mux(has_w, p_shift[k], u_shift)),
+                ri[k].res.eq(Mux(has_res, Mux(dr_pix, res_b[k], res_a[k]), 0)),
+                ri[k].res_mult.eq(Mux(has_w, p_rmul[k], u_mult_b)),
+            ]
+        m.d.comb += [rq.lo.eq(lo), rq.hi.eq(hi)]
+        ot_count = Signal(range(TR * TC + 4))  # pixels pushed to requant and not yet out
+        with m.If(rq.i.valid & rq.i.ready & ~(rq.o.valid & rq.o.ready)):
+            m.d.sync += ot_count.eq(ot_count + 1)
+        with m.Elif(~(rq.i.valid & rq.i.ready) & (rq.o.valid & rq.o.ready)):
+            m.d.sync += ot_count.eq(ot_count - 1)
+        dr_last_pix = Signal()
+        with m.FSM(name="drain"):
+            with m.State("IDLE"):
+                with m.If(dn_go):
+                    m.d.sync += [dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [dn_busy.eq(1), dr_en.eq(1), dr_addr.eq(dr_r * QC + dr_q),
+                             ib_a.addr.eq(dr_r * TC_IN + dr_q * 2),
+                             ib_b.addr.eq(dr_r * TC_IN + dr_q * 2 + 1),
+                             ib_a.en.eq(1), ib_b.en.eq(1)]
+                m.d.sync += dr_pix.eq(0)
+                m.next = "PUSH"
+            with m.State("PUSH"):
+                m.d.comb += [dn_busy.eq(1), rq.i.valid.eq(1)]
+                pix_b_valid = dr_q * 2 + 1 < cols
+                m.d.comb += dr_last_pix.eq(dr_pix | ~pix_b_valid)
+                with m.If(rq.i.ready):
+                    with m.If(~dr_last_pix):
+                        m.d.sync += dr_pix.eq(1)
+                    with m.Else():
+                        with m.If((dr_q + 1) * 2 < cols):
+                            m.d.sync += dr_q.eq(dr_q + 1)
+                            m.next = "READ"
+                        with m.Else():
+                            m.d.sync += [dr_q.eq(0), dr_r.eq(dr_r + 1)]
+                            with m.If(dr_r + 1 == rows):
+                                m.next = "WAIT"
+                            with m.Else():
+                                m.next = "READ"
+            with m.State("WAIT"):  # requant results still in flight
+                m.d.comb += dn_busy.eq(1)
+                with m.If(~rq.o.valid & (ot_count == 0)):
+                    m.next = "IDLE"
+
+        # output side of the requantization bank: codes -> obuf (or logits -> DDR)
+        ot_r = Signal(range(TR + 1))
+        ot_c = Signal(range(TC + 1))
+        ot_bx = Signal(range(geo.obuf_beats + 1))
+        ot_s = Signal(range(WPB))
+        ot_s0 = Signal(range(WPB))  # c0 % WPB
+        codes = [rq.o.payload[k][:ACT_BITS] for k in range(TM)]
+        lg_lane = Signal(range(TM + 1))
+        lg_addr = Signal(AW)  # logits: address of lane 0 of this pixel
+        lg_cur = Signal(AW)
+        lg_cmd_done, lg_dat_done = Signal(), Signal()
+        lg_pix_row = Signal(AW)  # address of (mo_base, r0 + ot_r, c0)
+        out_act = ~logits
+        ot_adv = Signal()
+        with m.If(out_act):
+            m.d.comb += rq.o.ready.eq(1)
+            with m.If(rq.o.valid):
+                m.d.comb += ot_adv.eq(1)
+                for j, (wp, _) in enumerate(obufs):
+                    word = Cat(*codes[j * G:(j + 1) * G])
+                    m.d.comb += [wp.addr.eq(ot_r * geo.obuf_beats + ot_bx),
+                                 wp.data.eq(word.replicate(WPB)),
+                                 wp.en.eq(Const(1, WPB) << ot_s)]
+                with m.If(ot_s == WPB - 1):
+                    m.d.sync += [ot_s.eq(0), ot_bx.eq(ot_bx + 1)]
+                with m.Else():
+                    m.d.sync += ot_s.eq(ot_s + 1)
+        with m.Else():  # logits: one 2-byte write per lane
+            with m.If(rq.o.valid):
+                lane_ok = lg_lane < m_eff
+                val = Signal(16)
+                m.d.comb += val.eq(rq.o.payload.as_value().word_select(lg_lane, 16))
+                boff = lg_cur[:LB]
+                with m.If(~lane_ok):
+                    m.d.comb += [rq.o.ready.eq(1), ot_adv.eq(1)]
+                    m.d.sync += [lg_lane.eq(0), lg_addr.eq(lg_addr + 2), lg_cur.eq(lg_addr + 2)]
+                with m.Else():
+                    m.d.comb += [
+                        self.wr_cmd.valid.eq(~lg_cmd_done),
+                        self.wr_cmd.p.addr.eq(Cat(Const(0, LB), lg_cur[LB:])),
+                        self.wr_cmd.p.beats.eq(1),
+                        self.wr_data.valid.eq(~lg_dat_done),
+                        self.wr_data.p.data.eq(val << (boff * 8)),
+                        self.wr_data.p.strb.eq(Const(3, BB) << boff),
+                    ]
+                    cmd_ok = lg_cmd_done | self.wr_cmd.ready
+                    dat_ok = lg_dat_done | self.wr_data.ready
+                    with m.If(cmd_ok & dat_ok):
+                        m.d.sync += [lg_cmd_done.eq(0), lg_dat_done.eq(0), lg_lane.eq(lg_lane + 1),
+                                     lg_cur.eq(lg_cur + out_plane)]
+                    with m.Else():
+                        m.d.sync += [lg_cmd_done.eq(cmd_ok), lg_dat_done.eq(dat_ok)]
+        with m.If(ot_adv):
+            with m.If(ot_c + 1 == cols):
+                m.d.sync += [ot_c.eq(0), ot_r.eq(ot_r + 1), ot_bx.eq(0), ot_s.eq(ot_s0),
+                             lg_addr.eq(lg_pix_row + out_row), lg_cur.eq(lg_pix_row + out_row),
+                             lg_pix_row.eq(lg_pix_row + out_row)]
+            with m.Else():
+                m.d.sync += ot_c.eq(ot_c + 1)
+
+        # ---------------- output tile store (obuf -> DDR with byte strobes) ----------------
+        st_go = Signal()
+        st_busy = Signal()
+        st_r = Signal(range(TR + 1))
+        st_j = Signal(range(geo.out_planes + 1))
+        st_bx = Signal(range(geo.obuf_beats + 1))
+        st_nb = Signal(range(geo.obuf_beats + 1))
+        st_slast = Signal(range(WPB))  # (c0 + cols - 1) % WPB
+        st_bx0 = Signal(DIM)  # c0 // WPB
+        st_row_addr = Signal(AW)  # out_addr + tile_plane0 * plane + (r0 + st_r) * row
+        st_plane_addr = Signal(AW)
+        rd_data_o = Signal(WPB * WB)
+        with m.Switch(st_j):
+            for j, (_, rp) in enumerate(obufs):
+                with m.Case(j):
+                    m.d.comb += rd_data_o.eq(rp.data)
+        for _, rp in obufs:
+            m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx)
+        # byte strobes of the words [s_lo, s_hi] of the beat
+        s_lo = Mux(st_bx == 0, ot_s0, 0)
+        s_hi = Mux(st_bx == st_nb - 1, st_slast, WPB - 1)
+        strb = Signal(BB)
+        terms = []
+        for s in range(WPB):
+            own = (s >= s_lo) & (s <= s_hi)
+            lo_b, hi_b = (s * WB) // 8, (s * WB + WB - 1) // 8
+            mask = sum(1 << x for x in range(lo_b, hi_b + 1))
+            terms.append(Mux(own, mask, 0))
+        strb_v = terms[0]
+        for t in terms[1:]:
+            strb_v = strb_v | t
+        m.d.comb += strb.eq(strb_v)
+        with m.FSM(name="store"):
+            with m.State("IDLE"):
+                with m.If(st_go):
+                    m.d.sync += [st_r.eq(0), st_j.eq(0), st_bx.eq(0),
+                                 st_plane_addr.eq(st_row_addr)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += st_busy.eq(1)
+                with m.If((st_j == geo.out_planes) | (tile_plane0 + st_j >= out_planes_total)):
+                    m.d.sync += [st_j.eq(0), st_r.eq(st_r + 1),
+                                 st_row_addr.eq(st_row_addr + out_row),
+                                 st_plane_addr.eq(st_row_addr + out_row)]
+                    with m.If(st_r + 1 == rows):
+                        m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [self.wr_cmd.valid.eq(1),
+                                 self.wr_cmd.p.addr.eq(st_plane_addr + (st_bx0 << LB)),
+                                 self.wr_cmd.p.beats.eq(st_nb)]
+                    with m.If(self.wr_cmd.ready):
+                        m.d.sync += st_bx.eq(0)
+                        m.next = "RD"
+            with m.State("RD"):
+                m.d.comb += [st_busy.eq(1)]
+                for _, rp in obufs:
+                    m.d.comb += rp.en.eq(1)
+                m.next = "WR"
+            with m.State("WR"):
+                m.d.comb += [st_busy.eq(1), self.wr_data.valid.eq(1),
+                             self.wr_data.p.data.eq(rd_data_o), self.wr_data.p.strb.eq(strb)]
+                for _, rp in obufs:
+                    m.d.comb += rp.en.eq(0)
+                with m.If(self.wr_data.ready):
+                    with m.If(st_bx + 1 == st_nb):
+                        m.d.sync += [st_j.eq(st_j + 1), st_bx.eq(0),
+                                     st_plane_addr.eq(st_plane_addr + out_plane)]
+                        m.next = "CMD"
+                    with m.Else():
+                        m.d.sync += st_bx.eq(st_bx + 1)
+                        m.next = "RD"
+
+        # ---------------- main sequencer ----------------
+        m.d.comb += [ctrl.idle.eq(~busy)]
+        for gb in (gb_w, gb_d, gb_p):
+            m.d.comb += gb.enable.eq(0)
+        rd_err = Signal()
+        m.d.comb += rd_err.eq(self.rd_error | self.wr_error)
+        w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
+        w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
+        w_tap = Signal(range(KMAX * KMAX + 1))
+        m.d.comb += [wb_w.addr.eq(w_tap), wb_w.data.eq(w_rec)]
+        tr_sh = Signal(range(TR * SMAX + 1))
+        tc_sw = Signal(range(TC * SMAX + 1))
+
+        with m.FSM(name="main"):
+            with m.State("IDLE"):
+                with m.If(ctrl.start):
+                    m.d.comb += ctrl.ready.eq(1)
+                    m.d.sync += [busy.eq(1), base.eq(ctrl.args.layers[:AW]), status.eq(0),
+                                 cyc.eq(0), st_w.eq(0), st_i.eq(0), st_o.eq(0), layer.eq(0)]
+                    m.next = "HDR_CMD"
+            with m.State("HDR_CMD"):
+                m.d.comb += cls_i.eq(1)
+                with m.If(base[:6] != 0):
+                    m.d.sync += status.eq(ST_ALIGN)
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(base),
+                                 self.rd_cmd.p.beats.eq(HEADER_SIZE // BB)]
+                    with m.If(self.rd_cmd.ready):
+                        m.next = "HDR_RD"
+            with m.State("HDR_RD"):
+                m.d.comb += [cls_i.eq(1), self.rd_data.ready.eq(1)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += hdr.eq(Cat(hdr[B:], self.rd_data.p.data) if B < len(hdr)
+                                       else self.rd_data.p.data)
+                    with m.If(self.rd_data.p.last):
+                        m.next = "HDR_CHECK"
+            with m.State("HDR_CHECK"):
+                h = bytes.fromhex(cfg.config_hash())[:16]
+                magic = int.from_bytes(MAGIC, "little")
+                sizes = VERSION | (HEADER_SIZE << 16) | (DESC_SIZE << 32)
+                with m.If(hdr[_w(0)] != magic):
+                    m.d.sync += status.eq(ST_MAGIC)
+                    m.next = "FINISH"
+                with m.Elif(hdr[64:112] != sizes):
+                    m.d.sync += status.eq(ST_VERSION)
+                    m.next = "FINISH"
+                with m.Elif(hdr[192:320] != int.from_bytes(h, "little")):
+                    m.d.sync += status.eq(ST_CONFIG)
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += [n_layers.eq(hdr[112:128]), desc_addr.eq(base + HEADER_SIZE)]
+                    with m.If(hdr[112:128] == 0):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "DESC_CMD"
+            with m.State("DESC_CMD"):
+                m.d.comb += [cls_i.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(desc_addr),
+                             self.rd_cmd.p.beats.eq(DESC_SIZE // BB)]
+                with m.If(self.rd_cmd.ready):
+                    m.next = "DESC_RD"
+            with m.State("DESC_RD"):
+                m.d.comb += [cls_i.eq(1), self.rd_data.ready.eq(1)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += desc.eq(Cat(desc[B:], self.rd_data.p.data))
+                    with m.If(self.rd_data.p.last):
+                        m.next = "DECODE"
+            with m.State("DECODE"):
+                f_op = field("op", 8)
+                m.d.sync += [
+                    op.eq(f_op), flags.eq(field("flags", 8)),
+                    in_c.eq(field("in_c", DIM)), in_h.eq(field("in_h", DIM)),
+                    in_w.eq(field("in_w", DIM)), out_c.eq(field("out_c", DIM)),
+                    out_h.eq(field("out_h", DIM)), out_w.eq(field("out_w", DIM)),
+                    kh.eq(field("kh")), kw.eq(field("kw")),
+                    sh.eq(field("stride_h")), sw.eq(field("stride_w")),
+                    ph.eq(field("pad_h")), pw.eq(field("pad_w")),
+                    pad_code.eq(field("pad_code", ACT_BITS)),
+                    lo.eq(field("lo", 16, True)), hi.eq(field("hi", 16, True)),
+                    in_addr.eq(field("in_addr", AW)), in_row.eq(field("in_row_bytes", 32)),
+                    in_plane.eq(field("in_plane_bytes", 32)),
+                    res_addr.eq(field("res_addr", AW)), res_row.eq(field("res_row_bytes", 32)),
+                    res_plane.eq(field("res_plane_bytes", 32)),
+                    out_addr.eq(field("out_addr", AW)), out_row.eq(field("out_row_bytes", 32)),
+                    out_plane.eq(field("out_plane_bytes", 32)),
+                    logits.eq(field("out_layout", 1)),
+                    w_addr.eq(field("w_addr", AW)), p_addr.eq(field("p_addr", AW)),
+                    w_chunks.eq(field("w_chunks", DIM)),
+                    u_mult.eq(field("mult", MULT_BITS)), u_mult_b.eq(field("mult_b", RES_MULT_BITS)),
+                    u_offset.eq(field("offset", Y_BITS, True)),
+                    u_shift.eq(field("shift", SHIFT_BITS)),
+                ]
+                # descriptor checks (the exporter refuses these first: limits.check_program)
+                bad = Signal()
+                big = [field(n) for n in ("kh", "kw")]
+                m.d.comb += bad.eq(
+                    (big[0] > KMAX) | (big[1] > KMAX) | (big[0] == 0) | (big[1] == 0)
+                    | (field("stride_h") > SMAX) | (field("stride_w") > SMAX)
+                    | (field("stride_h") == 0) | (field("stride_w") == 0)
+                    | (field("pad_h") > PMAX) | (field("pad_w") > PMAX)
+                    | (((f_op == OP_CONV) | (f_op == OP_LINEAR)) & (field("w_lanes") != TN))
+                    | ((f_op == OP_DW) & (field("out_c") != field("in_c")))
+                    | (field("in_addr")[AW:] != 0) | (field("out_addr")[AW:] != 0)
+                    | (field("res_addr")[AW:] != 0) | (field("w_addr")[AW:] != 0)
+                    | (field("p_addr")[AW:] != 0)
+                    | (field("out_c")[DIM:] != 0) | (field("in_c")[DIM:] != 0)
+                    | (field("out_h")[DIM:] != 0) | (field("out_w")[DIM:] != 0)
+                    | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0))
+                with m.If((f_op == 0) | (f_op > OP_ADD)):
+                    m.d.sync += status.eq(ST_OP | (layer << 8))
+                    m.next = "FINISH"
+                with m.Elif(bad):
+                    m.d.sync += status.eq(ST_DESC | (layer << 8))
+                    m.next = "FINISH"
+                with m.Else():
+                    m.next = "LAYER"
+            with m.State("LAYER"):
+                conv_like = (op == OP_CONV) | (op == OP_LINEAR) | (op == OP_DW)
+                m.d.sync += [
+                    mode.eq(Mux(op == OP_DW, MODE_DW,
+                                Mux((op == OP_CONV) | (op == OP_LINEAR), MODE_DENSE, MODE_UNIT))),
+                    is_max.eq(op == OP_MAXPOOL),
+                    has_w.eq(conv_like),
+                    has_res.eq(((flags & FLAG_RESIDUAL) != 0) | (op == OP_ADD)),
+                    n_chunks.eq(Mux((op == OP_CONV) | (op == OP_LINEAR), w_chunks, 1)),
+                    taps.eq(kh * kw),
+                    chunk_bytes.eq(kh * kw * Mux(op == OP_DW, geo.dw_rec_bytes, geo.rec_bytes)),
+                    in_planes_total.eq((in_c + G - 1) // G),
+                    out_planes_total.eq((out_c + G - 1) // G),
+                    sh_tc.eq(sh * TC_IN), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
+                    mo_base.eq(0), r0.eq(0), c0.eq(0), tile_plane0.eq(0),
+                    w_grp.eq(w_addr), p_ptr.eq(p_addr),
+                    tile_yb.eq(0 - ph),
+                    tile_xb.eq(0 - pw),
+                    ot_s0.eq(0), st_bx0.eq(0),
+                ]
+                with m.If(op == OP_MAXPOOL):
+                    m.d.sync += [u_mult.eq(1), u_offset.eq(0), u_shift.eq(0)]
+                with m.If(op != OP_ADD):
+                    m.d.sync += u_mult_b.eq(0)
+                m.next = "STEP"
+            with m.State("STEP"):
+                m.d.sync += [
+                    m_eff.eq(Mux(out_c - mo_base < TM, out_c - mo_base, TM)),
+                    rows.eq(Mux(out_h - r0 < TR, out_h - r0, TR)),
+                    cols.eq(Mux(out_w - c0 < TC, out_w - c0, TC)),
+                    w_ptr.eq(w_grp), no.eq(0),
+                    in_plane0.eq(Mux(mode == MODE_DENSE, 0, tile_plane0)),
+                    res_phase.eq(0),
+                ]
+                m.next = "STEP2"
+            with m.State("STEP2"):  # per-tile addresses of the output side
+                last_x = (c0 + cols - 1)[:DIM]
+                m.d.sync += [
+                    ot_s0.eq(c0 % WPB), st_bx0.eq(c0 // WPB),
+                    st_slast.eq(last_x % WPB), st_nb.eq(last_x // WPB - c0 // WPB + 1),
+                    st_row_addr.eq(out_addr + tile_plane0 * out_plane + r0 * out_row),
+                    lg_pix_row.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
+                    lg_addr.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
+                    lg_cur.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
+                ]
+                with m.If(has_w):
+                    m.next = "PRM_CMD"
+                with m.Else():
+                    m.next = "CHUNK"
+            with m.State("PRM_CMD"):
+                m.d.comb += [cls_i.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), p_ptr[LB:])),
+                             self.rd_cmd.p.beats.eq(
+                                 (p_ptr[:LB] + m_eff * PARAM_SIZE + BB - 1) >> LB),
+                             gb_p.start.eq(1), gb_p.skip.eq(p_ptr[:LB] // gb_p.unit)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += p_idx.eq(0)
+                    m.next = "PRM_RD"
+            with m.State("PRM_RD"):
+                m.d.comb += [cls_i.eq(1), gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
+                with m.If(gb_p.rec_valid):
+                    m.d.sync += p_idx.eq(p_idx + 1)
+                    with m.Switch(p_idx):
+                        for k in range(TM):
+                            with m.Case(k):
+                                m.d.sync += [p_off[k].eq(gb_p.rec[0:Y_BITS].as_signed()),
+                                             p_mult[k].eq(gb_p.rec[64:64 + MULT_BITS]),
+                                             p_shift[k].eq(gb_p.rec[80:80 + SHIFT_BITS]),
+                                             p_rmul[k].eq(gb_p.rec[96:96 + RES_MULT_BITS])]
+                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                    m.next = "PRM_END"
+            with m.State("PRM_END"):  # the last record lands one cycle after its beat
+                m.d.comb += cls_i.eq(1)
+                with m.If(gb_p.rec_valid):
+                    with m.Switch(p_idx):
+                        for k in range(TM):
+                            with m.Case(k):
+                                m.d.sync += [p_off[k].eq(gb_p.rec[0:Y_BITS].as_signed()),
+                                             p_mult[k].eq(gb_p.rec[64:64 + MULT_BITS]),
+                                             p_shift[k].eq(gb_p.rec[80:80 + SHIFT_BITS]),
+                                             p_rmul[k].eq(gb_p.rec[96:96 + RES_MULT_BITS])]
+                m.next = "CHUNK"
+            with m.State("CHUNK"):
+                with m.If(has_w):
+                    m.next = "W_CMD"
+                with m.Else():
+                    m.next = "IN_GO"
+            with m.State("W_CMD"):
+                off = w_ptr[:LB]
+                gbx = Mux(mode == MODE_DENSE, 0, 1)
+                m.d.comb += [cls_w.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), w_ptr[LB:])),
+                             self.rd_cmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
+                             gb_w.start.eq(gbx == 0), gb_d.start.eq(gbx == 1),
+                             gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += w_tap.eq(0)
+                    m.next = "W_RD"
+            with m.State("W_RD"):
+                m.d.comb += cls_w.eq(1)
+                with m.If(mode == MODE_DENSE):
+                    m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
+                with m.Else():
+                    m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
+                with m.If(w_rec_valid & (w_tap < taps)):
+                    m.d.comb += wb_w.en.eq(1)
+                    m.d.sync += w_tap.eq(w_tap + 1)
+                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                    m.next = "W_END"
+            with m.State("W_END"):
+                m.d.comb += cls_w.eq(1)
+                with m.If(w_rec_valid & (w_tap < taps)):
+                    m.d.comb += wb_w.en.eq(1)
+                m.d.sync += w_ptr.eq(w_ptr + chunk_bytes)
+                m.next = "IN_GO"
+            with m.State("IN_GO"):  # load the input rectangle of this chunk
+                m.d.comb += cls_i.eq(1)
+                m.d.sync += [ld_tensor.eq(in_addr), ld_pstride.eq(in_plane), ld_rstride.eq(in_row),
+                             ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w)]
+                m.next = "IN_LD"
+            with m.State("IN_LD"):
+                m.d.comb += [cls_i.eq(1), ld_go.eq(1)]
+                m.next = "IN_WAIT"
+            with m.State("IN_WAIT"):
+                m.d.comb += cls_i.eq(1)
+                with m.If(~ld_busy):
+                    m.d.comb += cp_go.eq(1)
+                    m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                with m.If(~cp_busy & ~cp_go):
+                    m.d.sync += [no.eq(no + 1), in_plane0.eq(in_plane0 + geo.in_planes)]
+                    with m.If(no + 1 == n_chunks):
+                        m.d.sync += res_phase.eq(1)
+                        m.next = "RES_GO"
+                    with m.Else():
+                        m.next = "CHUNK"
+            with m.State("RES_GO"):
+                m.d.comb += cls_i.eq(has_res)
+                m.d.sync += [ld_tensor.eq(res_addr), ld_pstride.eq(res_plane),
+                             ld_rstride.eq(res_row), ld_plimit.eq(out_planes_total),
+                             ld_h.eq(out_h), ld_wd.eq(out_w)]
+                m.next = "RES_LD"
+            with m.State("RES_LD"):
+                m.d.comb += [cls_i.eq(has_res), ld_go.eq(has_res)]
+                m.next = "RES_WAIT"
+            with m.State("RES_WAIT"):
+                m.d.comb += cls_i.eq(has_res)
+                with m.If(~ld_busy):
+                    m.d.comb += dn_go.eq(1)
+                    m.d.sync += [ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(ot_s0),
+                                 lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0)]
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += cls_o.eq(logits)
+                with m.If(~dn_busy & ~dn_go):
+                    with m.If(logits):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.d.comb += st_go.eq(1)
+                        m.next = "STORE"
+            with m.State("STORE"):
+                m.d.comb += cls_o.eq(1)
+                with m.If(~st_busy & ~st_go):
+                    m.next = "NEXT"
+            with m.State("NEXT"):  # next spatial tile, then next channel group
+                with m.If(c0 + TC < out_w):
+                    m.d.sync += [c0.eq(c0 + TC), tile_xb.eq(tile_xb + tc_sw)]
+                with m.Else():
+                    m.d.sync += [c0.eq(0), tile_xb.eq(0 - pw)]
+                    with m.If(r0 + TR < out_h):
+                        m.d.sync += [r0.eq(r0 + TR), tile_yb.eq(tile_yb + tr_sh)]
+                    with m.Else():
+                        m.d.sync += [r0.eq(0), tile_yb.eq(0 - ph), mo_base.eq(mo_base + TM),
+                                     tile_plane0.eq(tile_plane0 + geo.out_planes),
+                                     w_grp.eq(w_ptr), p_ptr.eq(p_ptr + TM * PARAM_SIZE)]
+                        with m.If(mo_base + TM >= out_c):
+                            m.next = "LAYER_END"
+                with m.If(~((c0 + TC >= out_w) & (r0 + TR >= out_h) & (mo_base + TM >= out_c))):
+                    m.next = "TILE"
+            with m.State("TILE"):  # per-tile address set-up
+                m.next = "STEP"
+            with m.State("LAYER_END"):
+                m.d.comb += cls_o.eq(1)
+                m.next = "LAYER_END2"
+            with m.State("LAYER_END2"):
+                m.d.comb += cls_o.eq(1)
+                with m.If(~self.wr_busy):
+                    m.d.sync += [layer.eq(layer + 1), desc_addr.eq(desc_addr + DESC_SIZE)]
+                    with m.If(rd_err):
+                        m.d.sync += status.eq(ST_AXI | (layer << 8))
+                        m.next = "FINISH"
+                    with m.Elif(((flags & FLAG_LAST) != 0) | (layer + 1 == n_layers)):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "DESC_CMD"
+            with m.State("FINISH"):
+                m.d.comb += ctrl.done.eq(1)
+                m.d.sync += busy.eq(0)
+                m.next = "IDLE"
+
+        m.d.sync += [
+            ld_yb.eq(Mux(res_phase, r0.as_signed(), tile_yb)),
+            ld_xb.eq(Mux(res_phase, c0.as_signed(), tile_xb)),
+            ld_hin.eq(Mux(res_phase, rows, (rows - 1) * sh + kh)),
+            ld_win.eq(Mux(res_phase, cols, (cols - 1) * sw + kw)),
+            ld_plane0.eq(Mux(res_phase, tile_plane0, in_plane0)),
+            ld_nplanes.eq(Mux(res_phase | (mode != MODE_DENSE), geo.out_planes, geo.in_planes)),
+        ]
+        return m

@@ -1,0 +1,132 @@
+"""Static limits and derived sizes of the Amaranth accelerator (no amaranth import).
+
+Everything here is derived from :class:`~filmqnn_hw.config.AcceleratorConfig` plus the
+RTL's fixed window limits, in one place: the engine, the top, the exporter's RTL check
+(:func:`check_program`) and the tests read these functions, nothing re-derives them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import ACT_BITS, AcceleratorConfig, ConfigError
+
+__all__ = [
+    "KMAX",
+    "SMAX",
+    "PMAX",
+    "STATUS",
+    "RtlGeometry",
+    "RtlUnsupported",
+    "geometry",
+    "check_program",
+]
+
+#: Largest kernel / pooling window side the input buffer is sized for (ResNet stem 7x7,
+#: global average pooling of a 7x7 map).
+KMAX = 7
+#: Largest stride.
+SMAX = 2
+#: Largest padding.
+PMAX = 3
+
+#: ``status`` register codes (low byte; bits 31..8 hold the layer index). Codes 1..5 are the
+#: HLS kernel's (``filmqnn_hw.hls.STATUS``).
+STATUS = {0: "ok", 1: "bad magic", 2: "unsupported program version", 3: "config mismatch",
+          4: "unknown op", 5: "unsupported descriptor", 6: "AXI error response",
+          7: "misaligned address"}
+
+
+class RtlUnsupported(ConfigError):
+    """A configuration or layer the Amaranth accelerator cannot run. The message says why."""
+
+
+@dataclass(frozen=True)
+class RtlGeometry:
+    """Buffer and record sizes of one generated accelerator."""
+
+    tm: int
+    tn: int
+    g: int  # activations per packed word (act_pack)
+    beat_bits: int
+    wpb: int  # packed words per beat
+    cb: int  # input-buffer slots (channels) per word: max(tn, tm)
+    rows: int  # weight-record rows R = n8 + ceil(n4 / 2)
+    rec_bytes: int  # dense tap record R * tn bytes
+    dw_rec_bytes: int  # depthwise tap record R bytes
+    tr_in: int  # input-buffer rows  (tr - 1) * SMAX + KMAX
+    tc_in: int  # input-buffer columns
+    pairs_per_row: int  # ceil(tc / 2)
+    acc_depth: int  # tr * pairs_per_row
+    out_planes: int  # tm / G planes per output-channel group
+    in_planes: int  # tn / G planes per input chunk
+    obuf_beats: int  # beats per output-tile row (worst alignment)
+
+    @property
+    def ibuf_depth(self) -> int:
+        return self.tr_in * self.tc_in
+
+    @property
+    def taps_max(self) -> int:
+        return KMAX * KMAX
+
+
+def geometry(config: AcceleratorConfig) -> RtlGeometry:
+    """Sizes of the RTL for ``config``; raises :class:`RtlUnsupported` if it cannot be built.
+
+    The output writer stores whole packed words with byte strobes, so an output beat may be
+    shared between two tiles only where words are byte-aligned (``5G % 8 == 0``); otherwise
+    ``tc`` must be a multiple of the words per beat (the DSE keeps it so). Channel groups must
+    cover whole planes: ``tm`` and ``tn`` multiples of ``G``.
+    """
+    g, b = config.act_pack, config.axi_data_bits
+    wpb = b // (ACT_BITS * g)
+    problems = []
+    if config.tm % g:
+        problems.append(f"tm={config.tm} is not a multiple of act_pack G={g}")
+    if config.tn % g:
+        problems.append(f"tn={config.tn} is not a multiple of act_pack G={g}")
+    if (ACT_BITS * g) % 8 and config.tc % wpb:
+        problems.append(
+            f"packed words of {ACT_BITS * g} bits are not byte-aligned and tc={config.tc} is not "
+            f"a multiple of the {wpb} words per beat (output tiles would share bytes)")
+    if problems:
+        raise RtlUnsupported("the Amaranth accelerator cannot be built for this config: "
+                             + "; ".join(problems) + ". Choose tm, tn, tc accordingly (the "
+                             "design-space exploration does).")
+    n4 = config.tm - config.n8_slots
+    rows = config.n8_slots + math.ceil(n4 / 2)
+    ppr = math.ceil(config.tc / 2)
+    # beats spanned by one tile row, worst case over the start position inside a beat
+    obuf_beats = max((s + config.tc - 1) // wpb + 1 for s in range(wpb))
+    return RtlGeometry(
+        tm=config.tm, tn=config.tn, g=g, beat_bits=b, wpb=wpb, cb=max(config.tn, config.tm),
+        rows=rows, rec_bytes=rows * config.tn, dw_rec_bytes=rows,
+        tr_in=(config.tr - 1) * SMAX + KMAX, tc_in=(config.tc - 1) * SMAX + KMAX,
+        pairs_per_row=ppr, acc_depth=config.tr * ppr, out_planes=config.tm // g,
+        in_planes=config.tn // g, obuf_beats=obuf_beats,
+    )
+
+
+def check_program(program, config: AcceleratorConfig) -> None:
+    """Refuse, naming the layer, any descriptor the RTL would report as unsupported.
+
+    ``program`` is a :class:`filmqnn_hw.program.LayerProgram`. Mirrors the engine's checks
+    so that an export for this accelerator fails on the host, not in hardware.
+    """
+    geometry(config)
+    for i, f in enumerate(program.descriptors):
+        name = repr(f.name) if f.name else f"#{i}"
+        kh, kw = int(f["kh"]), int(f["kw"])
+        sh, sw = int(f["stride_h"]), int(f["stride_w"])
+        ph, pw = int(f["pad_h"]), int(f["pad_w"])
+        if max(kh, kw) > KMAX or max(sh, sw) > SMAX or max(ph, pw) > PMAX:
+            raise RtlUnsupported(
+                f"layer {name} (descriptor {i}): window {kh}x{kw}, stride {sh}x{sw}, padding "
+                f"{ph}x{pw} exceeds the accelerator's limits (window <= {KMAX}, stride <= "
+                f"{SMAX}, padding <= {PMAX})")
+        op = int(f["op"])
+        if op == 2 and int(f["out_c"]) != int(f["in_c"]):
+            raise RtlUnsupported(f"layer {name} (descriptor {i}): depthwise with a channel "
+                                 "multiplier is not supported (out_c must equal in_c)")

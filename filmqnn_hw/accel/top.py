@@ -1,0 +1,97 @@
+"""The complete accelerator top: AXI4-Lite control, one AXI4 master to DDR, the engine."""
+
+from __future__ import annotations
+
+import os
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..axi.dma import AXI4DMA
+from ..axi.lite_regs import AXI4LiteControl, accelerator_control_map
+from ..axi.signatures import AXI4LiteSignature, AXI4Signature
+from ..axi.verilog import convert_vivado
+from ..config import AcceleratorConfig
+from .engine import LEN_WIDTH, ProgramEngine
+from .limits import geometry
+
+__all__ = ["FilmQnnAccelerator", "TOP_NAME", "emit_verilog"]
+
+#: Verilog module name of the generated top (also the HLS top function's name).
+TOP_NAME = "filmqnn_top"
+
+
+class FilmQnnAccelerator(wiring.Component):
+    """One FILM-QNN accelerator: runs a whole layer program from DDR after one ``ap_start``.
+
+    The control slave has Vivado HLS's ``ap_ctrl_hs`` layout (``AP_CTRL`` 0x00, GIE 0x04,
+    IER 0x08, ISR 0x0C, ``layers`` 0x10, counters ``cycles`` 0x18, ``stall_weight`` 0x20,
+    ``stall_input`` 0x28, ``stall_output`` 0x30, ``status`` 0x38), so the RTL and the HLS core
+    run under one driver. The host writes the layer program's byte address to ``layers``,
+    sets ``ap_start`` and waits for ``ap_done`` (or the interrupt).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Array, tile sizes, packing factor and AXI width (one master port is generated; see
+        ``docs/rtl.md`` for what the RTL uses of the config).
+    addr_width : int
+        DDR address width (32 for Zynq-7000 HP ports; up to 49 on Zynq UltraScale+).
+
+    Members
+    -------
+    s_axi_control : In(AXI4LiteSignature(6, 32))
+    m_axi_gmem0 : Out(AXI4Signature(addr_width, config.axi_data_bits))
+    interrupt : Out(1)      ``GIE & (ISR != 0)``, registered
+
+    Latency/throughput: see :class:`~filmqnn_hw.accel.engine.ProgramEngine`; the ``cycles``
+    counter reports the run's length.
+    """
+
+    def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32) -> None:
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        geometry(config)  # refuses configs the RTL cannot build, with the reason
+        self.config = config
+        self.addr_width = addr_width
+        self.cmap = accelerator_control_map()
+        super().__init__({
+            "s_axi_control": In(AXI4LiteSignature(self.cmap.addr_width, 32)),
+            "m_axi_gmem0": Out(AXI4Signature(addr_width, config.axi_data_bits)),
+            "interrupt": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.control = ctl = AXI4LiteControl(self.cmap)
+        m.submodules.dma = dma = AXI4DMA("m_axi_gmem0", addr_width=self.addr_width,
+                                         data_width=self.config.axi_data_bits,
+                                         len_width=LEN_WIDTH, strobes=True)
+        m.submodules.engine = eng = ProgramEngine(self.config, addr_width=self.addr_width,
+                                                  cmap=self.cmap)
+        wiring.connect(m, wiring.flipped(self.s_axi_control), ctl.s_axi_control)
+        wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi_gmem0))
+        wiring.connect(m, ctl.core, eng.ctrl)
+        wiring.connect(m, eng.rd_cmd, dma.rd_cmd)
+        wiring.connect(m, dma.rd_data, eng.rd_data)
+        wiring.connect(m, eng.wr_cmd, dma.wr_cmd)
+        wiring.connect(m, eng.wr_data, dma.wr_data)
+        m.d.comb += [eng.wr_busy.eq(dma.wr_busy), eng.rd_error.eq(dma.rd_error),
+                     eng.wr_error.eq(dma.wr_error), self.interrupt.eq(ctl.interrupt)]
+        return m
+
+
+def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = None, *,
+                 addr_width: int = 32, name: str = TOP_NAME) -> str:
+    """Verilog of the accelerator with Vivado port names (``ap_clk``, ``ap_rst_n``,
+    ``s_axi_control_*``, ``m_axi_gmem0_*``, ``interrupt``); written atomically to ``path``
+    if given. Returns the text."""
+    text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)
+    if path is not None:
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return text

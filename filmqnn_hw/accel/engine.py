@@ -585,7 +585,7 @@ class ProgramEngine(wiring.Component):
         strb = Signal(BB)
         terms = []
         for s in range(WPB):
-            own = (s >= s_lo) & (s <= s_hi)
+            own = (s_lo <= s) & (s_hi >= s) if s else (s_lo == 0)  # s_hi >= 0 always holds
             lo_b, hi_b = (s * WB) // 8, (s * WB + WB - 1) // 8
             mask = sum(1 << x for x in range(lo_b, hi_b + 1))
             terms.append(Mux(own, mask, 0))

@@ -42,7 +42,7 @@ class RecordGearbox(wiring.Component):
         self.units_per_record = record_bytes // self.unit
         super().__init__({
             "start": In(1),
-            "skip": In(range(self.units_per_beat)),
+            "skip": In(range(max(self.units_per_beat, 2))),
             "enable": In(1),
             "beat": In(beat_bytes * 8),
             "beat_valid": In(1),
@@ -55,9 +55,9 @@ class RecordGearbox(wiring.Component):
         m = Module()
         ub = self.unit * 8
         upb, upr = self.units_per_beat, self.units_per_record
-        idx = Signal(range(upb))
-        cnt = Signal(range(upr))
-        skip_left = Signal(range(upb))
+        idx = Signal(range(max(upb, 2)))  # never zero-width (clean Verilog)
+        cnt = Signal(range(max(upr, 2)))
+        skip_left = Signal(range(max(upb, 2)))
         unit = Signal(ub)
         m.d.comb += unit.eq(self.beat.word_select(idx, ub) if upb > 1 else self.beat)
         m.d.sync += self.rec_valid.eq(0)
@@ -75,7 +75,7 @@ class RecordGearbox(wiring.Component):
                     m.d.sync += [cnt.eq(0), self.rec_valid.eq(1)]
                 with m.Else():
                     m.d.sync += cnt.eq(cnt + 1)
-            with m.If(idx == upb - 1):
+            with m.If((idx == upb - 1) if upb > 1 else True):
                 m.d.comb += self.beat_ready.eq(1)
                 m.d.sync += idx.eq(0)
             with m.Else():

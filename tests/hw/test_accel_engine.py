@@ -1,0 +1,202 @@
+"""The accelerator runs layer programs bit-exact: pysim of the whole top against the golden model.
+
+Every case builds a layer program with :func:`filmqnn_hw.program.build_program`, runs the
+generated top (AXI4-Lite control, AXI4 master on a memory model, engine) in Amaranth's
+simulator, and compares the output tensor with ``IntGraph.run`` using ``==``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_program import add_graph, conv_graph, graph_of, pool_graph, rand_conv, residual_graph
+
+from filmqnn_hw.accel.limits import RtlUnsupported, check_program, geometry
+from filmqnn_hw.accel.pysim import AcceleratorError, run_pysim
+from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.program import build_program
+
+# A: G=8 (40-bit words, byte aligned), 128-bit beats (3 words/beat), one 8-bit lane of 8.
+# B: G=4 (20-bit words) on 64-bit beats, tc = 3 = words per beat, tn=4 < tm=8, 7 4-bit lanes.
+# C: xcup, 32-bit beats (1 word/beat), tm=4 < tn=8, DSP and LUT lanes of both widths.
+CFG_A = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
+CFG_B = AcceleratorConfig.small(tm=8, tn=4, n8_slots=1, act_pack=4, axi_data_bits=64, tr=3, tc=3)
+CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bits=32, tr=2,
+                                tc=2).replace(family="xcup", w4_dsp_lanes=1, w4_lut_lanes=1,
+                                              w8_dsp_lanes=1, w8_lut_lanes=1)
+CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C}
+
+
+def _cases(cfg):
+    r = np.random.default_rng(11)
+    return {
+        "conv1x1": conv_graph(r, cfg, 13, 11, 5, 6, 1),
+        "conv1x1_s2_odd": conv_graph(r, cfg, 9, 7, 7, 9, 1, 2, 0),
+        "conv3x3_pad": conv_graph(r, cfg, 5, 10, 7, 9, 3, 1, 1),
+        "conv3x3_s2_odd": conv_graph(r, cfg, 7, 9, 9, 7, 3, 2, 1),
+        "conv3x3_padcode": conv_graph(r, cfg, 4, 3, 6, 5, 3, 1, 1, pad_code=5),
+        "conv7x7_s2": conv_graph(r, cfg, 3, 9, 11, 13, 7, 2, 3),
+        "conv_1x1_spatial": conv_graph(r, cfg, 17, 6, 1, 1, 1),
+        "conv3x3_on_1x1": conv_graph(r, cfg, 6, 5, 1, 1, 3, 1, 1),
+        "conv_5x3_kernel": conv_graph(r, cfg, 4, 4, 6, 6, (5, 3), 1, 1),
+        "depthwise3x3": conv_graph(r, cfg, 10, 10, 6, 5, 3, 1, 1, depthwise=True),
+        "depthwise3x3_s2": conv_graph(r, cfg, 13, 13, 7, 7, 3, 2, 1, depthwise=True),
+        "fc_logits": conv_graph(r, cfg, 19, 10, 1, 1, 1, linear=True, logits=True),
+        "fc_flatten_3x3": conv_graph(r, cfg, 9, 7, 3, 3, 3, linear=True, logits=True),
+        "residual": residual_graph(r, cfg, 10, 5, 6),
+        "maxpool3s2p1": pool_graph(r, cfg, 9, 7, 7, "max", 3, 2, 1),
+        "maxpool2s2_odd": pool_graph(r, cfg, 5, 5, 7, "max", 2, 2, 0),
+        "avgpool2s2": pool_graph(r, cfg, 9, 6, 6, "avg", 2, 2, 0),
+        "avgpool3_pad": pool_graph(r, cfg, 4, 5, 5, "avg", 3, 1, 1, pad_code=2),
+        "gap": pool_graph(r, cfg, 11, 5, 3, "avg"),
+        "add": add_graph(r, cfg, 6, 3, 4),
+    }
+
+
+CASE_NAMES = list(_cases(CFG_A))
+_CACHE: dict[str, dict] = {}
+
+
+def _case(key, name):
+    if key not in _CACHE:
+        _CACHE[key] = _cases(CFGS[key])
+    return _CACHE[key][name]
+
+
+def _run(cfg, graph, seed=0, every_tensor=False, **kw):
+    rng = np.random.default_rng(seed)
+    prog = build_program(graph, cfg, reuse=not every_tensor)
+    check_program(prog, cfg)
+    x = rng.integers(0, 32, (1,) + graph.input.shape)
+    run = run_pysim(cfg, prog.memory_image(x), prog.base, **kw)
+    ref = graph.run(x, keep=True)
+    out = prog.read_output(run.memory)
+    assert out.shape == ref[graph.output].shape
+    assert np.array_equal(out, ref[graph.output])
+    if every_tensor:
+        for name in ref:
+            if name in prog.tensors:
+                assert np.array_equal(prog.read_tensor(run.memory, name), ref[name][0]), name
+    assert run.counters["status"] == 0 and run.counters["cycles"] > 0
+    return out, run
+
+
+@pytest.mark.parametrize("key", list(CFGS))
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_single_layers(key, case):
+    _run(CFGS[key], _case(key, case), every_tensor=case in ("residual", "add"))
+
+
+@pytest.mark.parametrize("case", ["conv3x3_s2_odd", "residual", "fc_logits", "maxpool3s2p1",
+                                  "depthwise3x3"])
+def test_back_pressure_does_not_change_results(case):
+    """Random AXI stalls on every channel and late read data: same bits, more cycles."""
+    g = _case("A", case)
+    _, calm = _run(CFG_A, g)
+    _, stalled = _run(CFG_A, g, stall=0.35, read_latency=7, seed=5)
+    assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
+def test_outputs_are_not_trivial():
+    """Guard: the random layers exercise the clamp and many codes (the tests can fail)."""
+    out, _ = _run(CFG_A, _case("A", "conv3x3_pad"))
+    assert out.min() <= 1 and out.max() == 31 and len(np.unique(out)) > 15
+
+
+@pytest.mark.parametrize("key", ["A", "C"])
+def test_extreme_weights_and_codes(key):
+    """All-31 codes with +max / min weights at fan-in 3x3x40: the accumulator extremes."""
+    cfg = CFGS[key]
+    r = np.random.default_rng(3)
+    for sign in (1, -1):
+        op = rand_conv(r, cfg, "c", "x", "y", 40, cfg.tm + 1, 3, 1, 1, logits=True)
+        q = np.where(op.bits == 8, 127, 7).reshape(-1, 1, 1, 1)
+        op.weight[...] = sign * q
+        op.mult[...] = 1
+        op.shift[...] = 0
+        op.offset[...] = 0
+        g = graph_of([op], {"x": (40, 3, 3), "y": (cfg.tm + 1, 3, 3)}, "x", "y", logits=True)
+        prog = build_program(g, cfg)
+        x = np.full((1, 40, 3, 3), 31)
+        run = run_pysim(cfg, prog.memory_image(x), prog.base)
+        ref = g.run(x)
+        assert np.array_equal(prog.read_output(run.memory), ref)
+        # the centre pixel sums 3*3*40 products of +-127*31 / +-7*31 (clipped to int16 after)
+        assert abs(int(ref[0, 0, 1, 1])) == 32768 - (sign > 0)
+
+
+def test_small_network():
+    """stem conv -> maxpool -> residual block -> gap -> fc logits, one start."""
+    cfg = CFG_A
+    r = np.random.default_rng(7)
+    ops = [
+        rand_conv(r, cfg, "stem", "x", "s", 3, 8, 3, 2, 1),
+        _pool("s", "p", 8, 6, 6, "max", 3, 2, 1),
+        rand_conv(r, cfg, "a", "p", "t", 8, 8, 3, 1, 1),
+        rand_conv(r, cfg, "b", "t", "u", 8, 8, 3, 1, 1, residual="p"),
+        _pool("u", "v", 8, 3, 3, "avg"),
+        rand_conv(r, cfg, "fc", "v", "y", 8, 10, 1, linear=True, logits=True),
+    ]
+    g = graph_of(ops, {"x": (3, 11, 11), "s": (8, 6, 6), "p": (8, 3, 3), "t": (8, 3, 3),
+                       "u": (8, 3, 3), "v": (8, 1, 1), "y": (10, 1, 1)}, "x", "y", logits=True)
+    _run(cfg, g, every_tensor=True)
+
+
+def _pool(i, o, c, h, w, mode, k=None, stride=1, pad=0):
+    op = pool_graph(np.random.default_rng(0), CFG_A, c, h, w, mode, k, stride, pad).ops[0]
+    return dataclasses.replace(op, name=f"pool_{o}", input=i, output=o)
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals: the engine's status register names the problem
+# ---------------------------------------------------------------------------------------------
+def _prog_mem(cfg):
+    g = _case("A", "conv1x1")
+    prog = build_program(g, cfg)
+    return prog, prog.memory_image(np.zeros((1,) + g.input.shape, dtype=np.int64))
+
+
+def test_program_for_another_config_is_refused():
+    prog, mem = _prog_mem(CFG_A.replace(tr=2))
+    with pytest.raises(AcceleratorError, match="config mismatch at layer 0"):
+        run_pysim(CFG_A, mem, prog.base)
+
+
+def test_bad_magic_and_version_are_refused():
+    prog, mem = _prog_mem(CFG_A)
+    bad = bytearray(mem)
+    bad[prog.base] ^= 0xFF
+    with pytest.raises(AcceleratorError, match="bad magic"):
+        run_pysim(CFG_A, bad, prog.base)
+    bad = bytearray(mem)
+    bad[prog.base + 8] = 7
+    with pytest.raises(AcceleratorError, match="unsupported program version"):
+        run_pysim(CFG_A, bad, prog.base)
+
+
+def test_unsupported_descriptor_is_refused_with_layer_index():
+    prog, mem = _prog_mem(CFG_A)
+    bad = bytearray(mem)
+    kh_word = prog.base + 64 + 8 * 11  # descriptor 0, word kh
+    bad[kh_word] = 9  # larger than KMAX
+    run = run_pysim(CFG_A, bad, prog.base, check_status=False)
+    assert run.counters["status"] == 5  # unsupported descriptor, layer 0
+    assert bytes(run.memory[prog.output_addr:prog.output_addr + 64]) == \
+        bytes(mem[prog.output_addr:prog.output_addr + 64])  # nothing written
+
+
+def test_rtl_limits_refused_at_export():
+    r = np.random.default_rng(0)
+    g = conv_graph(r, CFG_A, 3, 4, 12, 12, 9, 1, 4)
+    prog = build_program(g, CFG_A)
+    with pytest.raises(RtlUnsupported, match="layer 'c0'.*window 9x9"):
+        check_program(prog, CFG_A)
+
+
+def test_configs_the_rtl_cannot_build_are_refused():
+    with pytest.raises(RtlUnsupported, match="tn=3 is not a multiple of act_pack"):
+        geometry(AcceleratorConfig.small(tn=3, act_pack=4))
+    with pytest.raises(RtlUnsupported, match="not byte-aligned and tc=4"):
+        geometry(AcceleratorConfig.small())  # G=4 on 64-bit beats: 3 words per beat

@@ -22,14 +22,14 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, RES_MULT_BITS, Y_BITS
+from filmqnn_quant.numerics import MULT_BITS, RES_MULT_BITS, Y_BITS
 
 from ..axi.burst_reader import read_data_layout
 from ..axi.burst_split import command_layout
 from ..axi.burst_writer import write_data_layout
 from ..axi.lite_regs import ControlCoreSignature, ControlMap, accelerator_control_map
 from ..config import ACT_BITS, AcceleratorConfig
-from ..program import DESC_SIZE, DESC_WORDS, FIELDS, HEADER_SIZE, MAGIC, PARAM_SIZE, VERSION
+from ..program import DESC_SIZE, FIELDS, HEADER_SIZE, MAGIC, PARAM_SIZE, VERSION
 from ..requant import SHIFT_BITS, RequantBank
 from .gearbox import RecordGearbox
 from .limits import KMAX, PMAX, SMAX, geometry
@@ -151,7 +151,6 @@ class ProgramEngine(wiring.Component):
         status = Signal(32)
         hdr = Signal(HEADER_SIZE * 8)
         desc = Signal(DESC_SIZE * 8)
-        beats_left = Signal(LEN_WIDTH)
 
         def field(name: str, width: int = 64, sign: bool = False):
             v = desc[_w(FIELDS.index(name))][:width]
@@ -446,7 +445,6 @@ class ProgramEngine(wiring.Component):
         dr_r = Signal(range(TR + 1))
         dr_q = Signal(range(QC + 1))
         dr_pix = Signal()  # 0: pixel A, 1: pixel B of the pair
-        dr_stage = Signal()  # acc/res data valid on the read ports
         accv = data.View(acc_layout, ab_r.data)
         ri = rq.i.payload
         res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), CB), ib_a.data)
@@ -722,7 +720,8 @@ class ProgramEngine(wiring.Component):
                     logits.eq(field("out_layout", 1)),
                     w_addr.eq(field("w_addr", AW)), p_addr.eq(field("p_addr", AW)),
                     w_chunks.eq(field("w_chunks", DIM)),
-                    u_mult.eq(field("mult", MULT_BITS)), u_mult_b.eq(field("mult_b", RES_MULT_BITS)),
+                    u_mult.eq(field("mult", MULT_BITS)),
+                    u_mult_b.eq(field("mult_b", RES_MULT_BITS)),
                     u_offset.eq(field("offset", Y_BITS, True)),
                     u_shift.eq(field("shift", SHIFT_BITS)),
                 ]

@@ -1,0 +1,1 @@
+"""Amaranth accelerator: datapath blocks, top level and whole-system simulation."""

@@ -4,8 +4,10 @@ BOARD is a known board name (``--list-boards``) or a path to a board ``.toml`` f
 ``DIR/config.json`` (the :class:`AcceleratorConfig`), ``DIR/report.json``, ``DIR/report.md``
 and ``DIR/report.png``: MODEL predictions of resources and throughput. ``--config`` skips
 the search and reports a given ``config.json``; ``--manifest`` adds an exported network
-(``manifest.json``) to the report. ``--sim`` / ``--synth`` are hooks for the
-accelerator RTL (issue 5) and are refused until it exists.
+(``manifest.json``) to the report. Unless ``--no-rtl``, also writes the accelerator's
+Verilog top ``DIR/rtl/filmqnn_top.v`` and its control map (``docs/rtl.md``). ``--sim`` /
+``--synth`` (whole-top simulation and synthesis figures in the report) are not wired yet:
+``benchmarks/rtl_sim.py`` measures them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .networks import NETWORKS, NetworkError
 
 __all__ = ["main"]
 
-NOT_YET = "not available yet: needs the accelerator (issue 5)"
+NOT_YET = "not wired into the build yet: run benchmarks/rtl_sim.py (docs/rtl.md)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,9 +47,28 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"{cap.upper()} utilisation cap (default {default})")
     ap.add_argument("--hls", action="store_true",
                     help="also write the Vivado HLS C++ kernel and run_hls.tcl into DIR/hls")
+    ap.add_argument("--no-rtl", action="store_true",
+                    help="skip the Verilog top (DIR/rtl/filmqnn_top.v); report only")
     ap.add_argument("--sim", action="store_true", help=f"simulate the accelerator ({NOT_YET})")
     ap.add_argument("--synth", action="store_true", help=f"synthesise the accelerator ({NOT_YET})")
     return ap
+
+
+def _write_rtl(cfg: AcceleratorConfig, out: Path) -> Path:
+    """Emit the accelerator top into ``out/rtl`` (Verilog + control map), with progress."""
+    from .accel.top import TOP_NAME, emit_verilog
+    from .axi.lite_regs import accelerator_control_map
+
+    rtl = out / "rtl"
+    rtl.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array; large arrays take minutes)...",
+          flush=True)
+    path = rtl / f"{TOP_NAME}.v"
+    emit_verilog(cfg, path)
+    (rtl / "control_map.json").write_text(accelerator_control_map().to_json())
+    print(f"  done in {time.time() - t:.1f} s", flush=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         from .networks import from_manifest
         from .report import write_report
 
+        if not ns.no_rtl:
+            from .accel.limits import geometry
+
+            geometry(cfg)  # refuse before writing anything, with the reason
         extra = tuple(from_manifest(str(m)) for m in ns.manifest)
         report = write_report(cfg, board, ns.out, nets + extra)
         hls_dir = None
@@ -95,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 hls_dir = write_hls(cfg, ns.out)
             except HlsError as e:
                 raise ConfigError(f"HLS generation failed: {e}") from None
+        rtl_path = None
+        if not ns.no_rtl:
+            rtl_path = _write_rtl(cfg, ns.out)
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -102,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{board.name}: tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} G={cfg.act_pack}; "
           f"MODEL {fps}; wrote {ns.out}/config.json, report.json, report.md, report.png "
           f"in {time.time() - t0:.1f} s")
+    if rtl_path is not None:
+        print(f"Verilog top: {rtl_path} (control map: {rtl_path.parent / 'control_map.json'})")
     if hls_dir is not None:
         print(f"HLS kernel: {hls_dir} (C-simulated bit-exact in tests; run_hls.tcl needs Vivado)")
     return 0

@@ -15,7 +15,7 @@ from filmqnn_hw.config import AcceleratorConfig
 @pytest.mark.parametrize("board", ["zcu102", "pynq_z2"])
 def test_build_writes_report(tmp_path, board, capsys):
     out = tmp_path / board
-    assert main([board, "--out", str(out)]) == 0
+    assert main([board, "--out", str(out), "--no-rtl"]) == 0
     assert "MODEL" in capsys.readouterr().out
     for f in ("config.json", "report.json", "report.md", "report.png"):
         assert (out / f).stat().st_size > 0, f
@@ -42,20 +42,21 @@ def test_build_writes_report(tmp_path, board, capsys):
         assert "DPU" in md and rep["networks"]["resnet18"]["dpu_fps"] == 469.1
     # reporting the written config again gives the same numbers (no search)
     again = tmp_path / "again"
-    assert main([board, "--out", str(again), "--config", str(out / "config.json")]) == 0
+    assert main([board, "--out", str(again), "--config", str(out / "config.json"),
+                 "--no-rtl"]) == 0
     rep2 = json.loads((again / "report.json").read_text())
     assert rep2["networks"]["resnet50"]["cycles"] == rep["networks"]["resnet50"]["cycles"]
 
 
 def test_hooks_and_errors(tmp_path, capsys):
     assert main(["zcu102", "--out", str(tmp_path), "--sim"]) == 2
-    assert "not available yet: needs the accelerator (issue 5)" in capsys.readouterr().err
+    assert "not wired into the build yet: run benchmarks/rtl_sim.py" in capsys.readouterr().err
     assert main(["zcu102", "--out", str(tmp_path), "--synth"]) == 2
-    assert main(["zcu999", "--out", str(tmp_path)]) == 1
+    assert main(["zcu999", "--out", str(tmp_path), "--no-rtl"]) == 1
     assert "known boards: pynq_z2, zcu102" in capsys.readouterr().err
-    assert main(["zcu102", "--out", str(tmp_path), "--ratio", "2"]) == 1
+    assert main(["zcu102", "--out", str(tmp_path), "--ratio", "2", "--no-rtl"]) == 1
     assert "ratio" in capsys.readouterr().err
-    assert main(["zcu102", "--out", str(tmp_path), "--networks", "vgg"]) == 1
+    assert main(["zcu102", "--out", str(tmp_path), "--networks", "vgg", "--no-rtl"]) == 1
     assert not (tmp_path / "report.json").exists()
 
 
@@ -77,7 +78,7 @@ def test_build_user_board_file(tmp_path):
     f = tmp_path / "zcu104.toml"
     f.write_text(text)
     out = tmp_path / "out"
-    assert main([str(f), "--out", str(out)]) == 0
+    assert main([str(f), "--out", str(out), "--no-rtl"]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["board"] == "zcu104" and rep["resources"]["device"]["dsp"] == 1728
     assert rep["resources"]["predicted"]["dsp"] <= 0.85 * 1728
@@ -86,7 +87,7 @@ def test_build_user_board_file(tmp_path):
 
 def test_build_reports_an_exported_manifest(tmp_path):
     out = tmp_path / "base"
-    assert main(["pynq_z2", "--out", str(out)]) == 0
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl"]) == 0
     manifest = {
         "model": "tiny", "input": {"tensor": "x", "shape": [3, 32, 32]},
         "layers": [
@@ -104,7 +105,7 @@ def test_build_reports_an_exported_manifest(tmp_path):
     m.write_text(json.dumps(manifest))
     again = tmp_path / "with_manifest"
     assert main(["pynq_z2", "--out", str(again), "--config", str(out / "config.json"),
-                 "--manifest", str(m)]) == 0
+                 "--manifest", str(m), "--no-rtl"]) == 0
     rep = json.loads((again / "report.json").read_text())
     assert rep["networks"]["tiny"]["macs"] == 16 * 3 * 9 * 32 * 32 + 16 * 10
     assert rep["networks"]["tiny"]["layers"][0]["mode"] == "stem"
@@ -114,7 +115,7 @@ def test_build_hls_flag_and_default_out_dir(tmp_path, monkeypatch, capsys):
     import json
 
     monkeypatch.chdir(tmp_path)
-    assert main(["pynq_z2", "--hls"]) == 0
+    assert main(["pynq_z2", "--hls", "--no-rtl"]) == 0
     out = tmp_path / "build" / "pynq_z2"
     cfg = json.loads((out / "config.json").read_text())
     hls = out / "hls"
@@ -123,3 +124,30 @@ def test_build_hls_flag_and_default_out_dir(tmp_path, monkeypatch, capsys):
     # the TCL targets the config's part, and the generated header carries its tile sizes
     assert cfg["part"] in (hls / "run_hls.tcl").read_text()
     assert "HLS kernel:" in capsys.readouterr().out
+
+
+def test_build_writes_the_verilog_top(tmp_path, capsys):
+    """Without --no-rtl the build emits the accelerator top and its control map."""
+    from filmqnn_hw.accel.top import TOP_NAME
+    from filmqnn_hw.config import AcceleratorConfig
+
+    cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(cfg.to_json())
+    out = tmp_path / "o"
+    assert main(["zcu102", "--out", str(out), "--config", str(cfg_file)]) == 0
+    v = (out / "rtl" / f"{TOP_NAME}.v").read_text()
+    assert f"module {TOP_NAME}(" in v and "m_axi_gmem0_awaddr" in v and "s_axi_control_araddr" in v
+    assert (out / "rtl" / "control_map.json").exists()
+    assert "Verilog top:" in capsys.readouterr().out
+
+
+def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):
+    from filmqnn_hw.config import AcceleratorConfig
+
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(AcceleratorConfig.small(tn=6).replace(ddr_bytes_per_cycle=8.0).to_json())
+    out = tmp_path / "o"
+    assert main(["zcu102", "--out", str(out), "--config", str(cfg_file)]) == 1
+    assert "tn=6 is not a multiple of act_pack" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written

@@ -6,8 +6,12 @@ A board file (``boards/<name>.toml``) has four tables::
     [resources]  lut, ff, dsp, bram36, uram            (device totals, integers >= 0)
     [memory]     axi_ports, axi_data_bits, ddr_peak_gbps, ddr_efficiency
     [sources]    one entry per field above: where the number comes from
+    [vivado]     optional: the processing system the Vivado hand-off (filmqnn_hw.vivado) wires
+                 the accelerator to: ps_ip, hp_ports, hp_data_bits, control_port,
+                 control_base, board_part
 
-Every field is required, unknown keys are refused, and every field must name its source.
+Every field of the first four tables is required; ``[vivado]`` is optional, but if present
+all its keys are. Unknown keys are refused, and every field must name its source.
 Add a board by copying ``zcu102.toml`` and editing it; ``python -m filmqnn_hw.build
 --list-boards`` lists what is found. :func:`load_board` accepts a known board name or a path
 to a ``.toml`` file.
@@ -20,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Board", "BoardError", "BOARD_DIR", "list_boards", "load_board", "parse_board"]
+__all__ = ["Board", "BoardError", "BoardVivado", "BOARD_DIR", "list_boards", "load_board",
+           "parse_board"]
 
 BOARD_DIR = Path(__file__).resolve().parent
 
@@ -48,10 +53,32 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
 }
 _FAMILIES = ("xc7", "xcup")
+#: The optional ``[vivado]`` table (read by :mod:`filmqnn_hw.vivado`).
+_VIVADO_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "ps_ip": ((str,), "processing-system IP: 'processing_system7' or 'zynq_ultra_ps_e'"),
+    "hp_ports": ((list,), "PS slave ports to DDR, in the order masters are connected"),
+    "hp_data_bits": ((int,), "data width the HP ports are configured to"),
+    "control_port": ((str,), "PS master port that drives the AXI4-Lite control slave"),
+    "control_base": ((int,), "address of the accelerator's control registers"),
+    "board_part": ((str,), "Vivado board part (glob) whose preset configures the PS; '' = none"),
+}
+_PS_IPS = ("processing_system7", "zynq_ultra_ps_e")
 
 
 class BoardError(ValueError):
     """A board name that is unknown or a board file that is malformed; says what to fix."""
+
+
+@dataclass(frozen=True)
+class BoardVivado:
+    """The ``[vivado]`` table: how the accelerator is wired to the board's processing system."""
+
+    ps_ip: str
+    hp_ports: tuple[str, ...]
+    hp_data_bits: int
+    control_port: str
+    control_base: int
+    board_part: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,7 @@ class Board:
     ddr_efficiency: float
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     path: str = ""
+    vivado: BoardVivado | None = None
 
     @property
     def ddr_sustained_gbps(self) -> float:
@@ -99,6 +127,9 @@ class Board:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for reports), including ``sources``."""
         d = {k: getattr(self, k) for t in _SCHEMA.values() for k in t}
+        if self.vivado is not None:
+            d.update({k: getattr(self.vivado, k) for k in _VIVADO_SCHEMA})
+            d["hp_ports"] = list(self.vivado.hp_ports)
         d["sources"] = dict(self.sources)
         return d
 
@@ -117,7 +148,7 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
     where = _where(origin)
     if not isinstance(data, dict):
         raise BoardError(f"{where}: top level must be a table")
-    allowed_tables = set(_SCHEMA) | {"sources"}
+    allowed_tables = set(_SCHEMA) | {"sources", "vivado"}
     unknown = sorted(set(data) - allowed_tables)
     if unknown:
         raise BoardError(
@@ -143,10 +174,13 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
                 tn = " or ".join(t.__name__ for t in types)
                 raise BoardError(f"{where}: {table}.{key} must be {tn}, not {v!r} ({desc})")
             values[key] = v
+    vivado = _parse_vivado(data.get("vivado"), where)
     sources = data.get("sources")
     if not isinstance(sources, dict):
         raise BoardError(f"{where}: missing table [sources] (one entry per field)")
     all_keys = [k for t in _SCHEMA.values() for k in t]
+    if vivado is not None:
+        all_keys += list(_VIVADO_SCHEMA)
     unk = sorted(set(sources) - set(all_keys))
     if unk:
         raise BoardError(f"{where}: [sources] names unknown field(s) {unk}")
@@ -185,7 +219,41 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
     values["clock_mhz"] = float(values["clock_mhz"])
     values["ddr_peak_gbps"] = float(values["ddr_peak_gbps"])
     values["ddr_efficiency"] = float(values["ddr_efficiency"])
-    return Board(**values, sources={k: str(v) for k, v in sources.items()}, path=origin)
+    return Board(**values, sources={k: str(v) for k, v in sources.items()}, path=origin,
+                 vivado=vivado)
+
+
+def _parse_vivado(tab: Any, where: str) -> BoardVivado | None:
+    """Validate the optional ``[vivado]`` table (None if absent)."""
+    if tab is None:
+        return None
+    if not isinstance(tab, dict):
+        raise BoardError(f"{where}: [vivado] must be a table")
+    unk = sorted(set(tab) - set(_VIVADO_SCHEMA))
+    if unk:
+        raise BoardError(f"{where}: unknown key(s) {unk} in [vivado]; allowed: "
+                         f"{', '.join(_VIVADO_SCHEMA)}")
+    for key, (types, desc) in _VIVADO_SCHEMA.items():
+        if key not in tab:
+            raise BoardError(f"{where}: missing key vivado.{key} ({desc})")
+        v = tab[key]
+        if isinstance(v, bool) or not isinstance(v, types):
+            tn = " or ".join(t.__name__ for t in types)
+            raise BoardError(f"{where}: vivado.{key} must be {tn}, not {v!r} ({desc})")
+    if tab["ps_ip"] not in _PS_IPS:
+        raise BoardError(f"{where}: vivado.ps_ip must be one of {_PS_IPS}, not {tab['ps_ip']!r}")
+    ports = tab["hp_ports"]
+    if not ports or not all(isinstance(p, str) and p.strip() for p in ports):
+        raise BoardError(f"{where}: vivado.hp_ports must be a non-empty list of port names")
+    if tab["hp_data_bits"] not in (32, 64, 128):
+        raise BoardError(f"{where}: vivado.hp_data_bits must be 32/64/128, "
+                         f"not {tab['hp_data_bits']}")
+    if not 0 <= tab["control_base"] < 1 << 40 or tab["control_base"] % 4096:
+        raise BoardError(f"{where}: vivado.control_base must be a 4 KiB-aligned address, "
+                         f"not {tab['control_base']:#x}")
+    return BoardVivado(ps_ip=tab["ps_ip"], hp_ports=tuple(ports),
+                       hp_data_bits=tab["hp_data_bits"], control_port=tab["control_port"],
+                       control_base=tab["control_base"], board_part=tab["board_part"])
 
 
 def list_boards(directory: Path | None = None) -> list[str]:

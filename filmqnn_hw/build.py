@@ -5,7 +5,9 @@ BOARD is a known board name (``--list-boards``) or a path to a board ``.toml`` f
 and ``DIR/report.png``: MODEL predictions of resources and throughput. ``--config`` skips
 the search and reports a given ``config.json``; ``--manifest`` adds an exported network
 (``manifest.json``) to the report. Unless ``--no-rtl``, also writes the accelerator's
-Verilog top ``DIR/rtl/filmqnn_top.v`` and its control map (``docs/rtl.md``). ``--sim`` /
+Verilog top ``DIR/rtl/filmqnn_top.v`` and its control map (``docs/rtl.md``), and the Vivado
+hand-off ``DIR/vivado/`` (``build_bitstream.tcl``, ``run_vivado.sh``: block design, bitstream
+and ``.hwh`` for PYNQ in ``DIR/overlay``; needs Vivado, not run by the build). ``--sim`` /
 ``--synth`` (whole-top simulation and synthesis figures in the report) are not wired yet:
 ``benchmarks/rtl_sim.py`` measures them.
 """
@@ -120,9 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                 hls_dir = write_hls(cfg, ns.out)
             except HlsError as e:
                 raise ConfigError(f"HLS generation failed: {e}") from None
-        rtl_path = None
+        rtl_path = vivado_dir = None
+        vivado_note = ""
         if not ns.no_rtl:
             rtl_path = _write_rtl(cfg, ns.out)
+            from .vivado import VivadoError, write_vivado_project
+
+            try:
+                vivado_dir = write_vivado_project(cfg, board, ns.out, rtl_path)
+            except VivadoError as e:  # the RTL is fine; only the hand-off is not possible
+                vivado_note = str(e)
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -132,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
           f"in {time.time() - t0:.1f} s")
     if rtl_path is not None:
         print(f"Verilog top: {rtl_path} (control map: {rtl_path.parent / 'control_map.json'})")
+    if vivado_dir is not None:
+        print(f"Vivado project: {vivado_dir / 'build_bitstream.tcl'}; build the PYNQ overlay "
+              f"({ns.out / 'overlay'}/filmqnn.bit + .hwh) with: {vivado_dir / 'run_vivado.sh'}")
+    elif rtl_path is not None:
+        print(f"Vivado project not written: {vivado_note}")
     if hls_dir is not None:
         print(f"HLS kernel: {hls_dir} (C-simulated bit-exact in tests; run_hls.tcl needs Vivado)")
     return 0

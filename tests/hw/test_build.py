@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -139,7 +140,14 @@ def test_build_writes_the_verilog_top(tmp_path, capsys):
     v = (out / "rtl" / f"{TOP_NAME}.v").read_text()
     assert f"module {TOP_NAME}(" in v and "m_axi_gmem0_awaddr" in v and "s_axi_control_araddr" in v
     assert (out / "rtl" / "control_map.json").exists()
-    assert "Verilog top:" in capsys.readouterr().out
+    # the Vivado hand-off next to it (tests/hw/test_vivado.py checks the script itself)
+    tcl = (out / "vivado" / "build_bitstream.tcl").read_text()
+    assert "set fq_part {xczu9eg-ffvb1156-2-e}" in tcl and "fq_path {../rtl/filmqnn_top.v}" in tcl
+    assert "-reference filmqnn_top" in tcl and "set fq_ctrl_base 0xA0000000" in tcl
+    assert os.access(out / "vivado" / "run_vivado.sh", os.X_OK)
+    printed = capsys.readouterr().out
+    assert "Verilog top:" in printed
+    assert f"{out / 'vivado' / 'run_vivado.sh'}" in printed and "Vivado project:" in printed
 
 
 def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):

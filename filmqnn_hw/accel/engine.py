@@ -5,15 +5,22 @@ command/data streams of one :class:`~filmqnn_hw.axi.dma.AXI4DMA` (with write str
 the host through the core side of :class:`~filmqnn_hw.axi.lite_regs.AXI4LiteControl`.
 :class:`~filmqnn_hw.accel.top.FilmQnnAccelerator` wires the three together.
 
-Schedule (per layer, ``docs/rtl.md``): for every output-channel group ``mo`` (``tm`` lanes)
-and spatial tile (``tr x tc``, row-major): load the group's per-channel parameters; for every
-input chunk (``tn`` channels; a depthwise/pool/add group is its own chunk) load the chunk's
-weight taps into the weight buffer and the input rectangle into the input buffer, then run
-every tap over every pixel pair of the tile through the :class:`~.pe_array.PEArray`,
-accumulating into the accumulator memory; then (fused residual or ``add``: load the residual
-tile) drain the tile through the requantization bank and write it back with byte strobes.
-The phases run one after the other (no double buffering yet): the cycle count is measured,
-not assumed, and ``benchmarks/rtl_cycles.py`` compares it with the cycle model.
+Schedule (per layer, ``docs/rtl.md``): a layer is cut into steps (a group ``mo`` of ``tm``
+output channels x a ``tr x tc`` tile, ``mo`` outer) and each step into input chunks (``tn``
+channels; a depthwise/pool/add group is its own chunk). Three agents run concurrently and
+hand banks to each other:
+
+* **fetch** walks the steps: the group's per-channel parameters (param bank = step parity),
+  then per chunk the weight taps and the input rectangle (weight + input bank = chunk
+  parity), then the residual tile (residual bank = step parity);
+* **compute** runs every tap over every pixel pair of the tile through the
+  :class:`~.pe_array.PEArray`, accumulating into the accumulator bank of the step;
+* **drain** requantizes a finished accumulator bank (with the step's params and residual)
+  into the output tile buffer and stores it with byte strobes.
+
+So the loads of chunk ``j+1`` and the drain/store of step ``s-1`` overlap the compute of
+chunk ``j`` / step ``s``. Layers run one after the other. ``benchmarks/rtl_sim.py``
+measures the cycles and compares them with the cycle model.
 """
 
 from __future__ import annotations
@@ -109,28 +116,38 @@ class ProgramEngine(wiring.Component):
         TC_IN = geo.tc_in
         ctrl = self.ctrl
 
-        # ---------------- memories ----------------
-        m.submodules.ibuf = ibuf = memory.Memory(shape=unsigned(CB * ACT_BITS),
-                                                 depth=geo.ibuf_depth, init=[])
+        DI = geo.ibuf_depth
+        DA = geo.acc_depth
+        DWB = geo.taps_max
+
+        # ---------------- memories (two banks each; bank = the address MSB) ----------------
+        m.submodules.ibuf = ibuf = memory.Memory(shape=unsigned(CB * ACT_BITS), depth=2 * DI,
+                                                 init=[])
         ib_w = ibuf.write_port(granularity=WB)
         ib_a = ibuf.read_port()
         ib_b = ibuf.read_port()
+        m.submodules.rbuf = rbuf = memory.Memory(shape=unsigned(TM * ACT_BITS),
+                                                 depth=2 * TR * TC, init=[])
+        rb_w = rbuf.write_port(granularity=WB)
+        rb_a = rbuf.read_port()
+        rb_b = rbuf.read_port()
         m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(geo.rec_bytes * 8),
-                                                 depth=geo.taps_max, init=[])
+                                                 depth=2 * DWB, init=[])
         wb_w = wbuf.write_port()
         wb_r = wbuf.read_port()
         acc_layout = data.ArrayLayout(data.ArrayLayout(signed(ACC), TM), 2)
-        m.submodules.abuf = abuf = memory.Memory(shape=acc_layout, depth=geo.acc_depth, init=[])
+        m.submodules.abuf = abuf = memory.Memory(shape=acc_layout, depth=2 * DA, init=[])
         ab_w = abuf.write_port()
-        ab_r = abuf.read_port()
+        ab_r = abuf.read_port()  # compute read-modify-write
+        ab_d = abuf.read_port()  # drain
         obufs = []
         for j in range(geo.out_planes):
             ob = memory.Memory(shape=unsigned(WPB * WB), depth=TR * geo.obuf_beats, init=[])
             m.submodules[f"obuf{j}"] = ob
             obufs.append((ob.write_port(granularity=WB), ob.read_port()))
-
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
-        m.d.comb += [ib_a.en.eq(0), ib_b.en.eq(0), wb_r.en.eq(0)]
+        m.d.comb += [ib_a.en.eq(0), ib_b.en.eq(0), wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
+                     ab_r.en.eq(0), ab_d.en.eq(0)]
         for _, rp in obufs:
             m.d.comb += rp.en.eq(0)
 
@@ -141,7 +158,8 @@ class ProgramEngine(wiring.Component):
         m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
         m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
         for gb in (gb_w, gb_d, gb_p):
-            m.d.comb += [gb.beat.eq(self.rd_data.p.data), gb.beat_valid.eq(self.rd_data.valid)]
+            m.d.comb += [gb.beat.eq(self.rd_data.p.data), gb.beat_valid.eq(self.rd_data.valid),
+                         gb.enable.eq(0)]
 
         # ---------------- program state ----------------
         base = Signal(AW)
@@ -156,7 +174,7 @@ class ProgramEngine(wiring.Component):
             v = desc[_w(FIELDS.index(name))][:width]
             return v.as_signed() if sign else v
 
-        # decoded descriptor (registered in SETUP)
+        # decoded descriptor: constant while a layer runs
         op = Signal(3)
         flags = Signal(8)
         in_c, in_h, in_w = Signal(DIM), Signal(DIM), Signal(DIM)
@@ -181,32 +199,50 @@ class ProgramEngine(wiring.Component):
         mode = Signal(2)  # PE mode
         is_max = Signal()
         has_w = Signal()  # conv-like: weights and per-channel params from DDR
-
-        # per-channel parameters of the current group
-        p_off = [Signal(signed(Y_BITS), name=f"p_off{k}") for k in range(TM)]
-        p_mult = [Signal(MULT_BITS, name=f"p_mult{k}") for k in range(TM)]
-        p_shift = [Signal(SHIFT_BITS, name=f"p_shift{k}") for k in range(TM)]
-        p_rmul = [Signal(RES_MULT_BITS, name=f"p_rmul{k}") for k in range(TM)]
-        p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
-
-        # tiling state
-        mo_base = Signal(DIM)  # first output channel of the group
-        r0, c0 = Signal(DIM), Signal(DIM)
-        rows, cols = Signal(range(TR + 1)), Signal(range(TC + 1))
-        m_eff = Signal(range(TM + 1))
-        no = Signal(DIM)  # chunk index
         n_chunks = Signal(DIM)
         taps = Signal(range(KMAX * KMAX + 1))
-        w_grp = Signal(AW)  # weight pointer at the group's first chunk
-        w_ptr = Signal(AW)
-        p_ptr = Signal(AW)
         chunk_bytes = Signal(24)
-        in_plane0 = Signal(DIM)  # first input plane of the chunk / group
         in_planes_total = Signal(DIM)  # ceil(in_c / G)
         out_planes_total = Signal(DIM)
-        tile_plane0 = Signal(DIM)  # first output plane of the group
+        sh_tc = Signal(range(SMAX * TC_IN + 1))
+        tr_sh = Signal(range(TR * SMAX + 1))
+        tc_sw = Signal(range(TC * SMAX + 1))
 
-        res_phase = Signal()  # the loader fetches the residual tile (else the input rectangle)
+        # per-channel parameters, one bank per step parity (fetch writes, drain reads)
+        p_off = [[Signal(signed(Y_BITS), name=f"p_off{b}_{k}") for k in range(TM)]
+                 for b in range(2)]
+        p_mult = [[Signal(MULT_BITS, name=f"p_mult{b}_{k}") for k in range(TM)] for b in range(2)]
+        p_shift = [[Signal(SHIFT_BITS, name=f"p_shift{b}_{k}") for k in range(TM)]
+                   for b in range(2)]
+        p_rmul = [[Signal(RES_MULT_BITS, name=f"p_rmul{b}_{k}") for k in range(TM)]
+                  for b in range(2)]
+
+        # ---------------- bank hand-shakes between the agents ----------------
+        in_full = Signal(2)  # chunk bank (weights + input rectangle) loaded, not yet computed
+        acc_full = Signal(2)  # accumulator bank computed, not yet drained
+        step_busy = Signal(2)  # param / residual bank of a step in use (fetch .. drain)
+        res_ready = Signal(2)  # residual tile of the step loaded
+        run_go = Signal()  # pulse: the agents start a layer
+        fe_idle, cp_idle, dr_idle = Signal(), Signal(), Signal()
+        set_in, clr_in = Signal(2), Signal(2)
+        set_acc, clr_acc = Signal(2), Signal(2)
+        set_busy, clr_busy = Signal(2), Signal(2)
+        set_res = Signal(2)
+        m.d.sync += [in_full.eq((in_full | set_in) & ~clr_in),
+                     acc_full.eq((acc_full | set_acc) & ~clr_acc),
+                     step_busy.eq((step_busy | set_busy) & ~clr_busy),
+                     res_ready.eq((res_ready | set_res) & ~clr_busy)]
+
+        # step records: the fetcher walks the tiles and hands each step on with the data
+        step_layout = data.StructLayout({
+            "rows": range(TR + 1), "cols": range(TC + 1), "m_eff": range(TM + 1),
+            "mo_base": DIM, "r0": DIM, "c0": DIM, "yb": signed(DIM + 2), "xb": signed(DIM + 2),
+            "plane0": DIM, "last": 1,
+        })
+        m.submodules.cq = cq = fifo.SyncFIFO(width=step_layout.size, depth=4)
+        m.submodules.dq = dq = fifo.SyncFIFO(width=step_layout.size, depth=4)
+        cq_head = data.View(step_layout, cq.r_data)
+        dq_head = data.View(step_layout, dq.r_data)
 
         # ---------------- counters ----------------
         cyc = Signal(64)
@@ -225,18 +261,20 @@ class ProgramEngine(wiring.Component):
         with m.If(cls_o):
             m.d.sync += st_o.eq(st_o + 1)
 
-        # ---------------- activation loader (input / residual rectangle -> ibuf) -------------
-        ld_go = Signal()  # pulse: start with the ld_* setup below
+        # ================= activation loader (input / residual rectangle -> buffer) ==========
+        ld_go = Signal()  # pulse; the ld_* set-up registers are stable from the cycle before
         ld_busy = Signal()
-        ld_tensor = Signal(AW)  # tensor base
+        ld_res = Signal()  # target: residual buffer (else input buffer)
+        ld_bank = Signal()
+        ld_tensor = Signal(AW)
         ld_pstride, ld_rstride = Signal(32), Signal(32)
-        ld_plane0 = Signal(DIM)  # first absolute plane
+        ld_plane0 = Signal(DIM)
         ld_nplanes = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
-        ld_plimit = Signal(DIM)  # planes >= this do not exist
-        ld_yb, ld_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))  # buffer origin
-        ld_hin, ld_win = Signal(DIM), Signal(DIM)  # rectangle extent (rows_in, cols_in)
-        ld_h, ld_wd = Signal(DIM), Signal(DIM)  # tensor height / width
-        # derived (LD_SETUP)
+        ld_plimit = Signal(DIM)
+        ld_yb, ld_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        ld_hin, ld_win = Signal(DIM), Signal(DIM)
+        ld_h, ld_wd = Signal(DIM), Signal(DIM)
+        ld_pitch = Signal(range(TC_IN + 1))
         ylo, yhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         xlo, xhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         bx0 = Signal(DIM)
@@ -246,13 +284,12 @@ class ProgramEngine(wiring.Component):
         plane_addr = Signal(AW)
         ld_j = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
         ld_y = Signal(signed(DIM + 2))
-        ld_wrow = Signal(range(geo.ibuf_depth + 1))
-        ld_wrow0 = Signal(range(geo.ibuf_depth + 1))
+        ld_wrow = Signal(range(DI + 1))
+        ld_wrow0 = Signal(range(DI + 1))
         ld_x = Signal(signed(DIM + 2))
-        ld_wa = Signal(range(geo.ibuf_depth + 1))
+        ld_wa = Signal(range(DI + 1))
         ld_wi = Signal(range(WPB))
         ld_beat = self.rd_data.p.data
-        ld_owner = Signal()  # rd_data belongs to the loader
 
         with m.FSM(name="loader"):
             with m.State("IDLE"):
@@ -276,7 +313,7 @@ class ProgramEngine(wiring.Component):
                     wx0.eq(xlo_u % WPB),
                     nbeats.eq(xhi_u // WPB - xlo_u // WPB + 1),
                     row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride),
-                    ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * TC_IN
+                    ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch
                                 + (xlo - ld_xb).as_unsigned()[:DIM]),
                 ]
                 with m.If((ylo > yhi) | (xlo > xhi)):
@@ -298,14 +335,17 @@ class ProgramEngine(wiring.Component):
                     m.d.sync += [ld_x.eq(xlo), ld_wa.eq(ld_wrow), ld_wi.eq(wx0)]
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += [ld_busy.eq(1), ld_owner.eq(1)]
+                m.d.comb += ld_busy.eq(1)
                 with m.If(self.rd_data.valid):
                     word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
-                    m.d.comb += [
-                        ib_w.addr.eq(ld_wa),
-                        ib_w.data.eq(word.replicate(CB // G)),
-                        ib_w.en.eq(Const(1, CB // G) << ld_j),
-                    ]
+                    with m.If(ld_res):
+                        m.d.comb += [rb_w.addr.eq(Mux(ld_bank, TR * TC, 0) + ld_wa),
+                                     rb_w.data.eq(word.replicate(TM // G)),
+                                     rb_w.en.eq(Const(1, TM // G) << ld_j)]
+                    with m.Else():
+                        m.d.comb += [ib_w.addr.eq(Mux(ld_bank, DI, 0) + ld_wa),
+                                     ib_w.data.eq(word.replicate(CB // G)),
+                                     ib_w.en.eq(Const(1, CB // G) << ld_j)]
                     m.d.sync += [ld_x.eq(ld_x + 1), ld_wa.eq(ld_wa + 1)]
                     last_word = ld_x == xhi
                     with m.If((ld_wi == WPB - 1) | last_word):
@@ -314,7 +354,7 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += ld_wi.eq(ld_wi + 1)
                     with m.If(last_word):
-                        m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + TC_IN),
+                        m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch),
                                      row_off.eq(row_off + ld_rstride)]
                         with m.If(ld_y == yhi):
                             m.d.sync += [ld_j.eq(ld_j + 1), plane_addr.eq(plane_addr + ld_pstride),
@@ -323,33 +363,208 @@ class ProgramEngine(wiring.Component):
                         with m.Else():
                             m.next = "CMD"
 
-        # ---------------- compute pipeline ----------------
-        cp_go = Signal()
-        cp_busy = Signal()
-        first = Signal()  # chunk 0: the first tap initialises the accumulators
-        m.d.comb += first.eq(no == 0)
+        # ================= fetch agent: tiles -> params, weights, inputs, residuals ==========
+        f_mo, f_r0, f_c0 = Signal(DIM), Signal(DIM), Signal(DIM)
+        f_rows, f_cols = Signal(range(TR + 1)), Signal(range(TC + 1))
+        f_meff = Signal(range(TM + 1))
+        f_yb, f_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        f_plane0 = Signal(DIM)  # first output plane of the group
+        f_no = Signal(DIM)
+        f_inplane0 = Signal(DIM)
+        f_wgrp, f_wptr, f_pptr = Signal(AW), Signal(AW), Signal(AW)
+        f_sp = Signal()  # step parity (param / residual / accumulator bank)
+        f_cb = Signal()  # chunk parity (weight / input bank)
+        f_last = Signal()
+        p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
+        w_tap = Signal(range(KMAX * KMAX + 1))
+        w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
+        w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
+        m.d.comb += [wb_w.addr.eq(Mux(f_cb, DWB, 0) + w_tap), wb_w.data.eq(w_rec)]
+        fe_w = Signal()  # fetcher is loading weights (for the stall counters)
+
+        def take_param(bank):
+            with m.Switch(p_idx):
+                for k in range(TM):
+                    with m.Case(k):
+                        m.d.sync += [p_off[bank][k].eq(gb_p.rec[0:Y_BITS].as_signed()),
+                                     p_mult[bank][k].eq(gb_p.rec[64:64 + MULT_BITS]),
+                                     p_shift[bank][k].eq(gb_p.rec[80:80 + SHIFT_BITS]),
+                                     p_rmul[bank][k].eq(gb_p.rec[96:96 + RES_MULT_BITS])]
+
+        with m.FSM(name="fetch"):
+            with m.State("IDLE"):
+                m.d.comb += fe_idle.eq(1)
+                with m.If(run_go):
+                    m.d.sync += [f_mo.eq(0), f_r0.eq(0), f_c0.eq(0), f_plane0.eq(0),
+                                 f_yb.eq(0 - ph), f_xb.eq(0 - pw), f_wgrp.eq(w_addr),
+                                 f_pptr.eq(p_addr), f_sp.eq(0), f_cb.eq(0)]
+                    m.next = "STEP"
+            with m.State("STEP"):
+                m.d.sync += [
+                    f_meff.eq(Mux(out_c - f_mo < TM, out_c - f_mo, TM)),
+                    f_rows.eq(Mux(out_h - f_r0 < TR, out_h - f_r0, TR)),
+                    f_cols.eq(Mux(out_w - f_c0 < TC, out_w - f_c0, TC)),
+                    f_last.eq((f_c0 + TC >= out_w) & (f_r0 + TR >= out_h) & (f_mo + TM >= out_c)),
+                    f_wptr.eq(f_wgrp), f_no.eq(0),
+                    f_inplane0.eq(Mux(mode == MODE_DENSE, 0, f_plane0)),
+                ]
+                m.next = "STEP_WAIT"
+            with m.State("STEP_WAIT"):  # the step's param/residual bank must be free
+                rec = data.View(step_layout, cq.w_data)
+                m.d.comb += [rec.rows.eq(f_rows), rec.cols.eq(f_cols), rec.m_eff.eq(f_meff),
+                             rec.mo_base.eq(f_mo), rec.r0.eq(f_r0), rec.c0.eq(f_c0),
+                             rec.yb.eq(f_yb), rec.xb.eq(f_xb), rec.plane0.eq(f_plane0),
+                             rec.last.eq(f_last)]
+                with m.If(~step_busy.bit_select(f_sp, 1) & cq.w_rdy):
+                    m.d.comb += [cq.w_en.eq(1), set_busy.eq(Mux(f_sp, 2, 1))]
+                    with m.If(has_w):
+                        m.next = "PRM_CMD"
+                    with m.Else():
+                        m.next = "CHUNK"
+            with m.State("PRM_CMD"):
+                m.d.comb += [self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_pptr[LB:])),
+                             self.rd_cmd.p.beats.eq(
+                                 (f_pptr[:LB] + f_meff * PARAM_SIZE + BB - 1) >> LB),
+                             gb_p.start.eq(1), gb_p.skip.eq(f_pptr[:LB] // gb_p.unit)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += p_idx.eq(0)
+                    m.next = "PRM_RD"
+            with m.State("PRM_RD"):
+                m.d.comb += [gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
+                with m.If(gb_p.rec_valid):
+                    m.d.sync += p_idx.eq(p_idx + 1)
+                    with m.If(f_sp):
+                        take_param(1)
+                    with m.Else():
+                        take_param(0)
+                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                    m.next = "PRM_END"
+            with m.State("PRM_END"):  # the last record lands one cycle after its beat
+                with m.If(gb_p.rec_valid):
+                    with m.If(f_sp):
+                        take_param(1)
+                    with m.Else():
+                        take_param(0)
+                m.next = "CHUNK"
+            with m.State("CHUNK"):  # wait for a free weight/input bank
+                with m.If(~in_full.bit_select(f_cb, 1)):
+                    with m.If(has_w):
+                        m.next = "W_CMD"
+                    with m.Else():
+                        m.next = "IN_GO"
+            with m.State("W_CMD"):
+                off = f_wptr[:LB]
+                m.d.comb += [fe_w.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_wptr[LB:])),
+                             self.rd_cmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
+                             gb_w.start.eq(mode == MODE_DENSE), gb_d.start.eq(mode != MODE_DENSE),
+                             gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += w_tap.eq(0)
+                    m.next = "W_RD"
+            with m.State("W_RD"):
+                m.d.comb += fe_w.eq(1)
+                with m.If(mode == MODE_DENSE):
+                    m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
+                with m.Else():
+                    m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
+                with m.If(w_rec_valid & (w_tap < taps)):
+                    m.d.comb += wb_w.en.eq(1)
+                    m.d.sync += w_tap.eq(w_tap + 1)
+                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                    m.next = "W_END"
+            with m.State("W_END"):
+                m.d.comb += fe_w.eq(1)
+                with m.If(w_rec_valid & (w_tap < taps)):
+                    m.d.comb += wb_w.en.eq(1)
+                m.d.sync += f_wptr.eq(f_wptr + chunk_bytes)
+                m.next = "IN_GO"
+            with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
+                m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
+                             ld_pstride.eq(in_plane), ld_rstride.eq(in_row),
+                             ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w),
+                             ld_yb.eq(f_yb), ld_xb.eq(f_xb),
+                             ld_hin.eq((f_rows - 1) * sh + kh), ld_win.eq((f_cols - 1) * sw + kw),
+                             ld_plane0.eq(f_inplane0), ld_pitch.eq(TC_IN),
+                             ld_nplanes.eq(Mux(mode == MODE_DENSE, geo.in_planes,
+                                               geo.out_planes))]
+                m.next = "IN_LD"
+            with m.State("IN_LD"):
+                m.d.comb += ld_go.eq(1)
+                m.next = "IN_WAIT"
+            with m.State("IN_WAIT"):
+                with m.If(~ld_busy):
+                    m.d.comb += set_in.eq(Mux(f_cb, 2, 1))
+                    m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
+                                 f_inplane0.eq(f_inplane0 + geo.in_planes)]
+                    with m.If(f_no + 1 == n_chunks):
+                        m.next = "RES_GO"
+                    with m.Else():
+                        m.next = "CHUNK"
+            with m.State("RES_GO"):
+                m.d.sync += [ld_res.eq(1), ld_bank.eq(f_sp), ld_tensor.eq(res_addr),
+                             ld_pstride.eq(res_plane), ld_rstride.eq(res_row),
+                             ld_plimit.eq(out_planes_total), ld_h.eq(out_h), ld_wd.eq(out_w),
+                             ld_yb.eq(f_r0), ld_xb.eq(f_c0), ld_hin.eq(f_rows), ld_win.eq(f_cols),
+                             ld_plane0.eq(f_plane0), ld_pitch.eq(TC),
+                             ld_nplanes.eq(geo.out_planes)]
+                with m.If(has_res):
+                    m.next = "RES_LD"
+                with m.Else():
+                    m.next = "NEXT"
+            with m.State("RES_LD"):
+                m.d.comb += ld_go.eq(1)
+                m.next = "RES_WAIT"
+            with m.State("RES_WAIT"):
+                with m.If(~ld_busy):
+                    m.d.comb += set_res.eq(Mux(f_sp, 2, 1))
+                    m.next = "NEXT"
+            with m.State("NEXT"):  # next spatial tile, then next channel group
+                m.d.sync += f_sp.eq(~f_sp)
+                with m.If(f_c0 + TC < out_w):
+                    m.d.sync += [f_c0.eq(f_c0 + TC), f_xb.eq(f_xb + tc_sw)]
+                with m.Else():
+                    m.d.sync += [f_c0.eq(0), f_xb.eq(0 - pw)]
+                    with m.If(f_r0 + TR < out_h):
+                        m.d.sync += [f_r0.eq(f_r0 + TR), f_yb.eq(f_yb + tr_sh)]
+                    with m.Else():
+                        m.d.sync += [f_r0.eq(0), f_yb.eq(0 - ph), f_mo.eq(f_mo + TM),
+                                     f_plane0.eq(f_plane0 + geo.out_planes),
+                                     f_wgrp.eq(f_wptr), f_pptr.eq(f_pptr + TM * PARAM_SIZE)]
+                with m.If(f_last):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "STEP"
+
+        # ================= compute agent: taps x pixel pairs through the PE array ==========
+        c_rows, c_cols = Signal(range(TR + 1)), Signal(range(TC + 1))
+        c_yb, c_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
+        c_last = Signal()
+        c_no = Signal(DIM)
+        c_cb = Signal()  # chunk bank
+        c_ab = Signal()  # accumulator bank (step parity)
         ky, kx = Signal(range(KMAX)), Signal(range(KMAX))
         tap = Signal(range(KMAX * KMAX))
         cr = Signal(range(TR + 1))
-        cq = Signal(range(QC + 1))
+        cq_i = Signal(range(QC + 1))
         phase = Signal()
-        rowaddr = Signal(range(geo.ibuf_depth + TC_IN * SMAX * 2))
+        rowaddr = Signal(range(DI + TC_IN * SMAX * 2))
         coladdr = Signal(range(TC_IN + 2 * SMAX + 2))
         iy = Signal(signed(DIM + 2))
         ixa = Signal(signed(DIM + 2))
-        tile_yb, tile_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
-        arow = Signal(range(geo.acc_depth + QC + 1))
+        arow = Signal(range(DA + QC + 1))
         inflight = Signal(range(64))
-        sh_tc = Signal(range(SMAX * TC_IN + 1))
+        cp_issue = Signal()
+        cp_wait_in = Signal()  # compute is waiting for a loaded chunk
+        cp_wait_acc = Signal()  # compute is waiting for a drained accumulator bank
 
-        # stage 1 registers (PE operands)
         s1_valid, s1_phase = Signal(), Signal()
         s1_in_a, s1_in_b = Signal(), Signal()
-        s1_aaddr = Signal(range(geo.acc_depth))
+        s1_aaddr = Signal(range(2 * DA))
         s1_first = Signal()
-        pad_word = Mux(is_max, 0, pad_code)
         padvec = Signal(CB * ACT_BITS)
-        m.d.comb += padvec.eq(pad_word.replicate(CB))
+        m.d.comb += padvec.eq(Mux(is_max, 0, pad_code).replicate(CB))
         m.d.comb += [
             pe.x[0].as_value().eq(Mux(s1_in_a, ib_a.data, padvec)),
             pe.x[1].as_value().eq(Mux(s1_in_b, ib_b.data, padvec)),
@@ -358,13 +573,12 @@ class ProgramEngine(wiring.Component):
             pe.valid.eq(s1_valid),
             pe.phase.eq(s1_phase),
         ]
-        meta = data.StructLayout({"addr": range(geo.acc_depth), "first": 1})
+        meta = data.StructLayout({"addr": range(2 * DA), "first": 1})
         m.submodules.metaq = metaq = fifo.SyncFIFO(width=meta.size, depth=32)
         m.d.comb += [metaq.w_data.eq(Cat(s1_aaddr, s1_first)),
                      metaq.w_en.eq(s1_valid & s1_phase)]
-        # write-back stage
         wbk_valid = Signal()
-        wbk_addr = Signal(range(geo.acc_depth))
+        wbk_addr = Signal(range(2 * DA))
         wbk_first = Signal()
         wbk_sum = Signal(acc_layout)
         m.d.comb += metaq.r_en.eq(pe.valid_out)
@@ -382,22 +596,45 @@ class ProgramEngine(wiring.Component):
             m.d.sync += inflight.eq(inflight + 1)
         with m.Elif(~(s1_valid & s1_phase) & wbk_valid):
             m.d.sync += inflight.eq(inflight - 1)
+        # accumulator read port: the compute write-back reads at the PE output
+        with m.If(pe.valid_out):
+            m.d.comb += [ab_r.addr.eq(head.addr), ab_r.en.eq(1)]
 
-        issue = Signal()
         m.d.sync += s1_valid.eq(0)
+        ib_base = Mux(c_cb, DI, 0)
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(cp_go):
+                m.d.comb += cp_idle.eq(1)
+                with m.If(run_go):
+                    m.d.sync += [c_cb.eq(0), c_ab.eq(0)]
+                    m.next = "POP"
+            with m.State("POP"):
+                m.d.comb += cp_wait_in.eq(1)
+                with m.If(cq.r_rdy):
+                    m.d.comb += cq.r_en.eq(1)
+                    m.d.sync += [c_rows.eq(cq_head.rows), c_cols.eq(cq_head.cols),
+                                 c_yb.eq(cq_head.yb), c_xb.eq(cq_head.xb),
+                                 c_last.eq(cq_head.last), c_no.eq(0)]
+                    m.next = "ACC_WAIT"
+            with m.State("ACC_WAIT"):
+                m.d.comb += cp_wait_acc.eq(1)
+                with m.If(~acc_full.bit_select(c_ab, 1)):
+                    m.next = "CHUNK_WAIT"
+            with m.State("CHUNK_WAIT"):
+                m.d.comb += cp_wait_in.eq(1)
+                with m.If(in_full.bit_select(c_cb, 1)):
                     m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0)]
                     m.next = "TAP"
             with m.State("TAP"):  # read the tap's weight record; set up the first row
-                m.d.comb += [cp_busy.eq(1), wb_r.addr.eq(tap), wb_r.en.eq(1)]
-                m.d.sync += [cr.eq(0), cq.eq(0), arow.eq(0), rowaddr.eq(ky * TC_IN),
-                             coladdr.eq(kx), iy.eq(tile_yb + ky), ixa.eq(tile_xb + kx)]
+                m.d.comb += [wb_r.addr.eq(Mux(c_cb, DWB, 0) + tap), wb_r.en.eq(1)]
+                m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
+                             rowaddr.eq(ky * TC_IN), coladdr.eq(kx),
+                             iy.eq(c_yb + ky), ixa.eq(c_xb + kx)]
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [cp_busy.eq(1), issue.eq(1)]
-                m.d.comb += [ib_a.addr.eq(rowaddr + coladdr), ib_b.addr.eq(rowaddr + coladdr + sw),
+                m.d.comb += cp_issue.eq(1)
+                m.d.comb += [ib_a.addr.eq(ib_base + rowaddr + coladdr),
+                             ib_b.addr.eq(ib_base + rowaddr + coladdr + sw),
                              ib_a.en.eq(~phase), ib_b.en.eq(~phase)]
                 in_y = (iy >= 0) & (iy < in_h)
                 ixb = ixa + sw
@@ -405,58 +642,67 @@ class ProgramEngine(wiring.Component):
                     s1_valid.eq(1), s1_phase.eq(phase),
                     s1_in_a.eq(in_y & (ixa >= 0) & (ixa < in_w)),
                     s1_in_b.eq(in_y & (ixb >= 0) & (ixb < in_w)),
-                    s1_aaddr.eq(arow + cq), s1_first.eq(first & (tap == 0)),
+                    s1_aaddr.eq(arow + cq_i), s1_first.eq((c_no == 0) & (tap == 0)),
                     phase.eq(~phase),
                 ]
                 with m.If(phase):  # advance to the next pair
-                    last_q = (cq + 1) * 2 >= cols
-                    with m.If(~last_q):
-                        m.d.sync += [cq.eq(cq + 1), coladdr.eq(coladdr + 2 * sw),
+                    with m.If((cq_i + 1) * 2 < c_cols):
+                        m.d.sync += [cq_i.eq(cq_i + 1), coladdr.eq(coladdr + 2 * sw),
                                      ixa.eq(ixa + 2 * sw)]
                     with m.Else():
-                        m.d.sync += [cq.eq(0), cr.eq(cr + 1), arow.eq(arow + QC),
+                        m.d.sync += [cq_i.eq(0), cr.eq(cr + 1), arow.eq(arow + QC),
                                      rowaddr.eq(rowaddr + sh_tc), coladdr.eq(kx),
-                                     iy.eq(iy + sh), ixa.eq(tile_xb + kx)]
-                        with m.If(cr + 1 == rows):
+                                     iy.eq(iy + sh), ixa.eq(c_xb + kx)]
+                        with m.If(cr + 1 == c_rows):
                             m.d.sync += tap.eq(tap + 1)
                             with m.If(kx + 1 == kw):
                                 m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
                             with m.Else():
                                 m.d.sync += kx.eq(kx + 1)
-                            with m.If(tap + 1 == taps):
-                                m.next = "FLUSH"
+                            with m.If(tap + 1 == taps):  # chunk done: its banks are free
+                                m.d.comb += clr_in.eq(Mux(c_cb, 2, 1))
+                                m.d.sync += [c_cb.eq(~c_cb), c_no.eq(c_no + 1)]
+                                with m.If(c_no + 1 == n_chunks):
+                                    m.next = "FLUSH"
+                                with m.Else():
+                                    m.next = "CHUNK_WAIT"
                             with m.Else():
                                 m.next = "TAP"
-            with m.State("FLUSH"):
-                m.d.comb += cp_busy.eq(1)
-                with m.If((inflight == 0) & ~s1_valid & ~wbk_valid):
-                    m.next = "IDLE"
-        # the accumulator read port: compute write-back (read at PE output) or drain
-        dr_en = Signal()
-        dr_addr = Signal(range(geo.acc_depth))
-        with m.If(cp_busy):
-            m.d.comb += [ab_r.addr.eq(head.addr), ab_r.en.eq(pe.valid_out)]
-        with m.Else():
-            m.d.comb += [ab_r.addr.eq(dr_addr), ab_r.en.eq(dr_en)]
+            with m.State("FLUSH"):  # last write-backs of the step, then hand it to the drain
+                with m.If((inflight == 0) & ~s1_valid & ~wbk_valid & dq.w_rdy):
+                    m.d.comb += [set_acc.eq(Mux(c_ab, 2, 1)), dq.w_en.eq(1)]
+                    m.d.sync += c_ab.eq(~c_ab)
+                    with m.If(c_last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "POP"
+        # the step record travels on with the accumulators: keep the popped one for the drain
+        cq_head_saved = Signal(step_layout.size)
+        m.d.comb += dq.w_data.eq(cq_head_saved)
+        with m.If(cq.r_en):
+            m.d.sync += cq_head_saved.eq(cq.r_data)
 
-        # ---------------- drain: accumulators -> requantization -> output tile buffer ---------
-        dn_go = Signal()
-        dn_busy = Signal()
+        # ================= drain agent: accumulators -> requant -> output tile -> DDR =========
+        d_rows, d_cols = Signal(range(TR + 1)), Signal(range(TC + 1))
+        d_meff = Signal(range(TM + 1))
+        d_mo, d_r0, d_c0, d_plane0 = Signal(DIM), Signal(DIM), Signal(DIM), Signal(DIM)
+        d_last = Signal()
+        d_b = Signal()  # step parity
         dr_r = Signal(range(TR + 1))
         dr_q = Signal(range(QC + 1))
-        dr_pix = Signal()  # 0: pixel A, 1: pixel B of the pair
-        accv = data.View(acc_layout, ab_r.data)
+        dr_pix = Signal()
+        accv = data.View(acc_layout, ab_d.data)
         ri = rq.i.payload
-        res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), CB), ib_a.data)
-        res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), CB), ib_b.data)
+        res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_a.data)
+        res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_b.data)
         for k in range(TM):
             m.d.comb += [
                 ri[k].acc.eq(Mux(dr_pix, accv[1][k], accv[0][k])),
-                ri[k].mult.eq(Mux(has_w, p_mult[k], u_mult)),
-                ri[k].offset.eq(Mux(has_w, p_off[k], u_offset)),
-                ri[k].shift.eq(Mux(has_w, p_shift[k], u_shift)),
+                ri[k].mult.eq(Mux(has_w, Mux(d_b, p_mult[1][k], p_mult[0][k]), u_mult)),
+                ri[k].offset.eq(Mux(has_w, Mux(d_b, p_off[1][k], p_off[0][k]), u_offset)),
+                ri[k].shift.eq(Mux(has_w, Mux(d_b, p_shift[1][k], p_shift[0][k]), u_shift)),
                 ri[k].res.eq(Mux(has_res, Mux(dr_pix, res_b[k], res_a[k]), 0)),
-                ri[k].res_mult.eq(Mux(has_w, p_rmul[k], u_mult_b)),
+                ri[k].res_mult.eq(Mux(has_w, Mux(d_b, p_rmul[1][k], p_rmul[0][k]), u_mult_b)),
             ]
         m.d.comb += [rq.lo.eq(lo), rq.hi.eq(hi)]
         ot_count = Signal(range(TR * TC + 4))  # pixels pushed to requant and not yet out
@@ -464,40 +710,6 @@ class ProgramEngine(wiring.Component):
             m.d.sync += ot_count.eq(ot_count + 1)
         with m.Elif(~(rq.i.valid & rq.i.ready) & (rq.o.valid & rq.o.ready)):
             m.d.sync += ot_count.eq(ot_count - 1)
-        dr_last_pix = Signal()
-        with m.FSM(name="drain"):
-            with m.State("IDLE"):
-                with m.If(dn_go):
-                    m.d.sync += [dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0)]
-                    m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += [dn_busy.eq(1), dr_en.eq(1), dr_addr.eq(dr_r * QC + dr_q),
-                             ib_a.addr.eq(dr_r * TC_IN + dr_q * 2),
-                             ib_b.addr.eq(dr_r * TC_IN + dr_q * 2 + 1),
-                             ib_a.en.eq(1), ib_b.en.eq(1)]
-                m.d.sync += dr_pix.eq(0)
-                m.next = "PUSH"
-            with m.State("PUSH"):
-                m.d.comb += [dn_busy.eq(1), rq.i.valid.eq(1)]
-                pix_b_valid = dr_q * 2 + 1 < cols
-                m.d.comb += dr_last_pix.eq(dr_pix | ~pix_b_valid)
-                with m.If(rq.i.ready):
-                    with m.If(~dr_last_pix):
-                        m.d.sync += dr_pix.eq(1)
-                    with m.Else():
-                        with m.If((dr_q + 1) * 2 < cols):
-                            m.d.sync += dr_q.eq(dr_q + 1)
-                            m.next = "READ"
-                        with m.Else():
-                            m.d.sync += [dr_q.eq(0), dr_r.eq(dr_r + 1)]
-                            with m.If(dr_r + 1 == rows):
-                                m.next = "WAIT"
-                            with m.Else():
-                                m.next = "READ"
-            with m.State("WAIT"):  # requant results still in flight
-                m.d.comb += dn_busy.eq(1)
-                with m.If(~rq.o.valid & (ot_count == 0)):
-                    m.next = "IDLE"
 
         # output side of the requantization bank: codes -> obuf (or logits -> DDR)
         ot_r = Signal(range(TR + 1))
@@ -510,10 +722,9 @@ class ProgramEngine(wiring.Component):
         lg_addr = Signal(AW)  # logits: address of lane 0 of this pixel
         lg_cur = Signal(AW)
         lg_cmd_done, lg_dat_done = Signal(), Signal()
-        lg_pix_row = Signal(AW)  # address of (mo_base, r0 + ot_r, c0)
-        out_act = ~logits
+        lg_pix_row = Signal(AW)
         ot_adv = Signal()
-        with m.If(out_act):
+        with m.If(~logits):
             m.d.comb += rq.o.ready.eq(1)
             with m.If(rq.o.valid):
                 m.d.comb += ot_adv.eq(1)
@@ -528,11 +739,10 @@ class ProgramEngine(wiring.Component):
                     m.d.sync += ot_s.eq(ot_s + 1)
         with m.Else():  # logits: one 2-byte write per lane
             with m.If(rq.o.valid):
-                lane_ok = lg_lane < m_eff
                 val = Signal(16)
                 m.d.comb += val.eq(rq.o.payload.as_value().word_select(lg_lane, 16))
                 boff = lg_cur[:LB]
-                with m.If(~lane_ok):
+                with m.If(lg_lane >= d_meff):
                     m.d.comb += [rq.o.ready.eq(1), ot_adv.eq(1)]
                     m.d.sync += [lg_lane.eq(0), lg_addr.eq(lg_addr + 2), lg_cur.eq(lg_addr + 2)]
                 with m.Else():
@@ -552,23 +762,21 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += [lg_cmd_done.eq(cmd_ok), lg_dat_done.eq(dat_ok)]
         with m.If(ot_adv):
-            with m.If(ot_c + 1 == cols):
+            with m.If(ot_c + 1 == d_cols):
                 m.d.sync += [ot_c.eq(0), ot_r.eq(ot_r + 1), ot_bx.eq(0), ot_s.eq(ot_s0),
                              lg_addr.eq(lg_pix_row + out_row), lg_cur.eq(lg_pix_row + out_row),
                              lg_pix_row.eq(lg_pix_row + out_row)]
             with m.Else():
                 m.d.sync += ot_c.eq(ot_c + 1)
 
-        # ---------------- output tile store (obuf -> DDR with byte strobes) ----------------
-        st_go = Signal()
-        st_busy = Signal()
+        # store: obuf -> DDR, one burst per plane row, byte strobes
         st_r = Signal(range(TR + 1))
         st_j = Signal(range(geo.out_planes + 1))
         st_bx = Signal(range(geo.obuf_beats + 1))
         st_nb = Signal(range(geo.obuf_beats + 1))
-        st_slast = Signal(range(WPB))  # (c0 + cols - 1) % WPB
-        st_bx0 = Signal(DIM)  # c0 // WPB
-        st_row_addr = Signal(AW)  # out_addr + tile_plane0 * plane + (r0 + st_r) * row
+        st_slast = Signal(range(WPB))
+        st_bx0 = Signal(DIM)
+        st_row_addr = Signal(AW)
         st_plane_addr = Signal(AW)
         rd_data_o = Signal(WPB * WB)
         with m.Switch(st_j):
@@ -577,7 +785,6 @@ class ProgramEngine(wiring.Component):
                     m.d.comb += rd_data_o.eq(rp.data)
         for _, rp in obufs:
             m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx)
-        # byte strobes of the words [s_lo, s_hi] of the beat
         s_lo = Mux(st_bx == 0, ot_s0, 0)
         s_hi = Mux(st_bx == st_nb - 1, st_slast, WPB - 1)
         strb = Signal(BB)
@@ -585,64 +792,126 @@ class ProgramEngine(wiring.Component):
         for s in range(WPB):
             own = (s_lo <= s) & (s_hi >= s) if s else (s_lo == 0)  # s_hi >= 0 always holds
             lo_b, hi_b = (s * WB) // 8, (s * WB + WB - 1) // 8
-            mask = sum(1 << x for x in range(lo_b, hi_b + 1))
-            terms.append(Mux(own, mask, 0))
+            terms.append(Mux(own, sum(1 << x for x in range(lo_b, hi_b + 1)), 0))
         strb_v = terms[0]
         for t in terms[1:]:
             strb_v = strb_v | t
         m.d.comb += strb.eq(strb_v)
-        with m.FSM(name="store"):
+
+        dr_wait_acc = Signal()
+        dr_store = Signal()
+        with m.FSM(name="drain"):
             with m.State("IDLE"):
-                with m.If(st_go):
+                m.d.comb += dr_idle.eq(1)
+                with m.If(run_go):
+                    m.d.sync += d_b.eq(0)
+                    m.next = "POP"
+            with m.State("POP"):
+                m.d.comb += dr_wait_acc.eq(1)
+                with m.If(dq.r_rdy & acc_full.bit_select(d_b, 1)
+                          & (~has_res | res_ready.bit_select(d_b, 1))):
+                    m.d.comb += dq.r_en.eq(1)
+                    m.d.sync += [d_rows.eq(dq_head.rows), d_cols.eq(dq_head.cols),
+                                 d_meff.eq(dq_head.m_eff), d_mo.eq(dq_head.mo_base),
+                                 d_r0.eq(dq_head.r0), d_c0.eq(dq_head.c0),
+                                 d_plane0.eq(dq_head.plane0), d_last.eq(dq_head.last)]
+                    m.next = "SETUP"
+            with m.State("SETUP"):  # per-tile addresses of the output side
+                last_x = (d_c0 + d_cols - 1)[:DIM]
+                lg0 = out_addr + d_mo * out_plane + d_r0 * out_row + d_c0 * 2
+                m.d.sync += [
+                    ot_s0.eq(d_c0 % WPB), st_bx0.eq(d_c0 // WPB),
+                    st_slast.eq(last_x % WPB), st_nb.eq(last_x // WPB - d_c0 // WPB + 1),
+                    st_row_addr.eq(out_addr + d_plane0 * out_plane + d_r0 * out_row),
+                    lg_pix_row.eq(lg0), lg_addr.eq(lg0), lg_cur.eq(lg0),
+                    dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0),
+                    ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(d_c0 % WPB),
+                    lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
+                ]
+                m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [ab_d.addr.eq(Mux(d_b, DA, 0) + dr_r * QC + dr_q), ab_d.en.eq(1),
+                             rb_a.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2),
+                             rb_b.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2 + 1),
+                             rb_a.en.eq(1), rb_b.en.eq(1)]
+                m.d.sync += dr_pix.eq(0)
+                m.next = "PUSH"
+            with m.State("PUSH"):
+                m.d.comb += rq.i.valid.eq(1)
+                last_pix = dr_pix | ~(dr_q * 2 + 1 < d_cols)
+                with m.If(rq.i.ready):
+                    with m.If(~last_pix):
+                        m.d.sync += dr_pix.eq(1)
+                    with m.Else():
+                        with m.If((dr_q + 1) * 2 < d_cols):
+                            m.d.sync += dr_q.eq(dr_q + 1)
+                            m.next = "READ"
+                        with m.Else():
+                            m.d.sync += [dr_q.eq(0), dr_r.eq(dr_r + 1)]
+                            with m.If(dr_r + 1 == d_rows):
+                                m.next = "WAIT"
+                            with m.Else():
+                                m.next = "READ"
+            with m.State("WAIT"):  # requant results still in flight
+                with m.If(~rq.o.valid & (ot_count == 0)):
+                    # accumulators, params and residual of this step are no longer needed
+                    m.d.comb += [clr_acc.eq(Mux(d_b, 2, 1)), clr_busy.eq(Mux(d_b, 2, 1))]
                     m.d.sync += [st_r.eq(0), st_j.eq(0), st_bx.eq(0),
                                  st_plane_addr.eq(st_row_addr)]
-                    m.next = "CMD"
-            with m.State("CMD"):
-                m.d.comb += st_busy.eq(1)
-                with m.If((st_j == geo.out_planes) | (tile_plane0 + st_j >= out_planes_total)):
+                    with m.If(logits):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.next = "ST_CMD"
+            with m.State("ST_CMD"):
+                m.d.comb += dr_store.eq(1)
+                with m.If((st_j == geo.out_planes) | (d_plane0 + st_j >= out_planes_total)):
                     m.d.sync += [st_j.eq(0), st_r.eq(st_r + 1),
                                  st_row_addr.eq(st_row_addr + out_row),
                                  st_plane_addr.eq(st_row_addr + out_row)]
-                    with m.If(st_r + 1 == rows):
-                        m.next = "IDLE"
+                    with m.If(st_r + 1 == d_rows):
+                        m.next = "NEXT"
                 with m.Else():
                     m.d.comb += [self.wr_cmd.valid.eq(1),
                                  self.wr_cmd.p.addr.eq(st_plane_addr + (st_bx0 << LB)),
                                  self.wr_cmd.p.beats.eq(st_nb)]
                     with m.If(self.wr_cmd.ready):
                         m.d.sync += st_bx.eq(0)
-                        m.next = "RD"
-            with m.State("RD"):
-                m.d.comb += [st_busy.eq(1)]
+                        m.next = "ST_RD"
+            with m.State("ST_RD"):
+                m.d.comb += dr_store.eq(1)
                 for _, rp in obufs:
                     m.d.comb += rp.en.eq(1)
-                m.next = "WR"
-            with m.State("WR"):
-                m.d.comb += [st_busy.eq(1), self.wr_data.valid.eq(1),
+                m.next = "ST_WR"
+            with m.State("ST_WR"):
+                m.d.comb += [dr_store.eq(1), self.wr_data.valid.eq(1),
                              self.wr_data.p.data.eq(rd_data_o), self.wr_data.p.strb.eq(strb)]
-                for _, rp in obufs:
-                    m.d.comb += rp.en.eq(0)
                 with m.If(self.wr_data.ready):
                     with m.If(st_bx + 1 == st_nb):
                         m.d.sync += [st_j.eq(st_j + 1), st_bx.eq(0),
                                      st_plane_addr.eq(st_plane_addr + out_plane)]
-                        m.next = "CMD"
+                        m.next = "ST_CMD"
                     with m.Else():
                         m.d.sync += st_bx.eq(st_bx + 1)
-                        m.next = "RD"
+                        m.next = "ST_RD"
+            with m.State("NEXT"):
+                m.d.sync += d_b.eq(~d_b)
+                with m.If(d_last):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "POP"
 
-        # ---------------- main sequencer ----------------
-        m.d.comb += [ctrl.idle.eq(~busy)]
-        for gb in (gb_w, gb_d, gb_p):
-            m.d.comb += gb.enable.eq(0)
-        rd_err = Signal()
-        m.d.comb += rd_err.eq(self.rd_error | self.wr_error)
-        w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
-        w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
-        w_tap = Signal(range(KMAX * KMAX + 1))
-        m.d.comb += [wb_w.addr.eq(w_tap), wb_w.data.eq(w_rec)]
-        tr_sh = Signal(range(TR * SMAX + 1))
-        tc_sw = Signal(range(TC * SMAX + 1))
+        # ================= main sequencer: program header, descriptors, layers =============
+        m.d.comb += ctrl.idle.eq(~busy)
+        ax_err = Signal()
+        m.d.comb += ax_err.eq(self.rd_error | self.wr_error)
+        in_layer = Signal()
+        with m.If(in_layer & ~cp_issue):  # why the PE array is not busy
+            with m.If(cp_wait_acc | (cp_idle & ~dr_idle) | (cp_wait_in & dr_store & fe_idle)):
+                m.d.comb += cls_o.eq(1)
+            with m.Elif(fe_w):
+                m.d.comb += cls_w.eq(1)
+            with m.Else():
+                m.d.comb += cls_i.eq(1)
 
         with m.FSM(name="main"):
             with m.State("IDLE"):
@@ -700,6 +969,7 @@ class ProgramEngine(wiring.Component):
                     with m.If(self.rd_data.p.last):
                         m.next = "DECODE"
             with m.State("DECODE"):
+                m.d.comb += cls_i.eq(1)
                 f_op = field("op", 8)
                 m.d.sync += [
                     op.eq(f_op), flags.eq(field("flags", 8)),
@@ -727,9 +997,9 @@ class ProgramEngine(wiring.Component):
                 ]
                 # descriptor checks (the exporter refuses these first: limits.check_program)
                 bad = Signal()
-                big = [field(n) for n in ("kh", "kw")]
+                fk = [field(n) for n in ("kh", "kw")]
                 m.d.comb += bad.eq(
-                    (big[0] > KMAX) | (big[1] > KMAX) | (big[0] == 0) | (big[1] == 0)
+                    (fk[0] > KMAX) | (fk[1] > KMAX) | (fk[0] == 0) | (fk[1] == 0)
                     | (field("stride_h") > SMAX) | (field("stride_w") > SMAX)
                     | (field("stride_h") == 0) | (field("stride_w") == 0)
                     | (field("pad_h") > PMAX) | (field("pad_w") > PMAX)
@@ -740,7 +1010,8 @@ class ProgramEngine(wiring.Component):
                     | (field("p_addr")[AW:] != 0)
                     | (field("out_c")[DIM:] != 0) | (field("in_c")[DIM:] != 0)
                     | (field("out_h")[DIM:] != 0) | (field("out_w")[DIM:] != 0)
-                    | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0))
+                    | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0)
+                    | (field("out_c") == 0) | (field("out_h") == 0) | (field("out_w") == 0))
                 with m.If((f_op == 0) | (f_op > OP_ADD)):
                     m.d.sync += status.eq(ST_OP | (layer << 8))
                     m.next = "FINISH"
@@ -750,6 +1021,7 @@ class ProgramEngine(wiring.Component):
                 with m.Else():
                     m.next = "LAYER"
             with m.State("LAYER"):
+                m.d.comb += cls_i.eq(1)
                 conv_like = (op == OP_CONV) | (op == OP_LINEAR) | (op == OP_DW)
                 m.d.sync += [
                     mode.eq(Mux(op == OP_DW, MODE_DW,
@@ -763,181 +1035,28 @@ class ProgramEngine(wiring.Component):
                     in_planes_total.eq((in_c + G - 1) // G),
                     out_planes_total.eq((out_c + G - 1) // G),
                     sh_tc.eq(sh * TC_IN), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
-                    mo_base.eq(0), r0.eq(0), c0.eq(0), tile_plane0.eq(0),
-                    w_grp.eq(w_addr), p_ptr.eq(p_addr),
-                    tile_yb.eq(0 - ph),
-                    tile_xb.eq(0 - pw),
-                    ot_s0.eq(0), st_bx0.eq(0),
                 ]
                 with m.If(op == OP_MAXPOOL):
                     m.d.sync += [u_mult.eq(1), u_offset.eq(0), u_shift.eq(0)]
                 with m.If(op != OP_ADD):
                     m.d.sync += u_mult_b.eq(0)
-                m.next = "STEP"
-            with m.State("STEP"):
-                m.d.sync += [
-                    m_eff.eq(Mux(out_c - mo_base < TM, out_c - mo_base, TM)),
-                    rows.eq(Mux(out_h - r0 < TR, out_h - r0, TR)),
-                    cols.eq(Mux(out_w - c0 < TC, out_w - c0, TC)),
-                    w_ptr.eq(w_grp), no.eq(0),
-                    in_plane0.eq(Mux(mode == MODE_DENSE, 0, tile_plane0)),
-                    res_phase.eq(0),
-                ]
-                m.next = "STEP2"
-            with m.State("STEP2"):  # per-tile addresses of the output side
-                last_x = (c0 + cols - 1)[:DIM]
-                m.d.sync += [
-                    ot_s0.eq(c0 % WPB), st_bx0.eq(c0 // WPB),
-                    st_slast.eq(last_x % WPB), st_nb.eq(last_x // WPB - c0 // WPB + 1),
-                    st_row_addr.eq(out_addr + tile_plane0 * out_plane + r0 * out_row),
-                    lg_pix_row.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
-                    lg_addr.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
-                    lg_cur.eq(out_addr + mo_base * out_plane + r0 * out_row + c0 * 2),
-                ]
-                with m.If(has_w):
-                    m.next = "PRM_CMD"
-                with m.Else():
-                    m.next = "CHUNK"
-            with m.State("PRM_CMD"):
-                m.d.comb += [cls_i.eq(1), self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), p_ptr[LB:])),
-                             self.rd_cmd.p.beats.eq(
-                                 (p_ptr[:LB] + m_eff * PARAM_SIZE + BB - 1) >> LB),
-                             gb_p.start.eq(1), gb_p.skip.eq(p_ptr[:LB] // gb_p.unit)]
-                with m.If(self.rd_cmd.ready):
-                    m.d.sync += p_idx.eq(0)
-                    m.next = "PRM_RD"
-            with m.State("PRM_RD"):
-                m.d.comb += [cls_i.eq(1), gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
-                with m.If(gb_p.rec_valid):
-                    m.d.sync += p_idx.eq(p_idx + 1)
-                    with m.Switch(p_idx):
-                        for k in range(TM):
-                            with m.Case(k):
-                                m.d.sync += [p_off[k].eq(gb_p.rec[0:Y_BITS].as_signed()),
-                                             p_mult[k].eq(gb_p.rec[64:64 + MULT_BITS]),
-                                             p_shift[k].eq(gb_p.rec[80:80 + SHIFT_BITS]),
-                                             p_rmul[k].eq(gb_p.rec[96:96 + RES_MULT_BITS])]
-                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
-                    m.next = "PRM_END"
-            with m.State("PRM_END"):  # the last record lands one cycle after its beat
-                m.d.comb += cls_i.eq(1)
-                with m.If(gb_p.rec_valid):
-                    with m.Switch(p_idx):
-                        for k in range(TM):
-                            with m.Case(k):
-                                m.d.sync += [p_off[k].eq(gb_p.rec[0:Y_BITS].as_signed()),
-                                             p_mult[k].eq(gb_p.rec[64:64 + MULT_BITS]),
-                                             p_shift[k].eq(gb_p.rec[80:80 + SHIFT_BITS]),
-                                             p_rmul[k].eq(gb_p.rec[96:96 + RES_MULT_BITS])]
-                m.next = "CHUNK"
-            with m.State("CHUNK"):
-                with m.If(has_w):
-                    m.next = "W_CMD"
-                with m.Else():
-                    m.next = "IN_GO"
-            with m.State("W_CMD"):
-                off = w_ptr[:LB]
-                gbx = Mux(mode == MODE_DENSE, 0, 1)
-                m.d.comb += [cls_w.eq(1), self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), w_ptr[LB:])),
-                             self.rd_cmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
-                             gb_w.start.eq(gbx == 0), gb_d.start.eq(gbx == 1),
-                             gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
-                with m.If(self.rd_cmd.ready):
-                    m.d.sync += w_tap.eq(0)
-                    m.next = "W_RD"
-            with m.State("W_RD"):
-                m.d.comb += cls_w.eq(1)
-                with m.If(mode == MODE_DENSE):
-                    m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
-                with m.Else():
-                    m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
-                with m.If(w_rec_valid & (w_tap < taps)):
-                    m.d.comb += wb_w.en.eq(1)
-                    m.d.sync += w_tap.eq(w_tap + 1)
-                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
-                    m.next = "W_END"
-            with m.State("W_END"):
-                m.d.comb += cls_w.eq(1)
-                with m.If(w_rec_valid & (w_tap < taps)):
-                    m.d.comb += wb_w.en.eq(1)
-                m.d.sync += w_ptr.eq(w_ptr + chunk_bytes)
-                m.next = "IN_GO"
-            with m.State("IN_GO"):  # load the input rectangle of this chunk
-                m.d.comb += cls_i.eq(1)
-                m.d.sync += [ld_tensor.eq(in_addr), ld_pstride.eq(in_plane), ld_rstride.eq(in_row),
-                             ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w)]
-                m.next = "IN_LD"
-            with m.State("IN_LD"):
-                m.d.comb += [cls_i.eq(1), ld_go.eq(1)]
-                m.next = "IN_WAIT"
-            with m.State("IN_WAIT"):
-                m.d.comb += cls_i.eq(1)
-                with m.If(~ld_busy):
-                    m.d.comb += cp_go.eq(1)
-                    m.next = "COMPUTE"
-            with m.State("COMPUTE"):
-                with m.If(~cp_busy & ~cp_go):
-                    m.d.sync += [no.eq(no + 1), in_plane0.eq(in_plane0 + geo.in_planes)]
-                    with m.If(no + 1 == n_chunks):
-                        m.d.sync += res_phase.eq(1)
-                        m.next = "RES_GO"
-                    with m.Else():
-                        m.next = "CHUNK"
-            with m.State("RES_GO"):
-                m.d.comb += cls_i.eq(has_res)
-                m.d.sync += [ld_tensor.eq(res_addr), ld_pstride.eq(res_plane),
-                             ld_rstride.eq(res_row), ld_plimit.eq(out_planes_total),
-                             ld_h.eq(out_h), ld_wd.eq(out_w)]
-                m.next = "RES_LD"
-            with m.State("RES_LD"):
-                m.d.comb += [cls_i.eq(has_res), ld_go.eq(has_res)]
-                m.next = "RES_WAIT"
-            with m.State("RES_WAIT"):
-                m.d.comb += cls_i.eq(has_res)
-                with m.If(~ld_busy):
-                    m.d.comb += dn_go.eq(1)
-                    m.d.sync += [ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(ot_s0),
-                                 lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0)]
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += cls_o.eq(logits)
-                with m.If(~dn_busy & ~dn_go):
-                    with m.If(logits):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.d.comb += st_go.eq(1)
-                        m.next = "STORE"
-            with m.State("STORE"):
-                m.d.comb += cls_o.eq(1)
-                with m.If(~st_busy & ~st_go):
-                    m.next = "NEXT"
-            with m.State("NEXT"):  # next spatial tile, then next channel group
-                with m.If(c0 + TC < out_w):
-                    m.d.sync += [c0.eq(c0 + TC), tile_xb.eq(tile_xb + tc_sw)]
-                with m.Else():
-                    m.d.sync += [c0.eq(0), tile_xb.eq(0 - pw)]
-                    with m.If(r0 + TR < out_h):
-                        m.d.sync += [r0.eq(r0 + TR), tile_yb.eq(tile_yb + tr_sh)]
-                    with m.Else():
-                        m.d.sync += [r0.eq(0), tile_yb.eq(0 - ph), mo_base.eq(mo_base + TM),
-                                     tile_plane0.eq(tile_plane0 + geo.out_planes),
-                                     w_grp.eq(w_ptr), p_ptr.eq(p_ptr + TM * PARAM_SIZE)]
-                        with m.If(mo_base + TM >= out_c):
-                            m.next = "LAYER_END"
-                with m.If(~((c0 + TC >= out_w) & (r0 + TR >= out_h) & (mo_base + TM >= out_c))):
-                    m.next = "TILE"
-            with m.State("TILE"):  # per-tile address set-up
-                m.next = "STEP"
+                m.next = "GO"
+            with m.State("GO"):
+                m.d.comb += [run_go.eq(1), cls_i.eq(1)]
+                m.d.sync += in_layer.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(fe_idle & cp_idle & dr_idle):
+                    m.d.sync += in_layer.eq(0)
+                    m.next = "LAYER_END"
             with m.State("LAYER_END"):
                 m.d.comb += cls_o.eq(1)
                 m.next = "LAYER_END2"
-            with m.State("LAYER_END2"):
+            with m.State("LAYER_END2"):  # the layer's writes have landed
                 m.d.comb += cls_o.eq(1)
                 with m.If(~self.wr_busy):
                     m.d.sync += [layer.eq(layer + 1), desc_addr.eq(desc_addr + DESC_SIZE)]
-                    with m.If(rd_err):
+                    with m.If(ax_err):
                         m.d.sync += status.eq(ST_AXI | (layer << 8))
                         m.next = "FINISH"
                     with m.Elif(((flags & FLAG_LAST) != 0) | (layer + 1 == n_layers)):
@@ -946,15 +1065,7 @@ class ProgramEngine(wiring.Component):
                         m.next = "DESC_CMD"
             with m.State("FINISH"):
                 m.d.comb += ctrl.done.eq(1)
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), in_full.eq(0), acc_full.eq(0), step_busy.eq(0),
+                             res_ready.eq(0)]
                 m.next = "IDLE"
-
-        m.d.sync += [
-            ld_yb.eq(Mux(res_phase, r0.as_signed(), tile_yb)),
-            ld_xb.eq(Mux(res_phase, c0.as_signed(), tile_xb)),
-            ld_hin.eq(Mux(res_phase, rows, (rows - 1) * sh + kh)),
-            ld_win.eq(Mux(res_phase, cols, (cols - 1) * sw + kw)),
-            ld_plane0.eq(Mux(res_phase, tile_plane0, in_plane0)),
-            ld_nplanes.eq(Mux(res_phase | (mode != MODE_DENSE), geo.out_planes, geo.in_planes)),
-        ]
         return m

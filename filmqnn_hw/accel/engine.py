@@ -553,7 +553,7 @@ class ProgramEngine(wiring.Component):
         coladdr = Signal(range(TC_IN + 2 * SMAX + 2))
         iy = Signal(signed(DIM + 2))
         ixa = Signal(signed(DIM + 2))
-        arow = Signal(range(DA + QC + 1))
+        arow = Signal(range(2 * DA + QC + 1))  # includes the bank offset
         inflight = Signal(range(64))
         cp_issue = Signal()
         cp_wait_in = Signal()  # compute is waiting for a loaded chunk

@@ -10,6 +10,7 @@ per second): for small configs and layers; whole networks go through Verilator
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from amaranth.sim import Simulator
@@ -43,6 +44,8 @@ def run_pysim(config: AcceleratorConfig, memory: bytes | bytearray, layers_addr:
               stall: float = 0.0, read_latency: int = 0, seed: int = 0,
               max_cycles: int = 2_000_000, check_status: bool = True) -> PysimRun:
     """Simulate one run of the program at ``layers_addr`` over ``memory`` (base address 0)."""
+    # pysim compiles each process to Python; board-sized arrays nest deeply
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     dut = FilmQnnAccelerator(config)
     mem = bytearray(memory)
     model = AXIMemoryModel(dut.m_axi_gmem0, mem, seed=seed, stall=stall,

@@ -8,6 +8,7 @@ simulator, and compares the output tensor with ``IntGraph.run`` using ``==``.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from filmqnn_hw.accel.pysim import AcceleratorError, run_pysim
 from filmqnn_hw.config import AcceleratorConfig
 from filmqnn_hw.program import build_program
 
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # pysim of the 28x32 array
+
 # A: G=8 (40-bit words, byte aligned), 128-bit beats (3 words/beat), one 8-bit lane of 8.
 # B: G=4 (20-bit words) on 64-bit beats, tc = 3 = words per beat, tn=4 < tm=8, 7 4-bit lanes.
 # C: xcup, 32-bit beats (1 word/beat), tm=4 < tn=8, DSP and LUT lanes of both widths.
@@ -26,6 +29,11 @@ CFG_B = AcceleratorConfig.small(tm=8, tn=4, n8_slots=1, act_pack=4, axi_data_bit
 CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bits=32, tr=2,
                                 tc=2).replace(family="xcup", w4_dsp_lanes=1, w4_lut_lanes=1,
                                               w8_dsp_lanes=1, w8_lut_lanes=1)
+# D: the PYNQ-Z2 design-space result's array (tm=28 with two 8-bit LUT lanes, 19 + 7 4-bit
+#    DSP/LUT lanes, tn=32, 16x30 tiles): the second accumulator bank lies above 2**8.
+CFG_D = AcceleratorConfig.small(tm=28, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
+                                tc=30).replace(w4_dsp_lanes=19, w4_lut_lanes=7, w8_dsp_lanes=0,
+                                               w8_lut_lanes=2)
 CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C}
 
 
@@ -97,6 +105,14 @@ def test_back_pressure_does_not_change_results(case):
     _, calm = _run(CFG_A, g)
     _, stalled = _run(CFG_A, g, stall=0.35, read_latency=7, seed=5)
     assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
+@pytest.mark.parametrize("shape", [(33, 30, 4, 4, 1, 1, 0), (20, 40, 5, 5, 3, 1, 1),
+                                   (40, 29, 7, 7, 3, 2, 1)])
+def test_board_sized_array_every_group_and_row(shape):
+    """Two channel groups on the PYNQ-Z2 array: both accumulator banks, every row."""
+    cin, cout, h, w, k, s, p = shape
+    _run(CFG_D, conv_graph(np.random.default_rng(2), CFG_D, cin, cout, h, w, k, s, p))
 
 
 def test_outputs_are_not_trivial():

@@ -10,7 +10,7 @@ Pipeline (one input per cycle, latency :data:`REQUANT_LATENCY` = 6)::
 
     stage 1  operand registers            (DSP A/B/C input registers)
     stage 2  m = acc * mult               (DSP multiplier, M register)
-             r = offset + res * res_mult  (fabric: 5 shift-add rows of res_mult, 20 bits)
+             r = offset + res * res_mult  (fabric: 5 shift-add rows of res_mult, 36 bits)
     stage 3  y = m + r, 48 bits           (DSP post-adder with r on C, P register)
     stage 4  y >> (shift & 0b111000)      (coarse barrel shift, 8 positions)
     stage 5  >> (shift & 0b000111)        (fine barrel shift, 8 positions)
@@ -21,9 +21,15 @@ B port (as a 16-bit signed value) and acc to the A port, whose multiplier input 
 on DSP48E1 (xc7) and 27 bits on DSP48E2 (xcup). The default ``acc_bits`` is 26 (fan-in
 4608, 8-bit weights), so on xcup the whole ``acc * mult + r`` is one DSP48E2; on xc7 it is
 one DSP48E1 when ``acc_bits <= 25`` (``max_fan_in <= 4262`` with 8-bit weights) and two
-otherwise (yosys splits the A operand). ``res * res_mult`` (5 x 15 bits) is written as five
-shift-add rows so it stays in LUTs instead of wasting a DSP. The 48-bit ``y`` is exactly the
-DSP's P register. Correctness does not depend on the mapping.
+otherwise (yosys splits the A operand). ``res_mult`` is ``unsigned(RES_MULT_BITS)`` (31 bits,
+:data:`filmqnn_quant.numerics.RES_MULT_BITS`: residual multipliers share the conv's shift and
+reach ~26 bits on real ResNets), so ``res * res_mult`` (5 x 31 bits, < 2**36) is written as
+five gated shift-add rows of the 31-bit value, summed as a tree (depth 3), so it stays in
+LUTs instead of taking (and splitting over) DSPs. ``r = offset + res * res_mult`` is formed
+at 49 bits (signed 48 + unsigned 36 cannot overflow it) and ``m`` at ``acc_bits + 16`` bits,
+so both are exact; ``m + r`` equals ``y`` and, as ``|y| < 2**47``, truncating it to the
+48-bit ``y`` register is exact too. The 48-bit ``y`` is exactly the DSP's P register.
+Correctness does not depend on the mapping.
 
 Back-pressure: the whole pipeline advances when its last stage is empty or being read
 (``en = ~o.valid | o.ready``), so ``i.ready == en`` (combinationally dependent on
@@ -48,7 +54,14 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, Y_BITS
+from filmqnn_quant.numerics import (
+    LOGIT_MAX,
+    LOGIT_MIN,
+    MULT_BITS,
+    RES_MULT_BITS,
+    SHIFT_MAX,
+    Y_BITS,
+)
 
 from .config import ACT_BITS, AcceleratorConfig
 
@@ -78,9 +91,10 @@ class RequantError(ValueError):
 def requant_in_layout(acc_bits: int, residual: bool = True) -> data.StructLayout:
     """Input payload of one lane.
 
-    Fields: ``acc`` signed(acc_bits); ``mult`` unsigned(15); ``offset`` signed(48);
-    ``shift`` unsigned(6); with ``residual``: ``res`` unsigned(5) (the identity tensor's code)
-    and ``res_mult`` unsigned(15). Without ``residual`` the unit computes ``res = 0``.
+    Fields: ``acc`` signed(acc_bits); ``mult`` unsigned(MULT_BITS = 15); ``offset``
+    signed(48); ``shift`` unsigned(6); with ``residual``: ``res`` unsigned(5) (the identity
+    tensor's code) and ``res_mult`` unsigned(RES_MULT_BITS = 31). Without ``residual`` the
+    unit computes ``res = 0``.
     """
     fields: dict[str, object] = {
         "acc": signed(acc_bits),
@@ -90,7 +104,7 @@ def requant_in_layout(acc_bits: int, residual: bool = True) -> data.StructLayout
     }
     if residual:
         fields["res"] = unsigned(ACT_BITS)
-        fields["res_mult"] = unsigned(MULT_BITS)
+        fields["res_mult"] = unsigned(RES_MULT_BITS)
     return data.StructLayout(fields)
 
 
@@ -104,12 +118,17 @@ def _check_acc_bits(acc_bits: object) -> int:
 
 
 def _shift_add(x, w, w_bits: int):
-    """``x * w`` for unsigned ``x`` (few bits) and unsigned ``w`` as gated shifted rows (LUTs)."""
+    """``x * w`` for unsigned ``x`` (few bits) and unsigned ``w`` as gated shifted rows (LUTs).
+
+    The rows are summed pairwise (adder depth ``ceil(log2(len(x)))``); the result is the exact
+    product, ``w_bits + len(x)`` bits wide.
+    """
     rows = [Mux(x[j], w << j, 0) for j in range(len(x))]
-    total = rows[0]
-    for r in rows[1:]:
-        total = total + r
-    return total[: w_bits + len(x)]
+    while len(rows) > 1:
+        rows = [rows[k] + rows[k + 1] for k in range(0, len(rows) - 1, 2)] + (
+            [rows[-1]] if len(rows) % 2 else []
+        )
+    return rows[0][: w_bits + len(x)]
 
 
 class _Pipe:
@@ -137,7 +156,8 @@ class RequantUnit(wiring.Component):
     acc_bits : int
         Accumulator width (``AcceleratorConfig.acc_bits``, 26 by default).
     residual : bool
-        Build the fused residual term ``res * res_mult`` (five shift-add rows in fabric).
+        Build the fused residual term ``res * res_mult`` (5 x 31 bits: five shift-add rows of
+        the 31-bit ``res_mult`` in fabric).
 
     Members
     -------
@@ -194,13 +214,13 @@ class RequantUnit(wiring.Component):
         sh1 = p.reg(ip.shift, unsigned(SHIFT_BITS), "sh1")
         if self._residual:
             res1 = p.reg(ip.res, unsigned(ACT_BITS), "res1")
-            rm1 = p.reg(ip.res_mult, unsigned(MULT_BITS), "rm1")
+            rm1 = p.reg(ip.res_mult, unsigned(RES_MULT_BITS), "rm1")
 
         # stage 2: product and residual + offset
         v2 = p.reg(v1, 1, "v2")
         m2 = p.reg(acc1 * mult1, signed(ab + MULT_BITS + 1), "m2")
         if self._residual:
-            r_val = off1 + _shift_add(res1, rm1, MULT_BITS)
+            r_val = off1 + _shift_add(res1, rm1, RES_MULT_BITS)  # exact: < 2**47 + 2**36
         else:
             r_val = off1
         r2 = p.reg(r_val, signed(Y_BITS + 1), "r2")

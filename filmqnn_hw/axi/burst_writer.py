@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .burst_split import BurstSplitter, check_master_params, command_layout
 from .signatures import BURST_INCR, AXI4Signature
 
-__all__ = ["AXI4BurstWriter"]
+__all__ = ["AXI4BurstWriter", "write_data_layout"]
+
+
+def write_data_layout(data_width: int) -> data.StructLayout:
+    """Write beat payload with byte strobes: ``data`` (data_width), ``strb`` (data_width // 8,
+    bit ``i`` enables byte lane ``i``, i.e. ``data[8*i : 8*i+8]``)."""
+    return data.StructLayout({"data": data_width, "strb": data_width // 8})
 
 
 class AXI4BurstWriter(wiring.Component):
@@ -19,7 +25,9 @@ class AXI4BurstWriter(wiring.Component):
     issued when fewer than ``max_outstanding`` bursts await their B response; the W beats of a
     burst are taken from ``data`` in order (WVALID is ``data.valid`` once that burst's AW has
     been issued, so W may precede the AW handshake by the slave, as AXI4 allows). WSTRB is
-    all ones; WLAST is generated from the burst length. BREADY is always high.
+    all ones, or each beat's ``strb`` field with ``strobes=True`` (a beat with ``strb = 0`` is
+    still sent and counted: it writes nothing); WLAST is generated from the burst length.
+    BREADY is always high.
 
     Completion: ``done`` pulses for one cycle when the B response of a command's final burst
     arrives, i.e. when all of its data has landed; ``busy`` is low only when every accepted
@@ -34,11 +42,16 @@ class AXI4BurstWriter(wiring.Component):
     ----------
     addr_width, data_width, id_width, len_width, max_burst, max_outstanding :
         As for :class:`~filmqnn_hw.axi.burst_reader.AXI4BurstReader`.
+    strobes : bool
+        Take WSTRB from the data stream (``data`` carries :func:`write_data_layout` beats)
+        instead of driving it all ones. Default ``False``.
 
     Members
     -------
     cmd : In(stream.Signature(command_layout(addr_width, len_width)))
-    data : In(stream.Signature(data_width))
+    data : In(stream.Signature(data_width)), or with ``strobes=True``
+        In(stream.Signature(write_data_layout(data_width))), i.e.
+        ``StructLayout({"data": data_width, "strb": data_width // 8})``
     m_axi : Out(AXI4Signature(addr_width, data_width, id_width, read=False))
     done : Out(1)
     busy : Out(1)
@@ -47,14 +60,19 @@ class AXI4BurstWriter(wiring.Component):
     """
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 0,
-                 len_width: int = 24, max_burst: int = 256, max_outstanding: int = 4):
+                 len_width: int = 24, max_burst: int = 256, max_outstanding: int = 4,
+                 strobes: bool = False):
         axi = AXI4Signature(addr_width, data_width, id_width, read=False)
         check_master_params(addr_width, data_width, len_width, max_burst, max_outstanding)
+        if not isinstance(strobes, bool):
+            raise TypeError(f"strobes must be a bool, not {strobes!r}")
         self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
         self.len_width, self.max_burst, self.max_outstanding = len_width, max_burst, max_outstanding
+        self.strobes = strobes
+        data_shape = write_data_layout(data_width) if strobes else data_width
         super().__init__({
             "cmd": In(stream.Signature(command_layout(addr_width, len_width))),
-            "data": In(stream.Signature(data_width)),
+            "data": In(stream.Signature(data_shape)),
             "m_axi": Out(axi),
             "done": Out(1),
             "busy": Out(1),
@@ -101,10 +119,12 @@ class AXI4BurstWriter(wiring.Component):
 
         # W: beats of the burst at the head of wq
         beat = Signal(8)
+        if self.strobes:
+            m.d.comb += [axi.wdata.eq(self.data.payload.data), axi.wstrb.eq(self.data.payload.strb)]
+        else:
+            m.d.comb += [axi.wdata.eq(self.data.payload), axi.wstrb.eq(-1)]
         m.d.comb += [
             axi.wvalid.eq(self.data.valid & wq.r_rdy),
-            axi.wdata.eq(self.data.payload),
-            axi.wstrb.eq(-1),
             axi.wlast.eq(beat == wq.r_data),
             self.data.ready.eq(axi.wready & wq.r_rdy),
         ]

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .burst_reader import AXI4BurstReader, read_data_layout
 from .burst_split import check_master_params, command_layout
-from .burst_writer import AXI4BurstWriter
+from .burst_writer import AXI4BurstWriter, write_data_layout
 from .signatures import AXI4Signature, connect_read_write
 
 __all__ = ["AXI4DMA"]
@@ -25,19 +25,24 @@ class AXI4DMA(wiring.Component):
         Name of the AXI member (the Vivado prefix), e.g. ``"m_axi_gmem0"``.
     addr_width, data_width, id_width, len_width, max_burst, max_outstanding :
         Passed to both the reader and the writer.
+    strobes : bool
+        Passed to the writer: with ``True``, ``wr_data`` carries per-beat byte strobes
+        (WSTRB); default ``False`` (WSTRB all ones).
 
     Members
     -------
     <port> : Out(AXI4Signature(addr_width, data_width, id_width))
     rd_cmd, rd_data, rd_busy, rd_error : the reader's ``cmd``, ``data``, ``busy``, ``error``
     wr_cmd, wr_data, wr_done, wr_busy, wr_error : the writer's ``cmd``, ``data``, ``done``,
-        ``busy``, ``error``
+        ``busy``, ``error``; ``wr_data`` is In(stream.Signature(data_width)), or with
+        ``strobes=True`` In(stream.Signature(write_data_layout(data_width))) (fields ``data``,
+        ``strb``)
     clear_error : In(1), clears both sticky error flags
     """
 
     def __init__(self, port: str = "m_axi_gmem0", *, addr_width: int = 32, data_width: int = 64,
                  id_width: int = 0, len_width: int = 24, max_burst: int = 256,
-                 max_outstanding: int = 4):
+                 max_outstanding: int = 4, strobes: bool = False):
         if not isinstance(port, str) or not port.isidentifier():
             raise ValueError(f"port must be an identifier, not {port!r}")
         params = dict(addr_width=addr_width, data_width=data_width, id_width=id_width,
@@ -45,7 +50,10 @@ class AXI4DMA(wiring.Component):
         # validate now, with the masters' messages
         axi = AXI4Signature(addr_width, data_width, id_width)
         check_master_params(addr_width, data_width, len_width, max_burst, max_outstanding)
+        if not isinstance(strobes, bool):
+            raise TypeError(f"strobes must be a bool, not {strobes!r}")
         self._params = params
+        self.strobes = strobes
         self.port_name = port
         members = {
             port: Out(axi),
@@ -53,7 +61,8 @@ class AXI4DMA(wiring.Component):
             "rd_data": Out(stream.Signature(read_data_layout(data_width))),
             "rd_busy": Out(1), "rd_error": Out(1),
             "wr_cmd": In(stream.Signature(command_layout(addr_width, len_width))),
-            "wr_data": In(stream.Signature(data_width)),
+            "wr_data": In(stream.Signature(write_data_layout(data_width) if strobes
+                                           else data_width)),
             "wr_done": Out(1), "wr_busy": Out(1), "wr_error": Out(1),
             "clear_error": In(1),
         }
@@ -62,15 +71,17 @@ class AXI4DMA(wiring.Component):
         super().__init__(members)
 
     @classmethod
-    def from_config(cls, config, index: int = 0, *, addr_width: int = 32, **kwargs) -> AXI4DMA:
+    def from_config(cls, config, index: int = 0, *, addr_width: int = 32, strobes: bool = False,
+                    **kwargs) -> AXI4DMA:
         """DMA for AXI port ``index`` of an :class:`~filmqnn_hw.config.AcceleratorConfig`:
         port ``m_axi_gmem<index>`` with ``config.axi_data_bits`` data bits. ``addr_width`` is a
-        board property (32 for Zynq-7000 HP ports, up to 49 on Zynq UltraScale+)."""
+        board property (32 for Zynq-7000 HP ports, up to 49 on Zynq UltraScale+); ``strobes``
+        and the other keywords are passed to :class:`AXI4DMA`."""
         if not 0 <= index < config.axi_ports:
             raise ValueError(f"port index {index} out of range: the config has "
                              f"{config.axi_ports} AXI port(s)")
         return cls(f"m_axi_gmem{index}", addr_width=addr_width, data_width=config.axi_data_bits,
-                   **kwargs)
+                   strobes=strobes, **kwargs)
 
     @property
     def m_axi(self):
@@ -80,7 +91,7 @@ class AXI4DMA(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.reader = rd = AXI4BurstReader(**self._params)
-        m.submodules.writer = wr = AXI4BurstWriter(**self._params)
+        m.submodules.writer = wr = AXI4BurstWriter(**self._params, strobes=self.strobes)
         connect_read_write(m, self.m_axi, read=rd.m_axi, write=wr.m_axi)
         wiring.connect(m, wiring.flipped(self.rd_cmd), rd.cmd)
         wiring.connect(m, rd.data, wiring.flipped(self.rd_data))

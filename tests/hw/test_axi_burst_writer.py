@@ -6,10 +6,14 @@ from __future__ import annotations
 import random
 
 import pytest
+from amaranth.hdl import Fragment, unsigned
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.burst_writer import AXI4BurstWriter
+from filmqnn_hw.axi.burst_writer import AXI4BurstWriter, write_data_layout
+from filmqnn_hw.axi.dma import AXI4DMA
 from filmqnn_hw.axi.mem_model import AXIMemoryModel
+from filmqnn_hw.config import AcceleratorConfig
 
 MEM_BYTES = 1 << 14
 FILL = 0xA5
@@ -25,22 +29,35 @@ def expected_bursts(addr, beats, nbytes, max_burst=256):
     return out
 
 
+def random_strobes(rng, nb):
+    """A beat's strobe: none, all, one lane, or random lanes."""
+    return rng.choice([0, (1 << nb) - 1, 1 << rng.randrange(nb), rng.getrandbits(nb)])
+
+
 def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max_burst=256,
-               write_latency=0, bytes_per_cycle=None, error_ranges=(), max_cycles=20000):
-    """Write random words for ``cmds`` [(addr, beats)]; return (mem, reference, model, flags)."""
+               write_latency=0, bytes_per_cycle=None, error_ranges=(), max_cycles=20000,
+               strobes=False):
+    """Write random words for ``cmds`` [(addr, beats)]; return (mem, reference, model, flags).
+
+    With ``strobes`` the writer is built with ``strobes=True`` and every beat gets a random
+    strobe (:func:`random_strobes`); the reference keeps the fill pattern in disabled lanes."""
     nb = data_width // 8
     mem = bytearray([FILL]) * MEM_BYTES
     ref = bytearray(mem)
     rng_data = random.Random(99)
+    rng_strb = random.Random(seed + 77)
     words = []
     for addr, beats in cmds:
         for i in range(beats):
             w = rng_data.getrandbits(data_width)
-            words.append(w)
+            strb = random_strobes(rng_strb, nb) if strobes else (1 << nb) - 1
+            words.append((w, strb))
             a = addr + i * nb
-            ref[a:a + nb] = w.to_bytes(nb, "little")
+            for lane, byte in enumerate(w.to_bytes(nb, "little")):
+                if strb >> lane & 1:
+                    ref[a + lane] = byte
     dut = AXI4BurstWriter(addr_width=16, data_width=data_width, id_width=1, len_width=12,
-                          max_outstanding=max_outstanding, max_burst=max_burst)
+                          max_outstanding=max_outstanding, max_burst=max_burst, strobes=strobes)
     model = AXIMemoryModel(dut.m_axi, mem, seed=seed, stall=stall, write_latency=write_latency,
                            bytes_per_cycle=bytes_per_cycle, error_ranges=error_ranges)
     flags = {"done": 0}
@@ -58,10 +75,14 @@ def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max
 
     async def data(ctx):
         rng = random.Random(seed + 2)
-        for w in words:
+        for w, strb in words:
             while stall and rng.random() < 0.3:
                 await ctx.tick()
-            ctx.set(dut.data.payload, w)
+            if strobes:
+                ctx.set(dut.data.payload.data, w)
+                ctx.set(dut.data.payload.strb, strb)
+            else:
+                ctx.set(dut.data.payload, w)
             ctx.set(dut.data.valid, 1)
             await ctx.tick().until(dut.data.ready)
             ctx.set(dut.data.valid, 0)
@@ -173,6 +194,122 @@ def test_writer_bad_commands_dropped():
     assert model.write_bursts == [(0x20, 2)]
     assert mem[0x20:0x28] == bytes.fromhex("4433221188776655")
     assert not any(mem[:0x20]) and not any(mem[0x28:])
+
+
+@pytest.mark.parametrize("data_width,seed", [(32, 5), (128, 6)])
+def test_writer_strobes_partial(data_width, seed):
+    """Random per-beat strobes (incl. none/all/one lane) with random back-pressure on every
+    write channel: only the enabled bytes leave the fill pattern."""
+    nb = data_width // 8
+    cmds = [(0x40, 40), (0x1000 - 3 * nb, 9), (0x2200, 70), (0x3000, 1)]
+    mem, ref, model, flags = run_writer(cmds, data_width=data_width, seed=seed, strobes=True,
+                                        stall={"aw": 0.3, "w": 0.5, "b": 0.3}, write_latency=5)
+    assert mem == ref
+    assert flags["landed_at_done"] and flags["done"] == len(cmds)
+    assert flags["busy"] == 0 and flags["error"] == 0
+    assert model.w_beats == sum(n for _, n in cmds)  # zero-strobe beats are still sent
+    assert model.write_bursts == [b for a, n in cmds for b in expected_bursts(a, n, nb)]
+    # the strobes really were partial: inside the written ranges some bytes kept the fill
+    # and some were overwritten; outside them nothing changed
+    written = {a + i for a, n in cmds for i in range(n * nb)}
+    kept = sum(mem[a] == FILL for a in written)
+    assert 0 < kept < len(written) - 64
+    assert all(mem[a] == FILL for a in range(MEM_BYTES) if a not in written)
+    full, _, _, _ = run_writer(cmds, data_width=data_width, seed=seed)
+    assert full != mem
+
+
+def test_writer_strobes_lanes_exact():
+    """Hand-picked strobes on one 4-beat burst into a position-dependent pattern."""
+    dut = AXI4BurstWriter(addr_width=16, data_width=32, len_width=8, strobes=True)
+    mem = bytearray(i * 7 & 0xFF for i in range(4096))
+    orig = bytes(mem)
+    model = AXIMemoryModel(dut.m_axi, mem, seed=2, stall={"w": 0.6, "aw": 0.5})
+    beats = [(0x11223344, 0b0001), (0x55667788, 0b1010), (0x99AABBCC, 0b0000),
+             (0xDDEEFF00, 0b1111)]
+
+    async def bench(ctx):
+        ctx.set(dut.cmd.p.addr, 0x100)
+        ctx.set(dut.cmd.p.beats, len(beats))
+        ctx.set(dut.cmd.valid, 1)
+        await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+        for w, strb in beats:
+            ctx.set(dut.data.payload, {"data": w, "strb": strb})
+            ctx.set(dut.data.valid, 1)
+            await ctx.tick().until(dut.data.ready)
+        ctx.set(dut.data.valid, 0)
+        await ctx.tick().until(dut.done)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(model.serve, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    exp = bytearray(orig)
+    exp[0x100] = 0x44
+    exp[0x105], exp[0x107] = 0x77, 0x55
+    exp[0x10C:0x110] = bytes.fromhex("00FFEEDD")
+    assert mem == exp
+
+
+def test_writer_strobes_member_shapes():
+    plain = AXI4BurstWriter(data_width=64)
+    assert plain.data.payload.shape() == unsigned(64)
+    wr = AXI4BurstWriter(data_width=64, strobes=True)
+    assert wr.data.payload.shape() == data.StructLayout({"data": 64, "strb": 8})
+    assert write_data_layout(512) == data.StructLayout({"data": 512, "strb": 64})
+    with pytest.raises(TypeError, match="strobes must be a bool"):
+        AXI4BurstWriter(strobes=1)
+
+
+def test_dma_strobes():
+    """AXI4DMA(strobes=True): wr_data has the strobe layout, from_config passes it on, and a
+    strobed write through the shared port lands only the enabled bytes."""
+    cfg = AcceleratorConfig.small()
+    plain = AXI4DMA.from_config(cfg, 0)
+    assert plain.wr_data.payload.shape() == unsigned(cfg.axi_data_bits)
+    Fragment.get(plain, None)
+    dma = AXI4DMA.from_config(cfg, 0, strobes=True)
+    assert dma.strobes
+    assert dma.wr_data.payload.shape() == write_data_layout(cfg.axi_data_bits)
+    Fragment.get(dma, None)
+
+    dut = AXI4DMA("m_axi_gmem1", addr_width=16, data_width=64, id_width=1, len_width=8,
+                  max_burst=4, strobes=True)
+    assert dut.wr_data.payload.shape() == data.StructLayout({"data": 64, "strb": 8})
+    mem = bytearray([FILL]) * 4096
+    model = AXIMemoryModel(dut.m_axi, mem, seed=9, stall=0.4, write_latency=3)
+    rng = random.Random(4)
+    beats = [(rng.getrandbits(64), random_strobes(rng, 8)) for _ in range(10)]
+    ref = bytearray(mem)
+    for i, (w, strb) in enumerate(beats):
+        for lane, byte in enumerate(w.to_bytes(8, "little")):
+            if strb >> lane & 1:
+                ref[0x200 + 8 * i + lane] = byte
+
+    async def bench(ctx):
+        ctx.set(dut.wr_cmd.p.addr, 0x200)
+        ctx.set(dut.wr_cmd.p.beats, len(beats))
+        ctx.set(dut.wr_cmd.valid, 1)
+        await ctx.tick().until(dut.wr_cmd.ready)
+        ctx.set(dut.wr_cmd.valid, 0)
+        for w, strb in beats:
+            ctx.set(dut.wr_data.payload.data, w)
+            ctx.set(dut.wr_data.payload.strb, strb)
+            ctx.set(dut.wr_data.valid, 1)
+            await ctx.tick().until(dut.wr_data.ready)
+        ctx.set(dut.wr_data.valid, 0)
+        await ctx.tick().until(dut.wr_done)
+        assert ctx.get(dut.wr_error) == 0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(model.serve, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    assert mem == ref
+    assert model.write_bursts == [(0x200, 4), (0x220, 4), (0x240, 2)]
 
 
 @pytest.mark.parametrize("kwargs,match", [

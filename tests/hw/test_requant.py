@@ -17,12 +17,20 @@ from amaranth.sim import Simulator
 from filmqnn_hw.config import ACT_MAX, AcceleratorConfig
 from filmqnn_hw.requant import REQUANT_LATENCY, RequantBank, RequantError, RequantUnit
 from filmqnn_hw.synth import to_verilog
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, requantize
+from filmqnn_quant.numerics import (
+    LOGIT_MAX,
+    LOGIT_MIN,
+    MULT_BITS,
+    RES_MULT_BITS,
+    SHIFT_MAX,
+    requantize,
+)
 
 CFG = AcceleratorConfig.small()
 ACC_BOUND = CFG.max_fan_in * 127 * ACT_MAX  # 4608 * 127 * 31
 Y_LIM = 1 << 47
 MMAX = (1 << MULT_BITS) - 1
+RMMAX = (1 << RES_MULT_BITS) - 1  # 2**31 - 1: res * res_mult up to 31 * RMMAX (~2**36)
 
 
 def _offset_for(acc: int, mult: int, res: int, rm: int, sign: int) -> int:
@@ -36,7 +44,9 @@ def _vectors(rng: random.Random, n_random: int) -> list[dict]:
     accs = [-ACC_BOUND, -1, 0, 1, ACC_BOUND]
     mults = [0, 1, 1 << 14, MMAX]
     shifts = [0, 1, 15, 31, SHIFT_MAX]
-    grid = itertools.product(accs, mults, shifts, [0, ACT_MAX], [0, MMAX])
+    # res_mult: 0, the old 15-bit limit (now bit 15 must not be dropped), 2**26 (ResNets),
+    # the 31-bit maximum
+    grid = itertools.product(accs, mults, shifts, [0, ACT_MAX], [0, MMAX, 1 << 26, RMMAX])
     for acc, mult, shift, res, rm in grid:
         for off in (
             0,
@@ -49,7 +59,8 @@ def _vectors(rng: random.Random, n_random: int) -> list[dict]:
         acc = rng.randint(-ACC_BOUND, ACC_BOUND)
         mult = rng.choice([rng.randint(0, MMAX), rng.randint(1 << 14, MMAX)])
         shift = rng.randint(0, SHIFT_MAX)
-        res, rm = rng.randint(0, ACT_MAX), rng.randint(0, MMAX)
+        res = rng.choice([rng.randint(0, ACT_MAX), rng.randint(16, ACT_MAX)])
+        rm = rng.choice([rng.randint(0, MMAX), rng.randint(0, RMMAX), rng.randint(1 << 30, RMMAX)])
         base = acc * mult + res * rm
         room = Y_LIM - 1 - abs(base)
         # offsets near the rounding point or anywhere in the remaining domain

@@ -291,6 +291,17 @@ class ProgramEngine(wiring.Component):
         ld_wi = Signal(range(WPB))
         ld_beat = self.rd_data.p.data
 
+        # The command side issues one read per (plane, row) back to back (the reader keeps
+        # several bursts in flight, hiding the DDR latency); the data side consumes the beats
+        # in the same order, one packed word per cycle.
+        ldc_busy, ldd_busy = Signal(), Signal()
+        ldc_j = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
+        ldc_y = Signal(signed(DIM + 2))
+        ldc_plane = Signal(AW)
+        ldc_row = Signal(AW)
+        ldc_go = Signal()
+        ld_nvalid = Signal(range(max(geo.out_planes, geo.in_planes) + 1))  # planes that exist
+        m.d.comb += ld_busy.eq(ldc_busy | ldd_busy | ld_go)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ld_go):
@@ -299,13 +310,13 @@ class ProgramEngine(wiring.Component):
                         yhi.eq(Mux(ld_yb + ld_hin > ld_h, ld_h, ld_yb + ld_hin) - 1),
                         xlo.eq(Mux(ld_xb < 0, 0, ld_xb)),
                         xhi.eq(Mux(ld_xb + ld_win > ld_wd, ld_wd, ld_xb + ld_win) - 1),
-                        ld_j.eq(0),
                         plane_addr.eq(ld_tensor + ld_plane0 * ld_pstride),
+                        ld_nvalid.eq(Mux(ld_plane0 + ld_nplanes > ld_plimit,
+                                         ld_plimit - ld_plane0, ld_nplanes)),
                     ]
-                    m.d.comb += ld_busy.eq(1)
                     m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.comb += ld_busy.eq(1)
+                m.d.comb += ldc_busy.eq(1)
                 xlo_u = xlo.as_unsigned()[:DIM]
                 xhi_u = xhi.as_unsigned()[:DIM]
                 m.d.sync += [
@@ -316,26 +327,36 @@ class ProgramEngine(wiring.Component):
                     ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch
                                 + (xlo - ld_xb).as_unsigned()[:DIM]),
                 ]
-                with m.If((ylo > yhi) | (xlo > xhi)):
+                with m.If((ylo > yhi) | (xlo > xhi) | (ld_plane0 >= ld_plimit)):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "PLANE"
-            with m.State("PLANE"):
-                m.d.comb += ld_busy.eq(1)
-                with m.If((ld_j == ld_nplanes) | (ld_plane0 + ld_j >= ld_plimit)):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += [ld_y.eq(ylo), ld_wrow.eq(ld_wrow0)]
-                    m.next = "CMD"
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += [ldc_busy.eq(1), ldc_go.eq(1)]
+                m.d.sync += [ldc_j.eq(0), ldc_y.eq(ylo), ldc_plane.eq(plane_addr),
+                             ldc_row.eq(plane_addr + row_off)]
+                m.next = "CMD"
             with m.State("CMD"):
-                m.d.comb += [ld_busy.eq(1), self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.p.addr.eq(plane_addr + row_off + (bx0 << LB)),
+                m.d.comb += [ldc_busy.eq(1), self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(ldc_row + (bx0 << LB)),
                              self.rd_cmd.p.beats.eq(nbeats)]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += [ld_x.eq(xlo), ld_wa.eq(ld_wrow), ld_wi.eq(wx0)]
+                    with m.If(ldc_y == yhi):
+                        m.d.sync += [ldc_j.eq(ldc_j + 1), ldc_y.eq(ylo),
+                                     ldc_plane.eq(ldc_plane + ld_pstride),
+                                     ldc_row.eq(ldc_plane + ld_pstride + row_off)]
+                        with m.If(ldc_j + 1 == ld_nvalid):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [ldc_y.eq(ldc_y + 1), ldc_row.eq(ldc_row + ld_rstride)]
+        with m.FSM(name="loader_data"):
+            with m.State("IDLE"):
+                with m.If(ldc_go):
+                    m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0), ld_x.eq(xlo),
+                                 ld_wa.eq(ld_wrow0), ld_wi.eq(wx0)]
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += ld_busy.eq(1)
+                m.d.comb += ldd_busy.eq(1)
                 with m.If(self.rd_data.valid):
                     word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
                     with m.If(ld_res):
@@ -353,15 +374,16 @@ class ProgramEngine(wiring.Component):
                         m.d.sync += ld_wi.eq(0)
                     with m.Else():
                         m.d.sync += ld_wi.eq(ld_wi + 1)
-                    with m.If(last_word):
-                        m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch),
-                                     row_off.eq(row_off + ld_rstride)]
+                    with m.If(last_word):  # next row (of this plane, or the next plane)
+                        m.d.sync += [ld_x.eq(xlo), ld_wi.eq(wx0)]
                         with m.If(ld_y == yhi):
-                            m.d.sync += [ld_j.eq(ld_j + 1), plane_addr.eq(plane_addr + ld_pstride),
-                                         row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride)]
-                            m.next = "PLANE"
+                            m.d.sync += [ld_j.eq(ld_j + 1), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0),
+                                         ld_wa.eq(ld_wrow0)]
+                            with m.If(ld_j + 1 == ld_nvalid):
+                                m.next = "IDLE"
                         with m.Else():
-                            m.next = "CMD"
+                            m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch),
+                                         ld_wa.eq(ld_wrow + ld_pitch)]
 
         # ================= fetch agent: tiles -> params, weights, inputs, residuals ==========
         f_mo, f_r0, f_c0 = Signal(DIM), Signal(DIM), Signal(DIM)

@@ -67,7 +67,7 @@ class FilmQnnAccelerator(wiring.Component):
         m.submodules.control = ctl = AXI4LiteControl(self.cmap)
         m.submodules.dma = dma = AXI4DMA("m_axi_gmem0", addr_width=self.addr_width,
                                          data_width=self.config.axi_data_bits,
-                                         len_width=LEN_WIDTH, strobes=True)
+                                         len_width=LEN_WIDTH, strobes=True, max_outstanding=16)
         m.submodules.engine = eng = ProgramEngine(self.config, addr_width=self.addr_width,
                                                   cmap=self.cmap)
         wiring.connect(m, wiring.flipped(self.s_axi_control), ctl.s_axi_control)

@@ -121,11 +121,19 @@ class ProgramEngine(wiring.Component):
         DWB = geo.taps_max
 
         # ---------------- memories (two banks each; bank = the address MSB) ----------------
-        m.submodules.ibuf = ibuf = memory.Memory(shape=unsigned(CB * ACT_BITS), depth=2 * DI,
-                                                 init=[])
-        ib_w = ibuf.write_port(granularity=WB)
-        ib_a = ibuf.read_port()
-        ib_b = ibuf.read_port()
+        # input buffer: WPB column-interleaved banks (column c in bank c % WPB at c // WPB), so
+        # a whole DDR beat of WPB packed words is written per cycle; two read ports per bank
+        # (pixels A and B of a pair)
+        NB = WPB
+        CW = -(-TC_IN // NB)  # columns per bank per row
+        DIK = geo.tr_in * CW  # words per bank per chunk bank
+        ib_w, ib_a, ib_b = [], [], []
+        for k in range(NB):
+            mem = memory.Memory(shape=unsigned(CB * ACT_BITS), depth=2 * DIK, init=[])
+            m.submodules[f"ibuf{k}"] = mem
+            ib_w.append(mem.write_port(granularity=WB))
+            ib_a.append(mem.read_port())
+            ib_b.append(mem.read_port())
         m.submodules.rbuf = rbuf = memory.Memory(shape=unsigned(TM * ACT_BITS),
                                                  depth=2 * TR * TC, init=[])
         rb_w = rbuf.write_port(granularity=WB)
@@ -146,7 +154,9 @@ class ProgramEngine(wiring.Component):
             m.submodules[f"obuf{j}"] = ob
             obufs.append((ob.write_port(granularity=WB), ob.read_port()))
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
-        m.d.comb += [ib_a.en.eq(0), ib_b.en.eq(0), wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
+        for k in range(NB):
+            m.d.comb += [ib_a[k].en.eq(0), ib_b[k].en.eq(0), ib_w[k].en.eq(0)]
+        m.d.comb += [wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
                      ab_r.en.eq(0), ab_d.en.eq(0)]
         for _, rp in obufs:
             m.d.comb += rp.en.eq(0)
@@ -289,6 +299,10 @@ class ProgramEngine(wiring.Component):
         ld_x = Signal(signed(DIM + 2))
         ld_wa = Signal(range(DI + 1))
         ld_wi = Signal(range(WPB))
+        ld_q0 = Signal(signed(DIM + 2))  # bank column of the first beat's word 0 (floor)
+        ld_rot = Signal(range(WPB))  # bank of the first beat's word 0
+        ld_q = Signal(signed(DIM + 2))
+        ld_xbeat = Signal(signed(DIM + 2))  # map column of word 0 of the current beat
         ld_beat = self.rd_data.p.data
 
         # The command side issues one read per (plane, row) back to back (the reader keeps
@@ -325,7 +339,7 @@ class ProgramEngine(wiring.Component):
                     nbeats.eq(xhi_u // WPB - xlo_u // WPB + 1),
                     row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride),
                     ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch
-                                + (xlo - ld_xb).as_unsigned()[:DIM]),
+                                + Mux(ld_res, (xlo - ld_xb).as_unsigned()[:DIM], 0)),
                 ]
                 with m.If((ylo > yhi) | (xlo > xhi) | (ld_plane0 >= ld_plimit)):
                     m.next = "IDLE"
@@ -333,6 +347,9 @@ class ProgramEngine(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += [ldc_busy.eq(1), ldc_go.eq(1)]
+                c0s = Signal(signed(DIM + 4))
+                m.d.comb += c0s.eq(bx0 * WPB - ld_xb)
+                m.d.sync += [ld_q0.eq(c0s // WPB), ld_rot.eq(c0s % WPB)]
                 m.d.sync += [ldc_j.eq(0), ldc_y.eq(ylo), ldc_plane.eq(plane_addr),
                              ldc_row.eq(plane_addr + row_off)]
                 m.next = "CMD"
@@ -353,20 +370,42 @@ class ProgramEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(ldc_go):
                     m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0), ld_x.eq(xlo),
-                                 ld_wa.eq(ld_wrow0), ld_wi.eq(wx0)]
+                                 ld_wa.eq(ld_wrow0), ld_wi.eq(wx0),
+                                 ld_xbeat.eq(bx0 * WPB), ld_q.eq((bx0 * WPB - ld_xb) // WPB)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += ldd_busy.eq(1)
-                with m.If(self.rd_data.valid):
-                    word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
-                    with m.If(ld_res):
-                        m.d.comb += [rb_w.addr.eq(Mux(ld_bank, TR * TC, 0) + ld_wa),
-                                     rb_w.data.eq(word.replicate(TM // G)),
-                                     rb_w.en.eq(Const(1, TM // G) << ld_j)]
+                with m.If(self.rd_data.valid & ~ld_res):  # input: a whole beat per cycle
+                    m.d.comb += self.rd_data.ready.eq(1)
+                    for k in range(NB):
+                        wk = Signal(range(WPB), name=f"ld_w{k}")
+                        with m.Switch(ld_rot):
+                            for r in range(WPB):
+                                with m.Case(r):
+                                    m.d.comb += wk.eq((k - r) % WPB)
+                        xk = ld_xbeat + wk
+                        word = ld_beat.word_select(wk, WB) if WPB > 1 else ld_beat[:WB]
+                        ok = (xk >= xlo) & (xk <= xhi)
+                        m.d.comb += [
+                            ib_w[k].addr.eq(Mux(ld_bank, DIK, 0) + ld_wrow + ld_q + (k < ld_rot)),
+                            ib_w[k].data.eq(word.replicate(CB // G)),
+                            ib_w[k].en.eq(Mux(ok, Const(1, CB // G) << ld_j, 0)),
+                        ]
+                    with m.If(ld_xbeat + WPB > xhi):  # last beat of the row
+                        m.d.sync += [ld_xbeat.eq(bx0 * WPB), ld_q.eq(ld_q0)]
+                        with m.If(ld_y == yhi):
+                            m.d.sync += [ld_j.eq(ld_j + 1), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0)]
+                            with m.If(ld_j + 1 == ld_nvalid):
+                                m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch)]
                     with m.Else():
-                        m.d.comb += [ib_w.addr.eq(Mux(ld_bank, DI, 0) + ld_wa),
-                                     ib_w.data.eq(word.replicate(CB // G)),
-                                     ib_w.en.eq(Const(1, CB // G) << ld_j)]
+                        m.d.sync += [ld_xbeat.eq(ld_xbeat + WPB), ld_q.eq(ld_q + 1)]
+                with m.If(self.rd_data.valid & ld_res):  # residual: one word per cycle
+                    word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
+                    m.d.comb += [rb_w.addr.eq(Mux(ld_bank, TR * TC, 0) + ld_wa),
+                                 rb_w.data.eq(word.replicate(TM // G)),
+                                 rb_w.en.eq(Const(1, TM // G) << ld_j)]
                     m.d.sync += [ld_x.eq(ld_x + 1), ld_wa.eq(ld_wa + 1)]
                     last_word = ld_x == xhi
                     with m.If((ld_wi == WPB - 1) | last_word):
@@ -508,7 +547,7 @@ class ProgramEngine(wiring.Component):
                              ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w),
                              ld_yb.eq(f_yb), ld_xb.eq(f_xb),
                              ld_hin.eq((f_rows - 1) * sh + kh), ld_win.eq((f_cols - 1) * sw + kw),
-                             ld_plane0.eq(f_inplane0), ld_pitch.eq(TC_IN),
+                             ld_plane0.eq(f_inplane0), ld_pitch.eq(CW),
                              ld_nplanes.eq(Mux(mode == MODE_DENSE, geo.in_planes,
                                                geo.out_planes))]
                 m.next = "IN_LD"
@@ -571,8 +610,10 @@ class ProgramEngine(wiring.Component):
         cr = Signal(range(TR + 1))
         cq_i = Signal(range(QC + 1))
         phase = Signal()
-        rowaddr = Signal(range(DI + TC_IN * SMAX * 2))
-        coladdr = Signal(range(TC_IN + 2 * SMAX + 2))
+        rowaddr = Signal(range(DIK + CW * SMAX * 2))  # in bank words: (r sh + ky) CW
+        qa = Signal(range(CW + 4))  # pixel A's column = qa * WPB + ra
+        ra = Signal(range(WPB))
+        s1_ra, s1_rb = Signal(range(WPB)), Signal(range(WPB))
         iy = Signal(signed(DIM + 2))
         ixa = Signal(signed(DIM + 2))
         arow = Signal(range(2 * DA + QC + 1))  # includes the bank offset
@@ -586,10 +627,19 @@ class ProgramEngine(wiring.Component):
         s1_aaddr = Signal(range(2 * DA))
         s1_first = Signal()
         padvec = Signal(CB * ACT_BITS)
+        xa_data, xb_data = Signal(CB * ACT_BITS), Signal(CB * ACT_BITS)
+        with m.Switch(s1_ra):
+            for k in range(NB):
+                with m.Case(k):
+                    m.d.comb += xa_data.eq(ib_a[k].data)
+        with m.Switch(s1_rb):
+            for k in range(NB):
+                with m.Case(k):
+                    m.d.comb += xb_data.eq(ib_b[k].data)
         m.d.comb += padvec.eq(Mux(is_max, 0, pad_code).replicate(CB))
         m.d.comb += [
-            pe.x[0].as_value().eq(Mux(s1_in_a, ib_a.data, padvec)),
-            pe.x[1].as_value().eq(Mux(s1_in_b, ib_b.data, padvec)),
+            pe.x[0].as_value().eq(Mux(s1_in_a, xa_data, padvec)),
+            pe.x[1].as_value().eq(Mux(s1_in_b, xb_data, padvec)),
             pe.record.eq(wb_r.data),
             pe.mode.eq(mode),
             pe.valid.eq(s1_valid),
@@ -623,7 +673,18 @@ class ProgramEngine(wiring.Component):
             m.d.comb += [ab_r.addr.eq(head.addr), ab_r.en.eq(1)]
 
         m.d.sync += s1_valid.eq(0)
-        ib_base = Mux(c_cb, DI, 0)
+        ib_base = Mux(c_cb, DIK, 0)
+        # column steps as (quotient, remainder) by WPB: +2 sw per pair, +sw for pixel B
+        dq2 = Mux(sw == 1, 2 // WPB, 4 // WPB)
+        dr2 = Mux(sw == 1, 2 % WPB, 4 % WPB)
+        dqs = Mux(sw == 1, 1 // WPB, 2 // WPB)
+        drs = Mux(sw == 1, 1 % WPB, 2 % WPB)
+        rb_sum = ra + drs
+        rb_carry = rb_sum >= WPB
+        qb = qa + dqs + rb_carry
+        rb_v = Mux(rb_carry, rb_sum - WPB, rb_sum)
+        ra_sum = ra + dr2
+        ra_carry = ra_sum >= WPB
         with m.FSM(name="compute"):
             with m.State("IDLE"):
                 m.d.comb += cp_idle.eq(1)
@@ -650,14 +711,16 @@ class ProgramEngine(wiring.Component):
             with m.State("TAP"):  # read the tap's weight record; set up the first row
                 m.d.comb += [wb_r.addr.eq(Mux(c_cb, DWB, 0) + tap), wb_r.en.eq(1)]
                 m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
-                             rowaddr.eq(ky * TC_IN), coladdr.eq(kx),
+                             rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
                              iy.eq(c_yb + ky), ixa.eq(c_xb + kx)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)
-                m.d.comb += [ib_a.addr.eq(ib_base + rowaddr + coladdr),
-                             ib_b.addr.eq(ib_base + rowaddr + coladdr + sw),
-                             ib_a.en.eq(~phase), ib_b.en.eq(~phase)]
+                for k in range(NB):
+                    m.d.comb += [ib_a[k].addr.eq(ib_base + rowaddr + qa),
+                                 ib_b[k].addr.eq(ib_base + rowaddr + qb),
+                                 ib_a[k].en.eq(~phase), ib_b[k].en.eq(~phase)]
+                m.d.sync += [s1_ra.eq(ra), s1_rb.eq(rb_v)]
                 in_y = (iy >= 0) & (iy < in_h)
                 ixb = ixa + sw
                 m.d.sync += [
@@ -669,11 +732,13 @@ class ProgramEngine(wiring.Component):
                 ]
                 with m.If(phase):  # advance to the next pair
                     with m.If((cq_i + 1) * 2 < c_cols):
-                        m.d.sync += [cq_i.eq(cq_i + 1), coladdr.eq(coladdr + 2 * sw),
-                                     ixa.eq(ixa + 2 * sw)]
+                        m.d.sync += [cq_i.eq(cq_i + 1), ixa.eq(ixa + 2 * sw),
+                                     qa.eq(qa + dq2 + ra_carry),
+                                     ra.eq(Mux(ra_carry, ra_sum - WPB, ra_sum))]
                     with m.Else():
                         m.d.sync += [cq_i.eq(0), cr.eq(cr + 1), arow.eq(arow + QC),
-                                     rowaddr.eq(rowaddr + sh_tc), coladdr.eq(kx),
+                                     rowaddr.eq(rowaddr + sh_tc), qa.eq(kx // WPB),
+                                     ra.eq(kx % WPB),
                                      iy.eq(iy + sh), ixa.eq(c_xb + kx)]
                         with m.If(cr + 1 == c_rows):
                             m.d.sync += tap.eq(tap + 1)
@@ -1056,7 +1121,7 @@ class ProgramEngine(wiring.Component):
                     chunk_bytes.eq(kh * kw * Mux(op == OP_DW, geo.dw_rec_bytes, geo.rec_bytes)),
                     in_planes_total.eq((in_c + G - 1) // G),
                     out_planes_total.eq((out_c + G - 1) // G),
-                    sh_tc.eq(sh * TC_IN), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
+                    sh_tc.eq(sh * CW), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
                 ]
                 with m.If(op == OP_MAXPOOL):
                     m.d.sync += [u_mult.eq(1), u_offset.eq(0), u_shift.eq(0)]

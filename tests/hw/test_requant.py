@@ -12,10 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth import unsigned
 from amaranth.sim import Simulator
 
 from filmqnn_hw.config import ACT_MAX, AcceleratorConfig
-from filmqnn_hw.requant import REQUANT_LATENCY, RequantBank, RequantError, RequantUnit
+from filmqnn_hw.requant import (
+    REQUANT_LATENCY,
+    RequantBank,
+    RequantError,
+    RequantUnit,
+    requant_in_layout,
+)
 from filmqnn_hw.synth import to_verilog
 from filmqnn_quant.numerics import (
     LOGIT_MAX,
@@ -173,6 +180,25 @@ def test_requant_bank_lanes():
     sim.run()
     flat = [x for g in got for x in g]
     assert flat == _reference([v for g in groups for v in g], 0, ACT_MAX)
+
+
+def test_requant_res_mult_width():
+    """res_mult carries the full RES_MULT_BITS (31) of the numeric contract, not MULT_BITS."""
+    lay = requant_in_layout(CFG.acc_bits)
+    assert lay["res_mult"].shape == unsigned(RES_MULT_BITS)
+    assert lay["mult"].shape == unsigned(MULT_BITS)
+    # the extreme residual term, pushed to both edges of the |y| < 2**47 domain, and a
+    # residual multiplier with bit 15 set (truncated to 0 by a 15-bit field)
+    vecs = [dict(acc=acc, mult=MMAX, offset=_offset_for(acc, MMAX, ACT_MAX, RMMAX, sign),
+                 shift=shift, res=ACT_MAX, res_mult=RMMAX)
+            for acc in (-ACC_BOUND, 0, ACC_BOUND) for sign in (1, -1) for shift in (0, 20, 46)]
+    vecs += [dict(acc=0, mult=0, offset=0, shift=0, res=r, res_mult=1 << 15) for r in (1, 31)]
+    vecs += [dict(acc=0, mult=0, offset=0, shift=k, res=ACT_MAX, res_mult=RMMAX)
+             for k in (0, 5, 21, 36)]
+    dut = RequantUnit.from_config(CFG)
+    got, _ = _run_unit(dut, vecs, LOGIT_MIN, LOGIT_MAX, seed=0, stall=False)
+    assert got == _reference(vecs, LOGIT_MIN, LOGIT_MAX)
+    assert got[-6:-4] == [LOGIT_MAX, LOGIT_MAX]  # 2**15 and 31 * 2**15, clipped
 
 
 def test_requant_bad_params():

@@ -212,6 +212,7 @@ class ProgramEngine(wiring.Component):
         n_chunks = Signal(DIM)
         taps = Signal(range(KMAX * KMAX + 1))
         chunk_bytes = Signal(24)
+        group_bytes = Signal(AW)  # weight bytes of one output-channel group (all chunks)
         in_planes_total = Signal(DIM)  # ceil(in_c / G)
         out_planes_total = Signal(DIM)
         sh_tc = Signal(range(SMAX * TC_IN + 1))
@@ -228,7 +229,13 @@ class ProgramEngine(wiring.Component):
                   for b in range(2)]
 
         # ---------------- bank hand-shakes between the agents ----------------
-        in_full = Signal(2)  # chunk bank (weights + input rectangle) loaded, not yet computed
+        in_full = Signal(2)  # input bank (chunk parity) loaded, not yet computed
+        # weight banks: reloaded only when the chunk's weights change (a layer with one input
+        # chunk keeps its group's weights for every tile of the group); a bank is free again
+        # once the compute has moved on to the other one
+        w_full = Signal(2)
+        set_w, clr_w = Signal(2), Signal(2)
+        m.d.sync += w_full.eq((w_full | set_w) & ~clr_w)
         acc_full = Signal(2)  # accumulator bank computed, not yet drained
         step_busy = Signal(2)  # param / residual bank of a step in use (fetch .. drain)
         res_ready = Signal(2)  # residual tile of the step loaded
@@ -434,13 +441,16 @@ class ProgramEngine(wiring.Component):
         f_inplane0 = Signal(DIM)
         f_wgrp, f_wptr, f_pptr = Signal(AW), Signal(AW), Signal(AW)
         f_sp = Signal()  # step parity (param / residual / accumulator bank)
-        f_cb = Signal()  # chunk parity (weight / input bank)
+        f_cb = Signal()  # chunk parity (input bank)
+        f_wb = Signal()  # weight bank holding the newest weights
+        # per chunk, fetch -> compute: which weight bank it uses
+        m.submodules.wq = wq = fifo.SyncFIFO(width=1, depth=4)
         f_last = Signal()
         p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
         w_tap = Signal(range(KMAX * KMAX + 1))
         w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
         w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
-        m.d.comb += [wb_w.addr.eq(Mux(f_cb, DWB, 0) + w_tap), wb_w.data.eq(w_rec)]
+        m.d.comb += [wb_w.addr.eq(Mux(~f_wb, DWB, 0) + w_tap), wb_w.data.eq(w_rec)]
         fe_w = Signal()  # fetcher is loading weights (for the stall counters)
 
         def take_param(bank):
@@ -458,7 +468,7 @@ class ProgramEngine(wiring.Component):
                 with m.If(run_go):
                     m.d.sync += [f_mo.eq(0), f_r0.eq(0), f_c0.eq(0), f_plane0.eq(0),
                                  f_yb.eq(0 - ph), f_xb.eq(0 - pw), f_wgrp.eq(w_addr),
-                                 f_pptr.eq(p_addr), f_sp.eq(0), f_cb.eq(0)]
+                                 f_pptr.eq(p_addr), f_sp.eq(0), f_cb.eq(0), f_wb.eq(1)]
                     m.next = "STEP"
             with m.State("STEP"):
                 m.d.sync += [
@@ -508,9 +518,12 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         take_param(0)
                 m.next = "CHUNK"
-            with m.State("CHUNK"):  # wait for a free weight/input bank
-                with m.If(~in_full.bit_select(f_cb, 1)):
-                    with m.If(has_w):
+            with m.State("CHUNK"):  # wait for a free input bank (and weight bank if reloading)
+                # new weights unless one chunk per group and not the group's first tile
+                wnew = has_w & ((n_chunks != 1) | ((f_r0 == 0) & (f_c0 == 0)))
+                with m.If(~in_full.bit_select(f_cb, 1)
+                          & (~wnew | ~w_full.bit_select(~f_wb, 1)) & wq.w_rdy):
+                    with m.If(wnew):
                         m.next = "W_CMD"
                     with m.Else():
                         m.next = "IN_GO"
@@ -539,7 +552,8 @@ class ProgramEngine(wiring.Component):
                 m.d.comb += fe_w.eq(1)
                 with m.If(w_rec_valid & (w_tap < taps)):
                     m.d.comb += wb_w.en.eq(1)
-                m.d.sync += f_wptr.eq(f_wptr + chunk_bytes)
+                m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(~f_wb)]
+                m.d.comb += set_w.eq(Mux(~f_wb, 2, 1))
                 m.next = "IN_GO"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
@@ -556,7 +570,7 @@ class ProgramEngine(wiring.Component):
                 m.next = "IN_WAIT"
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):
-                    m.d.comb += set_in.eq(Mux(f_cb, 2, 1))
+                    m.d.comb += [set_in.eq(Mux(f_cb, 2, 1)), wq.w_en.eq(1), wq.w_data.eq(f_wb)]
                     m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
                                  f_inplane0.eq(f_inplane0 + geo.in_planes)]
                     with m.If(f_no + 1 == n_chunks):
@@ -592,7 +606,8 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += [f_r0.eq(0), f_yb.eq(0 - ph), f_mo.eq(f_mo + TM),
                                      f_plane0.eq(f_plane0 + geo.out_planes),
-                                     f_wgrp.eq(f_wptr), f_pptr.eq(f_pptr + TM * PARAM_SIZE)]
+                                     f_wgrp.eq(f_wgrp + group_bytes),
+                                     f_pptr.eq(f_pptr + TM * PARAM_SIZE)]
                 with m.If(f_last):
                     m.next = "IDLE"
                 with m.Else():
@@ -603,7 +618,10 @@ class ProgramEngine(wiring.Component):
         c_yb, c_xb = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         c_last = Signal()
         c_no = Signal(DIM)
-        c_cb = Signal()  # chunk bank
+        c_cb = Signal()  # input bank
+        c_wb = Signal()  # weight bank of the current chunk
+        c_wb_prev = Signal()
+        c_wb_valid = Signal()
         c_ab = Signal()  # accumulator bank (step parity)
         ky, kx = Signal(range(KMAX)), Signal(range(KMAX))
         tap = Signal(range(KMAX * KMAX))
@@ -689,7 +707,7 @@ class ProgramEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += cp_idle.eq(1)
                 with m.If(run_go):
-                    m.d.sync += [c_cb.eq(0), c_ab.eq(0)]
+                    m.d.sync += [c_cb.eq(0), c_ab.eq(0), c_wb_valid.eq(0)]
                     m.next = "POP"
             with m.State("POP"):
                 m.d.comb += cp_wait_in.eq(1)
@@ -705,11 +723,15 @@ class ProgramEngine(wiring.Component):
                     m.next = "CHUNK_WAIT"
             with m.State("CHUNK_WAIT"):
                 m.d.comb += cp_wait_in.eq(1)
-                with m.If(in_full.bit_select(c_cb, 1)):
-                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0)]
+                with m.If(in_full.bit_select(c_cb, 1) & wq.r_rdy):
+                    m.d.comb += wq.r_en.eq(1)
+                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data),
+                                 c_wb_prev.eq(wq.r_data), c_wb_valid.eq(1)]
+                    with m.If(c_wb_valid & (wq.r_data != c_wb_prev)):  # the old bank is free
+                        m.d.comb += clr_w.eq(Mux(c_wb_prev, 2, 1))
                     m.next = "TAP"
             with m.State("TAP"):  # read the tap's weight record; set up the first row
-                m.d.comb += [wb_r.addr.eq(Mux(c_cb, DWB, 0) + tap), wb_r.en.eq(1)]
+                m.d.comb += [wb_r.addr.eq(Mux(c_wb, DWB, 0) + tap), wb_r.en.eq(1)]
                 m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
                              rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
                              iy.eq(c_yb + ky), ixa.eq(c_xb + kx)]
@@ -1130,7 +1152,8 @@ class ProgramEngine(wiring.Component):
                 m.next = "GO"
             with m.State("GO"):
                 m.d.comb += [run_go.eq(1), cls_i.eq(1)]
-                m.d.sync += in_layer.eq(1)
+                m.d.sync += [in_layer.eq(1), w_full.eq(0),
+                             group_bytes.eq(chunk_bytes * n_chunks)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(fe_idle & cp_idle & dr_idle):
@@ -1153,6 +1176,7 @@ class ProgramEngine(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += ctrl.done.eq(1)
                 m.d.sync += [busy.eq(0), in_full.eq(0), acc_full.eq(0), step_busy.eq(0),
+                             w_full.eq(0),
                              res_ready.eq(0)]
                 m.next = "IDLE"
         return m

@@ -45,6 +45,16 @@ class FilmQnnAccelerator(wiring.Component):
     m_axi_gmem0 : Out(AXI4Signature(addr_width, config.axi_data_bits))
     interrupt : Out(1)      ``GIE & (ISR != 0)``, registered
 
+    Attributes
+    ----------
+    config : AcceleratorConfig
+        The configuration it was built for (layer programs must be built for the same one:
+        the program header carries its hash).
+    addr_width : int
+    cmap : ControlMap
+        The control register map (:func:`~filmqnn_hw.axi.lite_regs.accelerator_control_map`);
+        ``cmap.offset_of("layers")`` etc. give the register offsets for a driver/testbench.
+
     Latency/throughput: see :class:`~filmqnn_hw.accel.engine.ProgramEngine`; the ``cycles``
     counter reports the run's length.
     """

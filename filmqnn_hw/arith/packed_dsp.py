@@ -127,18 +127,22 @@ class PackedDspMultiplier(wiring.Component):
 
     @property
     def layout(self) -> PackedLayout:
+        """The packing; ``layout.lanes[k].products`` names the products summed in lane ``k``."""
         return self._layout
 
     @property
     def latency(self) -> int:
+        """Cycles from ``valid_in`` to ``valid_out``: 4, or 0 with ``registered=False``."""
         return 4 if self._registered else 0
 
     @property
     def macs(self) -> int:
+        """Exact products delivered per cycle."""
         return self._layout.macs
 
     @property
     def lane_width(self) -> int:
+        """Width of every ``lanes`` element (the widest lane field)."""
         return self._lane_width
 
     def port(self, name: str) -> Signal:
@@ -239,6 +243,28 @@ class W4A5FilterPackedDsp(PackedDspMultiplier):
     Lanes: ``[w0*x0, w0*x1, w1*x0, w1*x1]`` (10-bit signed ports; values 9-bit).
     ``w0`` feeds A, ``w1`` feeds D at bit ``2*spacing``, ``x0``/``x1`` feed B at 0/``spacing``.
     Latency 4, one set per cycle (see :class:`PackedDspMultiplier`).
+
+    Parameters
+    ----------
+    family : ``"xc7"`` | ``"xcup"``
+        DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
+        (:class:`PackingError` if it does not fit).
+    spacing : int
+        Bit distance between packed fields (default 10: lanes of 10, 10, 10, 9 bits);
+        sets ``lane_width``.
+    full_range : bool
+        Include -8 in the weight domain (``PackedDotUnit.from_config`` passes
+        ``config.w4_min == -8``; the default configs use -7..7).
+    flavour, registered :
+        As for :class:`PackedDspMultiplier`.
+
+    Members
+    -------
+    w0, w1 : In(signed(4))
+    x0, x1 : In(unsigned(5))
+    valid_in : In(1)
+    lanes : Out(ArrayLayout(signed(spacing), 4))     in the order above
+    valid_out : Out(1)
     """
 
     def __init__(
@@ -262,6 +288,28 @@ class W4A5KernelPackedDsp(PackedDspMultiplier):
     ``y[t] = sum_k w[k] x[t+k]`` feed the kernel row reversed. ``w0`` feeds A, ``w1 << s`` +
     ``w2 << 2s`` feed D (one 5-bit borrow adder in fabric), ``x0``/``x1`` feed B.
     Latency 4, one set per cycle.
+
+    Parameters
+    ----------
+    family : ``"xc7"`` | ``"xcup"``
+        DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
+        (:class:`PackingError` if it does not fit).
+    spacing : int
+        Bit distance between packed fields (default 10: lanes of 10, 10, 10, 9 bits);
+        sets ``lane_width``.
+    full_range : bool
+        Include -8 in the weight domain (``PackedDotUnit.from_config`` passes
+        ``config.w4_min == -8``; the default configs use -7..7).
+    flavour, registered :
+        As for :class:`PackedDspMultiplier`.
+
+    Members
+    -------
+    w0, w1, w2 : In(signed(4))
+    x0, x1 : In(unsigned(5))
+    valid_in : In(1)
+    lanes : Out(ArrayLayout(signed(spacing), 4))     in the order above
+    valid_out : Out(1)
     """
 
     def __init__(
@@ -283,6 +331,28 @@ class W8A5PackedDsp(PackedDspMultiplier):
 
     Lanes ``[x0*w, x1*w]`` (14-bit signed ports at spacing 14; values 13-bit). ``x0``/``x1``
     are concatenated onto A (no pre-adder), ``w`` feeds B. Latency 4, one set per cycle.
+
+    Parameters
+    ----------
+    family : ``"xc7"`` | ``"xcup"``
+        DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
+        (:class:`PackingError` if it does not fit).
+    spacing : int
+        Bit distance between packed fields (default 14: lanes of 14 and 13 bits);
+        sets ``lane_width``.
+    full_range : bool
+        Include -128 in the weight domain (``PackedDotUnit.from_config`` passes
+        ``config.w8_min == -128``; the default configs use -127..127).
+    flavour, registered :
+        As for :class:`PackedDspMultiplier`.
+
+    Members
+    -------
+    x0, x1 : In(unsigned(5))
+    w : In(signed(8))
+    valid_in : In(1)
+    lanes : Out(ArrayLayout(signed(spacing), 2))     ``[x0*w, x1*w]``
+    valid_out : Out(1)
     """
 
     def __init__(

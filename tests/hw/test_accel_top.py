@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B, _pool
-from test_program import graph_of, rand_conv
+from test_accel_engine import CFG_A, CFG_B
+from test_program import graph_of, rand_conv, small_network
 
 from filmqnn_hw.accel.limits import check_program, geometry
 from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
@@ -121,28 +121,9 @@ def test_verilator_lint(key, vroot):
 # ---------------------------------------------------------------------------------------------
 # programs in Verilator == golden model
 # ---------------------------------------------------------------------------------------------
-def _small_network():
-    """test_accel_engine.test_small_network: stem -> maxpool -> residual block -> gap -> fc."""
-    cfg = CFG_A
-    r = np.random.default_rng(7)
-    ops = [
-        rand_conv(r, cfg, "stem", "x", "s", 3, 8, 3, 2, 1),
-        _pool("s", "p", 8, 6, 6, "max", 3, 2, 1),
-        rand_conv(r, cfg, "a", "p", "t", 8, 8, 3, 1, 1),
-        rand_conv(r, cfg, "b", "t", "u", 8, 8, 3, 1, 1, residual="p"),
-        _pool("u", "v", 8, 3, 3, "avg"),
-        rand_conv(r, cfg, "fc", "v", "y", 8, 10, 1, linear=True, logits=True),
-    ]
-    return graph_of(ops, {"x": (3, 11, 11), "s": (8, 6, 6), "p": (8, 3, 3), "t": (8, 3, 3),
-                          "u": (8, 3, 3), "v": (8, 1, 1), "y": (10, 1, 1)}, "x", "y",
-                    logits=True)
-
-
-@pytest.mark.verilator
-@needs_verilator
 def test_small_network(sims, vroot):
     """One start runs the whole small network; random AXI back-pressure: same bits, more cycles."""
-    g = _small_network()
+    g = small_network(CFG_A)
     x = np.random.default_rng(0).integers(0, 32, (1,) + g.input.shape)
     calm = _run(sims, vroot, "A", g, x)
     stalled = _run(sims, vroot, "A", g, x, stall_seed=5)

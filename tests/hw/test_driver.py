@@ -14,8 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_accel_engine import _pool
-from test_program import graph_of, rand_conv
+from test_program import small_network as shared_small_network
 
 from filmqnn_hw.axi.lite_regs import AP_CTRL, IER, ISR, accelerator_control_map
 from filmqnn_hw.config import AcceleratorConfig
@@ -47,18 +46,7 @@ CMAP = accelerator_control_map()
 
 def small_network(cfg=CFG, seed=7):
     """stem conv -> maxpool -> residual block -> gap -> fc logits (10 classes)."""
-    r = np.random.default_rng(seed)
-    ops = [
-        rand_conv(r, cfg, "stem", "x", "s", 3, 8, 3, 2, 1),
-        _pool("s", "p", 8, 6, 6, "max", 3, 2, 1),
-        rand_conv(r, cfg, "a", "p", "t", 8, 8, 3, 1, 1),
-        rand_conv(r, cfg, "b", "t", "u", 8, 8, 3, 1, 1, residual="p"),
-        _pool("u", "v", 8, 3, 3, "avg"),
-        rand_conv(r, cfg, "fc", "v", "y", 8, 10, 1, linear=True, logits=True),
-    ]
-    return graph_of(ops, {"x": (3, 11, 11), "s": (8, 6, 6), "p": (8, 3, 3), "t": (8, 3, 3),
-                          "u": (8, 3, 3), "v": (8, 1, 1), "y": (10, 1, 1)}, "x", "y",
-                    logits=True)
+    return shared_small_network(cfg, seed)
 
 
 def sim_dir(tmp_path_factory):

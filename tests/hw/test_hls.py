@@ -13,13 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from test_program import (
-    add_graph,
     conv_graph,
     graph_of,
-    pool_graph,
+    layer_cases,
     rand_conv,
     rand_input,
-    residual_graph,
 )
 
 from filmqnn_hw.axi.lite_regs import accelerator_control_map
@@ -73,30 +71,7 @@ def _check(exes, key, graph, seed=0, every_tensor=False):
     return out, ref
 
 
-def _cases(cfg):
-    r = np.random.default_rng(11)
-    return {
-        "conv1x1": conv_graph(r, cfg, 13, 11, 5, 6, 1),
-        "conv1x1_s2_odd": conv_graph(r, cfg, 9, 7, 7, 9, 1, 2, 0),
-        "conv3x3_pad": conv_graph(r, cfg, 5, 10, 7, 9, 3, 1, 1),
-        "conv3x3_s2_odd": conv_graph(r, cfg, 7, 9, 9, 7, 3, 2, 1),
-        "conv3x3_nopad_padcode": conv_graph(r, cfg, 4, 3, 6, 5, 3, 1, 1, pad_code=5),
-        "conv7x7_s2_stem": conv_graph(r, cfg, 3, 9, 11, 13, 7, 2, 3),
-        "conv_1x1_spatial": conv_graph(r, cfg, 17, 6, 1, 1, 1),
-        "conv3x3_on_1x1": conv_graph(r, cfg, 6, 5, 1, 1, 3, 1, 1),
-        "conv_5x3_kernel": conv_graph(r, cfg, 4, 4, 6, 6, (5, 3), 1, 1),
-        "depthwise3x3": conv_graph(r, cfg, 10, 10, 6, 5, 3, 1, 1, depthwise=True),
-        "depthwise3x3_s2": conv_graph(r, cfg, 13, 13, 7, 7, 3, 2, 1, depthwise=True),
-        "fc_logits": conv_graph(r, cfg, 19, 10, 1, 1, 1, linear=True, logits=True),
-        "fc_flatten_3x3": conv_graph(r, cfg, 9, 7, 3, 3, 3, linear=True, logits=True),
-        "residual": residual_graph(r, cfg, 10, 5, 6),
-        "maxpool3s2p1": pool_graph(r, cfg, 9, 7, 7, "max", 3, 2, 1),
-        "maxpool2s2_odd": pool_graph(r, cfg, 5, 5, 7, "max", 2, 2, 0),
-        "avgpool2s2": pool_graph(r, cfg, 9, 6, 6, "avg", 2, 2, 0),
-        "avgpool3_pad": pool_graph(r, cfg, 4, 5, 5, "avg", 3, 1, 1, pad_code=2),
-        "gap": pool_graph(r, cfg, 11, 5, 3, "avg"),
-        "add": add_graph(r, cfg, 6, 3, 4),
-    }
+_cases = layer_cases
 
 
 CASE_NAMES = list(_cases(CFG_A))

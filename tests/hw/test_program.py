@@ -5,6 +5,7 @@ The graph builders here (``conv_graph`` and friends) are reused by ``test_hls.py
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import zlib
@@ -120,6 +121,55 @@ def add_graph(rng, config, c, h, w) -> IntGraph:
 
 def rand_input(rng, g: IntGraph) -> np.ndarray:
     return rng.integers(0, 32, (1,) + g.input.shape)
+
+
+def pool_op(inp, out, c, h, w, mode, k=None, stride=1, pad=0) -> PoolOp:
+    """The op of :func:`pool_graph`, reading ``inp`` and writing ``out`` (for bigger graphs)."""
+    op = pool_graph(np.random.default_rng(0), None, c, h, w, mode, k, stride, pad).ops[0]
+    return dataclasses.replace(op, name=f"pool_{out}", input=inp, output=out)
+
+
+def small_network(cfg, seed=7) -> IntGraph:
+    """stem conv -> maxpool -> residual block -> gap -> fc logits (10 classes), 3x11x11 in."""
+    r = np.random.default_rng(seed)
+    ops = [
+        rand_conv(r, cfg, "stem", "x", "s", 3, 8, 3, 2, 1),
+        pool_op("s", "p", 8, 6, 6, "max", 3, 2, 1),
+        rand_conv(r, cfg, "a", "p", "t", 8, 8, 3, 1, 1),
+        rand_conv(r, cfg, "b", "t", "u", 8, 8, 3, 1, 1, residual="p"),
+        pool_op("u", "v", 8, 3, 3, "avg"),
+        rand_conv(r, cfg, "fc", "v", "y", 8, 10, 1, linear=True, logits=True),
+    ]
+    return graph_of(ops, {"x": (3, 11, 11), "s": (8, 6, 6), "p": (8, 3, 3), "t": (8, 3, 3),
+                          "u": (8, 3, 3), "v": (8, 1, 1), "y": (10, 1, 1)}, "x", "y",
+                    logits=True)
+
+
+def layer_cases(cfg) -> dict[str, IntGraph]:
+    """One graph per layer kind the accelerators run, with odd shapes (seeded)."""
+    r = np.random.default_rng(11)
+    return {
+        "conv1x1": conv_graph(r, cfg, 13, 11, 5, 6, 1),
+        "conv1x1_s2_odd": conv_graph(r, cfg, 9, 7, 7, 9, 1, 2, 0),
+        "conv3x3_pad": conv_graph(r, cfg, 5, 10, 7, 9, 3, 1, 1),
+        "conv3x3_s2_odd": conv_graph(r, cfg, 7, 9, 9, 7, 3, 2, 1),
+        "conv3x3_nopad_padcode": conv_graph(r, cfg, 4, 3, 6, 5, 3, 1, 1, pad_code=5),
+        "conv7x7_s2_stem": conv_graph(r, cfg, 3, 9, 11, 13, 7, 2, 3),
+        "conv_1x1_spatial": conv_graph(r, cfg, 17, 6, 1, 1, 1),
+        "conv3x3_on_1x1": conv_graph(r, cfg, 6, 5, 1, 1, 3, 1, 1),
+        "conv_5x3_kernel": conv_graph(r, cfg, 4, 4, 6, 6, (5, 3), 1, 1),
+        "depthwise3x3": conv_graph(r, cfg, 10, 10, 6, 5, 3, 1, 1, depthwise=True),
+        "depthwise3x3_s2": conv_graph(r, cfg, 13, 13, 7, 7, 3, 2, 1, depthwise=True),
+        "fc_logits": conv_graph(r, cfg, 19, 10, 1, 1, 1, linear=True, logits=True),
+        "fc_flatten_3x3": conv_graph(r, cfg, 9, 7, 3, 3, 3, linear=True, logits=True),
+        "residual": residual_graph(r, cfg, 10, 5, 6),
+        "maxpool3s2p1": pool_graph(r, cfg, 9, 7, 7, "max", 3, 2, 1),
+        "maxpool2s2_odd": pool_graph(r, cfg, 5, 5, 7, "max", 2, 2, 0),
+        "avgpool2s2": pool_graph(r, cfg, 9, 6, 6, "avg", 2, 2, 0),
+        "avgpool3_pad": pool_graph(r, cfg, 4, 5, 5, "avg", 3, 1, 1, pad_code=2),
+        "gap": pool_graph(r, cfg, 11, 5, 3, "avg"),
+        "add": add_graph(r, cfg, 6, 3, 4),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

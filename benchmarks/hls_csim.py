@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", default="zcu102")
     ap.add_argument("--width", type=float, default=1.0, help="ResNet-18 width multiplier")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--verilator", action="store_true",
+                    help="also run the same frame on the generated RTL top in Verilator")
     args = ap.parse_args(argv)
 
     import torch
@@ -65,6 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         mem, iters = run_csim(exe, prog, codes, Path(tmp) / "work", timeout=3600)
         t_csim = time.perf_counter() - t0
+    rtl = None
+    if args.verilator:
+        from filmqnn_hw.accel.limits import check_program
+        from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
+        from filmqnn_hw.accel.verilator_sim import build_verilator, run_verilator
+
+        check_program(prog, cfg)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            emit_verilog(cfg, Path(tmp) / "top.v")
+            t_emit = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            vexe = build_verilator(Path(tmp) / "top.v", TOP_NAME, cfg.axi_data_bits,
+                                   Path(tmp) / "vbuild")
+            t_vbuild = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            run = run_verilator(vexe, prog.memory_image(codes), prog.base, Path(tmp) / "vwork",
+                                max_cycles=2_000_000_000, timeout=7200)
+            t_vsim = time.perf_counter() - t0
+        rtl = (t_emit, t_vbuild, t_vsim, run)
     t0 = time.perf_counter()
     ref = graph.run(codes)
     t_gold = time.perf_counter() - t0
@@ -84,13 +106,28 @@ def main(argv: list[str] | None = None) -> int:
         ("kernel pipelined-loop iterations (`cycles` register)", f"{iters:,}"),
         ("outputs equal (==)", str(equal)),
     ]
+    if rtl is not None:
+        t_emit, t_vbuild, t_vsim, run = rtl
+        rtl_equal = bool(np.array_equal(prog.read_output(run.memory), ref))
+        equal = equal and rtl_equal
+        cyc = run.counters["cycles"]
+        rows += [
+            ("RTL top: Amaranth emit / Verilator build", f"{t_emit:.1f} s / {t_vbuild:.1f} s"),
+            ("RTL top: Verilator simulation, one frame (incl. DDR image file I/O)",
+             f"{t_vsim:.1f} s ({run.sim_cycles / max(run.wall_s, 1e-9) / 1e3:.0f} k cycles/s)"),
+            ("RTL top: `cycles` register (simulated clock cycles)",
+             f"{cyc:,} ({cfg.clock_mhz * 1e6 / cyc:.2f} FPS at {cfg.clock_mhz:g} MHz)"),
+            ("C-sim wall / Verilator wall", f"{t_csim / t_vsim:.2f}"),
+            ("RTL outputs equal (==)", str(rtl_equal)),
+        ]
     md = ["# HLS C-simulation: one ResNet-18 frame", "",
           "Produced by `python benchmarks/hls_csim.py "
           + " ".join(argv if argv is not None else sys.argv[1:]) + "`. "
           "Wall-clock times on this machine "
           f"({platform.machine()}, {os.cpu_count()} cores shared with other jobs); "
           "C-simulation is the g++ build of the HLS kernel with `hls_compat` headers, "
-          "not hardware.", "",
+          "not hardware; with `--verilator` the same frame and layer program also run on the "
+          "generated RTL top in Verilator (C++ AXI memory model, read latency 40 cycles).", "",
           "| quantity | value |", "|---|---|"]
     md += [f"| {a} | {b} |" for a, b in rows]
     md.append("")

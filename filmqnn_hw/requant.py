@@ -43,10 +43,12 @@ logits mode is ``[LOGIT_MIN, LOGIT_MAX]`` (signed 16 bits).
 
 Verification (``tests/hw/test_requant.py``): pysim against ``numerics.requantize`` with
 ``==`` on extreme and random vectors including stalls (offsets pushing ``y`` to both edges of
-``|y| < 2**47``, ``res_mult`` up to ``2**31 - 1``, ``res`` up to 31). There is no formal
-proof: a yosys ``sat`` miter of this netlist against the plain reference expression did not
-finish within 10 minutes (adder reassociation and the 5 x 31 product are hard for its SAT
-solver), so exactness over the whole domain rests on the vectors and the width argument above.
+``|y| < 2**47``, ``res_mult`` up to ``2**31 - 1``, ``res`` up to 31), and a yosys ``sat``
+proof by parts (``tests/hw/test_requant_proof.py``, ``filmqnn_hw/formal.py``): stages 1-2
+proven for every input with each of the 32 ``res`` values as a constant, stages 3-6 from every
+stage-2 state, the one ``acc * mult`` multiplier checked structurally (a single ``$mul`` of the
+declared operand widths and signedness), stalls covered by the single shared enable; mutated
+references are caught. A monolithic miter of the whole unit does not finish (multipliers).
 """
 
 from __future__ import annotations

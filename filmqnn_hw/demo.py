@@ -52,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"smallcnn checkpoint (default: {DEFAULT_CHECKPOINT.name})")
     p.add_argument("--images", type=int, default=4, help="test images to run (4)")
     p.add_argument("--first-image", type=int, default=0, help="index of the first test image")
-    p.add_argument("--sim-config", choices=SIM_CONFIGS, default="small",
-                   help="accelerator to simulate: small (8x8 array, default) or board")
+    p.add_argument("--sim-config", choices=("auto", *SIM_CONFIGS), default="auto",
+                   help="accelerator to simulate: board (the board's own array), small (8x8 "
+                        "array) or auto (default: board for pynq_z2, whose Verilator build "
+                        "takes about 2 minutes; small for zcu102, whose 48x160 array is too "
+                        "large to compile here)")
     p.add_argument("--calib-data", default="fashion_mnist",
                    help="calibration images for the export (fashion_mnist)")
     p.add_argument("--out", default="build/demo", help="work directory (build/demo)")
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     _step(f"      -> {board_res.out_dir} ({time.perf_counter() - t0:.1f} s)")
 
     # ---- 2. the simulated accelerator's export ---------------------------------------------
+    if args.sim_config == "auto":
+        args.sim_config = "board" if args.board == "pynq_z2" else "small"
     if args.sim_config == "board":
         sim_cfg, sim_dir_export, sim_graph = board_cfg, board_res.out_dir, board_graph
         _step("[2/5] simulating the board's own config (no second export)")

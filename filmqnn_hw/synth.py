@@ -178,7 +178,8 @@ def _count(cells: dict[str, int], *prefixes: str) -> int:
 
 
 def synthesize_verilog(
-    verilog_text: str, top: str, family: str = "xc7", *, nodsp: bool = False
+    verilog_text: str, top: str, family: str = "xc7", *, nodsp: bool = False,
+    timeout: float = 600.0,
 ) -> SynthResult:
     """``synth_xilinx -family {family} -top {top} -flatten -noiopad`` on Verilog text."""
     if family not in FAMILIES:
@@ -194,7 +195,7 @@ def synthesize_verilog(
         "tee -q -o ltp.txt ltp -noff t:FD* t:BUFG %u t:DSP48* %u %n\n"
         "write_json net.json\n"
     )
-    _, work = run_yosys(script, {"top.v": verilog_text})
+    _, work = run_yosys(script, {"top.v": verilog_text}, timeout=timeout)
     try:
         stat = json.loads((work / "stat.json").read_text())
         ltp_txt = (work / "ltp.txt").read_text()

@@ -38,6 +38,7 @@ from ..axi.lite_regs import ControlCoreSignature, ControlMap, accelerator_contro
 from ..config import ACT_BITS, AcceleratorConfig
 from ..program import DESC_SIZE, FIELDS, HEADER_SIZE, MAGIC, PARAM_SIZE, VERSION
 from ..requant import SHIFT_BITS, RequantBank
+from .divider import ConstDivider
 from .gearbox import RecordGearbox
 from .limits import KMAX, PMAX, SMAX, geometry
 from .pe_array import PEArray
@@ -323,6 +324,13 @@ class ProgramEngine(wiring.Component):
         ldc_go = Signal()
         ld_nvalid = Signal(range(max(geo.out_planes, geo.in_planes) + 1))  # planes that exist
         m.d.comb += ld_busy.eq(ldc_busy | ldd_busy | ld_go)
+        # column -> (beat, word) of the rectangle's edges, by pipelined constant dividers
+        m.submodules.dv_xlo = dv_xlo = ConstDivider(DIM, WPB)
+        m.submodules.dv_xhi = dv_xhi = ConstDivider(DIM, WPB)
+        m.d.comb += [dv_xlo.x.eq(xlo.as_unsigned()[:DIM]), dv_xhi.x.eq(xhi.as_unsigned()[:DIM])]
+        ld_wait = Signal(range(DIM + 3))
+        c0n = Signal(signed(8))  # bx0 WPB - xb, within (-WPB, PMAX]: a short divide
+        m.d.comb += c0n.eq(bx0 * WPB - ld_xb)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ld_go):
@@ -334,16 +342,20 @@ class ProgramEngine(wiring.Component):
                         plane_addr.eq(ld_tensor + ld_plane0 * ld_pstride),
                         ld_nvalid.eq(Mux(ld_plane0 + ld_nplanes > ld_plimit,
                                          ld_plimit - ld_plane0, ld_nplanes)),
+                        ld_wait.eq(0),
                     ]
+                    m.next = "DIV"
+            with m.State("DIV"):  # the dividers see the new edges
+                m.d.comb += ldc_busy.eq(1)
+                m.d.sync += ld_wait.eq(ld_wait + 1)
+                with m.If(ld_wait == dv_xlo.latency + 1):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += ldc_busy.eq(1)
-                xlo_u = xlo.as_unsigned()[:DIM]
-                xhi_u = xhi.as_unsigned()[:DIM]
                 m.d.sync += [
-                    bx0.eq(xlo_u // WPB),
-                    wx0.eq(xlo_u % WPB),
-                    nbeats.eq(xhi_u // WPB - xlo_u // WPB + 1),
+                    bx0.eq(dv_xlo.q),
+                    wx0.eq(dv_xlo.r),
+                    nbeats.eq(dv_xhi.q - dv_xlo.q + 1),
                     row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride),
                     ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch
                                 + Mux(ld_res, (xlo - ld_xb).as_unsigned()[:DIM], 0)),
@@ -354,9 +366,7 @@ class ProgramEngine(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += [ldc_busy.eq(1), ldc_go.eq(1)]
-                c0s = Signal(signed(DIM + 4))
-                m.d.comb += c0s.eq(bx0 * WPB - ld_xb)
-                m.d.sync += [ld_q0.eq(c0s // WPB), ld_rot.eq(c0s % WPB)]
+                m.d.sync += [ld_q0.eq(c0n // WPB), ld_rot.eq(c0n % WPB)]
                 m.d.sync += [ldc_j.eq(0), ldc_y.eq(ylo), ldc_plane.eq(plane_addr),
                              ldc_row.eq(plane_addr + row_off)]
                 m.next = "CMD"
@@ -378,7 +388,7 @@ class ProgramEngine(wiring.Component):
                 with m.If(ldc_go):
                     m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0), ld_x.eq(xlo),
                                  ld_wa.eq(ld_wrow0), ld_wi.eq(wx0),
-                                 ld_xbeat.eq(bx0 * WPB), ld_q.eq((bx0 * WPB - ld_xb) // WPB)]
+                                 ld_xbeat.eq(bx0 * WPB), ld_q.eq(c0n // WPB)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += ldd_busy.eq(1)
@@ -922,6 +932,10 @@ class ProgramEngine(wiring.Component):
 
         dr_wait_acc = Signal()
         dr_store = Signal()
+        m.submodules.dv_c0 = dv_c0 = ConstDivider(DIM, WPB)
+        m.submodules.dv_last = dv_last = ConstDivider(DIM, WPB)
+        m.d.comb += [dv_c0.x.eq(d_c0), dv_last.x.eq((d_c0 + d_cols - 1)[:DIM])]
+        dr_wait = Signal(range(DIM + 3))
         with m.FSM(name="drain"):
             with m.State("IDLE"):
                 m.d.comb += dr_idle.eq(1)
@@ -936,18 +950,22 @@ class ProgramEngine(wiring.Component):
                     m.d.sync += [d_rows.eq(dq_head.rows), d_cols.eq(dq_head.cols),
                                  d_meff.eq(dq_head.m_eff), d_mo.eq(dq_head.mo_base),
                                  d_r0.eq(dq_head.r0), d_c0.eq(dq_head.c0),
-                                 d_plane0.eq(dq_head.plane0), d_last.eq(dq_head.last)]
+                                 d_plane0.eq(dq_head.plane0), d_last.eq(dq_head.last),
+                                 dr_wait.eq(0)]
+                    m.next = "DIV"
+            with m.State("DIV"):  # the dividers see this tile's first / last column
+                m.d.sync += dr_wait.eq(dr_wait + 1)
+                with m.If(dr_wait == dv_c0.latency + 1):
                     m.next = "SETUP"
             with m.State("SETUP"):  # per-tile addresses of the output side
-                last_x = (d_c0 + d_cols - 1)[:DIM]
                 lg0 = out_addr + d_mo * out_plane + d_r0 * out_row + d_c0 * 2
                 m.d.sync += [
-                    ot_s0.eq(d_c0 % WPB), st_bx0.eq(d_c0 // WPB),
-                    st_slast.eq(last_x % WPB), st_nb.eq(last_x // WPB - d_c0 // WPB + 1),
+                    ot_s0.eq(dv_c0.r), st_bx0.eq(dv_c0.q),
+                    st_slast.eq(dv_last.r), st_nb.eq(dv_last.q - dv_c0.q + 1),
                     st_row_addr.eq(out_addr + d_plane0 * out_plane + d_r0 * out_row),
                     lg_pix_row.eq(lg0), lg_addr.eq(lg0), lg_cur.eq(lg0),
                     dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0),
-                    ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(d_c0 % WPB),
+                    ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(dv_c0.r),
                     lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
                 ]
                 m.next = "READ"
@@ -1035,6 +1053,10 @@ class ProgramEngine(wiring.Component):
             with m.Else():
                 m.d.comb += cls_i.eq(1)
 
+        m.submodules.dv_inc = dv_inc = ConstDivider(DIM + 1, G)
+        m.submodules.dv_outc = dv_outc = ConstDivider(DIM + 1, G)
+        m.d.comb += [dv_inc.x.eq(in_c + G - 1), dv_outc.x.eq(out_c + G - 1)]
+        pl_wait = Signal(range(DIM + 4))
         with m.FSM(name="main"):
             with m.State("IDLE"):
                 with m.If(ctrl.start):
@@ -1154,15 +1176,20 @@ class ProgramEngine(wiring.Component):
                     n_chunks.eq(Mux((op == OP_CONV) | (op == OP_LINEAR), w_chunks, 1)),
                     taps.eq(kh * kw),
                     chunk_bytes.eq(kh * kw * Mux(op == OP_DW, geo.dw_rec_bytes, geo.rec_bytes)),
-                    in_planes_total.eq((in_c + G - 1) // G),
-                    out_planes_total.eq((out_c + G - 1) // G),
                     sh_tc.eq(sh * CW), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
                 ]
                 with m.If(op == OP_MAXPOOL):
                     m.d.sync += [u_mult.eq(1), u_offset.eq(0), u_shift.eq(0)]
                 with m.If(op != OP_ADD):
                     m.d.sync += u_mult_b.eq(0)
-                m.next = "GO"
+                m.d.sync += pl_wait.eq(0)
+                m.next = "PLANES"
+            with m.State("PLANES"):  # ceil(channels / G) through the pipelined dividers
+                m.d.comb += cls_i.eq(1)
+                m.d.sync += pl_wait.eq(pl_wait + 1)
+                with m.If(pl_wait == dv_inc.latency + 1):
+                    m.d.sync += [in_planes_total.eq(dv_inc.q), out_planes_total.eq(dv_outc.q)]
+                    m.next = "GO"
             with m.State("GO"):
                 m.d.comb += [run_go.eq(1), cls_i.eq(1)]
                 m.d.sync += [in_layer.eq(1), w_full.eq(0),

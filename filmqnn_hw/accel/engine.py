@@ -591,7 +591,7 @@ class ProgramEngine(wiring.Component):
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):
                     m.d.comb += [set_in.eq(Mux(f_cb, 2, 1)), wq.w_en.eq(1),
-                                 wq.w_data.eq(Cat(f_wb, Mux(w_resident, f_no * taps, 0)))]
+                                 wq.w_data.eq(Cat(f_wb, f_rec0))]  # set in CHUNK
                     m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
                                  f_inplane0.eq(f_inplane0 + geo.in_planes)]
                     with m.If(f_no + 1 == n_chunks):

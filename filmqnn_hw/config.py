@@ -294,8 +294,13 @@ class AcceleratorConfig:
         axi_data_bits: int = 64,
         max_fan_in: int = 4608,
         ratio_8bit: float = 0.05,
+        wfill_cycles: int = 16,
     ) -> AcceleratorConfig:
-        """A small array for simulation tests and quick runs (not a DSE result)."""
+        """A small array for simulation tests and quick runs (not a DSE result).
+
+        ``wfill_cycles`` defaults to the design-space exploration's value, so the weight
+        register is filled over several cycles as in the generated boards' accelerators.
+        """
         return cls(
             board="sim",
             part="none",
@@ -315,6 +320,7 @@ class AcceleratorConfig:
             axi_ports=1,
             max_fan_in=max_fan_in,
             ratio_8bit=ratio_8bit,
+            wfill_cycles=wfill_cycles,
             notes={"origin": "AcceleratorConfig.small"},
         )
 

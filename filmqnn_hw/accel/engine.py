@@ -120,6 +120,9 @@ class ProgramEngine(wiring.Component):
         DI = geo.ibuf_depth
         DA = geo.acc_depth
         DWB = geo.wbuf_records  # tap records per weight bank
+        WF = geo.wbuf_slices  # a dense record is WF slices of the weight memory
+        WSB = geo.wbuf_slice_bytes * 8  # slice bits
+        RECB = geo.rec_bytes * 8
 
         # ---------------- memories (two banks each; bank = the address MSB) ----------------
         # input buffer: WPB column-interleaved banks (column c in bank c % WPB at c // WPB), so
@@ -140,15 +143,19 @@ class ProgramEngine(wiring.Component):
         rb_w = rbuf.write_port(granularity=WB)
         rb_a = rbuf.read_port()
         rb_b = rbuf.read_port()
-        m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(geo.rec_bytes * 8),
-                                                 depth=2 * DWB, init=[])
+        # weight buffer: two banks of DWB records, a record stored as WF consecutive slices
+        # (bank b, record r, slice s at (b DWB + r) WF + s); a depthwise record is slice 0
+        m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WSB), depth=geo.wbuf_depth,
+                                                 init=[])
         wb_w = wbuf.write_port()
         wb_r = wbuf.read_port()
         acc_layout = data.ArrayLayout(data.ArrayLayout(signed(ACC), TM), 2)
         m.submodules.abuf = abuf = memory.Memory(shape=acc_layout, depth=2 * DA, init=[])
         ab_w = abuf.write_port()
-        ab_r = abuf.read_port()  # compute read-modify-write
-        ab_d = abuf.read_port()  # drain
+        # one read port, shared: the compute write-back reads at most every other cycle (one
+        # pair per two cycles) and has priority; the drain reads in the free cycles and keeps
+        # its word in a register (one BRAM copy instead of two)
+        ab_r = abuf.read_port()
         obufs = []
         for j in range(geo.out_planes):
             ob = memory.Memory(shape=unsigned(WPB * WB), depth=TR * geo.obuf_beats, init=[])
@@ -158,14 +165,14 @@ class ProgramEngine(wiring.Component):
         for k in range(NB):
             m.d.comb += [ib_a[k].en.eq(0), ib_b[k].en.eq(0), ib_w[k].en.eq(0)]
         m.d.comb += [wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
-                     ab_r.en.eq(0), ab_d.en.eq(0)]
+                     ab_r.en.eq(0)]
         for _, rp in obufs:
             m.d.comb += rp.en.eq(0)
 
         # ---------------- arithmetic blocks ----------------
         m.submodules.pe = pe = PEArray(cfg)
         m.submodules.rq = rq = RequantBank(cfg, lanes=TM, residual=True)
-        m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.rec_bytes)
+        m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.wbuf_slice_bytes)
         m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
         m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
         for gb in (gb_w, gb_d, gb_p):
@@ -212,6 +219,7 @@ class ProgramEngine(wiring.Component):
         has_w = Signal()  # conv-like: weights and per-channel params from DDR
         n_chunks = Signal(DIM)
         taps = Signal(range(KMAX * KMAX + 1))
+        taps_wf = Signal(range(KMAX * KMAX * WF + 1))  # weight-memory slices of one chunk
         chunk_bytes = Signal(24)
         group_bytes = Signal(AW)  # weight bytes of one output-channel group (all chunks)
         in_planes_total = Signal(DIM)  # ceil(in_c / G)
@@ -457,14 +465,16 @@ class ProgramEngine(wiring.Component):
         m.submodules.wq = wq = fifo.SyncFIFO(width=1 + len(Signal(range(DWB + 1))), depth=4)
         f_last = Signal()
         p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
-        w_tap = Signal(range(KMAX * KMAX + 1))
+        w_slot = Signal(range(KMAX * KMAX * WF + 1))  # slice of the chunk being written
         f_wtgt = Signal()  # weight bank being written
         f_wtog = Signal()  # this load starts a new weight bank
         f_rec0 = Signal(range(DWB + 1))  # first record of this chunk in its weight bank
         w_resident = Signal()  # all chunks of a group fit one weight bank: load once per group
         w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
         w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
-        m.d.comb += [wb_w.addr.eq(Mux(f_wtgt, DWB, 0) + f_rec0 + w_tap), wb_w.data.eq(w_rec)]
+        m.d.comb += [wb_w.addr.eq(Mux(f_wtgt, DWB * WF, 0) + f_rec0 * WF + w_slot),
+                     wb_w.data.eq(w_rec)]
+        w_step = Mux(mode == MODE_DENSE, 1, WF)  # a depthwise record fills one record's slot
         fe_w = Signal()  # fetcher is loading weights (for the stall counters)
 
         def take_param(bank):
@@ -554,7 +564,7 @@ class ProgramEngine(wiring.Component):
                              gb_w.start.eq(mode == MODE_DENSE), gb_d.start.eq(mode != MODE_DENSE),
                              gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += w_tap.eq(0)
+                    m.d.sync += w_slot.eq(0)
                     m.next = "W_RD"
             with m.State("W_RD"):
                 m.d.comb += fe_w.eq(1)
@@ -562,14 +572,14 @@ class ProgramEngine(wiring.Component):
                     m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
                 with m.Else():
                     m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
-                with m.If(w_rec_valid & (w_tap < taps)):
+                with m.If(w_rec_valid & (w_slot < taps_wf)):
                     m.d.comb += wb_w.en.eq(1)
-                    m.d.sync += w_tap.eq(w_tap + 1)
+                    m.d.sync += w_slot.eq(w_slot + w_step)
                 with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
                     m.next = "W_END"
             with m.State("W_END"):
                 m.d.comb += fe_w.eq(1)
-                with m.If(w_rec_valid & (w_tap < taps)):
+                with m.If(w_rec_valid & (w_slot < taps_wf)):
                     m.d.comb += wb_w.en.eq(1)
                 m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
                 with m.If(f_wtog):
@@ -641,7 +651,6 @@ class ProgramEngine(wiring.Component):
         c_no = Signal(DIM)
         c_cb = Signal()  # input bank
         c_wb = Signal()  # weight bank of the current chunk
-        c_rec0 = Signal(range(DWB + 1))  # its first record in the bank
         c_wb_prev = Signal()
         c_wb_valid = Signal()
         c_ab = Signal()  # accumulator bank (step parity)
@@ -661,6 +670,7 @@ class ProgramEngine(wiring.Component):
         cp_issue = Signal()
         cp_wait_in = Signal()  # compute is waiting for a loaded chunk
         cp_wait_acc = Signal()  # compute is waiting for a drained accumulator bank
+        cp_wait_w = Signal()  # compute is waiting for its next weight record
 
         s1_valid, s1_phase = Signal(), Signal()
         s1_in_a, s1_in_b = Signal(), Signal()
@@ -680,11 +690,29 @@ class ProgramEngine(wiring.Component):
         m.d.comb += [
             pe.x[0].as_value().eq(Mux(s1_in_a, xa_data, padvec)),
             pe.x[1].as_value().eq(Mux(s1_in_b, xb_data, padvec)),
-            pe.record.eq(wb_r.data),
             pe.mode.eq(mode),
             pe.valid.eq(s1_valid),
             pe.phase.eq(s1_phase),
         ]
+        # weight register: the next tap's record is read slice by slice (WF cycles, one slice
+        # for a depthwise record) into a staging register while the current tap computes; the
+        # TAP state moves it into the PE array's register
+        DWR = geo.dw_rec_bytes * 8
+        w_stage = Signal(WF * WSB)
+        w_act = Signal(RECB)
+        wf_addr = Signal(range(geo.wbuf_depth + WF + 1))
+        wf_cnt = Signal(range(WF + 1), init=WF)  # slices of the staged record read (WF: done)
+        wf_pend = Signal()  # a slice read is in flight
+        wf_ready = (wf_cnt == WF) & ~wf_pend
+        m.d.sync += wf_pend.eq(0)
+        with m.If(wf_pend):
+            m.d.sync += w_stage.eq(Cat(w_stage[WSB:], wb_r.data))
+        with m.If(wf_cnt != WF):
+            m.d.comb += [wb_r.addr.eq(wf_addr), wb_r.en.eq(1)]
+            m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1)]
+        wf_first = Mux(mode == MODE_DW, WF - 1, 0)  # a depthwise record is one slice
+        m.d.comb += pe.record.eq(w_act)
+
         meta = data.StructLayout({"addr": range(2 * DA), "first": 1})
         m.submodules.metaq = metaq = fifo.SyncFIFO(width=meta.size, depth=32)
         m.d.comb += [metaq.w_data.eq(Cat(s1_aaddr, s1_first)),
@@ -748,17 +776,28 @@ class ProgramEngine(wiring.Component):
                 with m.If(in_full.bit_select(c_cb, 1) & wq.r_rdy):
                     m.d.comb += wq.r_en.eq(1)
                     m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data[0]),
-                                 c_rec0.eq(wq.r_data[1:]), c_wb_prev.eq(wq.r_data[0]),
+                                 c_wb_prev.eq(wq.r_data[0]),
                                  c_wb_valid.eq(1)]
+                    with m.If(mode != MODE_UNIT):  # stage the chunk's first record
+                        m.d.sync += [wf_cnt.eq(wf_first),
+                                     wf_addr.eq(Mux(wq.r_data[0], DWB * WF, 0)
+                                                + wq.r_data[1:] * WF)]
                     with m.If(c_wb_valid & (wq.r_data[0] != c_wb_prev)):  # the old bank is free
                         m.d.comb += clr_w.eq(Mux(c_wb_prev, 2, 1))
                     m.next = "TAP"
-            with m.State("TAP"):  # read the tap's weight record; set up the first row
-                m.d.comb += [wb_r.addr.eq(Mux(c_wb, DWB, 0) + c_rec0 + tap), wb_r.en.eq(1)]
-                m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
-                             rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
-                             iy.eq(c_yb + ky), ixa.eq(c_xb + kx)]
-                m.next = "RUN"
+            with m.State("TAP"):  # take the tap's staged weight record; set up the first row
+                m.d.comb += cp_wait_w.eq(~wf_ready & (mode != MODE_UNIT))
+                with m.If(wf_ready | (mode == MODE_UNIT)):
+                    m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
+                                 rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
+                                 iy.eq(c_yb + ky), ixa.eq(c_xb + kx),
+                                 w_act.eq(Mux(mode == MODE_DW,
+                                              w_stage[(WF - 1) * WSB:][:DWR], w_stage[:RECB]))]
+                    with m.If((mode != MODE_UNIT) & (tap + 1 < taps)):  # stage the next one
+                        m.d.sync += wf_cnt.eq(wf_first)
+                        with m.If(mode == MODE_DW):
+                            m.d.sync += wf_addr.eq(wf_addr + WF - 1)
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)
                 for k in range(NB):
@@ -823,7 +862,12 @@ class ProgramEngine(wiring.Component):
         dr_r = Signal(range(TR + 1))
         dr_q = Signal(range(QC + 1))
         dr_pix = Signal()
-        accv = data.View(acc_layout, ab_d.data)
+        d_acc = Signal(acc_layout)  # the drain's accumulator word (latched from ab_r)
+        d_lat = Signal()  # ab_r.data holds the drain's word this cycle
+        m.d.sync += d_lat.eq(0)
+        with m.If(d_lat):
+            m.d.sync += d_acc.eq(ab_r.data)
+        accv = data.View(acc_layout, Mux(d_lat, ab_r.data, d_acc.as_value()))
         ri = rq.i.payload
         res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_a.data)
         res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_b.data)
@@ -969,13 +1013,15 @@ class ProgramEngine(wiring.Component):
                     lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
                 ]
                 m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += [ab_d.addr.eq(Mux(d_b, DA, 0) + dr_r * QC + dr_q), ab_d.en.eq(1),
-                             rb_a.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2),
-                             rb_b.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2 + 1),
-                             rb_a.en.eq(1), rb_b.en.eq(1)]
-                m.d.sync += dr_pix.eq(0)
-                m.next = "PUSH"
+            with m.State("READ"):  # wait for a cycle the compute write-back does not read
+                with m.If(~pe.valid_out):
+                    m.d.comb += [ab_r.addr.eq(Mux(d_b, DA, 0) + dr_r * QC + dr_q),
+                                 ab_r.en.eq(1),
+                                 rb_a.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2),
+                                 rb_b.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2 + 1),
+                                 rb_a.en.eq(1), rb_b.en.eq(1)]
+                    m.d.sync += [dr_pix.eq(0), d_lat.eq(1)]
+                    m.next = "PUSH"
             with m.State("PUSH"):
                 m.d.comb += rq.i.valid.eq(1)
                 last_pix = dr_pix | ~(dr_q * 2 + 1 < d_cols)
@@ -1048,7 +1094,7 @@ class ProgramEngine(wiring.Component):
         with m.If(in_layer & ~cp_issue):  # why the PE array is not busy
             with m.If(cp_wait_acc | (cp_idle & ~dr_idle) | (cp_wait_in & dr_store & fe_idle)):
                 m.d.comb += cls_o.eq(1)
-            with m.Elif(fe_w):
+            with m.Elif(fe_w | cp_wait_w):
                 m.d.comb += cls_w.eq(1)
             with m.Else():
                 m.d.comb += cls_i.eq(1)
@@ -1174,7 +1220,7 @@ class ProgramEngine(wiring.Component):
                     has_w.eq(conv_like),
                     has_res.eq(((flags & FLAG_RESIDUAL) != 0) | (op == OP_ADD)),
                     n_chunks.eq(Mux((op == OP_CONV) | (op == OP_LINEAR), w_chunks, 1)),
-                    taps.eq(kh * kw),
+                    taps.eq(kh * kw), taps_wf.eq(kh * kw * WF),
                     chunk_bytes.eq(kh * kw * Mux(op == OP_DW, geo.dw_rec_bytes, geo.rec_bytes)),
                     sh_tc.eq(sh * CW), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
                 ]

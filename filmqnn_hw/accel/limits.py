@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 from ..config import ACT_BITS, AcceleratorConfig, ConfigError
-from ..resources import buffer_shapes
 
 __all__ = [
     "KMAX",
@@ -22,6 +21,7 @@ __all__ = [
     "RtlUnsupported",
     "geometry",
     "check_program",
+    "weight_slicing",
 ]
 
 #: Largest kernel / pooling window side the input buffer is sized for (ResNet stem 7x7,
@@ -63,7 +63,14 @@ class RtlGeometry:
     out_planes: int  # tm / G planes per output-channel group
     in_planes: int  # tn / G planes per input chunk
     obuf_beats: int  # beats per output-tile row (worst alignment)
-    wbuf_records: int  # tap records per weight bank (the resource model's weight-buffer depth)
+    wbuf_records: int  # tap records per weight bank
+    wbuf_slices: int  # F: a dense record is stored (and read) as F slices
+    wbuf_slice_bytes: int  # rec_bytes / F
+
+    @property
+    def wbuf_depth(self) -> int:
+        """Words of the weight memory: two banks of ``wbuf_records x wbuf_slices`` slices."""
+        return 2 * self.wbuf_records * self.wbuf_slices
 
     @property
     def ibuf_depth(self) -> int:
@@ -102,14 +109,36 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
     ppr = math.ceil(config.tc / 2)
     # beats spanned by one tile row, worst case over the start position inside a beat
     obuf_beats = max((s + config.tc - 1) // wpb + 1 for s in range(wpb))
+    f, records = weight_slicing(rows * config.tn, rows, b // 8, config.wfill_cycles)
     return RtlGeometry(
         tm=config.tm, tn=config.tn, g=g, beat_bits=b, wpb=wpb, cb=max(config.tn, config.tm),
         rows=rows, rec_bytes=rows * config.tn, dw_rec_bytes=rows,
         tr_in=(config.tr - 1) * SMAX + KMAX, tc_in=(config.tc - 1) * SMAX + KMAX,
         pairs_per_row=ppr, acc_depth=config.tr * ppr, out_planes=config.tm // g,
         in_planes=config.tn // g, obuf_beats=obuf_beats,
-        wbuf_records=max(KMAX * KMAX, int(buffer_shapes(config)["wbuf4"]["depth"])),
+        wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
     )
+
+
+def weight_slicing(rec_bytes: int, dw_rec_bytes: int, beat_bytes: int,
+                   fill_cycles: int) -> tuple[int, int]:
+    """``(F, records per bank)`` of the weight buffer.
+
+    A dense tap record (``rec_bytes``) is stored as ``F`` slices of ``rec_bytes / F`` bytes and
+    read into the PE array's weight register over ``F`` cycles while the previous tap computes
+    (the resource model's ``wfill_cycles``), so the memory is ``F`` times narrower than a record.
+    ``F`` is the largest divisor of ``rec_bytes`` not above ``fill_cycles`` whose slice still
+    holds a depthwise record and is taken from DDR as fast as a whole record
+    (``gcd(slice, beat) == gcd(record, beat)``). The depth (both banks) is the smallest power
+    of two holding ``KMAX**2`` records per bank (one 7x7 chunk); the records per bank are what
+    that depth holds.
+    """
+    rate = math.gcd(rec_bytes, beat_bytes)
+    f = max(d for d in range(1, max(1, fill_cycles) + 1)
+            if rec_bytes % d == 0 and rec_bytes // d >= dw_rec_bytes
+            and math.gcd(rec_bytes // d, beat_bytes) == rate)
+    depth = 1 << (2 * KMAX * KMAX * f - 1).bit_length()
+    return f, depth // (2 * f)
 
 
 def check_program(program, config: AcceleratorConfig) -> None:

@@ -131,13 +131,12 @@ class ProgramEngine(wiring.Component):
         NB = WPB
         CW = -(-TC_IN // NB)  # columns per bank per row
         DIK = geo.tr_in * CW  # words per bank per chunk bank
-        ib_w, ib_a, ib_b = [], [], []
+        ib_w, ib_r = [], []
         for k in range(NB):
             mem = memory.Memory(shape=unsigned(CB * ACT_BITS), depth=2 * DIK, init=[])
             m.submodules[f"ibuf{k}"] = mem
             ib_w.append(mem.write_port(granularity=WB))
-            ib_a.append(mem.read_port())
-            ib_b.append(mem.read_port())
+            ib_r.append(mem.read_port())  # pixel A in phase 0, pixel B in phase 1
         m.submodules.rbuf = rbuf = memory.Memory(shape=unsigned(TM * ACT_BITS),
                                                  depth=2 * TR * TC, init=[])
         rb_w = rbuf.write_port(granularity=WB)
@@ -163,7 +162,7 @@ class ProgramEngine(wiring.Component):
             obufs.append((ob.write_port(granularity=WB), ob.read_port()))
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
         for k in range(NB):
-            m.d.comb += [ib_a[k].en.eq(0), ib_b[k].en.eq(0), ib_w[k].en.eq(0)]
+            m.d.comb += [ib_r[k].en.eq(0), ib_w[k].en.eq(0)]
         m.d.comb += [wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
                      ab_r.en.eq(0)]
         for _, rp in obufs:
@@ -677,22 +676,33 @@ class ProgramEngine(wiring.Component):
         s1_aaddr = Signal(range(2 * DA))
         s1_first = Signal()
         padvec = Signal(CB * ACT_BITS)
-        xa_data, xb_data = Signal(CB * ACT_BITS), Signal(CB * ACT_BITS)
-        with m.Switch(s1_ra):
+        # one read port per bank: pixel A is read in phase 0 and held, pixel B in phase 1;
+        # the pair (A, B) reaches the PE array two cycles after s1 (stage s3)
+        x_data = Signal(CB * ACT_BITS)
+        with m.Switch(Mux(s1_phase, s1_rb, s1_ra)):
             for k in range(NB):
                 with m.Case(k):
-                    m.d.comb += xa_data.eq(ib_a[k].data)
-        with m.Switch(s1_rb):
-            for k in range(NB):
-                with m.Case(k):
-                    m.d.comb += xb_data.eq(ib_b[k].data)
+                    m.d.comb += x_data.eq(ib_r[k].data)
         m.d.comb += padvec.eq(Mux(is_max, 0, pad_code).replicate(CB))
+        x_val = Mux(Mux(s1_phase, s1_in_b, s1_in_a), x_data, padvec)
+        a_hold = Signal(CB * ACT_BITS)
+        px_a, px_b = Signal(CB * ACT_BITS), Signal(CB * ACT_BITS)
+        with m.If(s1_valid & ~s1_phase):
+            m.d.sync += a_hold.eq(x_val)
+        with m.If(s1_valid & s1_phase):
+            m.d.sync += [px_a.eq(a_hold), px_b.eq(x_val)]
+        s2_valid, s2_phase, s3_valid, s3_phase = Signal(), Signal(), Signal(), Signal()
+        s2_aaddr, s3_aaddr = Signal(range(2 * DA)), Signal(range(2 * DA))
+        s2_first, s3_first = Signal(), Signal()
+        m.d.sync += [s2_valid.eq(s1_valid), s2_phase.eq(s1_phase), s2_aaddr.eq(s1_aaddr),
+                     s2_first.eq(s1_first), s3_valid.eq(s2_valid), s3_phase.eq(s2_phase),
+                     s3_aaddr.eq(s2_aaddr), s3_first.eq(s2_first)]
         m.d.comb += [
-            pe.x[0].as_value().eq(Mux(s1_in_a, xa_data, padvec)),
-            pe.x[1].as_value().eq(Mux(s1_in_b, xb_data, padvec)),
+            pe.x[0].as_value().eq(px_a),
+            pe.x[1].as_value().eq(px_b),
             pe.mode.eq(mode),
-            pe.valid.eq(s1_valid),
-            pe.phase.eq(s1_phase),
+            pe.valid.eq(s3_valid),
+            pe.phase.eq(s3_phase),
         ]
         # weight register: the next tap's record is read slice by slice (WF cycles, one slice
         # for a depthwise record) into a staging register while the current tap computes; the
@@ -712,11 +722,18 @@ class ProgramEngine(wiring.Component):
             m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1)]
         wf_first = Mux(mode == MODE_DW, WF - 1, 0)  # a depthwise record is one slice
         m.d.comb += pe.record.eq(w_act)
+        # the PE array sees a tap's pixels two cycles after they issue (stage s3), so the
+        # staged record moves into its register two cycles after TAP takes it
+        w_copy1, w_copy2 = Signal(), Signal()
+        m.d.sync += [w_copy1.eq(0), w_copy2.eq(w_copy1)]
+        with m.If(w_copy2):
+            m.d.sync += w_act.eq(Mux(mode == MODE_DW, w_stage[(WF - 1) * WSB:][:DWR],
+                                     w_stage[:RECB]))
 
         meta = data.StructLayout({"addr": range(2 * DA), "first": 1})
         m.submodules.metaq = metaq = fifo.SyncFIFO(width=meta.size, depth=32)
-        m.d.comb += [metaq.w_data.eq(Cat(s1_aaddr, s1_first)),
-                     metaq.w_en.eq(s1_valid & s1_phase)]
+        m.d.comb += [metaq.w_data.eq(Cat(s3_aaddr, s3_first)),
+                     metaq.w_en.eq(s3_valid & s3_phase)]
         wbk_valid = Signal()
         wbk_addr = Signal(range(2 * DA))
         wbk_first = Signal()
@@ -732,9 +749,9 @@ class ProgramEngine(wiring.Component):
                 a, s = old[p][k], wbk_sum[p][k]
                 m.d.comb += new[p][k].eq(Mux(wbk_first, s, Mux(is_max, Mux(a > s, a, s), a + s)))
         m.d.comb += [ab_w.addr.eq(wbk_addr), ab_w.data.eq(new), ab_w.en.eq(wbk_valid)]
-        with m.If((s1_valid & s1_phase) & ~wbk_valid):
+        with m.If((s3_valid & s3_phase) & ~wbk_valid):
             m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(~(s1_valid & s1_phase) & wbk_valid):
+        with m.Elif(~(s3_valid & s3_phase) & wbk_valid):
             m.d.sync += inflight.eq(inflight - 1)
         # accumulator read port: the compute write-back reads at the PE output
         with m.If(pe.valid_out):
@@ -790,9 +807,7 @@ class ProgramEngine(wiring.Component):
                 with m.If(wf_ready | (mode == MODE_UNIT)):
                     m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
                                  rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
-                                 iy.eq(c_yb + ky), ixa.eq(c_xb + kx),
-                                 w_act.eq(Mux(mode == MODE_DW,
-                                              w_stage[(WF - 1) * WSB:][:DWR], w_stage[:RECB]))]
+                                 iy.eq(c_yb + ky), ixa.eq(c_xb + kx), w_copy1.eq(1)]
                     with m.If((mode != MODE_UNIT) & (tap + 1 < taps)):  # stage the next one
                         m.d.sync += wf_cnt.eq(wf_first)
                         with m.If(mode == MODE_DW):
@@ -801,9 +816,8 @@ class ProgramEngine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)
                 for k in range(NB):
-                    m.d.comb += [ib_a[k].addr.eq(ib_base + rowaddr + qa),
-                                 ib_b[k].addr.eq(ib_base + rowaddr + qb),
-                                 ib_a[k].en.eq(~phase), ib_b[k].en.eq(~phase)]
+                    m.d.comb += [ib_r[k].addr.eq(ib_base + rowaddr + Mux(phase, qb, qa)),
+                                 ib_r[k].en.eq(1)]
                 m.d.sync += [s1_ra.eq(ra), s1_rb.eq(rb_v)]
                 in_y = (iy >= 0) & (iy < in_h)
                 ixb = ixa + sw
@@ -840,7 +854,8 @@ class ProgramEngine(wiring.Component):
                             with m.Else():
                                 m.next = "TAP"
             with m.State("FLUSH"):  # last write-backs of the step, then hand it to the drain
-                with m.If((inflight == 0) & ~s1_valid & ~wbk_valid & dq.w_rdy):
+                with m.If((inflight == 0) & ~s1_valid & ~s2_valid & ~s3_valid & ~wbk_valid
+                          & dq.w_rdy):
                     m.d.comb += [set_acc.eq(Mux(c_ab, 2, 1)), dq.w_en.eq(1)]
                     m.d.sync += c_ab.eq(~c_ab)
                     with m.If(c_last):

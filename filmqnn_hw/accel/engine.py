@@ -170,7 +170,9 @@ class ProgramEngine(wiring.Component):
 
         # ---------------- arithmetic blocks ----------------
         m.submodules.pe = pe = PEArray(cfg)
-        m.submodules.rq = rq = RequantBank(cfg, lanes=TM, residual=True)
+        # requantization: RQ units, a pixel's TM lanes in RQP passes of RQ lanes (whole planes)
+        RQ, RQP = geo.rq_lanes, geo.rq_passes
+        m.submodules.rq = rq = RequantBank(cfg, lanes=RQ, residual=True)
         m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.wbuf_slice_bytes)
         m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
         m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
@@ -886,15 +888,26 @@ class ProgramEngine(wiring.Component):
         ri = rq.i.payload
         res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_a.data)
         res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_b.data)
-        for k in range(TM):
-            m.d.comb += [
-                ri[k].acc.eq(Mux(dr_pix, accv[1][k], accv[0][k])),
-                ri[k].mult.eq(Mux(has_w, Mux(d_b, p_mult[1][k], p_mult[0][k]), u_mult)),
-                ri[k].offset.eq(Mux(has_w, Mux(d_b, p_off[1][k], p_off[0][k]), u_offset)),
-                ri[k].shift.eq(Mux(has_w, Mux(d_b, p_shift[1][k], p_shift[0][k]), u_shift)),
-                ri[k].res.eq(Mux(has_res, Mux(dr_pix, res_b[k], res_a[k]), 0)),
-                ri[k].res_mult.eq(Mux(has_w, Mux(d_b, p_rmul[1][k], p_rmul[0][k]), u_mult_b)),
-            ]
+        dr_qp = Signal(range(max(RQP, 2)))  # requantization pass of the pixel being pushed
+        with m.Switch(dr_qp):
+            for q in range(RQP):
+                with m.Case(q):
+                    for k in range(RQ):
+                        ln = q * RQ + k
+                        if ln >= TM:
+                            continue
+                        m.d.comb += [
+                            ri[k].acc.eq(Mux(dr_pix, accv[1][ln], accv[0][ln])),
+                            ri[k].mult.eq(Mux(has_w, Mux(d_b, p_mult[1][ln], p_mult[0][ln]),
+                                              u_mult)),
+                            ri[k].offset.eq(Mux(has_w, Mux(d_b, p_off[1][ln], p_off[0][ln]),
+                                                u_offset)),
+                            ri[k].shift.eq(Mux(has_w, Mux(d_b, p_shift[1][ln], p_shift[0][ln]),
+                                               u_shift)),
+                            ri[k].res.eq(Mux(has_res, Mux(dr_pix, res_b[ln], res_a[ln]), 0)),
+                            ri[k].res_mult.eq(Mux(has_w, Mux(d_b, p_rmul[1][ln], p_rmul[0][ln]),
+                                                  u_mult_b)),
+                        ]
         m.d.comb += [rq.lo.eq(lo), rq.hi.eq(hi)]
         ot_count = Signal(range(TR * TC + 4))  # pixels pushed to requant and not yet out
         with m.If(rq.i.valid & rq.i.ready & ~(rq.o.valid & rq.o.ready)):
@@ -908,8 +921,11 @@ class ProgramEngine(wiring.Component):
         ot_bx = Signal(range(geo.obuf_beats + 1))
         ot_s = Signal(range(WPB))
         ot_s0 = Signal(range(WPB))  # c0 % WPB
-        codes = [rq.o.payload[k][:ACT_BITS] for k in range(TM)]
+        codes = [rq.o.payload[k][:ACT_BITS] for k in range(RQ)]
+        ot_q = Signal(range(max(RQP, 2)))  # requantization pass of the vector at rq.o
+        ot_qlast = (ot_q == RQP - 1) if RQP > 1 else Const(1)
         lg_lane = Signal(range(TM + 1))
+        lg_k = Signal(range(RQ + 1))  # logits: lane within the pass
         lg_addr = Signal(AW)  # logits: address of lane 0 of this pixel
         lg_cur = Signal(AW)
         lg_cmd_done, lg_dat_done = Signal(), Signal()
@@ -918,24 +934,36 @@ class ProgramEngine(wiring.Component):
         with m.If(~logits):
             m.d.comb += rq.o.ready.eq(1)
             with m.If(rq.o.valid):
-                m.d.comb += ot_adv.eq(1)
                 for j, (wp, _) in enumerate(obufs):
-                    word = Cat(*codes[j * G:(j + 1) * G])
+                    jq, kk = divmod(j * G, RQ)  # plane j is lanes kk.. of pass jq
+                    word = Cat(*codes[kk:kk + G])
                     m.d.comb += [wp.addr.eq(ot_r * geo.obuf_beats + ot_bx),
-                                 wp.data.eq(word.replicate(WPB)),
-                                 wp.en.eq(Const(1, WPB) << ot_s)]
-                with m.If(ot_s == WPB - 1):
-                    m.d.sync += [ot_s.eq(0), ot_bx.eq(ot_bx + 1)]
+                                 wp.data.eq(word.replicate(WPB))]
+                    with m.If(ot_q == jq):
+                        m.d.comb += wp.en.eq(Const(1, WPB) << ot_s)
+                with m.If(ot_qlast):
+                    m.d.comb += ot_adv.eq(1)
+                    m.d.sync += ot_q.eq(0)
+                    with m.If(ot_s == WPB - 1):
+                        m.d.sync += [ot_s.eq(0), ot_bx.eq(ot_bx + 1)]
+                    with m.Else():
+                        m.d.sync += ot_s.eq(ot_s + 1)
                 with m.Else():
-                    m.d.sync += ot_s.eq(ot_s + 1)
+                    m.d.sync += ot_q.eq(ot_q + 1)
         with m.Else():  # logits: one 2-byte write per lane
             with m.If(rq.o.valid):
                 val = Signal(16)
-                m.d.comb += val.eq(rq.o.payload.as_value().word_select(lg_lane, 16))
+                m.d.comb += val.eq(rq.o.payload.as_value().word_select(lg_k, 16))
                 boff = lg_cur[:LB]
-                with m.If(lg_lane >= d_meff):
-                    m.d.comb += [rq.o.ready.eq(1), ot_adv.eq(1)]
-                    m.d.sync += [lg_lane.eq(0), lg_addr.eq(lg_addr + 2), lg_cur.eq(lg_addr + 2)]
+                with m.If((lg_lane >= d_meff) | (lg_k == RQ)):  # this pass is written
+                    m.d.comb += rq.o.ready.eq(1)
+                    m.d.sync += lg_k.eq(0)
+                    with m.If(ot_qlast):
+                        m.d.comb += ot_adv.eq(1)
+                        m.d.sync += [lg_lane.eq(0), lg_addr.eq(lg_addr + 2),
+                                     lg_cur.eq(lg_addr + 2), ot_q.eq(0)]
+                    with m.Else():
+                        m.d.sync += ot_q.eq(ot_q + 1)
                 with m.Else():
                     m.d.comb += [
                         self.wr_cmd.valid.eq(~lg_cmd_done),
@@ -949,7 +977,7 @@ class ProgramEngine(wiring.Component):
                     dat_ok = lg_dat_done | self.wr_data.ready
                     with m.If(cmd_ok & dat_ok):
                         m.d.sync += [lg_cmd_done.eq(0), lg_dat_done.eq(0), lg_lane.eq(lg_lane + 1),
-                                     lg_cur.eq(lg_cur + out_plane)]
+                                     lg_k.eq(lg_k + 1), lg_cur.eq(lg_cur + out_plane)]
                     with m.Else():
                         m.d.sync += [lg_cmd_done.eq(cmd_ok), lg_dat_done.eq(dat_ok)]
         with m.If(ot_adv):
@@ -1025,7 +1053,8 @@ class ProgramEngine(wiring.Component):
                     lg_pix_row.eq(lg0), lg_addr.eq(lg0), lg_cur.eq(lg0),
                     dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0),
                     ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(dv_c0.r),
-                    lg_lane.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
+                    lg_lane.eq(0), lg_k.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
+                    ot_q.eq(0), dr_qp.eq(0),
                 ]
                 m.next = "READ"
             with m.State("READ"):  # wait for a cycle the compute write-back does not read
@@ -1040,7 +1069,11 @@ class ProgramEngine(wiring.Component):
             with m.State("PUSH"):
                 m.d.comb += rq.i.valid.eq(1)
                 last_pix = dr_pix | ~(dr_q * 2 + 1 < d_cols)
-                with m.If(rq.i.ready):
+                with m.If(rq.i.ready & ((dr_qp != RQP - 1) if RQP > 1 else Const(0))):
+                    m.d.sync += dr_qp.eq(dr_qp + 1)  # next pass of the same pixel
+                with m.Elif(rq.i.ready):
+                    if RQP > 1:
+                        m.d.sync += dr_qp.eq(0)
                     with m.If(~last_pix):
                         m.d.sync += dr_pix.eq(1)
                     with m.Else():

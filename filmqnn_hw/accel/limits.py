@@ -66,6 +66,8 @@ class RtlGeometry:
     wbuf_records: int  # tap records per weight bank
     wbuf_slices: int  # F: a dense record is stored (and read) as F slices
     wbuf_slice_bytes: int  # rec_bytes / F
+    rq_lanes: int  # requantization units: config.out_lanes rounded up to whole planes (<= tm)
+    rq_passes: int  # passes per output pixel: ceil(tm / rq_lanes)
 
     @property
     def wbuf_depth(self) -> int:
@@ -109,6 +111,7 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
     ppr = math.ceil(config.tc / 2)
     # beats spanned by one tile row, worst case over the start position inside a beat
     obuf_beats = max((s + config.tc - 1) // wpb + 1 for s in range(wpb))
+    rq = min(config.tm, g * -(-config.out_lanes // g))
     f, records = weight_slicing(rows * config.tn, rows, b // 8, config.wfill_cycles)
     return RtlGeometry(
         tm=config.tm, tn=config.tn, g=g, beat_bits=b, wpb=wpb, cb=max(config.tn, config.tm),
@@ -117,6 +120,7 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         pairs_per_row=ppr, acc_depth=config.tr * ppr, out_planes=config.tm // g,
         in_planes=config.tn // g, obuf_beats=obuf_beats,
         wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
+        rq_lanes=rq, rq_passes=-(-config.tm // rq),
     )
 
 

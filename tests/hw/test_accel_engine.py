@@ -24,15 +24,18 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # pysim of the 28x32
 # B: G=4 (20-bit words) on 64-bit beats, tc = 3 = words per beat, tn=4 < tm=8, 7 4-bit lanes.
 # C: xcup, 32-bit beats (1 word/beat), tm=4 < tn=8, DSP and LUT lanes of both widths.
 CFG_A = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
-CFG_B = AcceleratorConfig.small(tm=8, tn=4, n8_slots=1, act_pack=4, axi_data_bits=64, tr=3, tc=3)
+# B: four requantization units for eight lanes (two passes per pixel)
+CFG_B = AcceleratorConfig.small(tm=8, tn=4, n8_slots=1, act_pack=4, axi_data_bits=64, tr=3,
+                                tc=3).replace(requant_lanes=4)
 CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bits=32, tr=2,
                                 tc=2).replace(family="xcup", w4_dsp_lanes=1, w4_lut_lanes=1,
                                               w8_dsp_lanes=1, w8_lut_lanes=1)
-# D: the PYNQ-Z2 design-space result's array (tm=28 with two 8-bit LUT lanes, 19 + 7 4-bit
-#    DSP/LUT lanes, tn=32, 16x30 tiles): the second accumulator bank lies above 2**8.
-CFG_D = AcceleratorConfig.small(tm=28, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
-                                tc=30).replace(w4_dsp_lanes=19, w4_lut_lanes=7, w8_dsp_lanes=0,
-                                               w8_lut_lanes=2)
+# D: the PYNQ-Z2 design-space result's array (tm=24 with two 8-bit LUT lanes, 20 + 2 4-bit
+#    DSP/LUT lanes, tn=32, 16x30 tiles, 12 requantization units: two passes per pixel): the
+#    second accumulator bank crosses 2**8.
+CFG_D = AcceleratorConfig.small(tm=24, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
+                                tc=30).replace(w4_dsp_lanes=20, w4_lut_lanes=2, w8_dsp_lanes=0,
+                                               w8_lut_lanes=2, requant_lanes=12)
 CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C}
 
 

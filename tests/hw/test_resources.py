@@ -6,15 +6,17 @@ import math
 
 import pytest
 
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.config import AcceleratorConfig, ConfigError
 from filmqnn_hw.resources import (
     OVERHEAD,
     PAPER_COSTS,
+    REQUANT_LANE,
     _merge_costs,
     arith_costs,
     bram36_for,
     buffer_shapes,
     predict,
+    requant_lane_cost,
 )
 
 
@@ -41,10 +43,11 @@ def test_hand_computed_case():
     r = predict(cfg, PAPER_COSTS)
     ks = cfg.kernel_slots
     assert ks == 48  # tn/4 channels x 3 taps x 2 columns
-    # DSP: 24 W4 lanes x tn/4 + 1 W8 lane x ks/2 + one requant multiplier per lane
-    assert r.dsp == 24 * 8 + 1 * 24 + 32
+    rl = requant_lane_cost(cfg.family)
+    # DSP: 24 W4 lanes x tn/4 + 1 W8 lane x ks/2 + the requantization units (one per lane)
+    assert r.dsp == 24 * 8 + 1 * 24 + rl["dsp"] * 32
     lut = (24 * 32 * 13 + 6 * 48 * 39 + 1 * 48 * 6.3 + 1 * 48 * 59
-           + 4000 + 1000 * 2 + 60 * 32 + 8 * 48)
+           + 4000 + 1000 * 2 + rl["lut"] * 32 + 8 * 48)
     assert r.lut == pytest.approx(lut)
     assert OVERHEAD["lut"]["base"] == 4000  # the estimate the hand computation uses
     shapes = buffer_shapes(cfg)
@@ -111,3 +114,23 @@ def test_committed_arith_costs_are_used_per_family():
     r = predict(_cfg())
     assert r.provenance["control"].startswith("estimate")
     assert math.isclose(sum(p["dsp"] for p in r.parts.values()), r.dsp)
+
+
+@pytest.mark.parametrize("family", ["xc7", "xcup"])
+def test_requant_lane_cost_is_what_yosys_measures(family):
+    """The model's per-unit output-pipeline cost equals a fresh synthesis of the unit (2%)."""
+    from filmqnn_hw.requant import RequantBank
+    from filmqnn_hw.synth import synthesize
+
+    lanes = 2
+    r = synthesize(RequantBank(AcceleratorConfig.small(family=family), lanes=lanes,
+                               residual=True), "rq", family)
+    want = REQUANT_LANE[family]
+    assert r.dsp == want["dsp"] * lanes
+    assert r.lut == pytest.approx(want["lut"] * lanes, rel=0.02)
+    assert r.ff == pytest.approx(want["ff"] * lanes, rel=0.02)
+
+
+def test_unknown_family_has_no_requant_cost():
+    with pytest.raises(ConfigError, match="no requantization-unit cost"):
+        requant_lane_cost("ecp5")

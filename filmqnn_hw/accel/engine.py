@@ -1057,14 +1057,17 @@ class ProgramEngine(wiring.Component):
                     ot_q.eq(0), dr_qp.eq(0),
                 ]
                 m.next = "READ"
+            def read_pair(r, q):
+                """Read pair ``q`` of tile row ``r``: accumulators and both residuals."""
+                m.d.comb += [ab_r.addr.eq(Mux(d_b, DA, 0) + r * QC + q), ab_r.en.eq(1),
+                             rb_a.addr.eq(Mux(d_b, TR * TC, 0) + r * TC + q * 2),
+                             rb_b.addr.eq(Mux(d_b, TR * TC, 0) + r * TC + q * 2 + 1),
+                             rb_a.en.eq(1), rb_b.en.eq(1)]
+                m.d.sync += [dr_pix.eq(0), d_lat.eq(1)]
+
             with m.State("READ"):  # wait for a cycle the compute write-back does not read
                 with m.If(~pe.valid_out):
-                    m.d.comb += [ab_r.addr.eq(Mux(d_b, DA, 0) + dr_r * QC + dr_q),
-                                 ab_r.en.eq(1),
-                                 rb_a.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2),
-                                 rb_b.addr.eq(Mux(d_b, TR * TC, 0) + dr_r * TC + dr_q * 2 + 1),
-                                 rb_a.en.eq(1), rb_b.en.eq(1)]
-                    m.d.sync += [dr_pix.eq(0), d_lat.eq(1)]
+                    read_pair(dr_r, dr_q)
                     m.next = "PUSH"
             with m.State("PUSH"):
                 m.d.comb += rq.i.valid.eq(1)
@@ -1076,16 +1079,17 @@ class ProgramEngine(wiring.Component):
                         m.d.sync += dr_qp.eq(0)
                     with m.If(~last_pix):
                         m.d.sync += dr_pix.eq(1)
-                    with m.Else():
-                        with m.If((dr_q + 1) * 2 < d_cols):
-                            m.d.sync += dr_q.eq(dr_q + 1)
-                            m.next = "READ"
+                    with m.Else():  # the pair is pushed: read the next one in the same cycle
+                        row_end = ~((dr_q + 1) * 2 < d_cols)
+                        nr = Mux(row_end, dr_r + 1, dr_r)
+                        nq = Mux(row_end, 0, dr_q + 1)
+                        m.d.sync += [dr_q.eq(nq), dr_r.eq(nr)]
+                        with m.If(row_end & (dr_r + 1 == d_rows)):
+                            m.next = "WAIT"
+                        with m.Elif(~pe.valid_out):
+                            read_pair(nr, nq)
                         with m.Else():
-                            m.d.sync += [dr_q.eq(0), dr_r.eq(dr_r + 1)]
-                            with m.If(dr_r + 1 == d_rows):
-                                m.next = "WAIT"
-                            with m.Else():
-                                m.next = "READ"
+                            m.next = "READ"
             with m.State("WAIT"):  # requant results still in flight
                 with m.If(~rq.o.valid & (ot_count == 0)):
                     # accumulators, params and residual of this step are no longer needed

@@ -33,9 +33,10 @@ def main() -> int:
         "# DSE results: MODEL predictions vs FILM-QNN (and the Vitis AI DPU on ZCU102)",
         "",
         "Produced by `python benchmarks/dse.py`. **Every FPS below is a model prediction** "
-        "(resource model + cycle model, docs/architecture.md); there is no RTL of the whole "
-        "accelerator yet and no Vivado here. Paper: FILM-QNN Tables 5/6. DPU: as quoted in the "
-        "project issue (ZCU102, 281 MHz).",
+        "(resource model + cycle model, docs/architecture.md) of the target schedule; the "
+        "generated RTL implements part of it, and its simulated cycles are measured in "
+        "`rtl_sim.md` and its synthesised resources in `rtl_synth.md`. No Vivado here. Paper: "
+        "FILM-QNN Tables 5/6. DPU: as quoted in the project issue (ZCU102, 281 MHz).",
         "",
     ]
     for board in ("zcu102", "pynq_z2"):

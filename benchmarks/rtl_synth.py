@@ -85,7 +85,8 @@ def run_one(name: str, budget_s: float) -> dict:
                synth_s=out["synth_s"],
                yosys={"lut": r["lut"], "ff": r["ff"], "dsp": r["dsp"], "bram36": bram36,
                       "carry": r["carry"], "lutram": r["lutram"], "lut_levels": r["lut_levels"],
-                      "carry_on_path": r["carry_on_path"]})
+                      "carry_on_path": r["carry_on_path"],
+                      "deepest_path": r["extra"].get("deepest_path", [])})
     return rec
 
 
@@ -116,6 +117,14 @@ def render(data: dict) -> str:
         md.append(f"| {name} | {r['array']} | done | {cell('lut')} | {cell('ff')} | "
                   f"{cell('dsp')} | {cell('bram36', ',.1f')} | {y['lut_levels']} | "
                   f"{r['synth_s']:.0f} |")
+    paths = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("deepest_path")]
+    if paths:
+        md += ["", "Deepest register-to-register path (LUT levels), as the nets along it in the "
+               "flattened netlist, source first (`filmqnn_hw.synth.deepest_path`; unnamed nets "
+               "are yosys-internal):", ""]
+        for n, r in paths:
+            names = " -> ".join(f"`{x}`" for x in r["yosys"]["deepest_path"])
+            md.append(f"* {n} ({r['yosys']['lut_levels']} levels): {names}")
     md.append("")
     return "\n".join(md)
 

@@ -125,6 +125,17 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
     Sequential cells (FD*, DSP48*, RAMB*, LUTRAM, SRL) start and end paths. A path's depth is
     its LUT count; ties are broken by the CARRY count.
     """
+    levels, carry, _ = deepest_path(netlist, top)
+    return levels, carry
+
+
+def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]]:
+    """:func:`lut_depth` plus the path: the names of the nets along it, source first.
+
+    Each net is named by its shortest public name in the netlist (yosys keeps the RTL signal
+    names of register outputs and of many intermediate wires), so the first and last names
+    say which registers the deepest path connects.
+    """
     mod = netlist["modules"][top]
     cells = mod["cells"]
     driver: dict[int, str] = {}
@@ -135,6 +146,8 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
                     if isinstance(b, int):
                         driver[b] = cname
     memo: dict[str, tuple[int, int]] = {}
+    pred: dict[str, tuple[str | None, int | None]] = {}  # cell -> (worst fan-in cell, its bit)
+    src_bit: dict[str, int] = {}  # path-start cell -> a bit driven by a sequential cell
 
     def depth(cname: str, stack: set[str]) -> tuple[int, int]:
         if cname in memo:
@@ -144,6 +157,7 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
         if cname in stack:  # combinational loop (should not happen): cut it
             return best
         stack.add(cname)
+        arg: tuple[str | None, int | None] = (None, None)
         for pname, bits in c["connections"].items():
             if c.get("port_directions", {}).get(pname) != "input":
                 continue
@@ -151,12 +165,16 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
                 if isinstance(b, int) and b in driver:
                     d = driver[b]
                     if _SEQ.match(cells[d]["type"]):
+                        src_bit.setdefault(cname, b)
                         continue
-                    best = max(best, depth(d, stack))
+                    got = depth(d, stack)
+                    if got > best:
+                        best, arg = got, (d, b)
         stack.discard(cname)
         t = c["type"]
         own = (1 if t.startswith("LUT") else 0, 1 if t.startswith("CARRY") else 0)
         memo[cname] = (best[0] + own[0], best[1] + own[1])
+        pred[cname] = arg
         return memo[cname]
 
     import sys
@@ -164,13 +182,40 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20000))
     try:
-        out = (0, 0)
+        out, end = (0, 0), None
         for cname in cells:
             if not _SEQ.match(cells[cname]["type"]):
-                out = max(out, depth(cname, set()))
+                got = depth(cname, set())
+                if got > out:
+                    out, end = got, cname
     finally:
         sys.setrecursionlimit(old)
-    return out
+    names: dict[int, str] = {}
+    for nname, net in mod.get("netnames", {}).items():
+        if net.get("hide_name"):
+            continue
+        for b in net["bits"]:
+            if isinstance(b, int) and (b not in names or len(nname) < len(names[b])):
+                names[b] = nname
+    path: list[str] = []
+    cur = end
+    while cur is not None:
+        nxt, bit = pred.get(cur, (None, None))
+        if nxt is None:
+            b0 = src_bit.get(cur)
+            if b0 is not None:
+                path.append(names.get(b0, f"<bit {b0}>"))
+            break
+        path.append(names.get(bit, f"<bit {bit}>"))
+        cur = nxt
+    path.reverse()
+    if end is not None:  # the end: what the last cell drives
+        outs = [b for p, bits in cells[end]["connections"].items()
+                if cells[end].get("port_directions", {}).get(p) == "output"
+                for b in bits if isinstance(b, int)]
+        if outs:
+            path.append(names.get(outs[0], f"<bit {outs[0]}>"))
+    return out[0], out[1], path
 
 
 def _count(cells: dict[str, int], *prefixes: str) -> int:
@@ -208,7 +253,7 @@ def synthesize_verilog(
         if not t.startswith("$scopeinfo")
     }
     m = re.search(r"length=(\d+)", ltp_txt)
-    levels, carry_path = lut_depth(net, top)
+    levels, carry_path, path = deepest_path(net, top)
     return SynthResult(
         family=family,
         top=top,
@@ -223,7 +268,7 @@ def synthesize_verilog(
         ltp=int(m.group(1)) if m else 0,
         lut_levels=levels,
         carry_on_path=carry_path,
-        extra={"nodsp": nodsp},
+        extra={"nodsp": nodsp, "deepest_path": path},
     )
 
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from filmqnn_hw.synth import YosysError, lut_depth, synthesize_verilog
+from filmqnn_hw.synth import YosysError, deepest_path, lut_depth, synthesize_verilog
 
 
 def _cell(typ, ins, outs):
@@ -31,6 +31,12 @@ def test_lut_depth_counts_luts_between_registers():
         "ff2": _cell("FDRE", [8], [9]),
     }
     assert lut_depth({"modules": {"t": {"cells": cells}}}, "t") == (3, 1)
+    # the same netlist with named nets: the path is reported source first
+    nets = {"q0": 2, "a": 3, "b": 4, "c": 5, "d0": 6, "q1": 7}
+    netnames = {n: {"bits": [b]} for n, b in nets.items()}
+    netnames["_hidden"] = {"bits": [3], "hide_name": 1}
+    got = deepest_path({"modules": {"t": {"cells": cells, "netnames": netnames}}}, "t")
+    assert got == (3, 1, ["q0", "a", "b", "c", "d0"])
 
 
 def test_bad_family():

@@ -413,7 +413,8 @@ class ProgramEngine(wiring.Component):
                         word = ld_beat.word_select(wk, WB) if WPB > 1 else ld_beat[:WB]
                         ok = (xk >= xlo) & (xk <= xhi)
                         m.d.comb += [
-                            ib_w[k].addr.eq(Mux(ld_bank, DIK, 0) + ld_wrow + ld_q + (k < ld_rot)),
+                            ib_w[k].addr.eq(Mux(ld_bank, DIK, 0) + ld_wrow + ld_q
+                                            + ((k < ld_rot) if k < WPB - 1 else 0)),
                             ib_w[k].data.eq(word.replicate(CB // G)),
                             ib_w[k].en.eq(Mux(ok, Const(1, CB // G) << ld_j, 0)),
                         ]
@@ -1009,7 +1010,13 @@ class ProgramEngine(wiring.Component):
         strb = Signal(BB)
         terms = []
         for s in range(WPB):
-            own = (s_lo <= s) & (s_hi >= s) if s else (s_lo == 0)  # s_hi >= 0 always holds
+            # comparisons that always hold are left out (Verilator's CMPCONST lint)
+            if s == 0:
+                own = s_lo == 0  # s_hi >= 0 always holds
+            elif s == WPB - 1:
+                own = s_hi == s  # s_lo <= WPB - 1 always holds
+            else:
+                own = (s_lo <= s) & (s_hi >= s)
             lo_b, hi_b = (s * WB) // 8, (s * WB + WB - 1) // 8
             terms.append(Mux(own, sum(1 << x for x in range(lo_b, hi_b + 1)), 0))
         strb_v = terms[0]

@@ -32,7 +32,12 @@ from filmqnn_hw.program import build_program
 #: Mid-size config for whole networks: 16x16 array (one 8-bit lane), G=8 on 128-bit beats.
 MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128, tr=8,
                               tc=8)
-CFGS = {"A": CFG_A, "B": CFG_B, "MID": MID}
+#: Power-of-two words per beat (WPB = 4, as on ZCU102: G=6 on 128-bit beats; WPB = 2: G=3 on
+#: 32-bit beats): bank indices then span their whole range, which Verilator's CMPCONST lint
+#: catches in comparisons that always hold.
+WPB4 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=6, axi_data_bits=128, tr=4, tc=4)
+WPB2 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=4, tc=4)
+CFGS = {"A": CFG_A, "B": CFG_B, "MID": MID, "WPB4": WPB4, "WPB2": WPB2}
 
 HAVE_VERILATOR = shutil.which("verilator") is not None
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
@@ -111,7 +116,7 @@ def test_emit_verilog(key, vroot):
     assert ports["interrupt"] == ("output", 1)
 
 
-@pytest.mark.parametrize("key", ["A", "B"])
+@pytest.mark.parametrize("key", ["A", "B", "WPB4", "WPB2"])
 @pytest.mark.verilator
 @needs_verilator
 def test_verilator_lint(key, vroot):

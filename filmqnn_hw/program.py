@@ -118,7 +118,7 @@ FIELDS = (
     "w_addr", "w_bytes", "w_lanes", "w_chunks", "w_rows",
     "p_addr", "p_bytes",
     "mult", "mult_b", "offset", "shift",
-    "stem_addr", "stem_c", "index",
+    "stem_addr", "stem_c", "index", "stem_w_addr", "stem_w_chunks",
 )  # fmt: skip
 assert len(FIELDS) <= DESC_WORDS
 _SIGNED = {"pad_code", "lo", "hi", "mult", "mult_b", "offset"}
@@ -605,6 +605,7 @@ def build_program(
     regions = [Region("program", "program", base, prog_size)]
     blobs: dict[int, bytes] = {}
     wpar: dict[str, tuple[int, int, int, int, int, int, int]] = {}
+    stem_w = (0, 0)  # (address, chunks) of the stem-mode weights
     for op in graph.ops:
         if not isinstance(op, ConvOp):
             continue
@@ -628,6 +629,18 @@ def build_program(
         chunks = math.ceil(cpg / lanes)
         rows = config.n8_slots + (config.tm - config.n8_slots + 1) // 2
         wpar[op.name] = (wa, len(wb), lanes, chunks, rows, pa, len(pb))
+        if op is graph.ops[0] and modes and modes[0][0] == "stem":
+            # the same filters as a 1x1 conv over the im2col input (channel (ky kw + kx) C + c),
+            # for an accelerator that runs the stem as that conv (the RTL; the HLS kernel
+            # reads the plain input and the weights above)
+            oc, c_in, kh_, kw_ = (int(d) for d in op.weight.shape)
+            w1 = np.ascontiguousarray(
+                np.asarray(op.weight).transpose(0, 2, 3, 1).reshape(oc, kh_ * kw_ * c_in, 1, 1))
+            swb = pack_conv_weights(w1, config.tm, config.n8_slots, config.tn)
+            swa = alloc.alloc(len(swb))
+            blobs[swa] = swb
+            regions.append(Region(op.name + ".stem", "weights", swa, len(swb)))
+            stem_w = (swa, math.ceil(kh_ * kw_ * c_in / config.tn))
 
     out_name = graph.output
     out_spec = tensors[out_name]
@@ -726,7 +739,8 @@ def build_program(
                          res_plane_bytes=rplane)
                 flags |= FLAG_RESIDUAL
             if i == 0 and stem is not None:
-                w.update(stem_addr=stem[0], stem_c=op.in_channels * op.kernel[0] * op.kernel[1])
+                w.update(stem_addr=stem[0], stem_c=op.in_channels * op.kernel[0] * op.kernel[1],
+                         stem_w_addr=stem_w[0], stem_w_chunks=stem_w[1])
         elif isinstance(op, PoolOp):
             if oc_ != ic:
                 raise ProgramError(f"pool {op.name!r}: output channels differ from input's")

@@ -215,6 +215,17 @@ def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]
                 for b in bits if isinstance(b, int)]
         if outs:
             path.append(names.get(outs[0], f"<bit {outs[0]}>"))
+            # the register (or memory / DSP) that captures the path, by its output's name
+            for c in cells.values():
+                if not _SEQ.match(c["type"]):
+                    continue
+                dirs = c.get("port_directions", {})
+                if any(outs[0] in bits for p, bits in c["connections"].items()
+                       if dirs.get(p) == "input"):
+                    q = [b for p, bits in c["connections"].items() if dirs.get(p) == "output"
+                         for b in bits if isinstance(b, int)]
+                    path.append(f"{c['type']}:" + (names.get(q[0], "?") if q else "?"))
+                    break
     return out[0], out[1], path
 
 

@@ -36,7 +36,7 @@ from ..axi.burst_split import command_layout
 from ..axi.burst_writer import write_data_layout
 from ..axi.lite_regs import ControlCoreSignature, ControlMap, accelerator_control_map
 from ..config import ACT_BITS, AcceleratorConfig
-from ..program import DESC_SIZE, FIELDS, HEADER_SIZE, MAGIC, PARAM_SIZE, VERSION
+from ..program import DESC_SIZE, FIELDS, HEADER_SIZE, MAGIC, MODES, PARAM_SIZE, VERSION
 from ..requant import SHIFT_BITS, RequantBank
 from .divider import ConstDivider
 from .gearbox import RecordGearbox
@@ -47,6 +47,7 @@ __all__ = ["ProgramEngine", "MODE_DENSE", "MODE_DW", "MODE_UNIT"]
 
 MODE_DENSE, MODE_DW, MODE_UNIT = 0, 1, 2
 OP_CONV, OP_DW, OP_LINEAR, OP_MAXPOOL, OP_AVGPOOL, OP_GAP, OP_ADD = range(1, 8)
+MODE_STEM = MODES.index("stem")  # descriptor compute mode of a layer 0 with an im2col input
 FLAG_LAST, FLAG_LOGITS, FLAG_RESIDUAL = 2, 4, 8
 ST_MAGIC, ST_VERSION, ST_CONFIG, ST_OP, ST_DESC, ST_AXI, ST_ALIGN = range(1, 8)
 DIM = 16  # bits of a tensor dimension (in_c, out_h, ...)
@@ -1244,6 +1245,21 @@ class ProgramEngine(wiring.Component):
                     u_offset.eq(field("offset", Y_BITS, True)),
                     u_shift.eq(field("shift", SHIFT_BITS)),
                 ]
+                # stem mode (layer 0, input im2col written by the host): a 1x1 conv over the
+                # im2col tensor (stem_c channels, the output's height, width and layout) with
+                # the weights the exporter packed for it
+                f_stem = ((field("mode") == MODE_STEM) & (f_op == OP_CONV)
+                          & (field("stem_addr") != 0))
+                with m.If(f_stem):
+                    m.d.sync += [
+                        kh.eq(1), kw.eq(1), sh.eq(1), sw.eq(1), ph.eq(0), pw.eq(0),
+                        in_c.eq(field("stem_c", DIM)), in_h.eq(field("out_h", DIM)),
+                        in_w.eq(field("out_w", DIM)), in_addr.eq(field("stem_addr", AW)),
+                        in_row.eq(field("out_row_bytes", 32)),
+                        in_plane.eq(field("out_plane_bytes", 32)),
+                        w_addr.eq(field("stem_w_addr", AW)),
+                        w_chunks.eq(field("stem_w_chunks", DIM)),
+                    ]
                 # descriptor checks (the exporter refuses these first: limits.check_program)
                 bad = Signal()
                 fk = [field(n) for n in ("kh", "kw")]
@@ -1257,6 +1273,10 @@ class ProgramEngine(wiring.Component):
                     | (field("in_addr")[AW:] != 0) | (field("out_addr")[AW:] != 0)
                     | (field("res_addr")[AW:] != 0) | (field("w_addr")[AW:] != 0)
                     | (field("p_addr")[AW:] != 0)
+                    | (f_stem & ((field("stem_w_addr") == 0) | (field("stem_w_addr")[AW:] != 0)
+                                 | (field("stem_addr")[AW:] != 0)
+                                 | (field("stem_c")[DIM:] != 0)
+                                 | (field("stem_w_chunks")[DIM:] != 0)))
                     | (field("out_c")[DIM:] != 0) | (field("in_c")[DIM:] != 0)
                     | (field("out_h")[DIM:] != 0) | (field("out_w")[DIM:] != 0)
                     | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0)

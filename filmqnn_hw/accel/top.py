@@ -8,9 +8,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..axi.burst_split import command_layout
 from ..axi.dma import AXI4DMA
 from ..axi.lite_regs import AXI4LiteControl, accelerator_control_map
 from ..axi.signatures import AXI4LiteSignature, AXI4Signature
+from ..axi.skid import StreamSkidBuffer
 from ..axi.verilog import convert_vivado
 from ..config import AcceleratorConfig
 from .engine import LEN_WIDTH, ProgramEngine
@@ -83,7 +85,12 @@ class FilmQnnAccelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axi_control), ctl.s_axi_control)
         wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi_gmem0))
         wiring.connect(m, ctl.core, eng.ctrl)
-        wiring.connect(m, eng.rd_cmd, dma.rd_cmd)
+        # a register stage on the read commands: the engine's command logic and the DMA's
+        # burst splitter were one 12-LUT-level path
+        m.submodules.rd_cmd_reg = rd_reg = StreamSkidBuffer(
+            command_layout(self.addr_width, LEN_WIDTH))
+        wiring.connect(m, eng.rd_cmd, rd_reg.i)
+        wiring.connect(m, rd_reg.o, dma.rd_cmd)
         wiring.connect(m, dma.rd_data, eng.rd_data)
         wiring.connect(m, eng.wr_cmd, dma.wr_cmd)
         wiring.connect(m, eng.wr_data, dma.wr_data)

@@ -16,8 +16,8 @@ model's prediction for the same network and config, the ratio, FPS at the config
 simulation speed and wall time.
 
 The RTL engine overlaps loads and stores with compute (double-buffered banks, docs/rtl.md) but
-has one AXI port, no kernel-mode packing, no pixel groups, no on-chip feature-map store and no
-weight residency across tiles; the cycle model (docs/architecture.md) assumes all of those.
+has one AXI port, no kernel-mode packing, no pixel groups and no on-chip feature-map store;
+the cycle model (docs/architecture.md) assumes all of those.
 RTL/model ratios above 1 are expected and are reported as measured.
 
 Results merge into ``benchmarks/results/rtl_sim.json`` (keyed by config and size, so reruns of
@@ -272,9 +272,11 @@ def render(data: dict) -> str:
         "",
         "**Why RTL cycles are above the cycle model.** The RTL engine overlaps its loads and "
         "stores with compute (double-buffered weight, input, accumulator, parameter and "
-        "residual banks; compute at one output-pixel pair per 2 cycles) but uses a single AXI "
-        "master port, loads one packed word per cycle, reloads weights for every tile, and has "
-        "no on-chip feature-map store, kernel-mode packing or pixel groups yet (docs/rtl.md). "
+        "residual banks; compute at one output-pixel pair per 2 cycles; weights kept on chip "
+        "per channel group when they fit a bank; the stem as a 1x1 conv over the host's "
+        "im2col input) but uses a single AXI master port (one beat per cycle for weights and "
+        "inputs together) and has no on-chip feature-map store, kernel-mode packing or pixel "
+        "groups yet (docs/rtl.md). "
         "The cycle model (`filmqnn_hw.cycles`, "
         "docs/architecture.md) predicts the overlapped, multi-port schedule the DSE assumes. "
         "The RTL/model ratio measures that gap; RTL FPS is what this RTL would achieve at the "

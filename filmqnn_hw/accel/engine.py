@@ -589,6 +589,9 @@ class ProgramEngine(wiring.Component):
                     m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
                 m.next = "IN_GO"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
+                # the chunk's weights are in their bank (wq had room in CHUNK): tell the
+                # compute agent now, so it can stage the first record before the inputs land
+                m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(Cat(f_wb, f_rec0))]
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
                              ld_pstride.eq(in_plane), ld_rstride.eq(in_row),
                              ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w),
@@ -603,8 +606,7 @@ class ProgramEngine(wiring.Component):
                 m.next = "IN_WAIT"
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):
-                    m.d.comb += [set_in.eq(Mux(f_cb, 2, 1)), wq.w_en.eq(1),
-                                 wq.w_data.eq(Cat(f_wb, f_rec0))]  # set in CHUNK
+                    m.d.comb += set_in.eq(Mux(f_cb, 2, 1))
                     m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
                                  f_inplane0.eq(f_inplane0 + geo.in_planes)]
                     with m.If(f_no + 1 == n_chunks):
@@ -718,6 +720,7 @@ class ProgramEngine(wiring.Component):
         wf_cnt = Signal(range(WF + 1), init=WF)  # slices of the staged record read (WF: done)
         wf_pend = Signal()  # a slice read is in flight
         wf_ready = (wf_cnt == WF) & ~wf_pend
+        wf_pre = Signal()  # staging holds (or is loading) the first record of the next chunk
         m.d.sync += wf_pend.eq(0)
         with m.If(wf_pend):
             m.d.sync += w_stage.eq(Cat(w_stage[WSB:], wb_r.data))
@@ -799,7 +802,8 @@ class ProgramEngine(wiring.Component):
                     m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data[0]),
                                  c_wb_prev.eq(wq.r_data[0]),
                                  c_wb_valid.eq(1)]
-                    with m.If(mode != MODE_UNIT):  # stage the chunk's first record
+                    m.d.sync += wf_pre.eq(0)
+                    with m.If((mode != MODE_UNIT) & ~wf_pre):  # stage the chunk's first record
                         m.d.sync += [wf_cnt.eq(wf_first),
                                      wf_addr.eq(Mux(wq.r_data[0], DWB * WF, 0)
                                                 + wq.r_data[1:] * WF)]
@@ -816,6 +820,12 @@ class ProgramEngine(wiring.Component):
                         m.d.sync += wf_cnt.eq(wf_first)
                         with m.If(mode == MODE_DW):
                             m.d.sync += wf_addr.eq(wf_addr + WF - 1)
+                    with m.Elif((mode != MODE_UNIT) & wq.r_rdy):
+                        # last tap: the next chunk's weights are already announced, stage its
+                        # first record while this tap computes
+                        m.d.sync += [wf_cnt.eq(wf_first), wf_pre.eq(1),
+                                     wf_addr.eq(Mux(wq.r_data[0], DWB * WF, 0)
+                                                + wq.r_data[1:] * WF)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)

@@ -50,7 +50,13 @@ def _child(name: str, q, budget_s: float) -> None:
     text = emit_verilog(cfg)
     t_emit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = synthesize_verilog(text, TOP_NAME, cfg.family, timeout=budget_s)
+    try:
+        res = synthesize_verilog(text, TOP_NAME, cfg.family, timeout=budget_s)
+    except Exception as e:  # recorded, not raised: the parent writes the reason
+        tail = [ln for ln in str(e).splitlines() if ln.strip()][-3:]
+        q.put({"error": f"{type(e).__name__} after {time.perf_counter() - t0:.0f} s of "
+                        f"synthesis: " + " / ".join(tail)})
+        return
     q.put({"emit_s": t_emit, "synth_s": time.perf_counter() - t0, "result": res.to_dict()})
 
 
@@ -78,6 +84,9 @@ def run_one(name: str, budget_s: float) -> dict:
         rec["status"] = f"failed (exit code {p.exitcode})"
         return rec
     out = q.get()
+    if "error" in out:
+        rec["status"] = f"failed: {out['error']}"
+        return rec
     r = out["result"]
     bram36 = sum(n for t, n in r["cells"].items() if t.startswith("RAMB36")) + 0.5 * sum(
         n for t, n in r["cells"].items() if t.startswith("RAMB18"))

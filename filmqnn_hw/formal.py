@@ -67,10 +67,15 @@ def _delay(m: Module, value, n: int, name: str):
 class _Miter(Elaboratable):
     """Common part: the unit, its free inputs, the probes, ``ok``."""
 
-    #: internal register of the unit (flattened as ``dut.<name>``) -> its shape
-    PROBES: dict[str, object] = {}
-
     def __init__(self, acc_bits: int, residual: bool = True) -> None:
+        #: the unit's stage-2 registers (flattened as ``dut.<name>``) -> their shapes: where
+        #: the proof is split into its front and back halves
+        self.PROBES = {
+            "m2": signed(acc_bits + MULT_BITS + 1),
+            "r2": signed(Y_BITS + 1),
+            "sh2": unsigned(SHIFT_BITS),
+            "v2": unsigned(1),
+        }
         self.acc_bits = acc_bits
         self.residual = residual
         self.acc = Signal(signed(acc_bits), name="acc")
@@ -132,12 +137,6 @@ class RequantFrontMiter(_Miter):
             raise ValueError(f"res must be an int in [0, {1 << ACT_BITS}), not {res!r}")
         if not residual and res is not None:
             raise ValueError("res must be None for a unit without the residual term")
-        self.PROBES = {
-            "r2": signed(Y_BITS + 1),
-            "m2": signed(acc_bits + MULT_BITS + 1),
-            "sh2": unsigned(SHIFT_BITS),
-            "v2": unsigned(1),
-        }
         super().__init__(acc_bits, residual)
         self.res_const = res
         self.mutate = mutate
@@ -195,12 +194,6 @@ class RequantBackMiter(_Miter):
     ) -> None:
         if mutate not in self.MUTATIONS:
             raise ValueError(f"mutate must be one of {self.MUTATIONS}, not {mutate!r}")
-        self.PROBES = {
-            "m2": signed(acc_bits + MULT_BITS + 1),
-            "r2": signed(Y_BITS + 1),
-            "sh2": unsigned(SHIFT_BITS),
-            "v2": unsigned(1),
-        }
         super().__init__(acc_bits, residual)
         self.shift_max = shift_max
         self.mutate = mutate

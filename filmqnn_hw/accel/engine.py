@@ -655,7 +655,6 @@ class ProgramEngine(wiring.Component):
         c_last = Signal()
         c_no = Signal(DIM)
         c_cb = Signal()  # input bank
-        c_wb = Signal()  # weight bank of the current chunk
         c_wb_prev = Signal()
         c_wb_valid = Signal()
         c_ab = Signal()  # accumulator bank (step parity)
@@ -729,6 +728,8 @@ class ProgramEngine(wiring.Component):
             m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1)]
         wf_first = Mux(mode == MODE_DW, WF - 1, 0)  # a depthwise record is one slice
         m.d.comb += pe.record.eq(w_act)
+        # first weight-memory slice of the chunk at the head of wq: (bank, first record)
+        wq_slice0 = Mux(wq.r_data[0], DWB * WF, 0) + wq.r_data[1:] * WF
         # the PE array sees a tap's pixels two cycles after they issue (stage s3), so the
         # staged record moves into its register two cycles after TAP takes it
         w_copy1, w_copy2 = Signal(), Signal()
@@ -799,14 +800,13 @@ class ProgramEngine(wiring.Component):
                 m.d.comb += cp_wait_in.eq(1)
                 with m.If(in_full.bit_select(c_cb, 1) & wq.r_rdy):
                     m.d.comb += wq.r_en.eq(1)
-                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0), c_wb.eq(wq.r_data[0]),
+                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0), phase.eq(0),
                                  c_wb_prev.eq(wq.r_data[0]),
                                  c_wb_valid.eq(1)]
                     m.d.sync += wf_pre.eq(0)
                     with m.If((mode != MODE_UNIT) & ~wf_pre):  # stage the chunk's first record
                         m.d.sync += [wf_cnt.eq(wf_first),
-                                     wf_addr.eq(Mux(wq.r_data[0], DWB * WF, 0)
-                                                + wq.r_data[1:] * WF)]
+                                     wf_addr.eq(wq_slice0)]
                     with m.If(c_wb_valid & (wq.r_data[0] != c_wb_prev)):  # the old bank is free
                         m.d.comb += clr_w.eq(Mux(c_wb_prev, 2, 1))
                     m.next = "TAP"
@@ -824,8 +824,7 @@ class ProgramEngine(wiring.Component):
                         # last tap: the next chunk's weights are already announced, stage its
                         # first record while this tap computes
                         m.d.sync += [wf_cnt.eq(wf_first), wf_pre.eq(1),
-                                     wf_addr.eq(Mux(wq.r_data[0], DWB * WF, 0)
-                                                + wq.r_data[1:] * WF)]
+                                     wf_addr.eq(wq_slice0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)

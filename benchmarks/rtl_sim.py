@@ -3,7 +3,6 @@
     python benchmarks/rtl_sim.py                       # configs mid, pynq_z2, zcu102; --size 64
     python benchmarks/rtl_sim.py --configs mid         # rerun one config (others kept)
     python benchmarks/rtl_sim.py --size 224            # full frames (slow)
-    python benchmarks/rtl_sim.py --configs mid --per-layer   # per-layer RTL cycles (prefix runs)
 
 For each configuration (``mid``: a 16x16 test array; ``pynq_z2`` / ``zcu102``: the DSE results
 of ``filmqnn_hw.dse.design``, the same as ``python -m filmqnn_hw.build BOARD``) it emits the
@@ -176,21 +175,8 @@ def make_graph(name: str, cfg: AcceleratorConfig, size: int, width: float):
     return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
 
 
-def _prefix(graph, k: int):
-    """The graph of the first ``k`` ops (output: op k-1's output)."""
-    from filmqnn_quant.intgraph import IntGraph
-
-    ops = graph.ops[:k]
-    out = ops[-1].output
-    keep = {t for op in ops for t in (op.output,)}
-    tensors = {n: t for n, t in graph.tensors.items() if n in keep}
-    g = IntGraph(graph.input, ops, out, tensors, f"{graph.name}[:{k}]")
-    g.validate()
-    return g
-
-
 def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float, work: Path,
-            per_layer: bool, stall_seed: int | None) -> dict:
+            stall_seed: int | None) -> dict:
     from filmqnn_hw.accel.limits import RtlUnsupported, check_program
     from filmqnn_hw.accel.verilator_sim import VerilatorError, run_verilator
     from filmqnn_hw.cycles import network_cycles
@@ -219,7 +205,8 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
     t0 = time.perf_counter()
     try:
         run = run_verilator(exe, prog.memory_image(codes), prog.base, work,
-                            stall_seed=stall_seed, max_cycles=2_000_000_000, timeout=6 * 3600)
+                            stall_seed=stall_seed, max_cycles=2_000_000_000, timeout=6 * 3600,
+                            n_layers=len(prog.descriptors))
     except VerilatorError as e:
         rec["error"] = str(e)[-2000:]
         return rec
@@ -231,22 +218,12 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
                sim_loop_s=run.wall_s, sim_cycles_per_s=run.cycles_per_s,
                rtl_fps=cfg.clock_mhz * 1e6 / c, ratio=c / model.cycles,
                rtl_macs_per_cycle=macs / c, stall_seed=stall_seed)
-    if per_layer:
-        # RTL cycles of layer k = cycles(first k ops) - cycles(first k-1 ops)
-        layers = []
-        prev = 0
-        for k in range(1, len(g.ops) + 1):
-            gk = _prefix(g, k)
-            pk = build_program(gk, cfg)
-            rk = run_verilator(exe, pk.memory_image(codes), pk.base, work,
-                               max_cycles=2_000_000_000, timeout=6 * 3600)
-            ck = rk.counters["cycles"]
-            ml = model.layers[k - 1]
-            layers.append({"name": g.ops[k - 1].name, "kind": ml.kind, "rtl_cycles": ck - prev,
-                           "model_cycles": ml.cycles, "model_bound": ml.bound,
-                           "macs": ml.macs})
-            prev = ck
-        rec["layers"] = layers
+    if len(run.layer_cycles) == len(prog.descriptors) == len(model.layers):
+        # per layer: the testbench logs when each descriptor is fetched
+        rec["layers"] = [
+            {"name": ml.name, "kind": ml.kind, "mode": ml.mode, "rtl_cycles": rc,
+             "model_cycles": ml.cycles, "model_bound": ml.bound, "macs": ml.macs}
+            for rc, ml in zip(run.layer_cycles, model.layers, strict=True)]
     return rec
 
 
@@ -349,18 +326,31 @@ def render(data: dict) -> str:
             md.append(f"| {k} | {r['network']} | {r['input']} | {ct['cycles']:,} | "
                       f"{ct['stall_weight']:,} | {ct['stall_input']:,} | "
                       f"{ct['stall_output']:,} |")
-    for k, c in data["configs"].items():
-        for r in c.get("runs", {}).values():
-            if "layers" not in r:
-                continue
-            md += ["", f"### Per layer: {k}, {r['network']} {r['input']}", "",
-                   "| layer | kind | MACs | RTL cycles | model cycles | RTL/model | model bound |",
-                   "|---|---|---|---|---|---|---|"]
+    per = [(k, r) for k, c in data["configs"].items() for r in c.get("runs", {}).values()
+           if r.get("layers")]
+    if per:
+        md += ["", "## Per layer", "",
+               "Layer boundaries from the testbench: the cycle at which the engine fetches each "
+               "layer's descriptor (the first layer also counts the program header; the last "
+               "ends at `ap_done`). Within 2% = |RTL/model - 1| <= 0.02.", "",
+               "| config | network | input | layers | within 2% | within 10% | worst layer "
+               "(RTL/model) |", "|---|---|---|---|---|---|---|"]
+        for k, r in per:
+            rs = [ly["rtl_cycles"] / ly["model_cycles"] for ly in r["layers"]]
+            worst = max(range(len(rs)), key=lambda i: abs(rs[i] - 1))
+            md.append(f"| {k} | {r['network']} | {r['input']} | {len(rs)} | "
+                      f"{sum(abs(x - 1) <= 0.02 for x in rs)} | "
+                      f"{sum(abs(x - 1) <= 0.10 for x in rs)} | "
+                      f"{r['layers'][worst]['name']} ({rs[worst]:.2f}) |")
+        for k, r in per:
+            md += ["", f"### {k}, {r['network']} {r['input']}", "",
+                   "| layer | kind | model mode | MACs | RTL cycles | model cycles | RTL/model | "
+                   "model bound |", "|---|---|---|---|---|---|---|---|"]
             for ly in r["layers"]:
                 ratio = ly["rtl_cycles"] / ly["model_cycles"] if ly["model_cycles"] else 0
-                md.append(f"| {ly['name']} | {ly['kind']} | {ly['macs']:,} | "
-                          f"{ly['rtl_cycles']:,} | {ly['model_cycles']:,} | {ratio:.1f} | "
-                          f"{ly['model_bound']} |")
+                md.append(f"| {ly['name']} | {ly['kind']} | {ly.get('mode', '')} | "
+                          f"{ly['macs']:,} | {ly['rtl_cycles']:,} | {ly['model_cycles']:,} | "
+                          f"{ratio:.2f} | {ly['model_bound']} |")
     md.append("")
     return "\n".join(md)
 
@@ -382,8 +372,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--size", type=int, default=64, help="input height/width (default 64)")
     ap.add_argument("--width", type=float, default=1.0, help="network width multiplier")
-    ap.add_argument("--per-layer", action="store_true",
-                    help="also measure per-layer RTL cycles (one run per prefix of the network)")
     ap.add_argument("--stall-seed", type=int, default=None,
                     help="random AXI back-pressure (seed) during the network runs")
     ap.add_argument("--budget-s", type=float, default=900.0, help="emit+build wall budget")
@@ -438,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         for net in [n.strip() for n in args.nets.split(",") if n.strip()]:
             print(f"[{key}] {net} 3x{args.size}x{args.size} ...", flush=True)
             rec = run_net(net, cfg, b["exe"], args.size, args.width, root / key / "work",
-                          args.per_layer, args.stall_seed)
+                          args.stall_seed)
             runs[f"{net}@{args.size}w{args.width:g}"] = rec
             print(f"[{key}] {json.dumps({k: v for k, v in rec.items() if k != 'layers'})}",
                   flush=True)

@@ -248,6 +248,13 @@ def _mode(cfg: AcceleratorConfig, ly: Layer, stem: bool) -> str:
     ]
 
 
+def _modes(cfg: AcceleratorConfig, ly: Layer, stem: bool) -> list[str]:
+    """Compute modes the compiler may use for ``ly``: kernel packing is a choice (a layer with
+    few output pixels per tile runs faster in normal mode), every other mode is fixed."""
+    mode = _mode(cfg, ly, stem)
+    return ["kernel", "normal"] if mode == "kernel" else [mode]
+
+
 def px_options(cfg: AcceleratorConfig, ly: Layer, mode: str) -> list[int]:
     """Pixel-group counts ``P`` the schedule allows for ``ly`` in ``mode`` (1 always).
 
@@ -383,9 +390,10 @@ def _classes(extent: int, tile: int) -> list[tuple[int, int]]:
 
 
 def drain_only_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False,
-                      px: int = 1) -> int:
-    """Sum of the output-pipeline time of every tile of ``ly`` (without ``t_out``)."""
-    mode = _mode(cfg, ly, stem)
+                      px: int = 1, mode: str | None = None) -> int:
+    """Sum of the output-pipeline time of every tile of ``ly`` (without ``t_out``) in ``mode``
+    (default: the layer's preferred mode)."""
+    mode = mode or _mode(cfg, ly, stem)
     total = 0
     for tm_eff, nm in _classes(ly.out_ch, cfg.tm):
         per_pg = math.ceil(px * tm_eff / cfg.out_lanes)
@@ -400,14 +408,14 @@ def drain_only_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False,
 
 def compute_only_cycles(
     cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False, timing: Timing = DEFAULT_TIMING,
-    px: int = 1,
+    px: int = 1, mode: str | None = None,
 ) -> int:
-    """Sum of the PE-array time of every step of ``ly`` (no DDR, no drain, no fixed latencies
-    outside the steps): a lower bound on :func:`layer_cycles` used to rank designs quickly.
+    """Sum of the PE-array time of every step of ``ly`` in ``mode`` (default: the layer's
+    preferred mode; no DDR, no drain, no fixed latencies outside the steps).
 
     Equals ``sum(_plan(...).comp)`` (checked by the tests), computed over tile classes.
     """
-    mode = _mode(cfg, ly, stem)
+    mode = mode or _mode(cfg, ly, stem)
     wf, tp, tn = cfg.wfill_cycles, timing.t_pipe, cfg.tn
     total = 0
     for tm_eff, nm in _classes(ly.out_ch, cfg.tm):
@@ -437,12 +445,11 @@ def compute_only_cycles(
 
 def array_cycles(cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False,
                  timing: Timing = DEFAULT_TIMING) -> int:
-    """Best over pixel groups of max(PE-array time, output-pipeline time): a DDR-free lower
-    bound of the layer used by the design search."""
-    mode = _mode(cfg, ly, stem)
-    return min(max(compute_only_cycles(cfg, ly, stem=stem, timing=timing, px=p),
-                   drain_only_cycles(cfg, ly, stem=stem, px=p))
-               for p in px_options(cfg, ly, mode))
+    """Best over compute modes and pixel groups of max(PE-array time, output-pipeline time):
+    a DDR-free lower bound of the layer used by the design search."""
+    return min(max(compute_only_cycles(cfg, ly, stem=stem, timing=timing, px=p, mode=md),
+                   drain_only_cycles(cfg, ly, stem=stem, px=p, mode=md))
+               for md in _modes(cfg, ly, stem) for p in px_options(cfg, ly, md))
 
 
 def _simulate(
@@ -565,14 +572,14 @@ def layer_cycles(
     cfg: AcceleratorConfig, ly: Layer, *, stem: bool = False, ots: dict[str, bool] | None = None,
     timing: Timing = DEFAULT_TIMING, order: str | None = None,
 ) -> LayerCycles:
-    """Cycles of one layer (the faster loop order unless ``order`` is given)."""
-    mode = _mode(cfg, ly, stem)
+    """Cycles of one layer: the fastest compute mode (kernel packing or not), pixel grouping
+    and loop order (unless ``order`` is given)."""
     bw = bandwidth_beats(cfg)
     ots = ots or {}
     cap4 = wbuf_capacity_bits(cfg, 4)
     cap8 = wbuf_capacity_bits(cfg, 8)
     best = None
-    for px in px_options(cfg, ly, mode):
+    for mode, px in [(md, q) for md in _modes(cfg, ly, stem) for q in px_options(cfg, ly, md)]:
         p = _plan(cfg, ly, mode, timing, px)
         w_res = bool(np.all(p.w_bits4.sum(axis=1) <= cap4)
                      and np.all(p.w_bits8.sum(axis=1) <= cap8))
@@ -584,10 +591,10 @@ def layer_cycles(
             # residency only pays with the matching order: whole weight groups in "ws"
             # (reused across tiles), whole input tiles in "is" (reused across groups)
             r = _simulate(cfg, p, o, bw, timing, ots, w_res and o == "ws", i_res and o == "is")
-            if best is None or r[0] < best[2][0]:
-                best = (o, px, r)
+            if best is None or r[0] < best[3][0]:
+                best = (mode, o, px, r)
     assert best is not None
-    o, px, (total, bound, beats, n, comp) = best
+    mode, o, px, (total, bound, beats, n, comp) = best
     return LayerCycles(
         ly.name, ly.kind, mode, o, total, ly.macs, n, beats * cfg.axi_data_bits // 8,
         max(bound, key=lambda k: bound[k]), bound, comp, dict(ots), px=px,

@@ -323,6 +323,10 @@ class ProgramEngine(wiring.Component):
         ld_xbeat = Signal(signed(DIM + 2))  # map column of word 0 of the current beat
         ld_beat = self.rd_data.p.data
 
+        # params / weights of the fetcher commanded before this rectangle: their beats come
+        # first (read data is in command order), the loader's data side waits for them
+        f_prm, f_wl = Signal(), Signal()
+        f_hold = f_prm | f_wl
         # The command side issues one read per (plane, row) back to back (the reader keeps
         # several bursts in flight, hiding the DDR latency); the data side consumes the beats
         # in the same order, one packed word per cycle.
@@ -402,7 +406,7 @@ class ProgramEngine(wiring.Component):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += ldd_busy.eq(1)
-                with m.If(self.rd_data.valid & ~ld_res):  # input: a whole beat per cycle
+                with m.If(self.rd_data.valid & ~ld_res & ~f_hold):  # a whole beat per cycle
                     m.d.comb += self.rd_data.ready.eq(1)
                     for k in range(NB):
                         wk = Signal(range(WPB), name=f"ld_w{k}")
@@ -429,7 +433,7 @@ class ProgramEngine(wiring.Component):
                             m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch)]
                     with m.Else():
                         m.d.sync += [ld_xbeat.eq(ld_xbeat + WPB), ld_q.eq(ld_q + 1)]
-                with m.If(self.rd_data.valid & ld_res):  # residual: one word per cycle
+                with m.If(self.rd_data.valid & ld_res & ~f_hold):  # residual: a word/cycle
                     word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
                     m.d.comb += [rb_w.addr.eq(Mux(ld_bank, TR * TC, 0) + ld_wa),
                                  rb_w.data.eq(word.replicate(TM // G)),
@@ -526,8 +530,8 @@ class ProgramEngine(wiring.Component):
                                  (f_pptr[:LB] + f_meff * PARAM_SIZE + BB - 1) >> LB),
                              gb_p.start.eq(1), gb_p.skip.eq(f_pptr[:LB] // gb_p.unit)]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += p_idx.eq(0)
-                    m.next = "PRM_RD"
+                    m.d.sync += [p_idx.eq(0), f_prm.eq(1)]
+                    m.next = "CHUNK"
             with m.State("PRM_RD"):
                 m.d.comb += [gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
                 with m.If(gb_p.rec_valid):
@@ -544,7 +548,11 @@ class ProgramEngine(wiring.Component):
                         take_param(1)
                     with m.Else():
                         take_param(0)
-                m.next = "CHUNK"
+                m.d.sync += f_prm.eq(0)
+                with m.If(f_wl):
+                    m.next = "W_RD"
+                with m.Else():
+                    m.next = "IN_ANN"
             with m.State("CHUNK"):  # wait for a free input bank (and weight bank if reloading)
                 # resident: the group's chunks are loaded in its first tile, into one bank, and
                 # kept for the other tiles; otherwise every chunk is reloaded into a new bank
@@ -567,8 +575,8 @@ class ProgramEngine(wiring.Component):
                              gb_w.start.eq(mode == MODE_DENSE), gb_d.start.eq(mode != MODE_DENSE),
                              gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += w_slot.eq(0)
-                    m.next = "W_RD"
+                    m.d.sync += [w_slot.eq(0), f_wl.eq(1)]
+                    m.next = "IN_GO"
             with m.State("W_RD"):
                 m.d.comb += fe_w.eq(1)
                 with m.If(mode == MODE_DENSE):
@@ -587,11 +595,10 @@ class ProgramEngine(wiring.Component):
                 m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
                 with m.If(f_wtog):
                     m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
-                m.next = "IN_GO"
+                m.d.sync += f_wl.eq(0)
+                m.next = "IN_ANN"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
-                # the chunk's weights are in their bank (wq had room in CHUNK): tell the
-                # compute agent now, so it can stage the first record before the inputs land
-                m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(Cat(f_wb, f_rec0))]
+                # (right behind the param / weight commands: the DDR latencies overlap)
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
                              ld_pstride.eq(in_plane), ld_rstride.eq(in_row),
                              ld_plimit.eq(in_planes_total), ld_h.eq(in_h), ld_wd.eq(in_w),
@@ -603,6 +610,16 @@ class ProgramEngine(wiring.Component):
                 m.next = "IN_LD"
             with m.State("IN_LD"):
                 m.d.comb += ld_go.eq(1)
+                with m.If(f_prm):
+                    m.next = "PRM_RD"
+                with m.Elif(f_wl):
+                    m.next = "W_RD"
+                with m.Else():
+                    m.next = "IN_ANN"
+            with m.State("IN_ANN"):
+                # the chunk's weights are in their bank (wq had room in CHUNK): tell the
+                # compute agent now, so it can stage the first record before the inputs land
+                m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(Cat(f_wb, f_rec0))]
                 m.next = "IN_WAIT"
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ..axi.lite_regs import ControlMap, accelerator_control_map
 from ..axi.signatures import AXI_DATA_WIDTHS
+from ..program import DESC_SIZE, HEADER_SIZE
 
 __all__ = [
     "VerilatorError",
@@ -93,6 +94,10 @@ class VerilatorRun:
     wall_s: float  #: wall time of the simulation loop (without process start and file I/O)
     axi: dict[str, int] = field(default_factory=dict)  #: AR/R/AW/W/B handshake counts
     stdout: str = ""
+    #: cycles of each layer (``n_layers`` given): from the fetch of its descriptor to the fetch
+    #: of the next (the first also counts the header, the last ends at ``counters['cycles']``);
+    #: sums to ``counters['cycles']``. Empty if not every descriptor was fetched.
+    layer_cycles: list[int] = field(default_factory=list)
 
     @property
     def cycles_per_s(self) -> float:
@@ -246,12 +251,15 @@ def run_verilator(exe: str | os.PathLike, memory: bytes | bytearray, layers_addr
                   work_dir: str | os.PathLike, *, read_latency: int = 40,
                   write_latency: int = 10, stall_seed: int | None = None,
                   stall_prob: float = 0.25, max_cycles: int = 200_000_000, poll: int = 64,
-                  max_outstanding: int = 16, timeout: float = 3600.0) -> VerilatorRun:
+                  max_outstanding: int = 16, timeout: float = 3600.0,
+                  n_layers: int | None = None) -> VerilatorRun:
     """Run one accelerator invocation on the DDR image ``memory`` (base address 0).
 
     ``layers_addr`` is written to the ``layers`` argument before ap_start. ``stall_seed``
     enables random READY/VALID stalls on the memory side (``stall_prob`` per signal and
-    cycle). Raises :class:`VerilatorError` with the simulator's output if it exits non-zero
+    cycle). With ``n_layers`` (the program's layer count) the testbench logs when each
+    descriptor is fetched and the result has :attr:`VerilatorRun.layer_cycles`. Raises
+    :class:`VerilatorError` with the simulator's output if it exits non-zero
     (timeout after ``max_cycles``, an AXI error such as an out-of-range burst) or dies.
     """
     if not 0 <= layers_addr < 1 << 64:
@@ -267,6 +275,11 @@ def run_verilator(exe: str | os.PathLike, memory: bytes | bytearray, layers_addr
            "--max-outstanding", str(max_outstanding)]
     if stall_seed is not None:
         cmd += ["--stall-seed", str(stall_seed), "--stall-prob", repr(float(stall_prob))]
+    if n_layers is not None:
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, not {n_layers}")
+        cmd += ["--desc-base", hex(layers_addr + HEADER_SIZE), "--desc-size", str(DESC_SIZE),
+                "--desc-count", str(n_layers)]
     try:
         src.write_bytes(bytes(memory))
         t0 = time.perf_counter()
@@ -292,9 +305,19 @@ def run_verilator(exe: str | os.PathLike, memory: bytes | bytearray, layers_addr
         axi_line = re.search(r"^axi (.*)$", proc.stdout, re.M)
         axi = ({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", axi_line.group(1))}
                if axi_line else {})
-        return VerilatorRun(memory=bytearray(dst.read_bytes()),
-                            counters={k: int(v) for k, v in values.items()},
-                            sim_cycles=sim_cycles, wall_s=wall_s, axi=axi, stdout=proc.stdout)
+        counters = {k: int(v) for k, v in values.items()}
+        per_layer: list[int] = []
+        lay = re.search(r"^layers start=(\d+) desc=([\d,]*)$", proc.stdout, re.M)
+        if lay and n_layers is not None and "cycles" in counters:
+            start = int(lay.group(1))
+            at = [int(x) for x in lay.group(2).split(",") if x]
+            if len(at) == n_layers:
+                ends = at[1:] + [start + counters["cycles"]]
+                per_layer = [e - b for b, e in zip(at, ends, strict=True)]
+                per_layer[0] += at[0] - start
+        return VerilatorRun(memory=bytearray(dst.read_bytes()), counters=counters,
+                            sim_cycles=sim_cycles, wall_s=wall_s, axi=axi, stdout=proc.stdout,
+                            layer_cycles=per_layer)
     finally:
         for p in (Path(tmp), src, dst):
             if p.exists():

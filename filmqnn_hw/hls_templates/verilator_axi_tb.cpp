@@ -18,6 +18,9 @@
 //   --poll N             read AP_CTRL every N cycles (default 64)
 //   --reset-cycles N     cycles with ap_rst_n low (default 8)
 //   --mem-size N         pad the DDR image with zeros to N bytes
+//   --desc-base A --desc-size N --desc-count K
+//                        log the cycle of the AR handshake that fetches each of the K layer
+//                        descriptors at A, A+N, ... (per-layer cycle counts)
 //
 // Memory: a byte array at address 0 holding the DDR_IN file. m_axi_gmem0 is an AXI4 slave:
 // INCR bursts (any AxLEN, FIXED accepted only for single beats), AxSIZE must be the full beat
@@ -25,7 +28,9 @@
 // A burst outside the memory, crossing a 4 KiB boundary, with a narrow AxSIZE or a misplaced
 // WLAST, or a master dropping VALID before its handshake, is reported and exits non-zero.
 //
-// Output (stdout), on success (exit 0), last line:
+// Output (stdout), on success (exit 0): with --desc-*, a line
+//   layers start=<cycle of the ap_start write> desc=<cycle>,<cycle>,...
+// and, last line:
 //   cycles=... stall_weight=... stall_input=... stall_output=... sim_cycles=... wall_s=...
 // Exit codes: 0 ok, 1 usage/file error, 2 timeout (prints AP_CTRL), 3 AXI error,
 // 4 write transactions still outstanding after ap_done.
@@ -113,6 +118,7 @@ struct Options {
     uint64_t poll = 64;
     uint64_t reset_cycles = 8;
     uint64_t mem_size = 0;
+    uint64_t desc_base = 0, desc_size = 0, desc_count = 0;
 };
 
 static uint64_t parse_u64(const char* s, const char* what) {
@@ -148,6 +154,9 @@ static Options parse_args(int argc, char** argv) {
         else if (a == "--poll") o.poll = parse_u64(v, a.c_str());
         else if (a == "--reset-cycles") o.reset_cycles = parse_u64(v, a.c_str());
         else if (a == "--mem-size") o.mem_size = parse_u64(v, a.c_str());
+        else if (a == "--desc-base") o.desc_base = parse_u64(v, a.c_str());
+        else if (a == "--desc-size") o.desc_size = parse_u64(v, a.c_str());
+        else if (a == "--desc-count") o.desc_count = parse_u64(v, a.c_str());
         else fail(1, "unknown option %s", a.c_str());
     }
     if (pos.size() != 3) fail(1, "usage: %s DDR_IN DDR_OUT LAYERS_ADDR [options]", argv[0]);
@@ -156,6 +165,7 @@ static Options parse_args(int argc, char** argv) {
     o.layers = parse_u64(pos[2].c_str(), "LAYERS_ADDR");
     if (o.max_outstanding < 1) fail(1, "--max-outstanding must be >= 1");
     if (o.poll < 1) fail(1, "--poll must be >= 1");
+    if (o.desc_count && o.desc_size < 1) fail(1, "--desc-count needs --desc-size >= 1");
     return o;
 }
 
@@ -211,6 +221,8 @@ public:
     std::unique_ptr<TB_TOP_CLASS> top;
     uint64_t cycle = 0;
     Stats stats;
+    uint64_t start_cycle = 0;
+    std::vector<uint64_t> desc_cycles;  // AR handshake cycle of descriptor i (in fetch order)
     std::deque<Burst> rq, wq;
     std::deque<WBeat> wbuf;
     std::deque<BResp> bq;
@@ -358,6 +370,11 @@ public:
             rq.push_back(Burst{raw & ~static_cast<uint64_t>(BEAT - 1), uint32_t(len), 0, id,
                                cycle + opt.read_latency});
             ++stats.ar;
+            if (opt.desc_count && raw >= opt.desc_base) {
+                uint64_t off = raw - opt.desc_base, i = off / opt.desc_size;
+                if (off % opt.desc_size == 0 && i < opt.desc_count && i == desc_cycles.size())
+                    desc_cycles.push_back(cycle);
+            }
         }
         if (aw_hs) {
             uint64_t raw = prev_awaddr, len = prev_awlen;
@@ -487,6 +504,7 @@ int main(int argc, char** argv) {
         sys->lite_write(TB_LAYERS_OFFSET, static_cast<uint32_t>(opt.layers));
         sys->lite_write(TB_LAYERS_OFFSET + 4, static_cast<uint32_t>(opt.layers >> 32));
         sys->lite_write(0x00, 1);
+        sys->start_cycle = sys->cycle;
         for (;;) {
             ap_ctrl = sys->lite_read(0x00);
             if (ap_ctrl & 2) break;
@@ -505,6 +523,12 @@ int main(int argc, char** argv) {
                     (unsigned long long)s.ar, (unsigned long long)s.r_beats,
                     (unsigned long long)s.aw, (unsigned long long)s.w_beats,
                     (unsigned long long)s.b);
+        if (opt.desc_count) {
+            std::string d;
+            for (uint64_t c : sys->desc_cycles) d += (d.empty() ? "" : ",") + std::to_string(c);
+            std::printf("layers start=%llu desc=%s\n", (unsigned long long)sys->start_cycle,
+                        d.c_str());
+        }
         if (!sys->rq.empty())
             std::fprintf(stderr, "warning: read bursts still outstanding after ap_done: %s\n",
                          sys->pending().c_str());

@@ -84,8 +84,12 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None):
     check_program(prog, cfg)
     ref = graph.run(x, keep=True)
     run = run_verilator(sims[key], prog.memory_image(x), prog.base, vroot / "work",
-                        stall_seed=stall_seed)
+                        stall_seed=stall_seed, n_layers=len(prog.descriptors))
     assert run.counters["status"] == 0 and run.counters["cycles"] > 0
+    # per-layer cycles from the testbench's descriptor-fetch log partition the cycle counter
+    assert len(run.layer_cycles) == len(prog.descriptors)
+    assert all(c > 0 for c in run.layer_cycles)
+    assert sum(run.layer_cycles) == run.counters["cycles"]
     out = prog.read_output(run.memory)
     assert out.shape == ref[graph.output].shape
     assert np.array_equal(out, ref[graph.output])

@@ -23,8 +23,9 @@ Design decisions (``docs/rtl.md``, "Vivado hand-off"):
   SmartConnect converts the data width (e.g. a 128-bit master on a 64-bit Zynq-7000 HP port)
   and the protocol (the RTL bursts up to 256 beats; Zynq-7000 HP ports are AXI3, 16 beats).
 * **Masters come from the Verilog, not the config.** ``config.axi_ports`` may say 4; the RTL
-  has one master (``m_axi_gmem0``) today, and the script connects what the Verilog has, one
-  HP port each (``board.vivado.hp_ports`` in order).
+  has ``m_axi_gmem0`` (descriptors, activations) and, when the config has two or more ports,
+  ``m_axi_gmem1`` (parameters, weights); the script connects what the Verilog has, one HP
+  port each (``board.vivado.hp_ports`` in order).
 * **Timing.** ``impl_1`` always runs to ``write_bitstream``; afterwards WNS/WHS of ``impl_1``
   are checked and a bitstream that misses timing is NOT copied to ``overlay/`` (the script
   stops with an error; the ``.bit`` stays in the run directory). ``FQ_ALLOW_TIMING_FAILURE=1``

@@ -77,6 +77,10 @@ class ProgramEngine(wiring.Component):
     rd_cmd : Out(stream of (addr, beats)), rd_data : In(stream of (data, last))
     wr_cmd : Out(stream of (addr, beats)), wr_data : Out(stream of (data, strb))
     wr_busy, rd_error, wr_error : In(1)
+    w_cmd : Out(stream of (addr, beats)), w_data : In(stream of (data, last))
+        only when ``geometry(config).weight_port``: the parameter and weight reads go to a
+        second read master (AXI port 1), so they run concurrently with the activation reads
+        of port 0; otherwise they share ``rd_cmd`` / ``rd_data``.
 
     Latency/throughput: sequential phases (load, compute at one pixel pair per two cycles
     with ``tn`` MACs per lane per cycle, drain, store); see ``docs/rtl.md``.
@@ -89,7 +93,7 @@ class ProgramEngine(wiring.Component):
         self.addr_width = addr_width
         self.cmap = accelerator_control_map() if cmap is None else cmap
         b = config.axi_data_bits
-        super().__init__({
+        members = {
             "ctrl": In(ControlCoreSignature(self.cmap)),
             "rd_cmd": Out(stream.Signature(command_layout(addr_width, LEN_WIDTH))),
             "rd_data": In(stream.Signature(read_data_layout(b))),
@@ -98,7 +102,11 @@ class ProgramEngine(wiring.Component):
             "wr_busy": In(1),
             "rd_error": In(1),
             "wr_error": In(1),
-        })
+        }
+        if self.geo.weight_port:
+            members["w_cmd"] = Out(stream.Signature(command_layout(addr_width, LEN_WIDTH)))
+            members["w_data"] = In(stream.Signature(read_data_layout(b)))
+        super().__init__(members)
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):  # noqa: C901 - one sequencer, kept in one place
@@ -177,8 +185,11 @@ class ProgramEngine(wiring.Component):
         m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.wbuf_slice_bytes)
         m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
         m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
+        # parameter and weight reads: their own port, or shared with the activations
+        wcmd = self.w_cmd if geo.weight_port else self.rd_cmd
+        wdat = self.w_data if geo.weight_port else self.rd_data
         for gb in (gb_w, gb_d, gb_p):
-            m.d.comb += [gb.beat.eq(self.rd_data.p.data), gb.beat_valid.eq(self.rd_data.valid),
+            m.d.comb += [gb.beat.eq(wdat.p.data), gb.beat_valid.eq(wdat.valid),
                          gb.enable.eq(0)]
 
         # ---------------- program state ----------------
@@ -326,7 +337,7 @@ class ProgramEngine(wiring.Component):
         # params / weights of the fetcher commanded before this rectangle: their beats come
         # first (read data is in command order), the loader's data side waits for them
         f_prm, f_wl = Signal(), Signal()
-        f_hold = f_prm | f_wl
+        f_hold = Const(0) if geo.weight_port else f_prm | f_wl
         # The command side issues one read per (plane, row) back to back (the reader keeps
         # several bursts in flight, hiding the DDR latency); the data side consumes the beats
         # in the same order, one packed word per cycle.
@@ -524,23 +535,23 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         m.next = "CHUNK"
             with m.State("PRM_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_pptr[LB:])),
-                             self.rd_cmd.p.beats.eq(
+                m.d.comb += [wcmd.valid.eq(1),
+                             wcmd.p.addr.eq(Cat(Const(0, LB), f_pptr[LB:])),
+                             wcmd.p.beats.eq(
                                  (f_pptr[:LB] + f_meff * PARAM_SIZE + BB - 1) >> LB),
                              gb_p.start.eq(1), gb_p.skip.eq(f_pptr[:LB] // gb_p.unit)]
-                with m.If(self.rd_cmd.ready):
+                with m.If(wcmd.ready):
                     m.d.sync += [p_idx.eq(0), f_prm.eq(1)]
                     m.next = "CHUNK"
             with m.State("PRM_RD"):
-                m.d.comb += [gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
+                m.d.comb += [gb_p.enable.eq(1), wdat.ready.eq(gb_p.beat_ready)]
                 with m.If(gb_p.rec_valid):
                     m.d.sync += p_idx.eq(p_idx + 1)
                     with m.If(f_sp):
                         take_param(1)
                     with m.Else():
                         take_param(0)
-                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                with m.If(wdat.valid & wdat.ready & wdat.p.last):
                     m.next = "PRM_END"
             with m.State("PRM_END"):  # the last record lands one cycle after its beat
                 with m.If(gb_p.rec_valid):
@@ -569,24 +580,24 @@ class ProgramEngine(wiring.Component):
                         m.next = "IN_GO"
             with m.State("W_CMD"):
                 off = f_wptr[:LB]
-                m.d.comb += [fe_w.eq(1), self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_wptr[LB:])),
-                             self.rd_cmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
+                m.d.comb += [fe_w.eq(1), wcmd.valid.eq(1),
+                             wcmd.p.addr.eq(Cat(Const(0, LB), f_wptr[LB:])),
+                             wcmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
                              gb_w.start.eq(mode == MODE_DENSE), gb_d.start.eq(mode != MODE_DENSE),
                              gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
-                with m.If(self.rd_cmd.ready):
+                with m.If(wcmd.ready):
                     m.d.sync += [w_slot.eq(0), f_wl.eq(1)]
                     m.next = "IN_GO"
             with m.State("W_RD"):
                 m.d.comb += fe_w.eq(1)
                 with m.If(mode == MODE_DENSE):
-                    m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
+                    m.d.comb += [gb_w.enable.eq(1), wdat.ready.eq(gb_w.beat_ready)]
                 with m.Else():
-                    m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
+                    m.d.comb += [gb_d.enable.eq(1), wdat.ready.eq(gb_d.beat_ready)]
                 with m.If(w_rec_valid & (w_slot < taps_wf)):
                     m.d.comb += wb_w.en.eq(1)
                     m.d.sync += w_slot.eq(w_slot + w_step)
-                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                with m.If(wdat.valid & wdat.ready & wdat.p.last):
                     m.next = "W_END"
             with m.State("W_END"):
                 m.d.comb += fe_w.eq(1)

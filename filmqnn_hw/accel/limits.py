@@ -68,6 +68,13 @@ class RtlGeometry:
     wbuf_slice_bytes: int  # rec_bytes / F
     rq_lanes: int  # requantization units: config.out_lanes rounded up to whole planes (<= tm)
     rq_passes: int  # passes per output pixel: ceil(tm / rq_lanes)
+    weight_port: bool  # parameters and weights read through AXI port 1 (m_axi_gmem1)
+
+    @property
+    def axi_ports(self) -> int:
+        """AXI4 master ports of the generated top: ``m_axi_gmem0`` (descriptors, activations,
+        outputs) and, with :attr:`weight_port`, ``m_axi_gmem1`` (parameters, weights)."""
+        return 2 if self.weight_port else 1
 
     @property
     def wbuf_depth(self) -> int:
@@ -85,6 +92,9 @@ class RtlGeometry:
 
 def geometry(config: AcceleratorConfig) -> RtlGeometry:
     """Sizes of the RTL for ``config``; raises :class:`RtlUnsupported` if it cannot be built.
+
+    With two or more AXI ports in the config (and DDR faster than one port's beats), the
+    parameters and weights get their own read port (``weight_port``).
 
     The output writer stores whole packed words with byte strobes, so an output beat may be
     shared between two tiles only where words are byte-aligned (``5G % 8 == 0``); otherwise
@@ -121,6 +131,8 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         in_planes=config.tn // g, obuf_beats=obuf_beats,
         wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
         rq_lanes=rq, rq_passes=-(-config.tm // rq),
+        weight_port=config.axi_ports >= 2 and (config.ddr_bytes_per_cycle <= 0
+                                               or config.ddr_bytes_per_cycle > b // 8),
     )
 
 

@@ -50,6 +50,10 @@ def run_pysim(config: AcceleratorConfig, memory: bytes | bytearray, layers_addr:
     mem = bytearray(memory)
     model = AXIMemoryModel(dut.m_axi_gmem0, mem, seed=seed, stall=stall,
                            read_latency=read_latency, max_bursts=8)
+    # the weight port (if any) serves the same memory, with its own stall sequence
+    models = [model] + ([AXIMemoryModel(dut.m_axi_gmem1, mem, seed=seed + 1, stall=stall,
+                                        read_latency=read_latency, max_bursts=8)]
+                        if dut.geo.weight_port else [])
     cmap = dut.cmap
     result: dict[str, int] = {}
     state = {"cycles": 0}
@@ -78,7 +82,8 @@ def run_pysim(config: AcceleratorConfig, memory: bytes | bytearray, layers_addr:
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
+    for mm in models:
+        sim.add_testbench(mm.serve, background=True)
     sim.add_testbench(host)
     sim.run()
     if check_status and result.get("status", 0):

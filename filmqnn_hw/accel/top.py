@@ -1,4 +1,4 @@
-"""The complete accelerator top: AXI4-Lite control, one AXI4 master to DDR, the engine."""
+"""The complete accelerator top: AXI4-Lite control, AXI4 masters to DDR, the engine."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ class FilmQnnAccelerator(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-        Array, tile sizes, packing factor and AXI width (one master port is generated; see
-        ``docs/rtl.md`` for what the RTL uses of the config).
+        Array, tile sizes, packing factor, AXI width and ports (see ``docs/rtl.md`` for what
+        the RTL uses of the config).
     addr_width : int
         DDR address width (32 for Zynq-7000 HP ports; up to 49 on Zynq UltraScale+).
 
@@ -45,6 +45,10 @@ class FilmQnnAccelerator(wiring.Component):
     -------
     s_axi_control : In(AXI4LiteSignature(6, 32))
     m_axi_gmem0 : Out(AXI4Signature(addr_width, config.axi_data_bits))
+        descriptors, activations (reads and writes)
+    m_axi_gmem1 : Out(AXI4Signature(addr_width, config.axi_data_bits))
+        only with ``geometry(config).weight_port`` (two or more AXI ports in the config):
+        per-channel parameters and weights, read concurrently with port 0 (it never writes)
     interrupt : Out(1)      ``GIE & (ISR != 0)``, registered
 
     Attributes
@@ -68,11 +72,15 @@ class FilmQnnAccelerator(wiring.Component):
         self.config = config
         self.addr_width = addr_width
         self.cmap = accelerator_control_map()
-        super().__init__({
+        self.geo = geometry(config)
+        members = {
             "s_axi_control": In(AXI4LiteSignature(self.cmap.addr_width, 32)),
             "m_axi_gmem0": Out(AXI4Signature(addr_width, config.axi_data_bits)),
             "interrupt": Out(1),
-        })
+        }
+        if self.geo.weight_port:
+            members["m_axi_gmem1"] = Out(AXI4Signature(addr_width, config.axi_data_bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -94,7 +102,19 @@ class FilmQnnAccelerator(wiring.Component):
         wiring.connect(m, dma.rd_data, eng.rd_data)
         wiring.connect(m, eng.wr_cmd, dma.wr_cmd)
         wiring.connect(m, eng.wr_data, dma.wr_data)
-        m.d.comb += [eng.wr_busy.eq(dma.wr_busy), eng.rd_error.eq(dma.rd_error),
+        rd_error = dma.rd_error
+        if self.geo.weight_port:
+            m.submodules.wdma = wdma = AXI4DMA(
+                "m_axi_gmem1", addr_width=self.addr_width, data_width=self.config.axi_data_bits,
+                len_width=LEN_WIDTH, max_outstanding=16)
+            wiring.connect(m, wdma.m_axi, wiring.flipped(self.m_axi_gmem1))
+            m.submodules.w_cmd_reg = w_reg = StreamSkidBuffer(
+                command_layout(self.addr_width, LEN_WIDTH))
+            wiring.connect(m, eng.w_cmd, w_reg.i)
+            wiring.connect(m, w_reg.o, wdma.rd_cmd)
+            wiring.connect(m, wdma.rd_data, eng.w_data)
+            rd_error = rd_error | wdma.rd_error | wdma.wr_error  # port 1 never writes
+        m.d.comb += [eng.wr_busy.eq(dma.wr_busy), eng.rd_error.eq(rd_error),
                      eng.wr_error.eq(dma.wr_error), self.interrupt.eq(ctl.interrupt)]
         return m
 
@@ -102,7 +122,8 @@ class FilmQnnAccelerator(wiring.Component):
 def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = None, *,
                  addr_width: int = 32, name: str = TOP_NAME) -> str:
     """Verilog of the accelerator with Vivado port names (``ap_clk``, ``ap_rst_n``,
-    ``s_axi_control_*``, ``m_axi_gmem0_*``, ``interrupt``); written atomically to ``path``
+    ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` with a weight port),
+    ``interrupt``); written atomically to ``path``
     if given. Returns the text."""
     text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)
     if path is not None:

@@ -2,15 +2,16 @@
 
 The top is Verilog with Vivado port names (:func:`filmqnn_hw.axi.verilog.convert_vivado`):
 ``ap_clk``, ``ap_rst_n``, the AXI4-Lite slave ``s_axi_control_*`` (the
-:func:`~filmqnn_hw.axi.lite_regs.accelerator_control_map` layout), one AXI4 master
-``m_axi_gmem0_*`` of 32..1024 data bits (ID signals optional) and ``interrupt``. Other input
+:func:`~filmqnn_hw.axi.lite_regs.accelerator_control_map` layout), AXI4 masters
+``m_axi_gmem0_*``, ``m_axi_gmem1_*``, ... of 32..1024 data bits (ID signals optional) and
+``interrupt``. Other input
 ports are left at 0.
 
 :func:`build_verilator` compiles it with the C++ testbench ``hls_templates/verilator_axi_tb.cpp``
 (plus a generated ``tb_config.h``) into one executable. The testbench
 
-* loads a DDR image file (raw bytes, base address 0) and serves ``m_axi_gmem0`` from it as an
-  AXI4 slave: INCR bursts, full-width AxSIZE, per-byte WSTRB, in-order R/B responses, several
+* loads a DDR image file (raw bytes, base address 0) and serves every ``m_axi_gmem<N>`` from
+  it as an independent AXI4 slave (one shared memory, no shared bandwidth limit): INCR bursts, full-width AxSIZE, per-byte WSTRB, in-order R/B responses, several
   bursts outstanding, a read latency (AR handshake to first R beat) and optional random
   READY/VALID stalls; bursts outside the image, across 4 KiB, narrow or with a bad WLAST are
   errors (non-zero exit), never wrapped;
@@ -63,16 +64,17 @@ VERILATOR_WARNING_FLAGS: tuple[str, ...] = (
 )
 #: Name of the C++ testbench template under ``filmqnn_hw/hls_templates``.
 TESTBENCH = "verilator_axi_tb.cpp"
-#: Ports the testbench drives or reads (``m_axi_gmem0_{aw,ar}id``/``{b,r}id`` are optional).
+#: Ports the testbench drives or reads (``m_axi_gmem<N>_{aw,ar}id``/``{b,r}id`` are optional).
+_AXI_MEMBERS = (
+    "awaddr awlen awsize awburst awvalid awready wdata wstrb wlast wvalid wready "
+    "bresp bvalid bready araddr arlen arsize arburst arvalid arready "
+    "rdata rresp rlast rvalid rready").split()
 _REQUIRED_PORTS = ("ap_clk", "ap_rst_n") + tuple(
     f"s_axi_control_{s}" for s in (
         "awaddr awprot awvalid awready wdata wstrb wvalid wready bresp bvalid bready "
         "araddr arprot arvalid arready rdata rresp rvalid rready").split()
-) + tuple(f"m_axi_gmem0_{s}" for s in (
-    "awaddr awlen awsize awburst awvalid awready wdata wstrb wlast wvalid wready "
-    "bresp bvalid bready araddr arlen arsize arburst arvalid arready "
-    "rdata rresp rlast rvalid rready").split())
-_ID_PORTS = tuple(f"m_axi_gmem0_{s}" for s in ("awid", "bid", "arid", "rid"))
+) + tuple(f"m_axi_gmem0_{s}" for s in _AXI_MEMBERS)
+_ID_MEMBERS = ("awid", "bid", "arid", "rid")
 _RESULT_RE = re.compile(r"^(?=.*\bsim_cycles=)(?:\w+=\S+[ \t]*)+$", re.M)
 
 
@@ -146,16 +148,30 @@ def tb_config_header(verilog: str, top_name: str, data_width: int,
         raise VerilatorError(f"module {top_name!r} lacks the port(s) the testbench drives: "
                              f"{', '.join(missing)} (emit it with filmqnn_hw.axi.verilog."
                              "convert_vivado and members s_axi_control/m_axi_gmem0)")
-    width = ports["m_axi_gmem0_rdata"][1]
-    if width != data_width or ports["m_axi_gmem0_wdata"][1] != data_width:
-        raise VerilatorError(f"m_axi_gmem0 of {top_name!r} is {width} bits wide, not "
-                             f"data_width={data_width}")
-    if ports["m_axi_gmem0_wstrb"][1] != data_width // 8:
-        raise VerilatorError(f"m_axi_gmem0_wstrb of {top_name!r} is not {data_width // 8} bits")
-    ids = [p in ports for p in _ID_PORTS]
-    if any(ids) and not all(ids):
-        raise VerilatorError(f"m_axi_gmem0 of {top_name!r} has only some of the ID ports "
-                             f"{', '.join(_ID_PORTS)}")
+    # AXI4 master ports m_axi_gmem0, m_axi_gmem1, ... (numbered without gaps)
+    n_ports = 0
+    while f"m_axi_gmem{n_ports}_rdata" in ports:
+        n_ports += 1
+    has_id = None
+    for k in range(n_ports):
+        name = f"m_axi_gmem{k}"
+        missing = [f"{name}_{s}" for s in _AXI_MEMBERS if f"{name}_{s}" not in ports]
+        if missing:
+            raise VerilatorError(f"module {top_name!r} lacks the port(s) the testbench drives: "
+                                 f"{', '.join(missing)}")
+        width = ports[f"{name}_rdata"][1]
+        if width != data_width or ports[f"{name}_wdata"][1] != data_width:
+            raise VerilatorError(f"{name} of {top_name!r} is {width} bits wide, not "
+                                 f"data_width={data_width}")
+        if ports[f"{name}_wstrb"][1] != data_width // 8:
+            raise VerilatorError(f"{name}_wstrb of {top_name!r} is not {data_width // 8} bits")
+        ids = [f"{name}_{s}" in ports for s in _ID_MEMBERS]
+        if any(ids) and not all(ids):
+            raise VerilatorError(f"{name} of {top_name!r} has only some of the ID ports "
+                                 f"{', '.join(f'{name}_{s}' for s in _ID_MEMBERS)}")
+        if has_id is not None and has_id != all(ids):
+            raise VerilatorError(f"the AXI ports of {top_name!r} differ in their ID ports")
+        has_id = all(ids)
     entry = cmap.entry("layers")
     if entry.bits != 64:
         raise VerilatorError("the control map's 'layers' argument must be 64 bits")
@@ -167,7 +183,8 @@ def tb_config_header(verilog: str, top_name: str, data_width: int,
         "#define TB_CONFIG_H",
         f'#include "V{top_name}.h"',
         f"#define TB_TOP_CLASS V{top_name}",
-        f"#define TB_HAS_ID {int(all(ids))}",
+        f"#define TB_PORTS(X) {' '.join(f'X({k})' for k in range(n_ports))}",
+        f"#define TB_HAS_ID {int(bool(has_id))}",
         f"#define TB_BEAT_BYTES {data_width // 8}",
         f"#define TB_LAYERS_OFFSET 0x{cmap.offset_of('layers'):02X}",
         f"#define TB_COUNTERS(X) {counters}",

@@ -3,8 +3,9 @@
 // Written next to a generated "tb_config.h" by filmqnn_hw.accel.verilator_sim.build_verilator;
 // that header includes the Verilated model's header and defines
 //   TB_TOP_CLASS       the Verilated class (V<top_name>)
-//   TB_HAS_ID          1 if m_axi_gmem0 has ID signals (awid/bid/arid/rid)
-//   TB_BEAT_BYTES      bytes per m_axi_gmem0 data beat (B / 8)
+//   TB_PORTS(X)        X(0) X(1) ... : the AXI4 master ports m_axi_gmem<N> of the top
+//   TB_HAS_ID          1 if the m_axi_gmem<N> ports have ID signals (awid/bid/arid/rid)
+//   TB_BEAT_BYTES      bytes per data beat (B / 8) of every m_axi_gmem<N>
 //   TB_LAYERS_OFFSET   s_axi_control offset of the 64-bit `layers` argument
 //   TB_COUNTERS(X)     X(name, offset, bits) for each counter of the control map
 //
@@ -22,7 +23,8 @@
 //                        log the cycle of the AR handshake that fetches each of the K layer
 //                        descriptors at A, A+N, ... (per-layer cycle counts)
 //
-// Memory: a byte array at address 0 holding the DDR_IN file. m_axi_gmem0 is an AXI4 slave:
+// Memory: a byte array at address 0 holding the DDR_IN file. Every m_axi_gmem<N> port gets its
+// own AXI4 slave on that memory (own queues, latency and stalls; stall draws share one seed):
 // INCR bursts (any AxLEN, FIXED accepted only for single beats), AxSIZE must be the full beat
 // width, WSTRB honoured per byte, in-order R and B responses, several bursts outstanding.
 // A burst outside the memory, crossing a 4 KiB boundary, with a narrow AxSIZE or a misplaced
@@ -213,118 +215,271 @@ struct Stats {
     uint64_t ar = 0, r_beats = 0, aw = 0, w_beats = 0, b = 0;
 };
 
-class System {
-public:
+// Member access of one AXI4 master port of the Verilated top, by port number.
+#if TB_HAS_ID
+#define TB_ID_ACCESSORS(N)                                                                    \
+    static auto& arid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arid; }                  \
+    static auto& rid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rid; }                    \
+    static auto& awid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awid; }                  \
+    static auto& bid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_bid; }
+#else
+#define TB_ID_ACCESSORS(N)
+#endif
+#define TB_PORT_ACCESSORS(N)                                                                  \
+    struct PortIo##N {                                                                        \
+        static constexpr const char* name = "m_axi_gmem" #N;                                  \
+        static auto& arvalid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arvalid; }          \
+        static auto& arready(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arready; }          \
+        static auto& araddr(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_araddr; }            \
+        static auto& arlen(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arlen; }              \
+        static auto& arsize(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arsize; }            \
+        static auto& arburst(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_arburst; }          \
+        static auto& rvalid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rvalid; }            \
+        static auto& rready(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rready; }            \
+        static auto& rdata(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rdata; }              \
+        static auto& rlast(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rlast; }              \
+        static auto& rresp(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_rresp; }              \
+        static auto& awvalid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awvalid; }          \
+        static auto& awready(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awready; }          \
+        static auto& awaddr(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awaddr; }            \
+        static auto& awlen(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awlen; }              \
+        static auto& awsize(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awsize; }            \
+        static auto& awburst(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_awburst; }          \
+        static auto& wvalid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_wvalid; }            \
+        static auto& wready(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_wready; }            \
+        static auto& wdata(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_wdata; }              \
+        static auto& wstrb(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_wstrb; }              \
+        static auto& wlast(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_wlast; }              \
+        static auto& bvalid(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_bvalid; }            \
+        static auto& bready(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_bready; }            \
+        static auto& bresp(TB_TOP_CLASS* t) { return t->m_axi_gmem##N##_bresp; }              \
+        TB_ID_ACCESSORS(N)                                                                    \
+    };
+TB_PORTS(TB_PORT_ACCESSORS)
+
+// Shared by the port models: the memory, options, clock, stall source, descriptor log.
+struct Shared {
     Options opt;
     std::vector<uint8_t> mem;
-    std::unique_ptr<VerilatedContext> ctx;
-    std::unique_ptr<TB_TOP_CLASS> top;
     uint64_t cycle = 0;
     Stats stats;
-    uint64_t start_cycle = 0;
+    std::mt19937_64 rng;
+    std::bernoulli_distribution stall_dist;
     std::vector<uint64_t> desc_cycles;  // AR handshake cycle of descriptor i (in fetch order)
+
+    explicit Shared(const Options& o)
+        : opt(o), rng(o.stall_seed), stall_dist(o.stall ? o.stall_prob : 0.0) {}
+
+    bool stall() { return opt.stall && stall_dist(rng); }
+
+    void check_range(const char* port, const char* what, uint64_t addr, uint64_t len,
+                     uint64_t raw) {
+        uint64_t bytes = (len + 1) * BEAT;
+        if (addr > mem.size() || bytes > mem.size() - addr)
+            fail(3, "%s: %s burst out of range: addr=0x%llx len=%llu (%llu bytes) but the "
+                 "memory holds 0x%llx bytes", port, what, (unsigned long long)raw,
+                 (unsigned long long)len, (unsigned long long)bytes,
+                 (unsigned long long)mem.size());
+        if ((raw >> 12) != ((addr + bytes - 1) >> 12))
+            fail(3, "%s: %s burst crosses a 4 KiB boundary: addr=0x%llx len=%llu", port, what,
+                 (unsigned long long)raw, (unsigned long long)len);
+    }
+
+    void check_burst(const char* port, const char* what, uint64_t raw, uint64_t len,
+                     uint64_t size, uint64_t type) {
+        if (size != SIZE_CODE)
+            fail(3, "%s: %s burst with AxSIZE=%llu at 0x%llx: only full-width beats "
+                 "(AxSIZE=%d) are modelled", port, what, (unsigned long long)size,
+                 (unsigned long long)raw, SIZE_CODE);
+        if (type != 1 && !(type == 0 && len == 0))
+            fail(3, "%s: %s burst type %llu at 0x%llx: only INCR bursts are modelled", port,
+                 what, (unsigned long long)type, (unsigned long long)raw);
+        check_range(port, what, raw & ~static_cast<uint64_t>(BEAT - 1), len, raw);
+    }
+};
+
+// The AXI4 slave of one master port (all ports serve the same memory).
+template <class IO> class PortModel {
+public:
     std::deque<Burst> rq, wq;
     std::deque<WBeat> wbuf;
     std::deque<BResp> bq;
-    std::mt19937_64 rng;
-    std::bernoulli_distribution stall_dist;
     // slave-driven outputs (registered in this model)
     bool s_arready = false, s_rvalid = false, s_awready = false, s_wready = false,
          s_bvalid = false;
     // master stability checks
     bool prev_arvalid_pending = false, prev_awvalid_pending = false, prev_wvalid_pending = false;
     uint64_t prev_araddr = 0, prev_arlen = 0, prev_awaddr = 0, prev_awlen = 0;
-    // AXI-Lite master handshakes seen in the last cycle
-    bool l_aw_hs = false, l_w_hs = false, l_b_hs = false, l_ar_hs = false, l_r_hs = false;
-    uint32_t l_rdata = 0, l_resp = 0;
-
-    explicit System(const Options& o, int argc, char** argv)
-        : opt(o), rng(o.stall_seed), stall_dist(o.stall ? o.stall_prob : 0.0) {
-        ctx.reset(new VerilatedContext);
-        ctx->commandArgs(argc, argv);
-        top.reset(new TB_TOP_CLASS{ctx.get()});
-    }
-
-    bool stall() { return opt.stall && stall_dist(rng); }
-
-    void check_range(const char* what, uint64_t addr, uint64_t len, uint64_t raw) {
-        uint64_t bytes = (len + 1) * BEAT;
-        if (addr > mem.size() || bytes > mem.size() - addr)
-            fail(3, "%s burst out of range: addr=0x%llx len=%llu (%llu bytes) but the memory "
-                 "holds 0x%llx bytes", what, (unsigned long long)raw, (unsigned long long)len,
-                 (unsigned long long)bytes, (unsigned long long)mem.size());
-        if ((raw >> 12) != ((addr + bytes - 1) >> 12))
-            fail(3, "%s burst crosses a 4 KiB boundary: addr=0x%llx len=%llu", what,
-                 (unsigned long long)raw, (unsigned long long)len);
-    }
-
-    void check_burst(const char* what, uint64_t raw, uint64_t len, uint64_t size, uint64_t type) {
-        if (size != SIZE_CODE)
-            fail(3, "%s burst with AxSIZE=%llu at 0x%llx: only full-width beats (AxSIZE=%d) "
-                 "are modelled", what, (unsigned long long)size, (unsigned long long)raw,
-                 SIZE_CODE);
-        if (type != 1 && !(type == 0 && len == 0))
-            fail(3, "%s burst type %llu at 0x%llx: only INCR bursts are modelled", what,
-                 (unsigned long long)type, (unsigned long long)raw);
-        check_range(what, raw & ~static_cast<uint64_t>(BEAT - 1), len, raw);
-    }
+    // handshakes sampled before the current edge
+    bool r_hs = false, b_hs = false;
 
     // Drive the slave outputs for the coming cycle from the model state.
-    void drive_slave() {
-        auto* t = top.get();
-        s_arready = rq.size() < opt.max_outstanding && !stall();
-        s_awready = wq.size() < opt.max_outstanding && !stall();
-        s_wready = wbuf.size() < 4096 && !stall();
+    void drive(TB_TOP_CLASS* t, Shared& sh) {
+        s_arready = rq.size() < sh.opt.max_outstanding && !sh.stall();
+        s_awready = wq.size() < sh.opt.max_outstanding && !sh.stall();
+        s_wready = wbuf.size() < 4096 && !sh.stall();
         if (!s_rvalid) {
             // VALID may only rise on its own; once up it stays until the handshake
-            s_rvalid = !rq.empty() && cycle >= rq.front().ready_at && !stall();
+            s_rvalid = !rq.empty() && sh.cycle >= rq.front().ready_at && !sh.stall();
         }
         if (s_rvalid) {
             const Burst& b = rq.front();
-            load_bytes(t->m_axi_gmem0_rdata, &mem[b.addr + uint64_t(b.beat) * BEAT], BEAT);
-            t->m_axi_gmem0_rlast = b.beat == b.len;
+            load_bytes(IO::rdata(t), &sh.mem[b.addr + uint64_t(b.beat) * BEAT], BEAT);
+            IO::rlast(t) = b.beat == b.len;
 #if TB_HAS_ID
-            t->m_axi_gmem0_rid = b.id;
+            IO::rid(t) = b.id;
 #endif
         } else {
-            t->m_axi_gmem0_rlast = 0;
+            IO::rlast(t) = 0;
         }
-        t->m_axi_gmem0_rresp = 0;
-        if (!s_bvalid) s_bvalid = !bq.empty() && cycle >= bq.front().ready_at && !stall();
+        IO::rresp(t) = 0;
+        if (!s_bvalid) s_bvalid = !bq.empty() && sh.cycle >= bq.front().ready_at && !sh.stall();
         if (s_bvalid) {
 #if TB_HAS_ID
-            t->m_axi_gmem0_bid = bq.front().id;
+            IO::bid(t) = bq.front().id;
 #endif
         }
-        t->m_axi_gmem0_bresp = 0;
-        t->m_axi_gmem0_arready = s_arready;
-        t->m_axi_gmem0_rvalid = s_rvalid;
-        t->m_axi_gmem0_awready = s_awready;
-        t->m_axi_gmem0_wready = s_wready;
-        t->m_axi_gmem0_bvalid = s_bvalid;
+        IO::bresp(t) = 0;
+        IO::arready(t) = s_arready;
+        IO::rvalid(t) = s_rvalid;
+        IO::awready(t) = s_awready;
+        IO::wready(t) = s_wready;
+        IO::bvalid(t) = s_bvalid;
     }
 
-    // Move buffered W beats into memory for the bursts whose AW has arrived.
-    void retire_writes() {
+    // Sample the master's outputs before the rising edge: checks, new bursts, W beats.
+    void sample(TB_TOP_CLASS* t, Shared& sh, bool log_desc) {
+        bool arvalid = IO::arvalid(t), awvalid = IO::awvalid(t), wvalid = IO::wvalid(t);
+        if (prev_arvalid_pending && (!arvalid || get_u64(IO::araddr(t)) != prev_araddr
+                                     || get_u64(IO::arlen(t)) != prev_arlen))
+            fail(3, "%s: ARVALID dropped or AR payload changed before ARREADY (cycle %llu)",
+                 IO::name, (unsigned long long)sh.cycle);
+        if (prev_awvalid_pending && (!awvalid || get_u64(IO::awaddr(t)) != prev_awaddr
+                                     || get_u64(IO::awlen(t)) != prev_awlen))
+            fail(3, "%s: AWVALID dropped or AW payload changed before AWREADY (cycle %llu)",
+                 IO::name, (unsigned long long)sh.cycle);
+        if (prev_wvalid_pending && !wvalid)
+            fail(3, "%s: WVALID dropped before WREADY (cycle %llu)", IO::name,
+                 (unsigned long long)sh.cycle);
+        bool ar_hs = arvalid && s_arready;
+        bool aw_hs = awvalid && s_awready;
+        bool w_hs = wvalid && s_wready;
+        r_hs = s_rvalid && IO::rready(t);
+        b_hs = s_bvalid && IO::bready(t);
+        prev_arvalid_pending = arvalid && !ar_hs;
+        prev_awvalid_pending = awvalid && !aw_hs;
+        prev_wvalid_pending = wvalid && !w_hs;
+        prev_araddr = get_u64(IO::araddr(t));
+        prev_arlen = get_u64(IO::arlen(t));
+        prev_awaddr = get_u64(IO::awaddr(t));
+        prev_awlen = get_u64(IO::awlen(t));
+        const Options& opt = sh.opt;
+        if (ar_hs) {
+            uint64_t raw = prev_araddr, len = prev_arlen;
+            sh.check_burst(IO::name, "read", raw, len, get_u64(IO::arsize(t)),
+                           get_u64(IO::arburst(t)));
+            uint32_t id = 0;
+#if TB_HAS_ID
+            id = static_cast<uint32_t>(get_u64(IO::arid(t)));
+#endif
+            rq.push_back(Burst{raw & ~static_cast<uint64_t>(BEAT - 1), uint32_t(len), 0, id,
+                               sh.cycle + opt.read_latency});
+            ++sh.stats.ar;
+            if (log_desc && opt.desc_count && raw >= opt.desc_base) {
+                uint64_t off = raw - opt.desc_base, i = off / opt.desc_size;
+                if (off % opt.desc_size == 0 && i < opt.desc_count && i == sh.desc_cycles.size())
+                    sh.desc_cycles.push_back(sh.cycle);
+            }
+        }
+        if (aw_hs) {
+            uint64_t raw = prev_awaddr, len = prev_awlen;
+            sh.check_burst(IO::name, "write", raw, len, get_u64(IO::awsize(t)),
+                           get_u64(IO::awburst(t)));
+            uint32_t id = 0;
+#if TB_HAS_ID
+            id = static_cast<uint32_t>(get_u64(IO::awid(t)));
+#endif
+            wq.push_back(Burst{raw & ~static_cast<uint64_t>(BEAT - 1), uint32_t(len), 0, id, 0});
+            ++sh.stats.aw;
+        }
+        if (w_hs) {
+            WBeat w;
+            store_bytes(IO::wdata(t), w.data, BEAT);
+            for (int i = 0; i < BEAT; ++i) w.strb[i] = get_bit(IO::wstrb(t), i);
+            w.last = IO::wlast(t);
+            wbuf.push_back(w);
+        }
+    }
+
+    // After the rising edge: retire the sampled R/B handshakes and the complete W beats.
+    void update(Shared& sh) {
+        if (r_hs) {
+            Burst& b = rq.front();
+            ++sh.stats.r_beats;
+            s_rvalid = false;
+            if (b.beat == b.len) rq.pop_front();
+            else ++b.beat;
+        }
+        if (b_hs) {
+            bq.pop_front();
+            s_bvalid = false;
+            ++sh.stats.b;
+        }
         while (!wq.empty() && !wbuf.empty()) {
             Burst& b = wq.front();
             const WBeat& w = wbuf.front();
             bool want_last = b.beat == b.len;
             if (w.last != want_last)
-                fail(3, "WLAST=%d on beat %u of a %u-beat write burst at 0x%llx", int(w.last),
-                     b.beat, b.len + 1, (unsigned long long)b.addr);
-            uint8_t* dst = &mem[b.addr + uint64_t(b.beat) * BEAT];
+                fail(3, "%s: WLAST=%d on beat %u of a %u-beat write burst at 0x%llx", IO::name,
+                     int(w.last), b.beat, b.len + 1, (unsigned long long)b.addr);
+            uint8_t* dst = &sh.mem[b.addr + uint64_t(b.beat) * BEAT];
             for (int i = 0; i < BEAT; ++i)
                 if (w.strb[i]) dst[i] = w.data[i];
             wbuf.pop_front();
-            ++stats.w_beats;
+            ++sh.stats.w_beats;
             if (want_last) {
-                bq.push_back(BResp{b.id, cycle + opt.write_latency});
+                bq.push_back(BResp{b.id, sh.cycle + sh.opt.write_latency});
                 wq.pop_front();
             } else {
                 ++b.beat;
             }
         }
+    }
+
+    bool writes_pending() const { return !wq.empty() || !wbuf.empty() || !bq.empty(); }
+
+    std::string pending() const {
+        char buf[256];
+        std::snprintf(buf, sizeof buf,
+                      "%s: read_bursts=%zu write_bursts=%zu w_beats_buffered=%zu b_pending=%zu",
+                      IO::name, rq.size(), wq.size(), wbuf.size(), bq.size());
+        return buf;
+    }
+};
+
+class System : public Shared {
+public:
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<TB_TOP_CLASS> top;
+    uint64_t start_cycle = 0;
+#define TB_DECLARE_PORT(N) PortModel<PortIo##N> port##N;
+    TB_PORTS(TB_DECLARE_PORT)
+#undef TB_DECLARE_PORT
+    // AXI-Lite master handshakes seen in the last cycle
+    bool l_aw_hs = false, l_w_hs = false, l_b_hs = false, l_ar_hs = false, l_r_hs = false;
+    uint32_t l_rdata = 0, l_resp = 0;
+
+    explicit System(const Options& o, int argc, char** argv) : Shared(o) {
+        ctx.reset(new VerilatedContext);
+        ctx->commandArgs(argc, argv);
+        top.reset(new TB_TOP_CLASS{ctx.get()});
+    }
+
+    // Drive the slave outputs of every port for the coming cycle.
+    void drive_slave() {
+#define TB_DRIVE_PORT(N) port##N.drive(top.get(), *this);
+        TB_PORTS(TB_DRIVE_PORT)
+#undef TB_DRIVE_PORT
     }
 
     // One clock cycle: settle with clk low, sample handshakes, rising edge, update the models.
@@ -333,67 +488,10 @@ public:
         auto* t = top.get();
         t->ap_clk = 0;
         t->eval();
-        // --- sample (values before the edge) ---
-        bool arvalid = t->m_axi_gmem0_arvalid, awvalid = t->m_axi_gmem0_awvalid;
-        bool wvalid = t->m_axi_gmem0_wvalid;
-        if (prev_arvalid_pending && (!arvalid || get_u64(t->m_axi_gmem0_araddr) != prev_araddr
-                                     || get_u64(t->m_axi_gmem0_arlen) != prev_arlen))
-            fail(3, "m_axi_gmem0: ARVALID dropped or AR payload changed before ARREADY "
-                 "(cycle %llu)", (unsigned long long)cycle);
-        if (prev_awvalid_pending && (!awvalid || get_u64(t->m_axi_gmem0_awaddr) != prev_awaddr
-                                     || get_u64(t->m_axi_gmem0_awlen) != prev_awlen))
-            fail(3, "m_axi_gmem0: AWVALID dropped or AW payload changed before AWREADY "
-                 "(cycle %llu)", (unsigned long long)cycle);
-        if (prev_wvalid_pending && !wvalid)
-            fail(3, "m_axi_gmem0: WVALID dropped before WREADY (cycle %llu)",
-                 (unsigned long long)cycle);
-        bool ar_hs = arvalid && s_arready;
-        bool aw_hs = awvalid && s_awready;
-        bool w_hs = wvalid && s_wready;
-        bool r_hs = s_rvalid && t->m_axi_gmem0_rready;
-        bool b_hs = s_bvalid && t->m_axi_gmem0_bready;
-        prev_arvalid_pending = arvalid && !ar_hs;
-        prev_awvalid_pending = awvalid && !aw_hs;
-        prev_wvalid_pending = wvalid && !w_hs;
-        prev_araddr = get_u64(t->m_axi_gmem0_araddr);
-        prev_arlen = get_u64(t->m_axi_gmem0_arlen);
-        prev_awaddr = get_u64(t->m_axi_gmem0_awaddr);
-        prev_awlen = get_u64(t->m_axi_gmem0_awlen);
-        if (ar_hs) {
-            uint64_t raw = prev_araddr, len = prev_arlen;
-            check_burst("read", raw, len, get_u64(t->m_axi_gmem0_arsize),
-                        get_u64(t->m_axi_gmem0_arburst));
-            uint32_t id = 0;
-#if TB_HAS_ID
-            id = static_cast<uint32_t>(get_u64(t->m_axi_gmem0_arid));
-#endif
-            rq.push_back(Burst{raw & ~static_cast<uint64_t>(BEAT - 1), uint32_t(len), 0, id,
-                               cycle + opt.read_latency});
-            ++stats.ar;
-            if (opt.desc_count && raw >= opt.desc_base) {
-                uint64_t off = raw - opt.desc_base, i = off / opt.desc_size;
-                if (off % opt.desc_size == 0 && i < opt.desc_count && i == desc_cycles.size())
-                    desc_cycles.push_back(cycle);
-            }
-        }
-        if (aw_hs) {
-            uint64_t raw = prev_awaddr, len = prev_awlen;
-            check_burst("write", raw, len, get_u64(t->m_axi_gmem0_awsize),
-                        get_u64(t->m_axi_gmem0_awburst));
-            uint32_t id = 0;
-#if TB_HAS_ID
-            id = static_cast<uint32_t>(get_u64(t->m_axi_gmem0_awid));
-#endif
-            wq.push_back(Burst{raw & ~static_cast<uint64_t>(BEAT - 1), uint32_t(len), 0, id, 0});
-            ++stats.aw;
-        }
-        if (w_hs) {
-            WBeat w;
-            store_bytes(t->m_axi_gmem0_wdata, w.data, BEAT);
-            for (int i = 0; i < BEAT; ++i) w.strb[i] = get_bit(t->m_axi_gmem0_wstrb, i);
-            w.last = t->m_axi_gmem0_wlast;
-            wbuf.push_back(w);
-        }
+        // --- sample (values before the edge); descriptors are read through port 0 ---
+#define TB_SAMPLE_PORT(N) port##N.sample(t, *this, N == 0);
+        TB_PORTS(TB_SAMPLE_PORT)
+#undef TB_SAMPLE_PORT
         l_aw_hs = t->s_axi_control_awvalid && t->s_axi_control_awready;
         l_w_hs = t->s_axi_control_wvalid && t->s_axi_control_wready;
         l_b_hs = t->s_axi_control_bvalid && t->s_axi_control_bready;
@@ -408,21 +506,27 @@ public:
         t->ap_clk = 1;
         t->eval();
         ++cycle;
-        // --- update the slave model ---
-        if (r_hs) {
-            Burst& b = rq.front();
-            ++stats.r_beats;
-            s_rvalid = false;
-            if (b.beat == b.len) rq.pop_front();
-            else ++b.beat;
-        }
-        if (b_hs) {
-            bq.pop_front();
-            s_bvalid = false;
-            ++stats.b;
-        }
-        retire_writes();
+        // --- update the slave models ---
+#define TB_UPDATE_PORT(N) port##N.update(*this);
+        TB_PORTS(TB_UPDATE_PORT)
+#undef TB_UPDATE_PORT
         drive_slave();
+    }
+
+    bool reads_pending() const {
+        bool any = false;
+#define TB_READS_PORT(N) any = any || !port##N.rq.empty();
+        TB_PORTS(TB_READS_PORT)
+#undef TB_READS_PORT
+        return any;
+    }
+
+    bool writes_pending() const {
+        bool any = false;
+#define TB_WRITES_PORT(N) any = any || port##N.writes_pending();
+        TB_PORTS(TB_WRITES_PORT)
+#undef TB_WRITES_PORT
+        return any;
     }
 
     void lite_idle() {
@@ -473,11 +577,11 @@ public:
     }
 
     std::string pending() const {
-        char buf[256];
-        std::snprintf(buf, sizeof buf,
-                      "read_bursts=%zu write_bursts=%zu w_beats_buffered=%zu b_pending=%zu",
-                      rq.size(), wq.size(), wbuf.size(), bq.size());
-        return buf;
+        std::string out;
+#define TB_PENDING_PORT(N) out += (N ? "; " : "") + port##N.pending();
+        TB_PORTS(TB_PENDING_PORT)
+#undef TB_PENDING_PORT
+        return out;
     }
 };
 
@@ -529,10 +633,10 @@ int main(int argc, char** argv) {
             std::printf("layers start=%llu desc=%s\n", (unsigned long long)sys->start_cycle,
                         d.c_str());
         }
-        if (!sys->rq.empty())
+        if (sys->reads_pending())
             std::fprintf(stderr, "warning: read bursts still outstanding after ap_done: %s\n",
                          sys->pending().c_str());
-        if (!sys->wq.empty() || !sys->wbuf.empty() || !sys->bq.empty())
+        if (sys->writes_pending())
             fail(4, "write transactions still outstanding after ap_done and the counter reads: "
                  "%s", sys->pending().c_str());
         std::printf("%ssim_cycles=%llu wall_s=%.6f\n", counters.c_str(),

@@ -36,7 +36,9 @@ CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bit
 CFG_D = AcceleratorConfig.small(tm=24, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
                                 tc=30).replace(w4_dsp_lanes=20, w4_lut_lanes=2, w8_dsp_lanes=0,
                                                w8_lut_lanes=2, requant_lanes=12)
-CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C}
+# B with two AXI ports: parameters and weights come through m_axi_gmem1
+CFG_B2 = CFG_B.replace(axi_ports=2)
+CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2}
 
 
 _cases = layer_cases
@@ -70,10 +72,22 @@ def _run(cfg, graph, seed=0, every_tensor=False, **kw):
     return out, run
 
 
-@pytest.mark.parametrize("key", list(CFGS))
+@pytest.mark.parametrize("key", ["A", "B", "C"])
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_single_layers(key, case):
     _run(CFGS[key], _case(key, case), every_tensor=case in ("residual", "add"))
+
+
+@pytest.mark.parametrize("case", ["conv3x3_s2_odd", "conv7x7_s2_stem", "depthwise3x3_s2",
+                                  "fc_logits", "residual", "maxpool3s2p1", "add"])
+def test_weight_port(case):
+    """Parameters and weights on their own AXI port (m_axi_gmem1), calm and with random
+    stalls on both ports: same bits as the golden model."""
+    assert geometry(CFG_B2).weight_port and not geometry(CFG_B).weight_port
+    g = _case("B2", case)
+    _, calm = _run(CFG_B2, g, every_tensor=case in ("residual", "add"))
+    _, stalled = _run(CFG_B2, g, stall=0.35, read_latency=7, seed=3)
+    assert stalled.counters["cycles"] > calm.counters["cycles"]
 
 
 @pytest.mark.parametrize("case", ["conv3x3_s2_odd", "residual", "fc_logits", "maxpool3s2p1",

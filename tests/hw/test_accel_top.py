@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B
+from test_accel_engine import CFG_A, CFG_B, CFG_B2
 from test_program import graph_of, rand_conv, small_network
 
 from filmqnn_hw.accel.limits import check_program, geometry
@@ -37,7 +37,7 @@ MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bit
 #: catches in comparisons that always hold.
 WPB4 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=6, axi_data_bits=128, tr=4, tc=4)
 WPB2 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=4, tc=4)
-CFGS = {"A": CFG_A, "B": CFG_B, "MID": MID, "WPB4": WPB4, "WPB2": WPB2}
+CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "MID": MID, "WPB4": WPB4, "WPB2": WPB2}
 
 HAVE_VERILATOR = shutil.which("verilator") is not None
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
@@ -62,7 +62,8 @@ def vroot(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sims(vroot):
-    """Verilator executables for CFG_A and MID (emission of one overlaps the other's build)."""
+    """Verilator executables for CFG_A, MID and CFG_B2 (two AXI ports); emission of one
+    overlaps another's build."""
     if not HAVE_VERILATOR:
         pytest.skip("verilator not installed")
 
@@ -72,7 +73,7 @@ def sims(vroot):
                                jobs=1)
 
     with ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(build, k) for k in ("MID", "A")}
+        futs = {k: ex.submit(build, k) for k in ("MID", "A", "B2")}
         return {k: f.result() for k, f in futs.items()}
 
 
@@ -106,7 +107,7 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None):
 # ---------------------------------------------------------------------------------------------
 # emission and lint
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", ["A", "B"])
+@pytest.mark.parametrize("key", ["A", "B", "B2"])
 def test_emit_verilog(key, vroot):
     cfg = CFGS[key]
     geometry(cfg)
@@ -118,9 +119,13 @@ def test_emit_verilog(key, vroot):
     assert ports["m_axi_gmem0_wstrb"] == ("output", cfg.axi_data_bits // 8)
     assert ports["s_axi_control_wdata"] == ("input", 32)
     assert ports["interrupt"] == ("output", 1)
+    # a second master (parameters and weights) exactly when the config has two AXI ports
+    assert ("m_axi_gmem1_rdata" in ports) == (cfg.axi_ports >= 2)
+    if cfg.axi_ports >= 2:
+        assert ports["m_axi_gmem1_araddr"] == ports["m_axi_gmem0_araddr"]
 
 
-@pytest.mark.parametrize("key", ["A", "B", "WPB4", "WPB2"])
+@pytest.mark.parametrize("key", ["A", "B", "B2", "WPB4", "WPB2"])
 @pytest.mark.verilator
 @needs_verilator
 def test_verilator_lint(key, vroot):
@@ -137,6 +142,16 @@ def test_small_network(sims, vroot):
     calm = _run(sims, vroot, "A", g, x)
     stalled = _run(sims, vroot, "A", g, x, stall_seed=5)
     assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
+def test_small_network_two_ports(sims, vroot):
+    """Parameters and weights through m_axi_gmem1: the same bits, calm and with random stalls
+    on both ports."""
+    g = small_network(CFG_B2)
+    x = np.random.default_rng(1).integers(0, 32, (1,) + g.input.shape)
+    two = _run(sims, vroot, "B2", g, x)
+    stalled = _run(sims, vroot, "B2", g, x, stall_seed=7)
+    assert stalled.counters["cycles"] > two.counters["cycles"]
 
 
 def _inverted_residual(cfg, c, h, w, t=6, seed=1):

@@ -14,10 +14,13 @@ weights, QAT-prepared and converted with ``to_integer``) through the simulated t
 model's prediction for the same network and config, the ratio, FPS at the config's clock,
 simulation speed and wall time.
 
-The RTL engine overlaps loads and stores with compute (double-buffered banks, docs/rtl.md) but
-has one AXI port, no kernel-mode packing, no pixel groups and no on-chip feature-map store;
-the cycle model (docs/architecture.md) assumes all of those.
-RTL/model ratios above 1 are expected and are reported as measured.
+The RTL engine overlaps loads and stores with compute (double-buffered banks, docs/rtl.md) and
+reads the weights through ports of their own, but its activations use one port and it has no
+kernel-mode packing, no pixel groups and no on-chip feature-map store; the cycle model
+(docs/architecture.md) assumes all of those. RTL/model ratios above 1 are expected and are
+reported as measured. The testbench caps all AXI ports together at the board's DDR bandwidth
+(the model's ``ddr_bytes_per_cycle``), and logs when each layer's descriptor is fetched, so
+every run also gives per-layer RTL cycles next to the model's.
 
 Results merge into ``benchmarks/results/rtl_sim.json`` (keyed by config and size, so reruns of
 one config keep the others) and ``rtl_sim.md`` is regenerated from the whole JSON.
@@ -188,11 +191,14 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
     if not cfg.ddr_bytes_per_cycle:  # "mid" is not a board: one AXI port's full width
         mcfg = cfg.replace(ddr_bytes_per_cycle=cfg.axi_ports * cfg.axi_data_bits / 8)
     model = network_cycles(mcfg, from_intgraph(g))
+    # the board's DDR bandwidth is shared by all AXI ports, in the model and in the testbench
+    ddr_beats = mcfg.ddr_bytes_per_cycle / (cfg.axi_data_bits / 8)
     macs = model.macs
     rec: dict = {"network": name, "input": f"3x{size}x{size}", "width_mult": width,
                  "ops": len(g.ops), "gmac": macs / 1e9, "model_cycles": model.cycles,
                  "model_fps": model.fps,
-                 "model_ddr_bytes_per_cycle": mcfg.ddr_bytes_per_cycle}
+                 "model_ddr_bytes_per_cycle": mcfg.ddr_bytes_per_cycle,
+                 "ddr_beats_per_cycle": ddr_beats}
     prog = build_program(g, cfg)
     try:
         check_program(prog, cfg)
@@ -206,7 +212,7 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
     try:
         run = run_verilator(exe, prog.memory_image(codes), prog.base, work,
                             stall_seed=stall_seed, max_cycles=2_000_000_000, timeout=6 * 3600,
-                            n_layers=len(prog.descriptors))
+                            n_layers=len(prog.descriptors), ddr_beats_per_cycle=ddr_beats)
     except VerilatorError as e:
         rec["error"] = str(e)[-2000:]
         return rec
@@ -231,8 +237,15 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
 # report
 # ---------------------------------------------------------------------------------------------
 def _fmt_cfg(cfg: dict) -> str:
+    from filmqnn_hw.accel.limits import weight_ports
+
+    k = weight_ports(AcceleratorConfig.from_dict(cfg))
+    ports = f"1 + {k} weight port{'s' if k > 1 else ''}" if k else "1 port"
+    ddr = (f", DDR {cfg['ddr_bytes_per_cycle']:g} B/cycle" if cfg["ddr_bytes_per_cycle"]
+           else "")
     return (f"tm={cfg['tm']} tn={cfg['tn']} tr={cfg['tr']} tc={cfg['tc']} n8={cfg['n8_slots']} "
-            f"G={cfg['act_pack']} AXI {cfg['axi_data_bits']} b, {cfg['clock_mhz']:g} MHz")
+            f"G={cfg['act_pack']} AXI {cfg['axi_data_bits']} b x {ports}{ddr}, "
+            f"{cfg['clock_mhz']:g} MHz")
 
 
 def render(data: dict) -> str:
@@ -251,9 +264,10 @@ def render(data: dict) -> str:
         "stores with compute (double-buffered weight, input, accumulator, parameter and "
         "residual banks; compute at one output-pixel pair per 2 cycles; weights kept on chip "
         "per channel group when they fit a bank; the stem as a 1x1 conv over the host's "
-        "im2col input) but uses a single AXI master port (one beat per cycle for weights and "
-        "inputs together) and has no on-chip feature-map store, kernel-mode packing or pixel "
-        "groups yet (docs/rtl.md). "
+        "im2col input; the weights on AXI ports of their own, as many as DDR can feed) but "
+        "reads all activations through one port (one beat per cycle) and has no on-chip "
+        "feature-map store, kernel-mode packing or pixel groups yet (docs/rtl.md). All ports "
+        "together are capped at the board's DDR bandwidth in the testbench, as in the model. "
         "The cycle model (`filmqnn_hw.cycles`, "
         "docs/architecture.md) predicts the overlapped, multi-port schedule the DSE assumes. "
         "The RTL/model ratio measures that gap; RTL FPS is what this RTL would achieve at the "

@@ -77,10 +77,11 @@ class ProgramEngine(wiring.Component):
     rd_cmd : Out(stream of (addr, beats)), rd_data : In(stream of (data, last))
     wr_cmd : Out(stream of (addr, beats)), wr_data : Out(stream of (data, strb))
     wr_busy, rd_error, wr_error : In(1)
-    w_cmd : Out(stream of (addr, beats)), w_data : In(stream of (data, last))
-        only when ``geometry(config).weight_port``: the parameter and weight reads go to a
-        second read master (AXI port 1), so they run concurrently with the activation reads
-        of port 0; otherwise they share ``rd_cmd`` / ``rd_data``.
+    w_cmd : Out(stream of (addr, beats)).array(K), w_data : In(stream of (data, last)).array(K)
+        only with ``K = geometry(config).weight_ports > 0``: the weight reads go to K read
+        masters of their own (AXI ports 1..K; tap record ``r`` of a bank through port
+        ``r mod K`` into weight memory ``r mod K``), concurrently with the reads of port 0;
+        otherwise they share ``rd_cmd`` / ``rd_data``. Parameters always use port 0.
 
     Latency/throughput: sequential phases (load, compute at one pixel pair per two cycles
     with ``tn`` MACs per lane per cycle, drain, store); see ``docs/rtl.md``.
@@ -103,9 +104,11 @@ class ProgramEngine(wiring.Component):
             "rd_error": In(1),
             "wr_error": In(1),
         }
-        if self.geo.weight_port:
-            members["w_cmd"] = Out(stream.Signature(command_layout(addr_width, LEN_WIDTH)))
-            members["w_data"] = In(stream.Signature(read_data_layout(b)))
+        if self.geo.weight_ports:
+            k = self.geo.weight_ports
+            members["w_cmd"] = Out(stream.Signature(command_layout(addr_width, LEN_WIDTH))
+                                   ).array(k)
+            members["w_data"] = In(stream.Signature(read_data_layout(b))).array(k)
         super().__init__(members)
 
     # ------------------------------------------------------------------------------------------
@@ -129,6 +132,10 @@ class ProgramEngine(wiring.Component):
         DI = geo.ibuf_depth
         DA = geo.acc_depth
         DWB = geo.wbuf_records  # tap records per weight bank
+        KP = geo.weight_ports  # weight read ports (0: shared with port 0)
+        KW = geo.wbuf_memories  # weight memories (record r in memory r mod KW)
+        KR = range(max(KW, 2))  # a memory index (never a zero-width signal: clean Verilog)
+        DWBK = geo.wbuf_port_records  # records per bank in each weight memory
         WF = geo.wbuf_slices  # a dense record is WF slices of the weight memory
         WSB = geo.wbuf_slice_bytes * 8  # slice bits
         RECB = geo.rec_bytes * 8
@@ -151,12 +158,16 @@ class ProgramEngine(wiring.Component):
         rb_w = rbuf.write_port(granularity=WB)
         rb_a = rbuf.read_port()
         rb_b = rbuf.read_port()
-        # weight buffer: two banks of DWB records, a record stored as WF consecutive slices
-        # (bank b, record r, slice s at (b DWB + r) WF + s); a depthwise record is slice 0
-        m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(WSB), depth=geo.wbuf_depth,
-                                                 init=[])
-        wb_w = wbuf.write_port()
-        wb_r = wbuf.read_port()
+        # weight buffer: KW memories of two banks; record r of a bank in memory r mod KW,
+        # stored as WF consecutive slices (bank b, record r, slice s at
+        # (b DWBK + r // KW) WF + s of memory r mod KW); a depthwise record is slice 0
+        wb_ws, wb_rs = [], []
+        for k in range(KW):
+            mem = memory.Memory(shape=unsigned(WSB), depth=geo.wbuf_depth, init=[])
+            m.submodules["wbuf" if k == 0 else f"wbuf{k}"] = mem
+            wb_ws.append(mem.write_port())
+            wb_rs.append(mem.read_port())
+        wb_w = wb_ws[0]
         acc_layout = data.ArrayLayout(data.ArrayLayout(signed(ACC), TM), 2)
         m.submodules.abuf = abuf = memory.Memory(shape=acc_layout, depth=2 * DA, init=[])
         ab_w = abuf.write_port()
@@ -172,8 +183,9 @@ class ProgramEngine(wiring.Component):
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
         for k in range(NB):
             m.d.comb += [ib_r[k].en.eq(0), ib_w[k].en.eq(0)]
-        m.d.comb += [wb_r.en.eq(0), rb_a.en.eq(0), rb_b.en.eq(0),
-                     ab_r.en.eq(0)]
+        m.d.comb += [rb_a.en.eq(0), rb_b.en.eq(0), ab_r.en.eq(0)]
+        for k in range(KW):
+            m.d.comb += wb_rs[k].en.eq(0)
         for _, rp in obufs:
             m.d.comb += rp.en.eq(0)
 
@@ -185,11 +197,9 @@ class ProgramEngine(wiring.Component):
         m.submodules.gb_w = gb_w = RecordGearbox(BB, geo.wbuf_slice_bytes)
         m.submodules.gb_d = gb_d = RecordGearbox(BB, geo.dw_rec_bytes)
         m.submodules.gb_p = gb_p = RecordGearbox(BB, PARAM_SIZE)
-        # parameter and weight reads: their own port, or shared with the activations
-        wcmd = self.w_cmd if geo.weight_port else self.rd_cmd
-        wdat = self.w_data if geo.weight_port else self.rd_data
+        # parameters (and, without weight ports, the weights) come through port 0
         for gb in (gb_w, gb_d, gb_p):
-            m.d.comb += [gb.beat.eq(wdat.p.data), gb.beat_valid.eq(wdat.valid),
+            m.d.comb += [gb.beat.eq(self.rd_data.p.data), gb.beat_valid.eq(self.rd_data.valid),
                          gb.enable.eq(0)]
 
         # ---------------- program state ----------------
@@ -337,7 +347,7 @@ class ProgramEngine(wiring.Component):
         # params / weights of the fetcher commanded before this rectangle: their beats come
         # first (read data is in command order), the loader's data side waits for them
         f_prm, f_wl = Signal(), Signal()
-        f_hold = Const(0) if geo.weight_port else f_prm | f_wl
+        f_hold = f_prm if KP else f_prm | f_wl
         # The command side issues one read per (plane, row) back to back (the reader keeps
         # several bursts in flight, hiding the DDR latency); the data side consumes the beats
         # in the same order, one packed word per cycle.
@@ -480,18 +490,43 @@ class ProgramEngine(wiring.Component):
         f_cb = Signal()  # chunk parity (input bank)
         f_wb = Signal()  # weight bank holding the newest weights
         # per chunk, fetch -> compute: which weight bank it uses
-        m.submodules.wq = wq = fifo.SyncFIFO(width=1 + len(Signal(range(DWB + 1))), depth=4)
+        # (bank, memory and slice address of the chunk's first record)
+        WQ_K = len(Signal(KR))
+        m.submodules.wq = wq = fifo.SyncFIFO(
+            width=1 + WQ_K + len(Signal(range(geo.wbuf_depth + 1))), depth=4)
         f_last = Signal()
         p_idx = Signal(range(TM + BB // PARAM_SIZE + 2))
         w_slot = Signal(range(KMAX * KMAX * WF + 1))  # slice of the chunk being written
         f_wtgt = Signal()  # weight bank being written
         f_wtog = Signal()  # this load starts a new weight bank
-        f_rec0 = Signal(range(DWB + 1))  # first record of this chunk in its weight bank
+        # the first record of a chunk: memory f_wk, slice address f_was (bank offset included);
+        # f_k0 / f_a0s: where chunk f_no of a resident group starts in a bank (record
+        # f_no taps = f_a0s / WF * KW + f_k0), advanced by (taps mod KW, (taps // KW) WF)
+        SAW = geo.wbuf_depth + 1
+        f_wk, f_k0 = Signal(KR), Signal(KR)
+        f_was, f_a0s = Signal(range(SAW)), Signal(range(SAW))
+        t_modk = Signal(KR)
+        t_divk_wf = Signal(range(SAW))
+        with m.Switch(taps):
+            for t in range(1, KMAX * KMAX + 1):
+                with m.Case(t):
+                    m.d.sync += [t_modk.eq(t % KW), t_divk_wf.eq((t // KW) * WF)]
         w_resident = Signal()  # all chunks of a group fit one weight bank: load once per group
         w_rec_valid = Mux(mode == MODE_DENSE, gb_w.rec_valid, gb_d.rec_valid)
         w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
-        m.d.comb += [wb_w.addr.eq(Mux(f_wtgt, DWB * WF, 0) + f_rec0 * WF + w_slot),
-                     wb_w.data.eq(w_rec)]
+        if not KP:  # the fetcher writes the weights it reads from port 0
+            m.d.comb += [wb_w.addr.eq(f_was + w_slot), wb_w.data.eq(w_rec)]
+        # weight ports: per tap, the fetcher issues a read to port w_k and queues the job
+        w_t = Signal(range(KMAX * KMAX + 1))
+        w_k = Signal(KR)
+        w_as = Signal(range(SAW))
+        w_tptr = Signal(AW)
+        wjq = []
+        for k in range(KP):
+            q = fifo.SyncFIFO(width=LB + len(w_as), depth=8)
+            m.submodules[f"wjq{k}"] = q
+            wjq.append(q)
+        wp_idle = Signal(max(KP, 1))  # weight port k has no job queued or running
         w_step = Mux(mode == MODE_DENSE, 1, WF)  # a depthwise record fills one record's slot
         fe_w = Signal()  # fetcher is loading weights (for the stall counters)
 
@@ -518,7 +553,7 @@ class ProgramEngine(wiring.Component):
                     f_rows.eq(Mux(out_h - f_r0 < TR, out_h - f_r0, TR)),
                     f_cols.eq(Mux(out_w - f_c0 < TC, out_w - f_c0, TC)),
                     f_last.eq((f_c0 + TC >= out_w) & (f_r0 + TR >= out_h) & (f_mo + TM >= out_c)),
-                    f_wptr.eq(f_wgrp), f_no.eq(0),
+                    f_wptr.eq(f_wgrp), f_no.eq(0), f_k0.eq(0), f_a0s.eq(0),
                     f_inplane0.eq(Mux(mode == MODE_DENSE, 0, f_plane0)),
                 ]
                 m.next = "STEP_WAIT"
@@ -535,23 +570,23 @@ class ProgramEngine(wiring.Component):
                     with m.Else():
                         m.next = "CHUNK"
             with m.State("PRM_CMD"):
-                m.d.comb += [wcmd.valid.eq(1),
-                             wcmd.p.addr.eq(Cat(Const(0, LB), f_pptr[LB:])),
-                             wcmd.p.beats.eq(
+                m.d.comb += [self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_pptr[LB:])),
+                             self.rd_cmd.p.beats.eq(
                                  (f_pptr[:LB] + f_meff * PARAM_SIZE + BB - 1) >> LB),
                              gb_p.start.eq(1), gb_p.skip.eq(f_pptr[:LB] // gb_p.unit)]
-                with m.If(wcmd.ready):
+                with m.If(self.rd_cmd.ready):
                     m.d.sync += [p_idx.eq(0), f_prm.eq(1)]
                     m.next = "CHUNK"
             with m.State("PRM_RD"):
-                m.d.comb += [gb_p.enable.eq(1), wdat.ready.eq(gb_p.beat_ready)]
+                m.d.comb += [gb_p.enable.eq(1), self.rd_data.ready.eq(gb_p.beat_ready)]
                 with m.If(gb_p.rec_valid):
                     m.d.sync += p_idx.eq(p_idx + 1)
                     with m.If(f_sp):
                         take_param(1)
                     with m.Else():
                         take_param(0)
-                with m.If(wdat.valid & wdat.ready & wdat.p.last):
+                with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
                     m.next = "PRM_END"
             with m.State("PRM_END"):  # the last record lands one cycle after its beat
                 with m.If(gb_p.rec_valid):
@@ -570,44 +605,86 @@ class ProgramEngine(wiring.Component):
                 first_tile = (f_r0 == 0) & (f_c0 == 0)
                 wnew = has_w & (~w_resident | first_tile)
                 tog = wnew & (~w_resident | (f_no == 0))
-                rec0 = Mux(w_resident, f_no * taps, 0)
-                m.d.sync += [f_wtog.eq(tog), f_wtgt.eq(Mux(tog, ~f_wb, f_wb)), f_rec0.eq(rec0)]
+                tgt = Mux(tog, ~f_wb, f_wb)
+                k0 = Mux(w_resident, f_k0, 0)
+                a0 = Mux(tgt, DWBK * WF, 0) + Mux(w_resident, f_a0s, 0)
+                m.d.sync += [f_wtog.eq(tog), f_wtgt.eq(tgt), f_wk.eq(k0), f_was.eq(a0),
+                             w_t.eq(0), w_k.eq(k0), w_as.eq(a0), w_tptr.eq(f_wptr)]
                 with m.If(~in_full.bit_select(f_cb, 1)
                           & (~tog | ~w_full.bit_select(~f_wb, 1)) & wq.w_rdy):
                     with m.If(wnew):
                         m.next = "W_CMD"
                     with m.Else():
                         m.next = "IN_GO"
-            with m.State("W_CMD"):
-                off = f_wptr[:LB]
-                m.d.comb += [fe_w.eq(1), wcmd.valid.eq(1),
-                             wcmd.p.addr.eq(Cat(Const(0, LB), f_wptr[LB:])),
-                             wcmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
-                             gb_w.start.eq(mode == MODE_DENSE), gb_d.start.eq(mode != MODE_DENSE),
-                             gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
-                with m.If(wcmd.ready):
-                    m.d.sync += [w_slot.eq(0), f_wl.eq(1)]
-                    m.next = "IN_GO"
-            with m.State("W_RD"):
-                m.d.comb += fe_w.eq(1)
-                with m.If(mode == MODE_DENSE):
-                    m.d.comb += [gb_w.enable.eq(1), wdat.ready.eq(gb_w.beat_ready)]
-                with m.Else():
-                    m.d.comb += [gb_d.enable.eq(1), wdat.ready.eq(gb_d.beat_ready)]
-                with m.If(w_rec_valid & (w_slot < taps_wf)):
-                    m.d.comb += wb_w.en.eq(1)
-                    m.d.sync += w_slot.eq(w_slot + w_step)
-                with m.If(wdat.valid & wdat.ready & wdat.p.last):
-                    m.next = "W_END"
-            with m.State("W_END"):
-                m.d.comb += fe_w.eq(1)
-                with m.If(w_rec_valid & (w_slot < taps_wf)):
-                    m.d.comb += wb_w.en.eq(1)
-                m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
-                with m.If(f_wtog):
-                    m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
-                m.d.sync += f_wl.eq(0)
-                m.next = "IN_ANN"
+            if KP:
+                with m.State("W_CMD"):  # one read per tap record, to port (record mod KP)
+                    recb = Mux(mode == MODE_DENSE, geo.rec_bytes, geo.dw_rec_bytes)
+                    off = w_tptr[:LB]
+                    fire = Signal()
+                    m.d.comb += fe_w.eq(1)
+                    for k in range(KP):
+                        with m.If(w_k == k):
+                            wc = self.w_cmd[k]
+                            m.d.comb += [wc.valid.eq(wjq[k].w_rdy),
+                                         wc.p.addr.eq(Cat(Const(0, LB), w_tptr[LB:])),
+                                         wc.p.beats.eq((off + recb + BB - 1) >> LB),
+                                         wjq[k].w_data.eq(Cat(off, w_as)),
+                                         fire.eq(wc.ready & wjq[k].w_rdy),
+                                         wjq[k].w_en.eq(fire)]
+                    with m.If(fire):
+                        m.d.sync += [w_t.eq(w_t + 1), w_tptr.eq(w_tptr + recb)]
+                        if KP > 1:
+                            with m.If(w_k == KP - 1):
+                                m.d.sync += [w_k.eq(0), w_as.eq(w_as + WF)]
+                            with m.Else():
+                                m.d.sync += w_k.eq(w_k + 1)
+                        else:
+                            m.d.sync += w_as.eq(w_as + WF)
+                        with m.If(w_t + 1 == taps):
+                            m.d.sync += f_wl.eq(1)
+                            m.next = "IN_GO"
+                with m.State("W_RD"):  # every port has written its records
+                    m.d.comb += fe_w.eq(1)
+                    with m.If(wp_idle.all()):
+                        m.next = "W_END"
+                with m.State("W_END"):
+                    m.d.comb += fe_w.eq(1)
+                    m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt), f_wl.eq(0)]
+                    with m.If(f_wtog):
+                        m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
+                    m.next = "IN_ANN"
+            else:  # weights share port 0 with the activations
+                with m.State("W_CMD"):
+                    off = f_wptr[:LB]
+                    m.d.comb += [fe_w.eq(1), self.rd_cmd.valid.eq(1),
+                                 self.rd_cmd.p.addr.eq(Cat(Const(0, LB), f_wptr[LB:])),
+                                 self.rd_cmd.p.beats.eq((off + chunk_bytes + BB - 1) >> LB),
+                                 gb_w.start.eq(mode == MODE_DENSE),
+                                 gb_d.start.eq(mode != MODE_DENSE),
+                                 gb_w.skip.eq(off // gb_w.unit), gb_d.skip.eq(off // gb_d.unit)]
+                    with m.If(self.rd_cmd.ready):
+                        m.d.sync += [w_slot.eq(0), f_wl.eq(1)]
+                        m.next = "IN_GO"
+                with m.State("W_RD"):
+                    m.d.comb += fe_w.eq(1)
+                    with m.If(mode == MODE_DENSE):
+                        m.d.comb += [gb_w.enable.eq(1), self.rd_data.ready.eq(gb_w.beat_ready)]
+                    with m.Else():
+                        m.d.comb += [gb_d.enable.eq(1), self.rd_data.ready.eq(gb_d.beat_ready)]
+                    with m.If(w_rec_valid & (w_slot < taps_wf)):
+                        m.d.comb += wb_w.en.eq(1)
+                        m.d.sync += w_slot.eq(w_slot + w_step)
+                    with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
+                        m.next = "W_END"
+                with m.State("W_END"):
+                    m.d.comb += fe_w.eq(1)
+                    with m.If(w_rec_valid & (w_slot < taps_wf)):
+                        m.d.comb += wb_w.en.eq(1)
+                    m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
+                    with m.If(f_wtog):
+                        m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
+                    m.d.sync += f_wl.eq(0)
+                    m.next = "IN_ANN"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
                 # (right behind the param / weight commands: the DDR latencies overlap)
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),
@@ -630,13 +707,22 @@ class ProgramEngine(wiring.Component):
             with m.State("IN_ANN"):
                 # the chunk's weights are in their bank (wq had room in CHUNK): tell the
                 # compute agent now, so it can stage the first record before the inputs land
-                m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(Cat(f_wb, f_rec0))]
+                m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(Cat(f_wb, f_wk, f_was))]
                 m.next = "IN_WAIT"
             with m.State("IN_WAIT"):
                 with m.If(~ld_busy):
                     m.d.comb += set_in.eq(Mux(f_cb, 2, 1))
                     m.d.sync += [f_cb.eq(~f_cb), f_no.eq(f_no + 1),
                                  f_inplane0.eq(f_inplane0 + geo.in_planes)]
+                    # where the next chunk of a resident group starts
+                    if KW > 1:
+                        nk = f_k0 + t_modk
+                        with m.If(nk >= KW):
+                            m.d.sync += [f_k0.eq(nk - KW), f_a0s.eq(f_a0s + t_divk_wf + WF)]
+                        with m.Else():
+                            m.d.sync += [f_k0.eq(nk), f_a0s.eq(f_a0s + t_divk_wf)]
+                    else:
+                        m.d.sync += f_a0s.eq(f_a0s + t_divk_wf)
                     with m.If(f_no + 1 == n_chunks):
                         m.next = "RES_GO"
                     with m.Else():
@@ -676,6 +762,48 @@ class ProgramEngine(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "STEP"
+
+        # ================= weight ports: tap records -> weight memories =====================
+        # port k takes the jobs the fetcher queued for it (in command order): a tap record's
+        # beats through its own gearboxes into memory k, WF slices (a depthwise record: one)
+        for k in range(KP):
+            gw = RecordGearbox(BB, geo.wbuf_slice_bytes)
+            gd = RecordGearbox(BB, geo.dw_rec_bytes)
+            m.submodules[f"gb_w{k + 1}"], m.submodules[f"gb_d{k + 1}"] = gw, gd
+            wd = self.w_data[k]
+            for gb in (gw, gd):
+                m.d.comb += [gb.beat.eq(wd.p.data), gb.beat_valid.eq(wd.valid), gb.enable.eq(0)]
+            job_off, job_as = wjq[k].r_data[:LB], wjq[k].r_data[LB:]
+            p_base = Signal(range(SAW), name=f"wp{k + 1}_base")
+            p_slot = Signal(range(WF + 1), name=f"wp{k + 1}_slot")
+            nsl = Mux(mode == MODE_DENSE, WF, 1)
+            rv = Mux(mode == MODE_DENSE, gw.rec_valid, gd.rec_valid)
+            wpt = wb_ws[k]
+            m.d.comb += [wpt.addr.eq(p_base + p_slot),
+                         wpt.data.eq(Mux(mode == MODE_DENSE, gw.rec, gd.rec))]
+            with m.FSM(name=f"wport{k + 1}"):
+                with m.State("IDLE"):
+                    m.d.comb += wp_idle[k].eq(~wjq[k].r_rdy)
+                    with m.If(wjq[k].r_rdy):
+                        m.d.comb += [wjq[k].r_en.eq(1), gw.start.eq(1), gd.start.eq(1),
+                                     gw.skip.eq(job_off // gw.unit),
+                                     gd.skip.eq(job_off // gd.unit)]
+                        m.d.sync += [p_base.eq(job_as), p_slot.eq(0)]
+                        m.next = "RUN"
+                with m.State("RUN"):
+                    with m.If(mode == MODE_DENSE):
+                        m.d.comb += [gw.enable.eq(1), wd.ready.eq(gw.beat_ready)]
+                    with m.Else():
+                        m.d.comb += [gd.enable.eq(1), wd.ready.eq(gd.beat_ready)]
+                    with m.If(rv & (p_slot < nsl)):
+                        m.d.comb += wpt.en.eq(1)
+                        m.d.sync += p_slot.eq(p_slot + 1)
+                    with m.If(wd.valid & wd.ready & wd.p.last):
+                        m.next = "END"
+                with m.State("END"):  # the last record lands one cycle after its beat
+                    with m.If(rv & (p_slot < nsl)):
+                        m.d.comb += wpt.en.eq(1)
+                    m.next = "IDLE"
 
         # ================= compute agent: taps x pixel pairs through the PE array ==========
         c_rows, c_cols = Signal(range(TR + 1)), Signal(range(TC + 1))
@@ -744,20 +872,33 @@ class ProgramEngine(wiring.Component):
         w_stage = Signal(WF * WSB)
         w_act = Signal(RECB)
         wf_addr = Signal(range(geo.wbuf_depth + WF + 1))
+        wf_k, wf_kd = Signal(KR), Signal(KR)  # memory of the staged record
+        wf_rbase = Signal(range(geo.wbuf_depth + 1))  # its first slice
+        wb_rdata = Signal(WSB)
+        if KW == 1:
+            m.d.comb += wb_rdata.eq(wb_rs[0].data)
+        else:
+            with m.Switch(wf_kd):
+                for k in range(KW):
+                    with m.Case(k):
+                        m.d.comb += wb_rdata.eq(wb_rs[k].data)
         wf_cnt = Signal(range(WF + 1), init=WF)  # slices of the staged record read (WF: done)
         wf_pend = Signal()  # a slice read is in flight
         wf_ready = (wf_cnt == WF) & ~wf_pend
         wf_pre = Signal()  # staging holds (or is loading) the first record of the next chunk
         m.d.sync += wf_pend.eq(0)
         with m.If(wf_pend):
-            m.d.sync += w_stage.eq(Cat(w_stage[WSB:], wb_r.data))
+            m.d.sync += w_stage.eq(Cat(w_stage[WSB:], wb_rdata))
         with m.If(wf_cnt != WF):
-            m.d.comb += [wb_r.addr.eq(wf_addr), wb_r.en.eq(1)]
-            m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1)]
+            for k in range(KW):
+                m.d.comb += [wb_rs[k].addr.eq(wf_addr),
+                             wb_rs[k].en.eq((wf_k == k) if KW > 1 else 1)]
+            m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1),
+                         wf_kd.eq(wf_k)]
         wf_first = Mux(mode == MODE_DW, WF - 1, 0)  # a depthwise record is one slice
         m.d.comb += pe.record.eq(w_act)
         # first weight-memory slice of the chunk at the head of wq: (bank, first record)
-        wq_slice0 = Mux(wq.r_data[0], DWB * WF, 0) + wq.r_data[1:] * WF
+        wq_k0, wq_a0 = wq.r_data[1:1 + WQ_K], wq.r_data[1 + WQ_K:]
         # the PE array sees a tap's pixels two cycles after they issue (stage s3), so the
         # staged record moves into its register two cycles after TAP takes it
         w_copy1, w_copy2 = Signal(), Signal()
@@ -833,8 +974,8 @@ class ProgramEngine(wiring.Component):
                                  c_wb_valid.eq(1)]
                     m.d.sync += wf_pre.eq(0)
                     with m.If((mode != MODE_UNIT) & ~wf_pre):  # stage the chunk's first record
-                        m.d.sync += [wf_cnt.eq(wf_first),
-                                     wf_addr.eq(wq_slice0)]
+                        m.d.sync += [wf_cnt.eq(wf_first), wf_addr.eq(wq_a0),
+                                     wf_rbase.eq(wq_a0), wf_k.eq(wq_k0)]
                     with m.If(c_wb_valid & (wq.r_data[0] != c_wb_prev)):  # the old bank is free
                         m.d.comb += clr_w.eq(Mux(c_wb_prev, 2, 1))
                     m.next = "TAP"
@@ -846,13 +987,20 @@ class ProgramEngine(wiring.Component):
                                  iy.eq(c_yb + ky), ixa.eq(c_xb + kx), w_copy1.eq(1)]
                     with m.If((mode != MODE_UNIT) & (tap + 1 < taps)):  # stage the next one
                         m.d.sync += wf_cnt.eq(wf_first)
-                        with m.If(mode == MODE_DW):
-                            m.d.sync += wf_addr.eq(wf_addr + WF - 1)
+                        # the next record: next memory, or memory 0 one record further
+                        if KW > 1:
+                            with m.If(wf_k == KW - 1):
+                                m.d.sync += [wf_k.eq(0), wf_rbase.eq(wf_rbase + WF),
+                                             wf_addr.eq(wf_rbase + WF)]
+                            with m.Else():
+                                m.d.sync += [wf_k.eq(wf_k + 1), wf_addr.eq(wf_rbase)]
+                        else:
+                            m.d.sync += [wf_rbase.eq(wf_rbase + WF), wf_addr.eq(wf_rbase + WF)]
                     with m.Elif((mode != MODE_UNIT) & wq.r_rdy):
                         # last tap: the next chunk's weights are already announced, stage its
                         # first record while this tap computes
-                        m.d.sync += [wf_cnt.eq(wf_first), wf_pre.eq(1),
-                                     wf_addr.eq(wq_slice0)]
+                        m.d.sync += [wf_cnt.eq(wf_first), wf_pre.eq(1), wf_addr.eq(wq_a0),
+                                     wf_rbase.eq(wq_a0), wf_k.eq(wq_k0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)

@@ -22,6 +22,7 @@ __all__ = [
     "geometry",
     "check_program",
     "weight_slicing",
+    "weight_ports",
 ]
 
 #: Largest kernel / pooling window side the input buffer is sized for (ResNet stem 7x7,
@@ -68,18 +69,35 @@ class RtlGeometry:
     wbuf_slice_bytes: int  # rec_bytes / F
     rq_lanes: int  # requantization units: config.out_lanes rounded up to whole planes (<= tm)
     rq_passes: int  # passes per output pixel: ceil(tm / rq_lanes)
-    weight_port: bool  # parameters and weights read through AXI port 1 (m_axi_gmem1)
+    weight_ports: int  # K: AXI ports 1..K read the weights (0: weights share port 0)
+
+    @property
+    def weight_port(self) -> bool:
+        """The weights have their own AXI port(s)."""
+        return self.weight_ports > 0
 
     @property
     def axi_ports(self) -> int:
-        """AXI4 master ports of the generated top: ``m_axi_gmem0`` (descriptors, activations,
-        outputs) and, with :attr:`weight_port`, ``m_axi_gmem1`` (parameters, weights)."""
-        return 2 if self.weight_port else 1
+        """AXI4 master ports of the generated top: ``m_axi_gmem0`` (descriptors, parameters,
+        activations, outputs) and ``m_axi_gmem1 .. m_axi_gmem<K>`` (weights, tap record ``r``
+        of a bank through port ``1 + r mod K``)."""
+        return 1 + self.weight_ports
+
+    @property
+    def wbuf_memories(self) -> int:
+        """Weight memories: one per weight port (record ``r`` in memory ``r mod K``)."""
+        return max(1, self.weight_ports)
+
+    @property
+    def wbuf_port_records(self) -> int:
+        """Records per bank in each weight memory: ``ceil(wbuf_records / memories)``."""
+        return -(-self.wbuf_records // self.wbuf_memories)
 
     @property
     def wbuf_depth(self) -> int:
-        """Words of the weight memory: two banks of ``wbuf_records x wbuf_slices`` slices."""
-        return 2 * self.wbuf_records * self.wbuf_slices
+        """Words (slices) of one weight memory: two banks of ``wbuf_port_records x
+        wbuf_slices`` slices."""
+        return 2 * self.wbuf_port_records * self.wbuf_slices
 
     @property
     def ibuf_depth(self) -> int:
@@ -93,8 +111,8 @@ class RtlGeometry:
 def geometry(config: AcceleratorConfig) -> RtlGeometry:
     """Sizes of the RTL for ``config``; raises :class:`RtlUnsupported` if it cannot be built.
 
-    With two or more AXI ports in the config (and DDR faster than one port's beats), the
-    parameters and weights get their own read port (``weight_port``).
+    AXI ports: with two or more in the config, port 0 carries descriptors, parameters and
+    activations and :func:`weight_ports` others the weights (one weight memory each).
 
     The output writer stores whole packed words with byte strobes, so an output beat may be
     shared between two tiles only where words are byte-aligned (``5G % 8 == 0``); otherwise
@@ -131,9 +149,18 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         in_planes=config.tn // g, obuf_beats=obuf_beats,
         wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
         rq_lanes=rq, rq_passes=-(-config.tm // rq),
-        weight_port=config.axi_ports >= 2 and (config.ddr_bytes_per_cycle <= 0
-                                               or config.ddr_bytes_per_cycle > b // 8),
+        weight_ports=weight_ports(config),
     )
+
+
+def weight_ports(config: AcceleratorConfig) -> int:
+    """Weight read ports ``K`` of the RTL for ``config``: every AXI port but port 0, at most as
+    many as DDR can feed on its own (``ceil(ddr_bytes_per_cycle / beat bytes)``, no cap when
+    unknown), so the weights alone can use the whole DDR bandwidth; 0 with one port."""
+    k = config.axi_ports - 1
+    if config.ddr_bytes_per_cycle > 0:
+        k = min(k, math.ceil(config.ddr_bytes_per_cycle / (config.axi_data_bits / 8) - 1e-9))
+    return max(k, 0)
 
 
 def weight_slicing(rec_bytes: int, dw_rec_bytes: int, beat_bytes: int,

@@ -50,10 +50,10 @@ def run_pysim(config: AcceleratorConfig, memory: bytes | bytearray, layers_addr:
     mem = bytearray(memory)
     model = AXIMemoryModel(dut.m_axi_gmem0, mem, seed=seed, stall=stall,
                            read_latency=read_latency, max_bursts=8)
-    # the weight port (if any) serves the same memory, with its own stall sequence
-    models = [model] + ([AXIMemoryModel(dut.m_axi_gmem1, mem, seed=seed + 1, stall=stall,
-                                        read_latency=read_latency, max_bursts=8)]
-                        if dut.geo.weight_port else [])
+    # the weight ports (if any) serve the same memory, each with its own stall sequence
+    models = [model] + [AXIMemoryModel(getattr(dut, f"m_axi_gmem{k}"), mem, seed=seed + k,
+                                       stall=stall, read_latency=read_latency, max_bursts=8)
+                        for k in range(1, dut.geo.weight_ports + 1)]
     cmap = dut.cmap
     result: dict[str, int] = {}
     state = {"cycles": 0}

@@ -45,10 +45,11 @@ class FilmQnnAccelerator(wiring.Component):
     -------
     s_axi_control : In(AXI4LiteSignature(6, 32))
     m_axi_gmem0 : Out(AXI4Signature(addr_width, config.axi_data_bits))
-        descriptors, activations (reads and writes)
-    m_axi_gmem1 : Out(AXI4Signature(addr_width, config.axi_data_bits))
-        only with ``geometry(config).weight_port`` (two or more AXI ports in the config):
-        per-channel parameters and weights, read concurrently with port 0 (it never writes)
+        descriptors, per-channel parameters, activations (reads and writes)
+    m_axi_gmem1 .. m_axi_gmem<K> : Out(AXI4Signature(addr_width, config.axi_data_bits))
+        ``K = geometry(config).weight_ports`` (the config's AXI ports minus one, capped by the
+        DDR bandwidth; 0 for one port): the weights, tap record ``r`` of a bank through port
+        ``1 + r mod K``, read concurrently with port 0 (they never write)
     interrupt : Out(1)      ``GIE & (ISR != 0)``, registered
 
     Attributes
@@ -78,8 +79,8 @@ class FilmQnnAccelerator(wiring.Component):
             "m_axi_gmem0": Out(AXI4Signature(addr_width, config.axi_data_bits)),
             "interrupt": Out(1),
         }
-        if self.geo.weight_port:
-            members["m_axi_gmem1"] = Out(AXI4Signature(addr_width, config.axi_data_bits))
+        for k in range(1, self.geo.weight_ports + 1):
+            members[f"m_axi_gmem{k}"] = Out(AXI4Signature(addr_width, config.axi_data_bits))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -103,17 +104,19 @@ class FilmQnnAccelerator(wiring.Component):
         wiring.connect(m, eng.wr_cmd, dma.wr_cmd)
         wiring.connect(m, eng.wr_data, dma.wr_data)
         rd_error = dma.rd_error
-        if self.geo.weight_port:
-            m.submodules.wdma = wdma = AXI4DMA(
-                "m_axi_gmem1", addr_width=self.addr_width, data_width=self.config.axi_data_bits,
-                len_width=LEN_WIDTH, max_outstanding=16)
-            wiring.connect(m, wdma.m_axi, wiring.flipped(self.m_axi_gmem1))
-            m.submodules.w_cmd_reg = w_reg = StreamSkidBuffer(
-                command_layout(self.addr_width, LEN_WIDTH))
-            wiring.connect(m, eng.w_cmd, w_reg.i)
+        for k in range(self.geo.weight_ports):  # weight ports: read only
+            name = f"m_axi_gmem{k + 1}"
+            wdma = AXI4DMA(name, addr_width=self.addr_width,
+                           data_width=self.config.axi_data_bits, len_width=LEN_WIDTH,
+                           max_outstanding=16)
+            m.submodules[f"wdma{k + 1}"] = wdma
+            wiring.connect(m, wdma.m_axi, wiring.flipped(getattr(self, name)))
+            w_reg = StreamSkidBuffer(command_layout(self.addr_width, LEN_WIDTH))
+            m.submodules[f"w_cmd_reg{k + 1}"] = w_reg
+            wiring.connect(m, eng.w_cmd[k], w_reg.i)
             wiring.connect(m, w_reg.o, wdma.rd_cmd)
-            wiring.connect(m, wdma.rd_data, eng.w_data)
-            rd_error = rd_error | wdma.rd_error | wdma.wr_error  # port 1 never writes
+            wiring.connect(m, wdma.rd_data, eng.w_data[k])
+            rd_error = rd_error | wdma.rd_error | wdma.wr_error
         m.d.comb += [eng.wr_busy.eq(dma.wr_busy), eng.rd_error.eq(rd_error),
                      eng.wr_error.eq(dma.wr_error), self.interrupt.eq(ctl.interrupt)]
         return m
@@ -122,7 +125,7 @@ class FilmQnnAccelerator(wiring.Component):
 def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = None, *,
                  addr_width: int = 32, name: str = TOP_NAME) -> str:
     """Verilog of the accelerator with Vivado port names (``ap_clk``, ``ap_rst_n``,
-    ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` with a weight port),
+    ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` ... with weight ports),
     ``interrupt``); written atomically to ``path``
     if given. Returns the text."""
     text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)

@@ -11,10 +11,11 @@ ports are left at 0.
 (plus a generated ``tb_config.h``) into one executable. The testbench
 
 * loads a DDR image file (raw bytes, base address 0) and serves every ``m_axi_gmem<N>`` from
-  it as an independent AXI4 slave (one shared memory, no shared bandwidth limit): INCR bursts, full-width AxSIZE, per-byte WSTRB, in-order R/B responses, several
-  bursts outstanding, a read latency (AR handshake to first R beat) and optional random
-  READY/VALID stalls; bursts outside the image, across 4 KiB, narrow or with a bad WLAST are
-  errors (non-zero exit), never wrapped;
+  it as an independent AXI4 slave (one shared memory, no shared bandwidth limit): INCR bursts,
+  full-width AxSIZE, per-byte WSTRB, in-order R/B responses, several bursts outstanding, a read
+  latency (AR handshake to first R beat) and optional random READY/VALID stalls; bursts outside
+  the image, across 4 KiB, narrow or with a bad WLAST are errors (non-zero exit), never
+  wrapped;
 * holds ``ap_rst_n`` low for a few cycles, writes the 64-bit ``layers`` address, sets ap_start,
   polls AP_CTRL every ``--poll`` cycles until ap_done, then reads the 64-bit counters;
 * writes the final memory to an output file and prints
@@ -269,12 +270,15 @@ def run_verilator(exe: str | os.PathLike, memory: bytes | bytearray, layers_addr
                   write_latency: int = 10, stall_seed: int | None = None,
                   stall_prob: float = 0.25, max_cycles: int = 200_000_000, poll: int = 64,
                   max_outstanding: int = 16, timeout: float = 3600.0,
-                  n_layers: int | None = None) -> VerilatorRun:
+                  n_layers: int | None = None,
+                  ddr_beats_per_cycle: float | None = None) -> VerilatorRun:
     """Run one accelerator invocation on the DDR image ``memory`` (base address 0).
 
     ``layers_addr`` is written to the ``layers`` argument before ap_start. ``stall_seed``
     enables random READY/VALID stalls on the memory side (``stall_prob`` per signal and
-    cycle). With ``n_layers`` (the program's layer count) the testbench logs when each
+    cycle). ``ddr_beats_per_cycle`` caps the beats (reads and writes) of all ports together
+    per cycle on average, the board's shared DDR bandwidth (``None``: every port moves a beat
+    per cycle). With ``n_layers`` (the program's layer count) the testbench logs when each
     descriptor is fetched and the result has :attr:`VerilatorRun.layer_cycles`. Raises
     :class:`VerilatorError` with the simulator's output if it exits non-zero
     (timeout after ``max_cycles``, an AXI error such as an out-of-range burst) or dies.
@@ -292,6 +296,10 @@ def run_verilator(exe: str | os.PathLike, memory: bytes | bytearray, layers_addr
            "--max-outstanding", str(max_outstanding)]
     if stall_seed is not None:
         cmd += ["--stall-seed", str(stall_seed), "--stall-prob", repr(float(stall_prob))]
+    if ddr_beats_per_cycle is not None:
+        if not ddr_beats_per_cycle > 0:
+            raise ValueError(f"ddr_beats_per_cycle must be > 0, not {ddr_beats_per_cycle}")
+        cmd += ["--ddr-beats-per-cycle", repr(float(ddr_beats_per_cycle))]
     if n_layers is not None:
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, not {n_layers}")

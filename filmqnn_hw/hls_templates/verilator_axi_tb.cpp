@@ -19,6 +19,9 @@
 //   --poll N             read AP_CTRL every N cycles (default 64)
 //   --reset-cycles N     cycles with ap_rst_n low (default 8)
 //   --mem-size N         pad the DDR image with zeros to N bytes
+//   --ddr-beats-per-cycle R
+//                        shared DDR bandwidth: all ports together move at most R beats per
+//                        cycle on average (R and W beats; default 0 = no limit)
 //   --desc-base A --desc-size N --desc-count K
 //                        log the cycle of the AR handshake that fetches each of the K layer
 //                        descriptors at A, A+N, ... (per-layer cycle counts)
@@ -47,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <random>
@@ -121,6 +125,7 @@ struct Options {
     uint64_t reset_cycles = 8;
     uint64_t mem_size = 0;
     uint64_t desc_base = 0, desc_size = 0, desc_count = 0;
+    double ddr_beats = 0;  // 0: unlimited
 };
 
 static uint64_t parse_u64(const char* s, const char* what) {
@@ -156,6 +161,12 @@ static Options parse_args(int argc, char** argv) {
         else if (a == "--poll") o.poll = parse_u64(v, a.c_str());
         else if (a == "--reset-cycles") o.reset_cycles = parse_u64(v, a.c_str());
         else if (a == "--mem-size") o.mem_size = parse_u64(v, a.c_str());
+        else if (a == "--ddr-beats-per-cycle") {
+            char* end = nullptr;
+            o.ddr_beats = std::strtod(v, &end);
+            if (end == v || *end || !(o.ddr_beats >= 0))
+                fail(1, "--ddr-beats-per-cycle must be a number >= 0, not '%s'", v);
+        }
         else if (a == "--desc-base") o.desc_base = parse_u64(v, a.c_str());
         else if (a == "--desc-size") o.desc_size = parse_u64(v, a.c_str());
         else if (a == "--desc-count") o.desc_count = parse_u64(v, a.c_str());
@@ -266,11 +277,22 @@ struct Shared {
     std::mt19937_64 rng;
     std::bernoulli_distribution stall_dist;
     std::vector<uint64_t> desc_cycles;  // AR handshake cycle of descriptor i (in fetch order)
+    // shared DDR bandwidth (token bucket): a port may start a beat only with a token; every
+    // R or W beat takes one (several ports in one cycle may run into debt), each cycle adds
+    // ddr_beats up to a small burst allowance
+    double tokens = 0;
 
     explicit Shared(const Options& o)
-        : opt(o), rng(o.stall_seed), stall_dist(o.stall ? o.stall_prob : 0.0) {}
+        : opt(o), rng(o.stall_seed), stall_dist(o.stall ? o.stall_prob : 0.0),
+          tokens(o.ddr_beats) {}
 
     bool stall() { return opt.stall && stall_dist(rng); }
+    bool ddr_ready() const { return opt.ddr_beats <= 0 || tokens >= 1.0; }
+    void ddr_take() { if (opt.ddr_beats > 0) tokens -= 1.0; }
+    void ddr_refill() {
+        if (opt.ddr_beats > 0)
+            tokens = std::min(tokens + opt.ddr_beats, 2.0 * opt.ddr_beats + 1.0);
+    }
 
     void check_range(const char* port, const char* what, uint64_t addr, uint64_t len,
                      uint64_t raw) {
@@ -317,10 +339,11 @@ public:
     void drive(TB_TOP_CLASS* t, Shared& sh) {
         s_arready = rq.size() < sh.opt.max_outstanding && !sh.stall();
         s_awready = wq.size() < sh.opt.max_outstanding && !sh.stall();
-        s_wready = wbuf.size() < 4096 && !sh.stall();
+        s_wready = wbuf.size() < 4096 && sh.ddr_ready() && !sh.stall();
         if (!s_rvalid) {
             // VALID may only rise on its own; once up it stays until the handshake
-            s_rvalid = !rq.empty() && sh.cycle >= rq.front().ready_at && !sh.stall();
+            s_rvalid = !rq.empty() && sh.cycle >= rq.front().ready_at && sh.ddr_ready()
+                       && !sh.stall();
         }
         if (s_rvalid) {
             const Burst& b = rq.front();
@@ -366,6 +389,8 @@ public:
         bool w_hs = wvalid && s_wready;
         r_hs = s_rvalid && IO::rready(t);
         b_hs = s_bvalid && IO::bready(t);
+        if (r_hs) sh.ddr_take();
+        if (w_hs) sh.ddr_take();
         prev_arvalid_pending = arvalid && !ar_hs;
         prev_awvalid_pending = awvalid && !aw_hs;
         prev_wvalid_pending = wvalid && !w_hs;
@@ -507,6 +532,7 @@ public:
         t->eval();
         ++cycle;
         // --- update the slave models ---
+        ddr_refill();
 #define TB_UPDATE_PORT(N) port##N.update(*this);
         TB_PORTS(TB_UPDATE_PORT)
 #undef TB_UPDATE_PORT

@@ -36,9 +36,11 @@ CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bit
 CFG_D = AcceleratorConfig.small(tm=24, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
                                 tc=30).replace(w4_dsp_lanes=20, w4_lut_lanes=2, w8_dsp_lanes=0,
                                                w8_lut_lanes=2, requant_lanes=12)
-# B with two AXI ports: parameters and weights come through m_axi_gmem1
+# B with two / four AXI ports: the weights come through m_axi_gmem1 (B2) or are striped tap
+# record by tap record over m_axi_gmem1..3 into three weight memories (B4)
 CFG_B2 = CFG_B.replace(axi_ports=2)
-CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2}
+CFG_B4 = CFG_B.replace(axi_ports=4)
+CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2, "B4": CFG_B4}
 
 
 _cases = layer_cases
@@ -78,16 +80,33 @@ def test_single_layers(key, case):
     _run(CFGS[key], _case(key, case), every_tensor=case in ("residual", "add"))
 
 
-@pytest.mark.parametrize("case", ["conv3x3_s2_odd", "conv7x7_s2_stem", "depthwise3x3_s2",
-                                  "fc_logits", "residual", "maxpool3s2p1", "add"])
-def test_weight_port(case):
-    """Parameters and weights on their own AXI port (m_axi_gmem1), calm and with random
-    stalls on both ports: same bits as the golden model."""
-    assert geometry(CFG_B2).weight_port and not geometry(CFG_B).weight_port
-    g = _case("B2", case)
-    _, calm = _run(CFG_B2, g, every_tensor=case in ("residual", "add"))
-    _, stalled = _run(CFG_B2, g, stall=0.35, read_latency=7, seed=3)
+@pytest.mark.parametrize(("key", "case"), [
+    ("B2", "conv3x3_s2_odd"), ("B2", "conv7x7_s2_stem"), ("B2", "depthwise3x3_s2"),
+    ("B2", "fc_logits"), ("B2", "residual"), ("B2", "maxpool3s2p1"), ("B2", "add"),
+    # three weight memories: records of a resident group start in any memory (15 taps of a
+    # 5x3 kernel, 9 of a 3x3, 1 of a 1x1 with several chunks, 49 of the 7x7 stem)
+    ("B4", "conv3x3_pad"), ("B4", "conv_5x3_kernel"), ("B4", "depthwise3x3"),
+    ("B4", "fc_flatten_3x3"), ("B4", "conv7x7_s2_stem"), ("B4", "residual")])
+def test_weight_ports(key, case):
+    """Weights on their own AXI port(s), calm and with random stalls on every port: same
+    bits as the golden model."""
+    g = _case(key, case)
+    _, calm = _run(CFGS[key], g, every_tensor=case in ("residual", "add"))
+    _, stalled = _run(CFGS[key], g, stall=0.35, read_latency=7, seed=3)
     assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
+def test_weight_port_count():
+    """Ports beyond the first read weights, as many as DDR can feed."""
+    assert [geometry(c).weight_ports for c in (CFG_B, CFG_B2, CFG_B4)] == [0, 1, 3]
+    assert geometry(CFG_B4).axi_ports == 4 and geometry(CFG_B4).wbuf_memories == 3
+    # 64-bit beats = 8 bytes: 16 B/cycle of DDR feeds two weight ports, 8 B/cycle one
+    assert geometry(CFG_B4.replace(ddr_bytes_per_cycle=16.0)).weight_ports == 2
+    assert geometry(CFG_B4.replace(ddr_bytes_per_cycle=15.99)).weight_ports == 2
+    assert geometry(CFG_B4.replace(ddr_bytes_per_cycle=8.0)).weight_ports == 1
+    assert geometry(CFG_B4.replace(ddr_bytes_per_cycle=100.0)).weight_ports == 3
+    g = geometry(CFG_B4)
+    assert g.wbuf_port_records * g.wbuf_memories >= g.wbuf_records
 
 
 @pytest.mark.parametrize("case", ["conv3x3_s2_odd", "residual", "fc_logits", "maxpool3s2p1",

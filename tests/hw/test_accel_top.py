@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2
+from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
 from test_program import graph_of, rand_conv, small_network
 
 from filmqnn_hw.accel.limits import check_program, geometry
@@ -37,7 +37,8 @@ MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bit
 #: catches in comparisons that always hold.
 WPB4 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=6, axi_data_bits=128, tr=4, tc=4)
 WPB2 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=4, tc=4)
-CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "MID": MID, "WPB4": WPB4, "WPB2": WPB2}
+CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "B4": CFG_B4, "MID": MID, "WPB4": WPB4,
+        "WPB2": WPB2}
 
 HAVE_VERILATOR = shutil.which("verilator") is not None
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
@@ -107,7 +108,7 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None):
 # ---------------------------------------------------------------------------------------------
 # emission and lint
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", ["A", "B", "B2"])
+@pytest.mark.parametrize("key", ["A", "B", "B2", "B4"])
 def test_emit_verilog(key, vroot):
     cfg = CFGS[key]
     geometry(cfg)
@@ -119,13 +120,17 @@ def test_emit_verilog(key, vroot):
     assert ports["m_axi_gmem0_wstrb"] == ("output", cfg.axi_data_bits // 8)
     assert ports["s_axi_control_wdata"] == ("input", 32)
     assert ports["interrupt"] == ("output", 1)
-    # a second master (parameters and weights) exactly when the config has two AXI ports
-    assert ("m_axi_gmem1_rdata" in ports) == (cfg.axi_ports >= 2)
-    if cfg.axi_ports >= 2:
-        assert ports["m_axi_gmem1_araddr"] == ports["m_axi_gmem0_araddr"]
+    # one master per weight port after m_axi_gmem0, as wide as port 0
+    k = geometry(cfg).weight_ports
+    assert k == cfg.axi_ports - 1
+    for i in range(1, 5):
+        assert (f"m_axi_gmem{i}_rdata" in ports) == (i <= k)
+        if i <= k:
+            assert ports[f"m_axi_gmem{i}_araddr"] == ports["m_axi_gmem0_araddr"]
+            assert ports[f"m_axi_gmem{i}_rdata"] == ("input", cfg.axi_data_bits)
 
 
-@pytest.mark.parametrize("key", ["A", "B", "B2", "WPB4", "WPB2"])
+@pytest.mark.parametrize("key", ["A", "B", "B2", "B4", "WPB4", "WPB2"])
 @pytest.mark.verilator
 @needs_verilator
 def test_verilator_lint(key, vroot):

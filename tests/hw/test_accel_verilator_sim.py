@@ -167,6 +167,24 @@ def test_read_latency_and_seed_are_used(built, tmp_path):
 
 @pytest.mark.verilator
 @needs_verilator
+def test_shared_ddr_bandwidth(built, tmp_path):
+    """--ddr-beats-per-cycle caps reads and writes together: the echo's BEATS reads and
+    BEATS writes, which overlap without a cap, take 2 BEATS / R cycles at R beats per cycle."""
+    width, _, exe, _ = built
+    mem = random.Random(2).randbytes(MEM_SIZE)
+    free = run_verilator(exe, mem, LAYERS, tmp_path)
+    for rate in (1.0, 0.5):
+        capped = run_verilator(exe, mem, LAYERS, tmp_path, ddr_beats_per_cycle=rate)
+        assert capped.memory == expected(mem, width)
+        assert capped.counters["cycles"] >= 2 * BEATS / rate - 10
+        assert capped.counters["cycles"] <= 2 * BEATS / rate + 150
+    assert free.counters["cycles"] < BEATS + 100
+    with pytest.raises(ValueError, match="ddr_beats_per_cycle"):
+        run_verilator(exe, mem, LAYERS, tmp_path, ddr_beats_per_cycle=0)
+
+
+@pytest.mark.verilator
+@needs_verilator
 def test_build_is_cached(built):
     width, d, exe, first = built
     mtime = exe.stat().st_mtime_ns

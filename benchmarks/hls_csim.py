@@ -83,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                                    Path(tmp) / "vbuild")
             t_vbuild = time.perf_counter() - t0
             t0 = time.perf_counter()
+            # all AXI ports share the board's DDR bandwidth, as in the cycle model
+            ddr = cfg.ddr_bytes_per_cycle / (cfg.axi_data_bits / 8)
             run = run_verilator(vexe, prog.memory_image(codes), prog.base, Path(tmp) / "vwork",
-                                max_cycles=2_000_000_000, timeout=7200)
+                                max_cycles=2_000_000_000, timeout=7200,
+                                ddr_beats_per_cycle=ddr if ddr > 0 else None)
             t_vsim = time.perf_counter() - t0
         rtl = (t_emit, t_vbuild, t_vsim, run)
     t0 = time.perf_counter()
@@ -107,7 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         ("outputs equal (==)", str(equal)),
     ]
     if rtl is not None:
+        from filmqnn_hw.accel.limits import geometry
+        from filmqnn_hw.cycles import network_cycles
+        from filmqnn_hw.networks import from_intgraph
+        from filmqnn_hw.report import PAPER_FPS
+
         t_emit, t_vbuild, t_vsim, run = rtl
+        model = network_cycles(cfg, from_intgraph(graph))
+        paper = PAPER_FPS.get(args.board, {}).get("resnet18") if args.size == 224 else None
+        k = geometry(cfg).weight_ports
         rtl_equal = bool(np.array_equal(prog.read_output(run.memory), ref))
         equal = equal and rtl_equal
         cyc = run.counters["cycles"]
@@ -115,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             ("RTL top: Amaranth emit / Verilator build", f"{t_emit:.1f} s / {t_vbuild:.1f} s"),
             ("RTL top: Verilator simulation, one frame (incl. DDR image file I/O)",
              f"{t_vsim:.1f} s ({run.sim_cycles / max(run.wall_s, 1e-9) / 1e3:.0f} k cycles/s)"),
+            ("RTL top: AXI ports / DDR cap in the testbench",
+             f"1 + {k} weight port(s) / {cfg.ddr_bytes_per_cycle:g} B per cycle"),
             ("RTL top: `cycles` register (simulated clock cycles)",
              f"{cyc:,} ({cfg.clock_mhz * 1e6 / cyc:.2f} FPS at {cfg.clock_mhz:g} MHz)"),
+            ("cycle model, same network and config",
+             f"{model.cycles:,} ({model.fps:.2f} FPS); RTL / model = "
+             f"{cyc / model.cycles:.2f}"),
+            ("paper FPS (FILM-QNN, same board)", f"{paper}" if paper else "-"),
             ("C-sim wall / Verilator wall", f"{t_csim / t_vsim:.2f}"),
             ("RTL outputs equal (==)", str(rtl_equal)),
         ]
@@ -127,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({platform.machine()}, {os.cpu_count()} cores shared with other jobs); "
           "C-simulation is the g++ build of the HLS kernel with `hls_compat` headers, "
           "not hardware; with `--verilator` the same frame and layer program also run on the "
-          "generated RTL top in Verilator (C++ AXI memory model, read latency 40 cycles).", "",
+          "generated RTL top in Verilator (C++ AXI memory model, read latency 40 cycles, all "
+          "ports capped together at the board's DDR bandwidth).", "",
           "| quantity | value |", "|---|---|"]
     md += [f"| {a} | {b} |" for a, b in rows]
     md.append("")

@@ -50,9 +50,11 @@ if str(ROOT) not in sys.path:
 from filmqnn_hw.config import AcceleratorConfig  # noqa: E402
 from filmqnn_hw.report import PAPER_FPS  # noqa: E402
 
-#: 16x16 array, one 8-bit lane, G=8 on 128-bit beats, 8x8 tiles (also in tests/hw/test_accel_top.py)
+#: 16x16 array, one 8-bit lane, G=8 on 128-bit beats, 8x8 tiles (the array of
+#: tests/hw/test_accel_top.py), with a DDR bandwidth of one port's full width (16 B/cycle) so
+#: that the layer program takes its modes from the cycle model, as for the boards
 MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128, tr=8,
-                              tc=8)
+                              tc=8).replace(ddr_bytes_per_cycle=16.0)
 CONFIGS = ("mid", "pynq_z2", "zcu102")
 NETS = ("resnet18", "mobilenet_v2")
 GB = 1 << 30

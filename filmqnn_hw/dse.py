@@ -167,13 +167,14 @@ def _compute_cycles(cfg: AcceleratorConfig, nets: list[Network], tim: Timing) ->
         if hit is None:
             hit = 0
             for i, ly in enumerate(net.layers):
-                stem = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
-                        and ly.kh * ly.kw > 1)
+                stem_ok = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
+                           and ly.kh * ly.kw > 1)
                 lkey = (key, ly.kind, ly.in_ch, ly.out_ch, ly.in_h, ly.in_w, ly.out_h, ly.out_w,
-                        ly.kh, ly.kw, ly.stride, ly.pad, stem)
+                        ly.kh, ly.kw, ly.stride, ly.pad, stem_ok)
                 c = _LAYER_ARRAY_CACHE.get(lkey)
-                if c is None:
-                    c = array_cycles(cfg, ly, stem=stem, timing=tim)
+                if c is None:  # stem mode is the compiler's choice where it applies
+                    c = min(array_cycles(cfg, ly, stem=st, timing=tim)
+                            for st in ([True, False] if stem_ok else [False]))
                     _LAYER_ARRAY_CACHE[lkey] = c
                 hit += c + tim.t_layer
             _NET_CACHE[(key, net.name, len(net.layers))] = hit

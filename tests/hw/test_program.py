@@ -381,9 +381,26 @@ def test_modes_from_cycle_model_when_bandwidth_known():
     assert prog.from_cycle_model
     head, descs = LayerProgram.parse(prog.to_bytes())
     assert head["flags"] & 1
-    assert [d.mode for d in descs][:2] == ["stem", "pool"]
+    # the descriptors take the cycle model's modes; layer 0 runs in stem mode exactly when
+    # the model finds that faster than the plain conv
+    from filmqnn_hw.cycles import layer_cycles, network_cycles
+    from filmqnn_hw.networks import from_intgraph
+
+    net = from_intgraph(g)
+    nc = network_cycles(cfg, net)
+    assert [d.mode for d in descs] == [lc.mode for lc in nc.layers]
+    assert descs[1].mode == "pool"
+    stem, plain = (layer_cycles(cfg, net.layers[0], stem=s) for s in (True, False))
+    assert descs[0].mode == ("stem" if stem.cycles < plain.cycles else plain.mode)
+    assert nc.layers[0].cycles == min(stem.cycles, plain.cycles)
     assert all(d["px"] >= 1 and d.order in ("ws", "is") for d in descs)
     assert not build_program(g, CFGS[1]).from_cycle_model
+    # on this 4x4-tile test array the stem's im2col loads cost more than its taps save (plain
+    # conv); on the PYNQ-Z2 array ResNet-18's 3-channel 7x7 stem runs in stem mode
+    assert descs[0].mode != "stem"
+    from filmqnn_hw.dse import design
+
+    assert network_cycles(design("pynq_z2"), "resnet18").layers[0].mode == "stem"
 
 
 def test_stem_im2col_is_the_same_convolution():

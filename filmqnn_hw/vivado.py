@@ -104,6 +104,11 @@ class _Ps:
                 gp = i + 2  # S_AXI_HPn_FPD is S_AXI_GP(n+2) in the IP's properties
                 return (f"CONFIG.PSU__USE__S_AXI_GP{gp}", f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH",
                         f"saxihp{i}_fpd_aclk", f"SAXIGP{gp}/HP{i}_DDR_LOW")
+            m = re.fullmatch(r"S_AXI_HPC([01])_FPD", port)
+            if m:  # S_AXI_HPCn_FPD is S_AXI_GPn (cache-coherent capable; used non-coherently)
+                i = int(m.group(1))
+                return (f"CONFIG.PSU__USE__S_AXI_GP{i}", f"CONFIG.PSU__SAXIGP{i}__DATA_WIDTH",
+                        f"saxihpc{i}_fpd_aclk", f"SAXIGP{i}/HPC{i}_DDR_LOW")
         raise VivadoError(f"unknown HP port {port!r} for this processing system")
 
 

@@ -329,19 +329,26 @@ class SimBackend(Backend):
     The Verilog is emitted into ``work_dir`` once per (config, generator source) and the
     Verilator build is cached by :func:`build_verilator`'s stamp, so a second backend for the
     same config in the same ``work_dir`` starts at once.
+
+    With ``shared_ddr`` (default) and a config that knows its board's DDR bandwidth
+    (``ddr_bytes_per_cycle``), all AXI ports of the simulated core together move at most that
+    many bytes per cycle, as on the board; otherwise every port moves a beat per cycle.
     """
 
     def __init__(self, config: AcceleratorConfig, work_dir: str | Path, *, jobs: int = 2,
                  read_latency: int = 40, write_latency: int = 10,
                  stall_seed: int | None = None, max_cycles: int = 200_000_000,
+                 shared_ddr: bool = True,
                  log: Callable[[str], None] | None = None) -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         self.config = config
         self.work_dir = Path(work_dir)
         self.jobs = jobs
+        ddr = config.ddr_bytes_per_cycle / (config.axi_data_bits / 8)
         self.sim_args = dict(read_latency=read_latency, write_latency=write_latency,
-                             stall_seed=stall_seed, max_cycles=max_cycles)
+                             stall_seed=stall_seed, max_cycles=max_cycles,
+                             ddr_beats_per_cycle=ddr if shared_ddr and ddr > 0 else None)
         self.log = log or (lambda msg: None)
         self.description = f"Verilator simulation of config {config.config_hash()[:12]}"
         self.exe: Path | None = None

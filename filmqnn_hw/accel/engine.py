@@ -1332,6 +1332,7 @@ class ProgramEngine(wiring.Component):
                     m.next = "POP"
 
         # ================= main sequencer: program header, descriptors, layers =============
+        bad_op, bad_win, bad_addr, bad_dim = Signal(), Signal(), Signal(), Signal()
         m.d.comb += ctrl.idle.eq(~busy)
         ax_err = Signal()
         m.d.comb += ax_err.eq(self.rd_error | self.wr_error)
@@ -1445,31 +1446,40 @@ class ProgramEngine(wiring.Component):
                         w_addr.eq(field("stem_w_addr", AW)),
                         w_chunks.eq(field("stem_w_chunks", DIM)),
                     ]
-                # descriptor checks (the exporter refuses these first: limits.check_program)
-                bad = Signal()
+                # descriptor checks (the exporter refuses these first: limits.check_program),
+                # registered in three groups and judged in CHECK (a short path to `status`)
                 fk = [field(n) for n in ("kh", "kw")]
-                m.d.comb += bad.eq(
-                    (fk[0] > KMAX) | (fk[1] > KMAX) | (fk[0] == 0) | (fk[1] == 0)
-                    | (field("stride_h") > SMAX) | (field("stride_w") > SMAX)
-                    | (field("stride_h") == 0) | (field("stride_w") == 0)
-                    | (field("pad_h") > PMAX) | (field("pad_w") > PMAX)
-                    | (((f_op == OP_CONV) | (f_op == OP_LINEAR)) & (field("w_lanes") != TN))
-                    | ((f_op == OP_DW) & (field("out_c") != field("in_c")))
-                    | (field("in_addr")[AW:] != 0) | (field("out_addr")[AW:] != 0)
-                    | (field("res_addr")[AW:] != 0) | (field("w_addr")[AW:] != 0)
-                    | (field("p_addr")[AW:] != 0)
-                    | (f_stem & ((field("stem_w_addr") == 0) | (field("stem_w_addr")[AW:] != 0)
-                                 | (field("stem_addr")[AW:] != 0)
-                                 | (field("stem_c")[DIM:] != 0)
-                                 | (field("stem_w_chunks")[DIM:] != 0)))
-                    | (field("out_c")[DIM:] != 0) | (field("in_c")[DIM:] != 0)
-                    | (field("out_h")[DIM:] != 0) | (field("out_w")[DIM:] != 0)
-                    | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0)
-                    | (field("out_c") == 0) | (field("out_h") == 0) | (field("out_w") == 0))
-                with m.If((f_op == 0) | (f_op > OP_ADD)):
+                m.d.sync += [
+                    bad_op.eq((f_op == 0) | (f_op > OP_ADD)),
+                    bad_win.eq(
+                        (fk[0] > KMAX) | (fk[1] > KMAX) | (fk[0] == 0) | (fk[1] == 0)
+                        | (field("stride_h") > SMAX) | (field("stride_w") > SMAX)
+                        | (field("stride_h") == 0) | (field("stride_w") == 0)
+                        | (field("pad_h") > PMAX) | (field("pad_w") > PMAX)
+                        | (((f_op == OP_CONV) | (f_op == OP_LINEAR)) & (field("w_lanes") != TN))
+                        | ((f_op == OP_DW) & (field("out_c") != field("in_c")))),
+                    bad_addr.eq(
+                        (field("in_addr")[AW:] != 0) | (field("out_addr")[AW:] != 0)
+                        | (field("res_addr")[AW:] != 0) | (field("w_addr")[AW:] != 0)
+                        | (field("p_addr")[AW:] != 0)
+                        | (f_stem & ((field("stem_w_addr") == 0)
+                                     | (field("stem_w_addr")[AW:] != 0)
+                                     | (field("stem_addr")[AW:] != 0)
+                                     | (field("stem_c")[DIM:] != 0)
+                                     | (field("stem_w_chunks")[DIM:] != 0)))),
+                    bad_dim.eq(
+                        (field("out_c")[DIM:] != 0) | (field("in_c")[DIM:] != 0)
+                        | (field("out_h")[DIM:] != 0) | (field("out_w")[DIM:] != 0)
+                        | (field("in_h")[DIM:] != 0) | (field("in_w")[DIM:] != 0)
+                        | (field("out_c") == 0) | (field("out_h") == 0) | (field("out_w") == 0)),
+                ]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += cls_i.eq(1)
+                with m.If(bad_op):
                     m.d.sync += status.eq(ST_OP | (layer << 8))
                     m.next = "FINISH"
-                with m.Elif(bad):
+                with m.Elif(bad_win | bad_addr | bad_dim):
                     m.d.sync += status.eq(ST_DESC | (layer << 8))
                     m.next = "FINISH"
                 with m.Else():

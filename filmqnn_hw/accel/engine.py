@@ -1113,6 +1113,8 @@ class ProgramEngine(wiring.Component):
         ot_qlast = (ot_q == RQP - 1) if RQP > 1 else Const(1)
         lg_lane = Signal(range(TM + 1))
         lg_k = Signal(range(RQ + 1))  # logits: lane within the pass
+        # lg_lane >= d_meff, kept in a register (m_eff >= 1, so 0 after every reset of lg_lane)
+        lg_done = Signal()
         lg_addr = Signal(AW)  # logits: address of lane 0 of this pixel
         lg_cur = Signal(AW)
         lg_cmd_done, lg_dat_done = Signal(), Signal()
@@ -1142,12 +1144,12 @@ class ProgramEngine(wiring.Component):
                 val = Signal(16)
                 m.d.comb += val.eq(rq.o.payload.as_value().word_select(lg_k, 16))
                 boff = lg_cur[:LB]
-                with m.If((lg_lane >= d_meff) | (lg_k == RQ)):  # this pass is written
+                with m.If(lg_done | (lg_k == RQ)):  # this pass is written
                     m.d.comb += rq.o.ready.eq(1)
                     m.d.sync += lg_k.eq(0)
                     with m.If(ot_qlast):
                         m.d.comb += ot_adv.eq(1)
-                        m.d.sync += [lg_lane.eq(0), lg_addr.eq(lg_addr + 2),
+                        m.d.sync += [lg_lane.eq(0), lg_done.eq(0), lg_addr.eq(lg_addr + 2),
                                      lg_cur.eq(lg_addr + 2), ot_q.eq(0)]
                     with m.Else():
                         m.d.sync += ot_q.eq(ot_q + 1)
@@ -1164,6 +1166,7 @@ class ProgramEngine(wiring.Component):
                     dat_ok = lg_dat_done | self.wr_data.ready
                     with m.If(cmd_ok & dat_ok):
                         m.d.sync += [lg_cmd_done.eq(0), lg_dat_done.eq(0), lg_lane.eq(lg_lane + 1),
+                                     lg_done.eq(lg_lane + 1 >= d_meff),
                                      lg_k.eq(lg_k + 1), lg_cur.eq(lg_cur + out_plane)]
                     with m.Else():
                         m.d.sync += [lg_cmd_done.eq(cmd_ok), lg_dat_done.eq(dat_ok)]
@@ -1246,8 +1249,8 @@ class ProgramEngine(wiring.Component):
                     lg_pix_row.eq(lg0), lg_addr.eq(lg0), lg_cur.eq(lg0),
                     dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0),
                     ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(dv_c0.r),
-                    lg_lane.eq(0), lg_k.eq(0), lg_cmd_done.eq(0), lg_dat_done.eq(0),
-                    ot_q.eq(0), dr_qp.eq(0),
+                    lg_lane.eq(0), lg_done.eq(0), lg_k.eq(0), lg_cmd_done.eq(0),
+                    lg_dat_done.eq(0), ot_q.eq(0), dr_qp.eq(0),
                 ]
                 m.next = "READ"
             def read_pair(r, q):

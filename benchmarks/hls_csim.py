@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             t_vbuild = time.perf_counter() - t0
             t0 = time.perf_counter()
             # all AXI ports share the board's DDR bandwidth, as in the cycle model
-            ddr = cfg.ddr_bytes_per_cycle / (cfg.axi_data_bits / 8)
+            ddr = cfg.ddr_beats_per_cycle
             run = run_verilator(vexe, prog.memory_image(codes), prog.base, Path(tmp) / "vwork",
                                 max_cycles=2_000_000_000, timeout=7200,
                                 ddr_beats_per_cycle=ddr if ddr > 0 else None)

@@ -194,7 +194,7 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
         mcfg = cfg.replace(ddr_bytes_per_cycle=cfg.axi_ports * cfg.axi_data_bits / 8)
     model = network_cycles(mcfg, from_intgraph(g))
     # the board's DDR bandwidth is shared by all AXI ports, in the model and in the testbench
-    ddr_beats = mcfg.ddr_bytes_per_cycle / (cfg.axi_data_bits / 8)
+    ddr_beats = mcfg.ddr_beats_per_cycle
     macs = model.macs
     rec: dict = {"network": name, "input": f"3x{size}x{size}", "width_mult": width,
                  "ops": len(g.ops), "gmac": macs / 1e9, "model_cycles": model.cycles,

@@ -174,6 +174,11 @@ class AcceleratorConfig:
         return math.ceil(self.tm / self.wfill_cycles)
 
     @property
+    def ddr_beats_per_cycle(self) -> float:
+        """Sustained DDR bandwidth in AXI beats of ``axi_data_bits`` per cycle (0: unknown)."""
+        return self.ddr_bytes_per_cycle / (self.axi_data_bits / 8)
+
+    @property
     def act_word_bits(self) -> int:
         """Width of one packed activation word (G channels x 5 bits)."""
         return self.act_pack * ACT_BITS

@@ -169,13 +169,12 @@ class NetworkCycles:
 # ---------------------------------------------------------------------------------------------
 def bandwidth_beats(cfg: AcceleratorConfig) -> float:
     """DDR beats (of ``axi_data_bits``) per cycle: all ports, capped by sustained DDR."""
-    beat_bytes = cfg.axi_data_bits / 8
     if cfg.ddr_bytes_per_cycle <= 0:
         raise ConfigError(
             "ddr_bytes_per_cycle is 0 (unknown): the cycle model needs the board's sustained "
             "DDR bandwidth; build the config with filmqnn_hw.dse.design or set it"
         )
-    return min(float(cfg.axi_ports), cfg.ddr_bytes_per_cycle / beat_bytes)
+    return min(float(cfg.axi_ports), cfg.ddr_beats_per_cycle)
 
 
 def ots_beats_per_cycle(cfg: AcceleratorConfig, tim: Timing = DEFAULT_TIMING) -> int:

@@ -345,7 +345,7 @@ class SimBackend(Backend):
         self.config = config
         self.work_dir = Path(work_dir)
         self.jobs = jobs
-        ddr = config.ddr_bytes_per_cycle / (config.axi_data_bits / 8)
+        ddr = config.ddr_beats_per_cycle
         self.sim_args = dict(read_latency=read_latency, write_latency=write_latency,
                              stall_seed=stall_seed, max_cycles=max_cycles,
                              ddr_beats_per_cycle=ddr if shared_ddr and ddr > 0 else None)

@@ -647,12 +647,6 @@ class ProgramEngine(wiring.Component):
                     m.d.comb += fe_w.eq(1)
                     with m.If(wp_idle.all()):
                         m.next = "W_END"
-                with m.State("W_END"):
-                    m.d.comb += fe_w.eq(1)
-                    m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt), f_wl.eq(0)]
-                    with m.If(f_wtog):
-                        m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
-                    m.next = "IN_ANN"
             else:  # weights share port 0 with the activations
                 with m.State("W_CMD"):
                     off = f_wptr[:LB]
@@ -676,15 +670,15 @@ class ProgramEngine(wiring.Component):
                         m.d.sync += w_slot.eq(w_slot + w_step)
                     with m.If(self.rd_data.valid & self.rd_data.ready & self.rd_data.p.last):
                         m.next = "W_END"
-                with m.State("W_END"):
-                    m.d.comb += fe_w.eq(1)
+            with m.State("W_END"):  # the chunk's records are in their bank
+                m.d.comb += fe_w.eq(1)
+                if not KP:  # the last record lands one cycle after its beat
                     with m.If(w_rec_valid & (w_slot < taps_wf)):
                         m.d.comb += wb_w.en.eq(1)
-                    m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt)]
-                    with m.If(f_wtog):
-                        m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
-                    m.d.sync += f_wl.eq(0)
-                    m.next = "IN_ANN"
+                m.d.sync += [f_wptr.eq(f_wptr + chunk_bytes), f_wb.eq(f_wtgt), f_wl.eq(0)]
+                with m.If(f_wtog):
+                    m.d.comb += set_w.eq(Mux(f_wtgt, 2, 1))
+                m.next = "IN_ANN"
             with m.State("IN_GO"):  # set up the loader for this chunk's input rectangle
                 # (right behind the param / weight commands: the DDR latencies overlap)
                 m.d.sync += [ld_res.eq(0), ld_bank.eq(f_cb), ld_tensor.eq(in_addr),

@@ -159,7 +159,7 @@ def weight_ports(config: AcceleratorConfig) -> int:
     unknown), so the weights alone can use the whole DDR bandwidth; 0 with one port."""
     k = config.axi_ports - 1
     if config.ddr_bytes_per_cycle > 0:
-        k = min(k, math.ceil(config.ddr_bytes_per_cycle / (config.axi_data_bits / 8) - 1e-9))
+        k = min(k, math.ceil(config.ddr_beats_per_cycle - 1e-9))
     return max(k, 0)
 
 

@@ -42,9 +42,14 @@ class ConstDivider(wiring.Component):
         self.width, self.divisor = width, divisor
         super().__init__({"x": In(width), "q": Out(width), "r": Out(range(max(divisor, 2)))})
 
+    @staticmethod
+    def latency_of(width: int) -> int:
+        """Latency of a divider of a ``width``-bit dividend (without building one)."""
+        return width
+
     @property
     def latency(self) -> int:
-        return self.width
+        return self.latency_of(self.width)
 
     def elaborate(self, platform):
         m = Module()

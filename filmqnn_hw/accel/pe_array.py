@@ -23,6 +23,7 @@ __all__ = [
     "PEArray",
     "Engine",
     "engine_plan",
+    "pe_latency",
     "half_slots",
     "input_slots",
     "record_rows",
@@ -68,6 +69,12 @@ def _unit_latency(kind: str) -> int:
     if kind.endswith("_dsp"):
         return _PACKED_MUL_LATENCY + PackedDotUnit.LATENCY_EXTRA
     return LutDotUnit.LATENCY
+
+
+def pe_latency(config: AcceleratorConfig) -> int:
+    """Cycles from a phase-1 input cycle to ``valid_out`` of ``PEArray(config)`` (the
+    slowest dot unit of its engine plan), without building the array."""
+    return max(_unit_latency(e.kind) for e in engine_plan(config))
 
 
 @dataclass(frozen=True)
@@ -170,7 +177,7 @@ class PEArray(wiring.Component):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         self._config = config
         self._plan = engine_plan(config)
-        self._latency = max(_unit_latency(e.kind) for e in self._plan)
+        self._latency = pe_latency(config)
         cb = input_slots(config)
         acc = signed(config.acc_bits)
         super().__init__(

@@ -19,6 +19,7 @@ from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
 from test_program import graph_of, rand_conv, small_network
 
 from filmqnn_hw.accel.limits import check_program, geometry
+from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
 from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
 from filmqnn_hw.accel.verilator_sim import (
     build_verilator,
@@ -45,6 +46,8 @@ needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not i
 verilator = [pytest.mark.verilator, needs_verilator]
 
 _EMITTED: dict[str, str] = {}
+#: the testbench's default memory (read latency 40, write latency 10, no DDR cap)
+TB_TIMING = DdrTiming()
 
 
 def _emit(key: str, root) -> str:
@@ -78,20 +81,31 @@ def sims(vroot):
         return {k: f.result() for k, f in futs.items()}
 
 
-def _run(sims, vroot, key, graph, x, *, stall_seed=None):
-    """Run ``graph`` on the built top for ``key``; assert every written tensor equals the
-    golden model's; return the VerilatorRun."""
+def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
+    """Run ``graph`` on the built top for ``key`` against a memory with ``timing``; assert
+    every written tensor equals the golden model's and, without random stalls, that the
+    cycle model of the RTL (:mod:`filmqnn_hw.accel.rtl_cycles`) predicts every counter and
+    every layer's cycles exactly; return the VerilatorRun."""
     cfg = CFGS[key]
     prog = build_program(graph, cfg, reuse=False)
     check_program(prog, cfg)
     ref = graph.run(x, keep=True)
     run = run_verilator(sims[key], prog.memory_image(x), prog.base, vroot / "work",
-                        stall_seed=stall_seed, n_layers=len(prog.descriptors))
+                        stall_seed=stall_seed, n_layers=len(prog.descriptors),
+                        read_latency=timing.read_latency, write_latency=timing.write_latency,
+                        max_outstanding=timing.max_outstanding,
+                        ddr_beats_per_cycle=timing.beats_per_cycle or None)
     assert run.counters["status"] == 0 and run.counters["cycles"] > 0
     # per-layer cycles from the testbench's descriptor-fetch log partition the cycle counter
     assert len(run.layer_cycles) == len(prog.descriptors)
     assert all(c > 0 for c in run.layer_cycles)
     assert sum(run.layer_cycles) == run.counters["cycles"]
+    if stall_seed is None:
+        pred = rtl_cycles(prog, cfg, timing)
+        assert pred.layers == run.layer_cycles
+        assert (pred.cycles, pred.stall_weight, pred.stall_input, pred.stall_output) == (
+            run.counters["cycles"], run.counters["stall_weight"], run.counters["stall_input"],
+            run.counters["stall_output"])
     out = prog.read_output(run.memory)
     assert out.shape == ref[graph.output].shape
     assert np.array_equal(out, ref[graph.output])
@@ -159,6 +173,22 @@ def test_small_network_two_ports(sims, vroot):
     assert stalled.counters["cycles"] > two.counters["cycles"]
 
 
+@pytest.mark.verilator
+@needs_verilator
+@pytest.mark.parametrize("timing", [
+    DdrTiming(read_latency=7, write_latency=3),
+    DdrTiming(read_latency=90, write_latency=25, max_outstanding=2),
+    DdrTiming(beats_per_cycle=1.0),  # parameters, weights, inputs and stores share 1 beat
+    DdrTiming(read_latency=60, beats_per_cycle=0.4),
+])
+def test_cycle_model_memory_timing(sims, vroot, timing):
+    """The cycle model of the RTL follows the memory: latencies, outstanding-burst limit and
+    a shared DDR cap over both ports (CFG_B2), every layer exact (checked in ``_run``)."""
+    g = small_network(CFG_B2)
+    x = np.random.default_rng(3).integers(0, 32, (1,) + g.input.shape)
+    _run(sims, vroot, "B2", g, x, timing=timing)
+
+
 def _inverted_residual(cfg, c, h, w, t=6, seed=1):
     """MobileNet-V2 block: 1x1 expand (c -> t*c), 3x3 depthwise, 1x1 project + residual x."""
     r = np.random.default_rng(seed)
@@ -223,7 +253,8 @@ def _network(name, cfg):
 @pytest.mark.verilator
 @pytest.mark.slow
 @needs_verilator
-@pytest.mark.parametrize("name,stall_seed", [("resnet18", 3), ("mobilenet_v2", None)])
+@pytest.mark.parametrize("name,stall_seed", [("resnet18", 3), ("resnet18", None),
+                                             ("mobilenet_v2", None)])
 def test_whole_network(sims, vroot, name, stall_seed):
     """A converted network (fused residuals, depthwise, GAP, FC logits) after one start."""
     g, codes = _network(name, MID)

@@ -10,17 +10,14 @@ top (``filmqnn_hw.accel.top.emit_verilog``), builds it with Verilator in a child
 a time and memory budget (records wall time and peak RSS; a build over budget is recorded as
 "not built", not an error), then runs one frame of ResNet-18 and MobileNet-V2 (seeded random
 weights, QAT-prepared and converted with ``to_integer``) through the simulated top after one
-``ap_start``, and records: bit-exact vs ``IntGraph.run``, the ``cycles`` counter, the cycle
-model's prediction for the same network and config, the ratio, FPS at the config's clock,
-simulation speed and wall time.
-
-The RTL engine overlaps loads and stores with compute (double-buffered banks, docs/rtl.md) and
-reads the weights through ports of their own, but its activations use one port and it has no
-kernel-mode packing, no pixel groups and no on-chip feature-map store; the cycle model
-(docs/architecture.md) assumes all of those. RTL/model ratios above 1 are expected and are
-reported as measured. The testbench caps all AXI ports together at the board's DDR bandwidth
-(the model's ``ddr_bytes_per_cycle``), and logs when each layer's descriptor is fetched, so
-every run also gives per-layer RTL cycles next to the model's.
+``ap_start``, and records: bit-exact vs ``IntGraph.run``, the ``cycles`` and stall counters,
+per-layer cycles (the testbench logs when each layer's descriptor is fetched), FPS at the
+config's clock, simulation speed and wall time; next to them, two predictions for the same
+program: the cycle model of this RTL (``filmqnn_hw.accel.rtl_cycles``, expected equal, every
+counter and layer) and the DSE's cycle model (``filmqnn_hw.cycles``, docs/architecture.md),
+which assumes features the RTL does not have yet (docs/rtl.md): RTL/DSE-model ratios above 1
+measure that gap. The testbench caps all AXI ports together at the board's DDR bandwidth
+(``ddr_bytes_per_cycle``), as both models do.
 
 Results merge into ``benchmarks/results/rtl_sim.json`` (keyed by config and size, so reruns of
 one config keep the others) and ``rtl_sim.md`` is regenerated from the whole JSON.
@@ -157,32 +154,15 @@ def emit_and_build(cfg: AcceleratorConfig, out: Path, budget_s: float, mem_gb: f
 # networks
 # ---------------------------------------------------------------------------------------------
 def make_graph(name: str, cfg: AcceleratorConfig, size: int, width: float):
-    import torch
+    from filmqnn_hw.evaluate import random_network
 
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
-    from filmqnn_quant.qat import prepare_qat
-
-    torch.set_num_threads(1)
-    shape = (3, size, size)
-    kw = dict(width_mult=width, num_classes=1000)
-    torch.manual_seed(0)
-    model = build_model(name, **kw)
-    x = torch.rand(2, *shape)
-    qm = prepare_qat(model, cfg, ratio=cfg.ratio_8bit, example_input=x)
-    qm.train()
-    with torch.no_grad():
-        qm(x)
-    qm.select_8bit(x)
-    qm.eval()
-    g = to_integer(qm, shape, cfg)
-    return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
+    return random_network(name, cfg, size, width)
 
 
 def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float, work: Path,
             stall_seed: int | None) -> dict:
     from filmqnn_hw.accel.limits import RtlUnsupported, check_program
+    from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
     from filmqnn_hw.accel.verilator_sim import VerilatorError, run_verilator
     from filmqnn_hw.cycles import network_cycles
     from filmqnn_hw.networks import from_intgraph
@@ -219,6 +199,12 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
         rec["error"] = str(e)[-2000:]
         return rec
     rec["sim_wall_s"] = time.perf_counter() - t0
+    # the cycle model of the RTL, same program and memory timing (exact without stalls)
+    t0 = time.perf_counter()
+    pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=ddr_beats))
+    rec["rtl_model_s"] = time.perf_counter() - t0
+    rec["rtl_model"] = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,
+                        "stall_input": pred.stall_input, "stall_output": pred.stall_output}
     out = prog.read_output(run.memory)
     rec["bit_exact"] = bool(out.shape == ref.shape and np.array_equal(out, ref))
     c = run.counters["cycles"]
@@ -230,8 +216,9 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
         # per layer: the testbench logs when each descriptor is fetched
         rec["layers"] = [
             {"name": ml.name, "kind": ml.kind, "mode": ml.mode, "rtl_cycles": rc,
-             "model_cycles": ml.cycles, "model_bound": ml.bound, "macs": ml.macs}
-            for rc, ml in zip(run.layer_cycles, model.layers, strict=True)]
+             "rtl_model_cycles": pc, "model_cycles": ml.cycles, "model_bound": ml.bound,
+             "macs": ml.macs}
+            for rc, pc, ml in zip(run.layer_cycles, pred.layers, model.layers, strict=True)]
     return rec
 
 
@@ -262,20 +249,21 @@ def render(data: dict) -> str:
         "work); one frame after one `ap_start`; the output compared with `IntGraph.run` "
         "using `==`.",
         "",
-        "**Why RTL cycles are above the cycle model.** The RTL engine overlaps its loads and "
-        "stores with compute (double-buffered weight, input, accumulator, parameter and "
-        "residual banks; compute at one output-pixel pair per 2 cycles; weights kept on chip "
-        "per channel group when they fit a bank; the stem as a 1x1 conv over the host's "
-        "im2col input; the weights on AXI ports of their own, as many as DDR can feed) but "
-        "reads all activations through one port (one beat per cycle) and has no on-chip "
-        "feature-map store, kernel-mode packing or pixel groups yet (docs/rtl.md). All ports "
-        "together are capped at the board's DDR bandwidth in the testbench, as in the model. "
-        "The cycle model (`filmqnn_hw.cycles`, "
-        "docs/architecture.md) predicts the overlapped, multi-port schedule the DSE assumes. "
-        "The RTL/model ratio measures that gap; RTL FPS is what this RTL would achieve at the "
-        "config's clock, *not* a prediction of the final design. Paper FPS (FILM-QNN Tables "
-        "5/6, `filmqnn_hw.report.PAPER_FPS`) are for 224x224 full-width networks and are "
-        "comparable only to `--size 224` rows.",
+        "**Two cycle models.** *RTL model*: `filmqnn_hw.accel.rtl_cycles`, the cycle model "
+        "of this RTL; it steps the engine's sequencers, the AXI DMAs and this testbench's "
+        "memory (latencies, outstanding limits, the shared DDR token bucket) on the same "
+        "layer program, without the data, and is expected to equal Verilator exactly "
+        "(`==`, every counter and every layer; the tests require it). *DSE model*: "
+        "`filmqnn_hw.cycles` (docs/architecture.md), the schedule the design-space "
+        "exploration sizes the arrays for. The DSE model assumes features the RTL does not "
+        "have yet (activation traffic striped over all ports, the on-chip feature-map store, "
+        "kernel-mode packing, pixel groups, depthwise and pooling windows on the whole "
+        "array; docs/rtl.md), so RTL/DSE model > 1 measures how far this RTL is from the "
+        "schedule the DSE assumed. RTL FPS is what this RTL achieves at the config's clock. "
+        "All ports together are capped at the board's DDR bandwidth in the testbench, as in "
+        "both models. Paper FPS (FILM-QNN Tables 5/6, `filmqnn_hw.report.PAPER_FPS`) are for "
+        "224x224 full-width networks and are comparable only to `--size 224` rows "
+        "(`benchmarks/results/rtl_model.md` has 224x224 frames from the RTL model).",
         "",
         f"Machine: {data.get('machine', '?')}.",
         "",
@@ -303,9 +291,10 @@ def render(data: dict) -> str:
         "",
         "## Networks",
         "",
-        "| config | network | input | GMAC | bit-exact | RTL cycles | model cycles | RTL/model | "
-        "RTL FPS | model FPS | paper FPS | MAC/cycle (RTL) | sim kcycles/s | sim wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | network | input | GMAC | bit-exact | RTL cycles | RTL model cycles | "
+        "RTL = RTL model | DSE model cycles | RTL/DSE model | RTL FPS | DSE model FPS | "
+        "paper FPS | MAC/cycle (RTL) | sim kcycles/s | sim wall s | RTL model s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, c in data["configs"].items():
         for _run_key, r in sorted(c.get("runs", {}).items()):
@@ -313,23 +302,35 @@ def render(data: dict) -> str:
             ptxt = f"{paper:g}" if paper is not None else "-"
             if "rtl_cycles" not in r:
                 md.append(f"| {key} | {r['network']} | {r['input']} | {r['gmac']:.3f} | "
-                          f"error | - | {r['model_cycles']:,} | - | - | {r['model_fps']:.1f} | "
-                          f"{ptxt} | - | - | - |")
+                          f"error | - | - | - | {r['model_cycles']:,} | - | - | "
+                          f"{r['model_fps']:.1f} | {ptxt} | - | - | - | - |")
                 continue
+            pm = r.get("rtl_model")
+            if pm is None:
+                ptx, peq, pts = "-", "-", "-"
+            else:
+                same = pm == {k: r["counters"][k] for k in pm} and all(
+                    ly["rtl_model_cycles"] == ly["rtl_cycles"] for ly in r.get("layers", []))
+                ptx = f"{pm['cycles']:,}"
+                peq = ("yes (all counters and layers)" if same else
+                       f"**no** ({r['rtl_cycles'] / pm['cycles']:.4f})"
+                       + (" random stalls" if r.get("stall_seed") is not None else ""))
+                pts = f"{r['rtl_model_s']:.1f}"
             md.append(
                 f"| {key} | {r['network']} | {r['input']} | {r['gmac']:.3f} | "
-                f"{'yes' if r['bit_exact'] else '**NO**'} | {r['rtl_cycles']:,} | "
-                f"{r['model_cycles']:,} | {r['ratio']:.1f} | {r['rtl_fps']:.2f} | "
+                f"{'yes' if r['bit_exact'] else '**NO**'} | {r['rtl_cycles']:,} | {ptx} | "
+                f"{peq} | {r['model_cycles']:,} | {r['ratio']:.2f} | {r['rtl_fps']:.2f} | "
                 f"{r['model_fps']:.1f} | {ptxt} | {r['rtl_macs_per_cycle']:.1f} | "
-                f"{r['sim_cycles_per_s'] / 1e3:.1f} | {r['sim_wall_s']:.1f} |")
+                f"{r['sim_cycles_per_s'] / 1e3:.1f} | {r['sim_wall_s']:.1f} | {pts} |")
     errors = [(k, r) for k, c in data["configs"].items() for r in c.get("runs", {}).values()
               if "error" in r]
     if errors:
         md += ["", "Errors:", ""]
         md += [f"- {k} {r['network']} {r['input']}: `{r['error'][:400]}`" for k, r in errors]
-    md += ["", "RTL FPS = config clock / RTL cycles (one frame at a time). Model FPS: the cycle "
-           "model on the same converted network and config. MAC/cycle (RTL): network MACs / "
-           "RTL cycles (peak tm x tn)."]
+    md += ["", "RTL FPS = config clock / RTL cycles (one frame at a time). DSE model FPS: "
+           "`filmqnn_hw.cycles` on the same converted network and config. MAC/cycle (RTL): "
+           "network MACs / RTL cycles (peak tm x tn). RTL model s: Python wall time of the "
+           "RTL model for the frame (sim wall s: Verilator's)."]
     counters = [(k, r) for k, c in data["configs"].items() for r in c.get("runs", {}).values()
                 if "counters" in r]
     if counters:
@@ -349,23 +350,33 @@ def render(data: dict) -> str:
                "Layer boundaries from the testbench: the cycle at which the engine fetches each "
                "layer's descriptor (the first layer also counts the program header; the last "
                "ends at `ap_done`). Within 2% = |RTL/model - 1| <= 0.02.", "",
-               "| config | network | input | layers | within 2% | within 10% | worst layer "
-               "(RTL/model) |", "|---|---|---|---|---|---|---|"]
+               "| config | network | input | layers | RTL model: equal | RTL model: within "
+               "2% | DSE model: within 2% | DSE model: within 10% | worst layer (RTL/DSE "
+               "model) |", "|---|---|---|---|---|---|---|---|---|"]
         for k, r in per:
             rs = [ly["rtl_cycles"] / ly["model_cycles"] for ly in r["layers"]]
             worst = max(range(len(rs)), key=lambda i: abs(rs[i] - 1))
-            md.append(f"| {k} | {r['network']} | {r['input']} | {len(rs)} | "
+            if all("rtl_model_cycles" in ly for ly in r["layers"]):
+                pe = sum(ly["rtl_model_cycles"] == ly["rtl_cycles"] for ly in r["layers"])
+                p2 = sum(abs(ly["rtl_cycles"] / ly["rtl_model_cycles"] - 1) <= 0.02
+                         for ly in r["layers"])
+            else:
+                pe = p2 = "-"
+            md.append(f"| {k} | {r['network']} | {r['input']} | {len(rs)} | {pe} | {p2} | "
                       f"{sum(abs(x - 1) <= 0.02 for x in rs)} | "
                       f"{sum(abs(x - 1) <= 0.10 for x in rs)} | "
                       f"{r['layers'][worst]['name']} ({rs[worst]:.2f}) |")
         for k, r in per:
             md += ["", f"### {k}, {r['network']} {r['input']}", "",
-                   "| layer | kind | model mode | MACs | RTL cycles | model cycles | RTL/model | "
-                   "model bound |", "|---|---|---|---|---|---|---|---|"]
+                   "| layer | kind | DSE model mode | MACs | RTL cycles | RTL model cycles | "
+                   "DSE model cycles | RTL/DSE model | DSE model bound |",
+                   "|---|---|---|---|---|---|---|---|---|"]
             for ly in r["layers"]:
                 ratio = ly["rtl_cycles"] / ly["model_cycles"] if ly["model_cycles"] else 0
+                pc = ly.get("rtl_model_cycles")
                 md.append(f"| {ly['name']} | {ly['kind']} | {ly.get('mode', '')} | "
-                          f"{ly['macs']:,} | {ly['rtl_cycles']:,} | {ly['model_cycles']:,} | "
+                          f"{ly['macs']:,} | {ly['rtl_cycles']:,} | "
+                          f"{'-' if pc is None else f'{pc:,}'} | {ly['model_cycles']:,} | "
                           f"{ratio:.2f} | {ly['model_bound']} |")
     md.append("")
     return "\n".join(md)

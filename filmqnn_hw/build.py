@@ -7,9 +7,18 @@ the search and reports a given ``config.json``; ``--manifest`` adds an exported 
 (``manifest.json``) to the report. Unless ``--no-rtl``, also writes the accelerator's
 Verilog top ``DIR/rtl/filmqnn_top.v`` and its control map (``docs/rtl.md``), and the Vivado
 hand-off ``DIR/vivado/`` (``build_bitstream.tcl``, ``run_vivado.sh``: block design, bitstream
-and ``.hwh`` for PYNQ in ``DIR/overlay``; needs Vivado, not run by the build). ``--sim`` /
-``--synth`` (whole-top simulation and synthesis figures in the report) are not wired yet:
-``benchmarks/rtl_sim.py`` measures them.
+and ``.hwh`` for PYNQ in ``DIR/overlay``; needs Vivado, not run by the build).
+
+Measured figures, each a longer step with progress lines, added to the report:
+
+* ``--sim``: the cycles of the generated RTL for every network (and every ``--manifest``
+  export's ``program.bin``) from the cycle model of the RTL, exact against Verilator
+  (:mod:`filmqnn_hw.accel.rtl_cycles`; seconds to a minute per network);
+* ``--verilator`` (with ``--sim``): also build the Verilog top with Verilator and run the
+  first network at ``--sim-size`` (default 32): bit-exact against the golden model and
+  cycle-exact against the RTL model (minutes; the ZCU102 top needs 8 minutes and 9 GB);
+* ``--synth``: yosys ``synth_xilinx`` of the whole top next to the resource model (about 6
+  minutes for PYNQ-Z2; the ZCU102 top needs a native yosys, ``FILMQNN_YOSYS=yosys``).
 """
 
 from __future__ import annotations
@@ -25,9 +34,6 @@ from .config import AcceleratorConfig, ConfigError
 from .networks import NETWORKS, NetworkError
 
 __all__ = ["main"]
-
-NOT_YET = "not wired into the build yet: run benchmarks/rtl_sim.py (docs/rtl.md)"
-
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m filmqnn_hw.build", description=__doc__.split(
@@ -51,8 +57,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="also write the Vivado HLS C++ kernel and run_hls.tcl into DIR/hls")
     ap.add_argument("--no-rtl", action="store_true",
                     help="skip the Verilog top (DIR/rtl/filmqnn_top.v); report only")
-    ap.add_argument("--sim", action="store_true", help=f"simulate the accelerator ({NOT_YET})")
-    ap.add_argument("--synth", action="store_true", help=f"synthesise the accelerator ({NOT_YET})")
+    ap.add_argument("--sim", action="store_true",
+                    help="add the generated RTL's cycles per network (cycle model of the RTL, "
+                         "exact against Verilator)")
+    ap.add_argument("--verilator", action="store_true",
+                    help="with --sim: also simulate the Verilog top in Verilator on the first "
+                         "network at --sim-size (bit-exact and cycle-exact check)")
+    ap.add_argument("--sim-size", type=int, default=32,
+                    help="input height/width of the Verilator run (default 32)")
+    ap.add_argument("--synth", action="store_true",
+                    help="add yosys synthesis of the whole top (resources, LUT levels)")
+    ap.add_argument("--synth-timeout", type=float, default=3600.0,
+                    help="seconds allowed for --synth (default 3600)")
     return ap
 
 
@@ -83,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:10s} {b.part:24s} {b.family:5s} {b.clock_mhz:6.1f} MHz  "
                   f"{b.lut:>7,} LUT {b.dsp:>5,} DSP {b.bram36:>4} BRAM36  {b.description}")
         return 0
-    if ns.sim or ns.synth:
-        flag = "--sim" if ns.sim else "--synth"
-        print(f"error: {flag} is {NOT_YET}", file=sys.stderr)
-        return 2
+    if (ns.sim or ns.synth or ns.verilator) and ns.no_rtl:
+        ap.error("--sim, --verilator and --synth measure the generated RTL: drop --no-rtl")
+    if ns.verilator and not ns.sim:
+        ap.error("--verilator is a check of --sim: give both")
+    if ns.sim_size < 8:
+        ap.error("--sim-size must be at least 8")
     if ns.board is None:
         ap.error("give a BOARD (see --list-boards)")
     if ns.out is None:
@@ -132,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                 vivado_dir = write_vivado_project(cfg, board, ns.out, rtl_path)
             except VivadoError as e:  # the RTL is fine; only the hand-off is not possible
                 vivado_note = str(e)
+        if ns.sim or ns.synth:
+            sim, synth = _measure(cfg, ns, nets)
+            report = write_report(cfg, board, ns.out, nets + extra, sim=sim, synth=synth)
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -148,7 +169,70 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Vivado project not written: {vivado_note}")
     if hls_dir is not None:
         print(f"HLS kernel: {hls_dir} (C-simulated bit-exact in tests; run_hls.tcl needs Vivado)")
+    sim = report.get("sim")
+    if sim:
+        ok = {n: d for n, d in sim["networks"].items() if "fps" in d}
+        print("RTL (cycle model of the generated RTL): " + ", ".join(
+            f"{n} {d['fps']:.1f} FPS" for n, d in ok.items()))
+        v = sim.get("verilator")
+        if v and "error" not in v:
+            print(f"Verilator: {v['network']} {v['input']} bit-exact {v['bit_exact']}, "
+                  f"cycles equal to the RTL model {v['model_equal']}")
+    syn = report.get("synth")
+    if syn and "error" not in syn:
+        print(f"yosys: {syn['lut']:,} LUT, {syn['ff']:,} FF, {syn['dsp']} DSP, "
+              f"{syn['bram36']:g} BRAM36, {syn['lut_levels']} LUT levels")
+    failed = [n for n, d in (sim or {}).get("networks", {}).items() if "error" in d]
+    v = (sim or {}).get("verilator") or {}
+    if "error" in v or v.get("bit_exact") is False or v.get("model_equal") is False:
+        failed.append("verilator")
+    if syn and "error" in syn:
+        failed.append("synth")
+    if failed:
+        print(f"error: not measured or not equal: {', '.join(failed)} (see "
+              f"{ns.out / 'report.md'})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ...]):
+    """The ``--sim`` / ``--verilator`` / ``--synth`` records (filmqnn_hw.evaluate)."""
+    from .evaluate import rtl_network_cycles, rtl_program_cycles, synthesize_top, verilator_check
+    from .networks import get_network
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    sim = synth = None
+    if ns.sim:
+        say(f"--sim: cycles of the generated RTL ({len(nets) + len(ns.manifest)} networks)")
+        sim = {"networks": {}}
+        for n in nets:
+            size = get_network(n).layers[0].in_h
+            sim["networks"][n] = rtl_network_cycles(cfg, n, size, progress=say)
+        for m in ns.manifest:
+            prog_file = Path(m).parent / "program.bin"
+            name = get_network_name(m)
+            sim["networks"][name] = rtl_program_cycles(cfg, prog_file, name, progress=say)
+        if ns.verilator:
+            if nets:
+                say(f"--verilator: {nets[0]} at 3x{ns.sim_size}x{ns.sim_size}")
+                sim["verilator"] = verilator_check(cfg, nets[0], ns.sim_size,
+                                                   ns.out / "verilator", progress=say)
+            else:
+                sim["verilator"] = {"network": "-", "input": "-",
+                                    "error": "no named network to simulate (--networks)"}
+    if ns.synth:
+        say("--synth: whole-top synthesis")
+        synth = synthesize_top(cfg, ns.synth_timeout, progress=say)
+    return sim, synth
+
+
+def get_network_name(manifest: Path) -> str:
+    """The name the report gives an exported network (as ``from_manifest`` does)."""
+    from .networks import from_manifest
+
+    return from_manifest(str(manifest)).name
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Build report: model predictions of one configuration as JSON, Markdown and a PNG plot.
+"""Build report: one configuration's figures as JSON, Markdown and a PNG plot.
 
-Everything here is a MODEL prediction (resource model + cycle model); there is no RTL of the
-whole accelerator yet and no Vivado in this environment. The Markdown says so in its first
-lines. Reference figures (paper, Vitis AI DPU) are constants with their source.
+The resources and the throughput table are MODEL predictions (resource model; the DSE's
+cycle model, which assumes features the RTL does not have yet, docs/rtl.md). With
+``--sim`` the report adds the cycles of the generated RTL from its cycle model
+(:mod:`filmqnn_hw.accel.rtl_cycles`, exact against Verilator) and, with ``--verilator``, a
+Verilator run of the top; with ``--synth``, yosys synthesis of the whole top. There is no
+Vivado in this environment; the Markdown says what each figure is. Reference figures
+(paper, Vitis AI DPU) are constants with their source.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ PAPER_FPS = {
 #: Vitis AI DPU on ZCU102 at 281 MHz, FPS as quoted in the project issue (not re-verified here).
 DPU_FPS = {"zcu102": {"resnet18": 469.1, "resnet50": 164.7, "mobilenet_v2": 712.0}}
 MODEL_NOTE = (
-    "MODEL PREDICTION: these numbers come from the resource model and the cycle model "
-    "(docs/resource-model.md, docs/architecture.md). There is no RTL of the whole accelerator "
-    "yet (issue 5) and no Vivado here: nothing below is measured on hardware or synthesised."
+    "MODEL PREDICTIONS unless a section says otherwise: resources from the resource model "
+    "(docs/resource-model.md), throughput from the DSE's cycle model (docs/architecture.md), "
+    "the schedule the array is sized for. The generated RTL does not implement all of that "
+    "schedule yet (docs/rtl.md): `--sim` adds this RTL's own cycles, `--synth` yosys "
+    "synthesis of the whole top. No Vivado here: nothing is measured on hardware."
 )
 
 
@@ -99,8 +105,6 @@ def build_report(cfg: AcceleratorConfig, board: Board,
             "provenance": res.provenance,
         },
         "networks": net_json,
-        "hooks": {"sim": "not available yet: needs the accelerator (issue 5)",
-                  "synth": "not available yet: needs the accelerator (issue 5)"},
     }
     return report, nets
 
@@ -179,12 +183,89 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {ly['name']} | {ly['mode']} | {ly['order']} | {ly['cycles']:,} | "
                          f"{ly['utilisation']:.2f} | {ly['bound']} | {oc} |")
         lines.append("")
-    lines += ["## Not available yet", "",
-              "- `--sim`: cycle-accurate simulation of the accelerator: needs the accelerator "
-              "(issue 5).",
-              "- `--synth`: synthesis of the whole accelerator: needs the accelerator (issue 5).",
-              ""]
+    lines += _sim_markdown(report.get("sim"), report["clock_mhz"])
+    lines += _synth_markdown(report.get("synth"))
+    missing = [f"- `{flag}`: {what}" for flag, key, what in (
+        ("--sim", "sim", "cycles of the generated RTL per network (its cycle model, exact "
+         "against Verilator; add `--verilator` to also simulate the Verilog top)"),
+        ("--synth", "synth", "yosys synthesis of the whole top (LUT, FF, DSP, BRAM36, LUT "
+         "levels of the deepest path)")) if not report.get(key)]
+    if missing:
+        lines += ["## Not in this report (ask with the flag)", "", *missing, ""]
     return "\n".join(lines)
+
+
+def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
+    if not sim:
+        return []
+    lines = [
+        "## Throughput of this RTL (`--sim`)",
+        "",
+        "Cycles of the generated RTL for one frame, from its cycle model "
+        "(`filmqnn_hw.accel.rtl_cycles`: the engine's sequencers, AXI DMAs and the Verilator "
+        "testbench's memory stepped without the data; equal to Verilator in every counter "
+        "and layer wherever both ran). Memory: read latency 40, write latency 10 cycles, all "
+        "ports capped together at the board's DDR bandwidth. Networks with seeded random "
+        "weights (the weights do not change the cycles); exported networks (`--manifest`) "
+        "run their own `program.bin`.",
+        "",
+        f"| network | input | RTL cycles | RTL FPS at {clock:g} MHz | paper FPS | RTL / paper "
+        "| DSE model FPS | RTL / DSE model cycles | stall weight / input / output |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, d in sim["networks"].items():
+        if "error" in d:
+            lines.append(f"| {n} | {d.get('input', '-')} | not run: {d['error']} | - | - | - | "
+                         "- | - | - |")
+            continue
+        paper = d.get("paper_fps")
+        rel = f"{d['fps'] / paper:.2f}" if paper else "-"
+        lines.append(
+            f"| {n} | {d['input']} | {d['cycles']:,} | {_fmt(d['fps'])} | "
+            f"{paper if paper is not None else '-'} | {rel} | "
+            f"{_fmt(d['dse_fps']) if 'dse_fps' in d else '-'} | "
+            f"{d.get('ratio_vs_dse', '-')} | "
+            f"{d['stall_weight']:,} / {d['stall_input']:,} / {d['stall_output']:,} |")
+    v = sim.get("verilator")
+    if v:
+        lines += [""]
+        if "error" in v:
+            lines.append(f"Verilator cross-check ({v['network']} {v['input']}): not done: "
+                         f"{v['error']}")
+        else:
+            lines.append(
+                f"Verilator cross-check: {v['network']} {v['input']} on the generated Verilog "
+                f"top: {v['cycles']:,} cycles, output bit-exact with the golden model: "
+                f"**{'yes' if v['bit_exact'] else 'NO'}**, every counter and layer equal to "
+                f"the RTL model: **{'yes' if v['model_equal'] else 'NO'}** (build "
+                f"{v['build_s']:.0f} s, run {v['run_s']:.0f} s).")
+    lines.append("")
+    return lines
+
+
+def _synth_markdown(syn: dict[str, Any] | None) -> list[str]:
+    if not syn:
+        return []
+    m = syn["model"]
+    lines = ["## Synthesis of the whole top (`--synth`)", ""]
+    if "error" in syn:
+        return lines + [f"Not done ({syn.get('tool', 'yosys')}): {syn['error']}", ""]
+    lines += [
+        f"`synth_xilinx -family {syn['family']} -flatten` of the generated top with "
+        f"{syn['tool']}, out of context ({syn['synth_s']:.0f} s). yosys is not Vivado "
+        "(benchmarks/results/arith.md lists the differences); the model column is the "
+        "resource model the DSE budgeted with.",
+        "",
+        "| resource | yosys | model | yosys / model |",
+        "|---|---|---|---|",
+    ]
+    for k in ("lut", "ff", "dsp", "bram36"):
+        ratio = syn[k] / m[k] if m[k] else float("nan")
+        lines.append(f"| {k.upper()} | {syn[k]:,.0f} | {m[k]:,.0f} | {ratio:.2f} |")
+    path = " -> ".join(f"`{x}`" for x in syn.get("deepest_path", [])[:16])
+    lines += ["", f"Deepest register-to-register path: {syn['lut_levels']} LUT levels"
+              + (f" ({path})" if path else "") + ".", ""]
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -229,12 +310,26 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def write_report(cfg: AcceleratorConfig, board: Board, out: Path,
-                 networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2")
+                 networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2"),
+                 *, sim: dict[str, Any] | None = None, synth: dict[str, Any] | None = None,
                  ) -> dict[str, Any]:
-    """Write ``config.json``, ``report.json``, ``report.md``, ``report.png`` into ``out``."""
+    """Write ``config.json``, ``report.json``, ``report.md``, ``report.png`` into ``out``.
+
+    ``sim`` (``{"networks": {name: record}, "verilator": record}``, records of
+    :mod:`filmqnn_hw.evaluate`) and ``synth`` (:func:`filmqnn_hw.evaluate.synthesize_top`)
+    add the measured sections.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report, _ = build_report(cfg, board, networks)
+    paper = PAPER_FPS.get(board.name, {})
+    if sim is not None:
+        for n, d in sim["networks"].items():
+            if n in paper and "fps" in d and d.get("input") == "3x224x224":
+                d["paper_fps"] = paper[n]
+        report["sim"] = sim
+    if synth is not None:
+        report["synth"] = synth
     text = json.dumps(report, indent=1, sort_keys=False, default=_json_default)
     atomic_write(out / "config.json", cfg.to_json() + "\n")
     atomic_write(out / "report.json", text + "\n")

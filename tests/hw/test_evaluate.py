@@ -1,0 +1,73 @@
+"""filmqnn_hw.evaluate: the records behind ``build --sim / --verilator / --synth``."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_program import small_network
+
+from filmqnn_hw.accel.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
+from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.evaluate import (
+    random_network,
+    rtl_network_cycles,
+    rtl_program_cycles,
+    synthesize_top,
+    verilator_check,
+)
+from filmqnn_hw.program import build_program
+
+#: a small array with a known DDR bandwidth (half a 128-bit beat per cycle)
+CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
+
+
+def test_rtl_network_cycles():
+    pytest.importorskip("torch")
+    rec = rtl_network_cycles(CFG, "resnet18", 32)
+    assert rec["input"] == "3x32x32" and "error" not in rec
+    g, _ = random_network("resnet18", CFG, 32)
+    pred = rtl_cycles(build_program(g, CFG), CFG, DdrTiming(beats_per_cycle=0.5))
+    assert rec["cycles"] == pred.cycles
+    assert [ly["cycles"] for ly in rec["layers"]] == pred.layers
+    assert rec["fps"] == pytest.approx(CFG.clock_mhz * 1e6 / pred.cycles, rel=1e-3)
+    assert rec["dse_cycles"] > 0 and rec["ratio_vs_dse"] == pytest.approx(
+        pred.cycles / rec["dse_cycles"], rel=1e-2)
+    assert rec["stall_weight"] + rec["stall_input"] + rec["stall_output"] < rec["cycles"]
+
+
+def test_rtl_program_cycles(tmp_path):
+    g = small_network(CFG)
+    prog = build_program(g, CFG)
+    f = tmp_path / "program.bin"
+    f.write_bytes(prog.to_bytes())
+    rec = rtl_program_cycles(CFG, f, "small")
+    assert rec["cycles"] == rtl_cycles(prog, CFG, DdrTiming(beats_per_cycle=0.5)).cycles
+    assert rec["input"] == "3x11x11"
+    assert rtl_cycles(ProgramImage.from_bytes(f.read_bytes(), CFG)).cycles == rec["cycles"]
+    # a corrupt program or one for another config is named, not run
+    data = bytearray(f.read_bytes())
+    data[200] ^= 1
+    f.write_bytes(bytes(data))
+    assert "CRC-32" in rtl_program_cycles(CFG, f, "small")["error"]
+    f.write_bytes(prog.to_bytes())
+    other = CFG.replace(tc=3)
+    assert "built for config" in rtl_program_cycles(other, f, "small")["error"]
+    assert "No such file" in rtl_program_cycles(CFG, tmp_path / "nope.bin", "x")["error"]
+
+
+def test_synthesize_top_names_a_missing_yosys(monkeypatch):
+    monkeypatch.setenv("FILMQNN_YOSYS", "/nonexistent/yosys")
+    rec = synthesize_top(CFG)
+    assert "FILMQNN_YOSYS" in rec["error"] and rec["model"]["lut"] > 0
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")
+def test_verilator_check(tmp_path):
+    pytest.importorskip("torch")
+    rec = verilator_check(CFG, "mobilenet_v2", 32, tmp_path)
+    assert "error" not in rec, rec.get("error")
+    assert rec["bit_exact"] and rec["model_equal"] and rec["status"] == 0
+    assert rec["cycles"] == rec["model_cycles"] > 0

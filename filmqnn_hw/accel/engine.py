@@ -364,8 +364,12 @@ class ProgramEngine(wiring.Component):
         m.submodules.dv_xhi = dv_xhi = ConstDivider(DIM, WPB)
         m.d.comb += [dv_xlo.x.eq(xlo.as_unsigned()[:DIM]), dv_xhi.x.eq(xhi.as_unsigned()[:DIM])]
         ld_wait = Signal(range(DIM + 3))
-        c0n = Signal(signed(8))  # bx0 WPB - xb, within (-WPB, PMAX]: a short divide
-        m.d.comb += c0n.eq(bx0 * WPB - ld_xb)
+        # c0n = bx0 WPB - xb, the bank column of word 0 of the first beat relative to the
+        # rectangle, is -(xlo mod WPB) when xb >= 0 (xlo = xb) and -xb in 1..PMAX when xb < 0
+        # (xlo = 0): its floor quotient and remainder by WPB come from the divider's remainder
+        # or a small table, registered in SETUP (a signed divide here was 10 LUT levels)
+        nxb = Signal(range(PMAX + 1))
+        m.d.comb += nxb.eq((0 - ld_xb)[:len(nxb)])
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(ld_go):
@@ -387,6 +391,15 @@ class ProgramEngine(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += ldc_busy.eq(1)
+                with m.If(ld_xb < 0):
+                    with m.Switch(nxb):
+                        for v in range(1, PMAX + 1):
+                            with m.Case(v):
+                                m.d.sync += [ld_q0.eq(v // WPB), ld_rot.eq(v % WPB)]
+                with m.Elif(dv_xlo.r == 0):
+                    m.d.sync += [ld_q0.eq(0), ld_rot.eq(0)]
+                with m.Else():
+                    m.d.sync += [ld_q0.eq(-1), ld_rot.eq(WPB - dv_xlo.r)]
                 m.d.sync += [
                     bx0.eq(dv_xlo.q),
                     wx0.eq(dv_xlo.r),
@@ -401,7 +414,6 @@ class ProgramEngine(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += [ldc_busy.eq(1), ldc_go.eq(1)]
-                m.d.sync += [ld_q0.eq(c0n // WPB), ld_rot.eq(c0n % WPB)]
                 m.d.sync += [ldc_j.eq(0), ldc_y.eq(ylo), ldc_plane.eq(plane_addr),
                              ldc_row.eq(plane_addr + row_off)]
                 m.next = "CMD"
@@ -423,7 +435,7 @@ class ProgramEngine(wiring.Component):
                 with m.If(ldc_go):
                     m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0), ld_x.eq(xlo),
                                  ld_wa.eq(ld_wrow0), ld_wi.eq(wx0),
-                                 ld_xbeat.eq(bx0 * WPB), ld_q.eq(c0n // WPB)]
+                                 ld_xbeat.eq(bx0 * WPB), ld_q.eq(ld_q0)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += ldd_busy.eq(1)

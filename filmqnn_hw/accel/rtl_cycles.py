@@ -146,8 +146,9 @@ class _Fifo:
 
 class _Reader:
     """One read port: the command skid buffer, burst splitter, registered AR and outstanding
-    count of :class:`~filmqnn_hw.axi.burst_reader.AXI4BurstReader`, and the testbench's
-    slave (bursts in order, the first beat ``read_latency`` after the AR handshake)."""
+    count of :class:`~filmqnn_hw.axi.burst_reader.AXI4BurstReader`, the skid buffer on its
+    read data, and the testbench's slave (bursts in order, the first beat ``read_latency``
+    after the AR handshake)."""
 
     def __init__(self, bb: int, tim: DdrTiming, outstanding: int = 16) -> None:
         self.bb, self.tim = bb, tim
@@ -160,18 +161,20 @@ class _Reader:
         self.lastq = _Fifo(outstanding)
         self.rq: deque = deque()  # [beats left, ready_at]
         self.rvalid = False
+        # read-data skid buffer: output register (valid, "last of command") and the skid
+        self.d_valid, self.d_last, self.d_skid, self.d_skid_last = False, False, False, False
         self.cmd_in: tuple | None = None  # (addr, beats, tag) offered this cycle
-        self.r_ready = False
+        self.r_ready = False  # the engine takes the beat at the skid buffer's output
 
     def cmd_ready(self) -> bool:
         return not self.skid_valid
 
     def data_valid(self) -> bool:
-        return self.rvalid and self.lastq.level > 0
+        return self.d_valid
 
     def data_last(self) -> bool:
-        """The beat on the bus ends its command (valid only with :meth:`data_valid`)."""
-        return self.rq[0][0] == 1 and self.lastq.items[0]
+        """The beat at the output ends its command (meaningful with :meth:`data_valid`)."""
+        return self.d_last
 
     def drive(self, now: int, ddr_ok: bool) -> None:
         if not self.rvalid:
@@ -180,8 +183,17 @@ class _Reader:
     def edge(self, now: int, sim: _Sim) -> bool:
         """Handshakes of this cycle and the register updates; returns whether R moved."""
         ar_hs = self.arvalid and len(self.rq) < self.tim.max_outstanding
-        r_hs = self.rvalid and self.r_ready and self.lastq.level > 0
+        i_valid = self.rvalid and self.lastq.level > 0
+        r_hs = i_valid and not self.d_skid  # RREADY: the data skid buffer has room
         r_done = r_hs and self.rq[0][0] == 1
+        i_last = r_done and self.lastq.items[0]
+        if self.r_ready or not self.d_valid:
+            if self.d_skid:
+                self.d_valid, self.d_last, self.d_skid = True, self.d_skid_last, False
+            else:
+                self.d_valid, self.d_last = i_valid, i_last
+        elif r_hs:
+            self.d_skid, self.d_skid_last = True, i_last
         was_active = self.active
         issue = False
         if (not self.arvalid) or ar_hs:

@@ -8,6 +8,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..axi.burst_reader import read_data_layout
 from ..axi.burst_split import command_layout
 from ..axi.dma import AXI4DMA
 from ..axi.lite_regs import AXI4LiteControl, accelerator_control_map
@@ -100,7 +101,12 @@ class FilmQnnAccelerator(wiring.Component):
             command_layout(self.addr_width, LEN_WIDTH))
         wiring.connect(m, eng.rd_cmd, rd_reg.i)
         wiring.connect(m, rd_reg.o, dma.rd_cmd)
-        wiring.connect(m, dma.rd_data, eng.rd_data)
+        # and one on the read data: RREADY comes from a register instead of the engine's
+        # consumers (the loader's column logic was an 11-13 LUT-level path into RREADY)
+        rdl = read_data_layout(self.config.axi_data_bits)
+        m.submodules.rd_data_reg = rd_dreg = StreamSkidBuffer(rdl)
+        wiring.connect(m, dma.rd_data, rd_dreg.i)
+        wiring.connect(m, rd_dreg.o, eng.rd_data)
         wiring.connect(m, eng.wr_cmd, dma.wr_cmd)
         wiring.connect(m, eng.wr_data, dma.wr_data)
         rd_error = dma.rd_error
@@ -115,7 +121,10 @@ class FilmQnnAccelerator(wiring.Component):
             m.submodules[f"w_cmd_reg{k + 1}"] = w_reg
             wiring.connect(m, eng.w_cmd[k], w_reg.i)
             wiring.connect(m, w_reg.o, wdma.rd_cmd)
-            wiring.connect(m, wdma.rd_data, eng.w_data[k])
+            w_dreg = StreamSkidBuffer(rdl)
+            m.submodules[f"w_data_reg{k + 1}"] = w_dreg
+            wiring.connect(m, wdma.rd_data, w_dreg.i)
+            wiring.connect(m, w_dreg.o, eng.w_data[k])
             rd_error = rd_error | wdma.rd_error | wdma.wr_error
         m.d.comb += [eng.wr_busy.eq(dma.wr_busy), eng.rd_error.eq(rd_error),
                      eng.wr_error.eq(dma.wr_error), self.interrupt.eq(ctl.interrupt)]

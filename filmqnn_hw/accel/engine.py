@@ -238,6 +238,7 @@ class ProgramEngine(wiring.Component):
         u_offset = Signal(signed(Y_BITS))
         u_shift = Signal(SHIFT_BITS)
         mode = Signal(2)  # PE mode
+        in_skip = Signal()  # 1x1, stride 2, no padding: only the even input rows are read
         is_max = Signal()
         has_w = Signal()  # conv-like: weights and per-channel params from DDR
         n_chunks = Signal(DIM)
@@ -324,6 +325,10 @@ class ProgramEngine(wiring.Component):
         ld_hin, ld_win = Signal(DIM), Signal(DIM)
         ld_h, ld_wd = Signal(DIM), Signal(DIM)
         ld_pitch = Signal(range(TC_IN + 1))
+        # row step: a 1x1 stride-2 window without padding reads every other input row only
+        ld_rstep = Signal(33)  # DDR bytes from one loaded row to the next
+        ld_pstep = Signal(range(2 * TC_IN + 1))  # buffer words from one loaded row to the next
+        ld_skip = Signal()  # the row step is 2
         ylo, yhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         xlo, xhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         bx0 = Signal(DIM)
@@ -429,7 +434,8 @@ class ProgramEngine(wiring.Component):
                         with m.If(ldc_j + 1 == ld_nvalid):
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [ldc_y.eq(ldc_y + 1), ldc_row.eq(ldc_row + ld_rstride)]
+                        m.d.sync += [ldc_y.eq(ldc_y + 1 + ld_skip),
+                                     ldc_row.eq(ldc_row + ld_rstep)]
         with m.FSM(name="loader_data"):
             with m.State("IDLE"):
                 with m.If(ldc_go):
@@ -463,7 +469,8 @@ class ProgramEngine(wiring.Component):
                             with m.If(ld_j + 1 == ld_nvalid):
                                 m.next = "IDLE"
                         with m.Else():
-                            m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch)]
+                            m.d.sync += [ld_y.eq(ld_y + 1 + ld_skip),
+                                         ld_wrow.eq(ld_wrow + ld_pstep)]
                     with m.Else():
                         m.d.sync += [ld_xbeat.eq(ld_xbeat + WPB), ld_q.eq(ld_q + 1)]
                 with m.If(self.rd_data.valid & ld_res & ~f_hold):  # residual: a word/cycle
@@ -699,6 +706,8 @@ class ProgramEngine(wiring.Component):
                              ld_yb.eq(f_yb), ld_xb.eq(f_xb),
                              ld_hin.eq((f_rows - 1) * sh + kh), ld_win.eq((f_cols - 1) * sw + kw),
                              ld_plane0.eq(f_inplane0), ld_pitch.eq(CW),
+                             ld_rstep.eq(Mux(in_skip, in_row << 1, in_row)),
+                             ld_pstep.eq(Mux(in_skip, 2 * CW, CW)), ld_skip.eq(in_skip),
                              ld_nplanes.eq(Mux(mode == MODE_DENSE, geo.in_planes,
                                                geo.out_planes))]
                 m.next = "IN_LD"
@@ -738,7 +747,8 @@ class ProgramEngine(wiring.Component):
                              ld_pstride.eq(res_plane), ld_rstride.eq(res_row),
                              ld_plimit.eq(out_planes_total), ld_h.eq(out_h), ld_wd.eq(out_w),
                              ld_yb.eq(f_r0), ld_xb.eq(f_c0), ld_hin.eq(f_rows), ld_win.eq(f_cols),
-                             ld_plane0.eq(f_plane0), ld_pitch.eq(TC),
+                             ld_plane0.eq(f_plane0), ld_pitch.eq(TC), ld_rstep.eq(res_row),
+                             ld_pstep.eq(TC), ld_skip.eq(0),
                              ld_nplanes.eq(geo.out_planes)]
                 with m.If(has_res):
                     m.next = "RES_LD"
@@ -1198,8 +1208,11 @@ class ProgramEngine(wiring.Component):
             for j, (_, rp) in enumerate(obufs):
                 with m.Case(j):
                     m.d.comb += rd_data_o.eq(rp.data)
+        # the output tile is read one beat ahead of the W channel: the beat of st_bx is on the
+        # read port while it is offered; the next one is read in the cycle it is taken
+        st_nx = Signal()
         for _, rp in obufs:
-            m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx)
+            m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx + st_nx)
         s_lo = Mux(st_bx == 0, ot_s0, 0)
         s_hi = Mux(st_bx == st_nb - 1, st_slast, WPB - 1)
         strb = Signal(BB)
@@ -1314,15 +1327,12 @@ class ProgramEngine(wiring.Component):
                     m.d.comb += [self.wr_cmd.valid.eq(1),
                                  self.wr_cmd.p.addr.eq(st_plane_addr + (st_bx0 << LB)),
                                  self.wr_cmd.p.beats.eq(st_nb)]
-                    with m.If(self.wr_cmd.ready):
+                    with m.If(self.wr_cmd.ready):  # and read the row's first beat
+                        for _, rp in obufs:
+                            m.d.comb += rp.en.eq(1)
                         m.d.sync += st_bx.eq(0)
-                        m.next = "ST_RD"
-            with m.State("ST_RD"):
-                m.d.comb += dr_store.eq(1)
-                for _, rp in obufs:
-                    m.d.comb += rp.en.eq(1)
-                m.next = "ST_WR"
-            with m.State("ST_WR"):
+                        m.next = "ST_WR"
+            with m.State("ST_WR"):  # one beat per cycle while the W channel takes them
                 m.d.comb += [dr_store.eq(1), self.wr_data.valid.eq(1),
                              self.wr_data.p.data.eq(rd_data_o), self.wr_data.p.strb.eq(strb)]
                 with m.If(self.wr_data.ready):
@@ -1331,8 +1341,10 @@ class ProgramEngine(wiring.Component):
                                      st_plane_addr.eq(st_plane_addr + out_plane)]
                         m.next = "ST_CMD"
                     with m.Else():
+                        m.d.comb += st_nx.eq(1)
+                        for _, rp in obufs:
+                            m.d.comb += rp.en.eq(1)
                         m.d.sync += st_bx.eq(st_bx + 1)
-                        m.next = "ST_RD"
             with m.State("NEXT"):
                 m.d.sync += d_b.eq(~d_b)
                 with m.If(d_last):
@@ -1342,6 +1354,7 @@ class ProgramEngine(wiring.Component):
 
         # ================= main sequencer: program header, descriptors, layers =============
         bad_op, bad_win, bad_addr, bad_dim = Signal(), Signal(), Signal(), Signal()
+        lay_last = Signal()
         m.d.comb += ctrl.idle.eq(~busy)
         ax_err = Signal()
         m.d.comb += ax_err.eq(self.rd_error | self.wr_error)
@@ -1495,6 +1508,10 @@ class ProgramEngine(wiring.Component):
                     m.next = "LAYER"
             with m.State("LAYER"):
                 m.d.comb += cls_i.eq(1)
+                # the program ends after this layer: a register, not a 16-bit compare on the
+                # path into the main state (12 LUT levels on PYNQ-Z2)
+                m.d.sync += lay_last.eq(((flags & FLAG_LAST) != 0) | (layer + 1 == n_layers))
+                m.d.sync += in_skip.eq((kh == 1) & (sh == 2) & (ph == 0))
                 conv_like = (op == OP_CONV) | (op == OP_LINEAR) | (op == OP_DW)
                 m.d.sync += [
                     mode.eq(Mux(op == OP_DW, MODE_DW,
@@ -1539,7 +1556,7 @@ class ProgramEngine(wiring.Component):
                     with m.If(ax_err):
                         m.d.sync += status.eq(ST_AXI | (layer << 8))
                         m.next = "FINISH"
-                    with m.Elif(((flags & FLAG_LAST) != 0) | (layer + 1 == n_layers)):
+                    with m.Elif(lay_last):
                         m.next = "FINISH"
                     with m.Else():
                         m.next = "DESC_CMD"

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import AcceleratorConfig
@@ -72,7 +72,8 @@ class DdrTiming:
 class RtlCycles:
     """Predicted counters of one run: ``cycles`` and the stall counters as the control
     registers give them, and ``layers[i]``: cycles of descriptor ``i`` (named
-    ``names[i]``), which sum to ``cycles``."""
+    ``names[i]``), which sum to ``cycles``, with that layer's share of the stall counters in
+    ``layer_stalls[i]``."""
 
     layers: list[int]
     names: list[str]
@@ -80,6 +81,8 @@ class RtlCycles:
     stall_weight: int
     stall_input: int
     stall_output: int
+    #: per layer: (stall_weight, stall_input, stall_output) cycles, summing to the totals
+    layer_stalls: list[tuple[int, ...]] = field(default_factory=list)
 
     def fps(self, clock_mhz: float) -> float:
         """Frames per second at ``clock_mhz`` (one frame per start)."""
@@ -89,8 +92,10 @@ class RtlCycles:
         """JSON-able summary."""
         return {"cycles": self.cycles, "stall_weight": self.stall_weight,
                 "stall_input": self.stall_input, "stall_output": self.stall_output,
-                "layers": [{"name": n, "cycles": c}
-                           for n, c in zip(self.names, self.layers, strict=True)]}
+                "layers": [{"name": n, "cycles": c, "stall_weight": w, "stall_input": i,
+                            "stall_output": o}
+                           for n, c, (w, i, o) in zip(self.names, self.layers,
+                                                      self.layer_stalls, strict=True)]}
 
 
 @dataclass(frozen=True)
@@ -473,7 +478,9 @@ class _Sim:
         for r in rds:
             r.drive(now, ok)
         wr.drive(now, ok)
+        snaps: list[tuple[int, int, int]] = []  # stall counters when each descriptor is read
         while busy:
+            snap = (st_w, st_i, st_o)
             if now >= max_cycles:
                 raise RuntimeError(f"rtl_cycles: no ap_done after {max_cycles} cycles")
             # ================= combinational view of the registers =================
@@ -503,7 +510,7 @@ class _Sim:
             cp_wait_in = c_state in ("POP", "CHUNK_WAIT")
             cp_wait_acc = c_state == "ACC_WAIT"
             cp_issue = c_state == "RUN"
-            dr_store = d_state in ("ST_CMD", "ST_RD", "ST_WR")
+            dr_store = d_state in ("ST_CMD", "ST_WR")
             set_in, clr_in, set_w, clr_w = [0, 0], [0, 0], [0, 0], [0, 0]
             set_acc, clr_acc, set_busy, clr_busy, set_res = [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]
             new_in_layer = in_layer
@@ -621,12 +628,12 @@ class _Sim:
                         if ldc_j == ld["nvalid"]:
                             ld_next = "IDLE"
                     else:
-                        ldc_y += 1
-                        ldc_row += ld["rstride"]
+                        ldc_y += ld["ystep"]
+                        ldc_row += ld["rstride"] * ld["ystep"]
             # ================= activation loader: data side =================
             if ld_state == "IDLE":
                 if ldc_go:
-                    nrows = ld["yhi"] - ld["ylo"] + 1
+                    nrows = (ld["yhi"] - ld["ylo"]) // ld["ystep"] + 1
                     dd_left = ld["nvalid"] * nrows * ld["nbeats"]  # input: beats
                     dd_j, dd_y, dd_x, dd_wi = 0, ld["ylo"], ld["xlo"], ld["wx0"]
                     ld_state = "DATA"
@@ -756,7 +763,8 @@ class _Sim:
                           wd=Ly["in_w"], yb=f_yb, xb=f_xb,
                           hin=(f_rows - 1) * Ly["sh"] + Ly["kh"],
                           win=(f_cols - 1) * Ly["sw"] + Ly["kw"], plane0=f_inplane0,
-                          nplanes=INP if mode == MODE_DENSE else OUTP)
+                          nplanes=INP if mode == MODE_DENSE else OUTP,
+                          ystep=2 if Ly["kh"] == 1 and Ly["sh"] == 2 and Ly["ph"] == 0 else 1)
                 f_state = "IN_LD"
             elif f_state == "IN_LD":
                 f_state = "PRM_RD" if f_prm else ("W_RD" if f_wl else "IN_ANN")
@@ -776,7 +784,7 @@ class _Sim:
                 ld.update(res=True, tensor=Ly["res_addr"], pstride=Ly["res_plane"],
                           rstride=Ly["res_row"], plimit=Ly["out_planes_total"],
                           h=Ly["out_h"], wd=Ly["out_w"], yb=f_r0, xb=f_c0, hin=f_rows,
-                          win=f_cols, plane0=f_plane0, nplanes=OUTP)
+                          win=f_cols, plane0=f_plane0, nplanes=OUTP, ystep=1)
                 f_state = "RES_LD" if Ly["has_res"] else "NEXT"
             elif f_state == "RES_LD":
                 f_state = "RES_WAIT"
@@ -974,9 +982,7 @@ class _Sim:
                     wr.cmd_in = (st_plane_addr + st_bx0 * BB, st_nb)
                     if wr.cmd_ready():
                         st_bx = 0
-                        d_state = "ST_RD"
-            elif d_state == "ST_RD":
-                d_state = "ST_WR"
+                        d_state = "ST_WR"
             elif d_state == "ST_WR":
                 wr.data_in = True
                 if wr.data_ready():
@@ -987,7 +993,6 @@ class _Sim:
                         d_state = "ST_CMD"
                     else:
                         st_bx += 1
-                        d_state = "ST_RD"
             elif d_state == "NEXT":
                 d_b ^= 1
                 d_state = "IDLE" if d_last else "POP"
@@ -999,7 +1004,10 @@ class _Sim:
             ot_count += int(pushed) - int(popped)
 
             # ================= clock edge: handshakes, registers, memory =================
+            n_desc = len(self.desc_at)
             r_hs = [r.edge(now, self) for r in rds]
+            if len(self.desc_at) > n_desc:  # a layer starts: stall counters before this cycle
+                snaps.append(snap)
             w_hs, b_hs = wr.edge()
             if rate > 0:
                 self.tokens -= sum(r_hs) + int(w_hs)
@@ -1030,8 +1038,12 @@ class _Sim:
         per = [e - b for b, e in zip(at, ends, strict=True)]
         if per:
             per[0] += at[0]
+            snaps[0] = (0, 0, 0)
+        marks = [*snaps, (st_w, st_i, st_o)]
+        stalls = [tuple(b - a for a, b in zip(x, y, strict=True))
+                  for x, y in zip(marks, marks[1:], strict=False)]
         return RtlCycles(layers=per, names=names, cycles=cycles, stall_weight=st_w,
-                         stall_input=st_i, stall_output=st_o)
+                         stall_input=st_i, stall_output=st_o, layer_stalls=stalls)
 
 
 def rtl_cycles(program: LayerProgram | ProgramImage, config: AcceleratorConfig | None = None,

@@ -31,6 +31,11 @@ def test_layers_partition_the_cycle_counter(prog_b2):
     assert sum(r.layers) == r.cycles
     # the stall counters classify cycles in which the PE array does not issue
     assert 0 < r.stall_weight + r.stall_input + r.stall_output < r.cycles
+    # per layer, the stall counters split the totals; no layer stalls longer than it runs
+    assert len(r.layer_stalls) == len(r.layers)
+    assert [sum(x) for x in zip(*r.layer_stalls, strict=True)] == [
+        r.stall_weight, r.stall_input, r.stall_output]
+    assert all(sum(s) < c for s, c in zip(r.layer_stalls, r.layers, strict=True))
     assert r.fps(100.0) == pytest.approx(1e8 / r.cycles)
     d = r.as_dict()
     assert [x["cycles"] for x in d["layers"]] == r.layers

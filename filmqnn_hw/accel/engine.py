@@ -1211,6 +1211,9 @@ class ProgramEngine(wiring.Component):
         # the output tile is read one beat ahead of the W channel: the beat of st_bx is on the
         # read port while it is offered; the next one is read in the cycle it is taken
         st_nx = Signal()
+        # output planes of this tile: min(OUTP, planes left), a register (the compare with an
+        # adder in front of it sat on a 10-LUT-level path into the write splitter)
+        st_np = Signal(range(geo.out_planes + 1))
         for _, rp in obufs:
             m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx + st_nx)
         s_lo = Mux(st_bx == 0, ot_s0, 0)
@@ -1261,6 +1264,8 @@ class ProgramEngine(wiring.Component):
                     m.next = "SETUP"
             with m.State("SETUP"):  # per-tile addresses of the output side
                 lg0 = out_addr + d_mo * out_plane + d_r0 * out_row + d_c0 * 2
+                left = out_planes_total - d_plane0
+                m.d.sync += st_np.eq(Mux(left < geo.out_planes, left, geo.out_planes))
                 m.d.sync += [
                     ot_s0.eq(dv_c0.r), st_bx0.eq(dv_c0.q),
                     st_slast.eq(dv_last.r), st_nb.eq(dv_last.q - dv_c0.q + 1),
@@ -1317,7 +1322,7 @@ class ProgramEngine(wiring.Component):
                         m.next = "ST_CMD"
             with m.State("ST_CMD"):
                 m.d.comb += dr_store.eq(1)
-                with m.If((st_j == geo.out_planes) | (d_plane0 + st_j >= out_planes_total)):
+                with m.If(st_j == st_np):
                     m.d.sync += [st_j.eq(0), st_r.eq(st_r + 1),
                                  st_row_addr.eq(st_row_addr + out_row),
                                  st_plane_addr.eq(st_row_addr + out_row)]

@@ -242,6 +242,7 @@ class ProgramEngine(wiring.Component):
         is_max = Signal()
         has_w = Signal()  # conv-like: weights and per-channel params from DDR
         n_chunks = Signal(DIM)
+        last_chunk = Signal(DIM)  # n_chunks - 1: "last chunk" is an equality, not an adder
         taps = Signal(range(KMAX * KMAX + 1))
         taps_wf = Signal(range(KMAX * KMAX * WF + 1))  # weight-memory slices of one chunk
         chunk_bytes = Signal(24)
@@ -738,7 +739,7 @@ class ProgramEngine(wiring.Component):
                             m.d.sync += [f_k0.eq(nk), f_a0s.eq(f_a0s + t_divk_wf)]
                     else:
                         m.d.sync += f_a0s.eq(f_a0s + t_divk_wf)
-                    with m.If(f_no + 1 == n_chunks):
+                    with m.If(f_no == last_chunk):
                         m.next = "RES_GO"
                     with m.Else():
                         m.next = "CHUNK"
@@ -1052,7 +1053,7 @@ class ProgramEngine(wiring.Component):
                             with m.If(tap + 1 == taps):  # chunk done: its banks are free
                                 m.d.comb += clr_in.eq(Mux(c_cb, 2, 1))
                                 m.d.sync += [c_cb.eq(~c_cb), c_no.eq(c_no + 1)]
-                                with m.If(c_no + 1 == n_chunks):
+                                with m.If(c_no == last_chunk):
                                     m.next = "FLUSH"
                                 with m.Else():
                                     m.next = "CHUNK_WAIT"
@@ -1544,7 +1545,7 @@ class ProgramEngine(wiring.Component):
             with m.State("GO"):
                 m.d.comb += [run_go.eq(1), cls_i.eq(1)]
                 m.d.sync += [in_layer.eq(1), w_full.eq(0),
-                             group_bytes.eq(chunk_bytes * n_chunks),
+                             group_bytes.eq(chunk_bytes * n_chunks), last_chunk.eq(n_chunks - 1),
                              w_resident.eq(n_chunks * taps <= DWB)]
                 m.next = "RUN"
             with m.State("RUN"):

@@ -32,30 +32,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the same frame on the generated RTL top in Verilator")
     args = ap.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(1)
     from filmqnn_hw.dse import design
+    from filmqnn_hw.evaluate import random_network
     from filmqnn_hw.hls import build_csim, run_csim
     from filmqnn_hw.program import build_program
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
-    from filmqnn_quant.qat import prepare_qat
 
     cfg = design(args.board, 0.05)
-    shape = (3, args.size, args.size)
-    torch.manual_seed(0)
-    model = build_model("resnet18", width_mult=args.width, num_classes=1000)
-    x = torch.rand(2, *shape)
-    qm = prepare_qat(model, cfg, ratio=0.05, example_input=x)
-    qm.train()
-    with torch.no_grad():
-        qm(x)
-    qm.select_8bit(x)
-    qm.eval()
-    graph = to_integer(qm, shape, cfg)
-    codes = quantize_input(x[:1].numpy(), graph.input.scale, graph.input.zero_point)
+    graph, codes = random_network("resnet18", cfg, args.size, args.width)
     prog = build_program(graph, cfg)
     macs = sum(int(np.prod(op.weight.shape)) * graph.tensors[op.output].height
                * graph.tensors[op.output].width for op in graph.conv_ops())
@@ -111,12 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rtl is not None:
         from filmqnn_hw.accel.limits import geometry
+        from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
         from filmqnn_hw.cycles import network_cycles
         from filmqnn_hw.networks import from_intgraph
         from filmqnn_hw.report import PAPER_FPS
 
         t_emit, t_vbuild, t_vsim, run = rtl
         model = network_cycles(cfg, from_intgraph(graph))
+        t0 = time.perf_counter()
+        ddr = cfg.ddr_beats_per_cycle
+        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=ddr if ddr > 0 else 0.0))
+        t_pred = time.perf_counter() - t0
         paper = PAPER_FPS.get(args.board, {}).get("resnet18") if args.size == 224 else None
         k = geometry(cfg).weight_ports
         rtl_equal = bool(np.array_equal(prog.read_output(run.memory), ref))
@@ -130,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
              f"1 + {k} weight port(s) / {cfg.ddr_bytes_per_cycle:g} B per cycle"),
             ("RTL top: `cycles` register (simulated clock cycles)",
              f"{cyc:,} ({cfg.clock_mhz * 1e6 / cyc:.2f} FPS at {cfg.clock_mhz:g} MHz)"),
-            ("cycle model, same network and config",
-             f"{model.cycles:,} ({model.fps:.2f} FPS); RTL / model = "
+            ("cycle model of the RTL (`accel/rtl_cycles.py`), same program and memory",
+             f"{pred.cycles:,} ({'equal to' if pred.cycles == cyc else '**differs from**'} "
+             f"the RTL; model wall {t_pred:.1f} s)"),
+            ("DSE cycle model (`filmqnn_hw.cycles`), same network and config",
+             f"{model.cycles:,} ({model.fps:.2f} FPS); RTL / DSE model = "
              f"{cyc / model.cycles:.2f}"),
             ("paper FPS (FILM-QNN, same board)", f"{paper}" if paper else "-"),
             ("C-sim wall / Verilator wall", f"{t_csim / t_vsim:.2f}"),

@@ -3,15 +3,15 @@
     python benchmarks/rtl_model.py                          # pynq_z2, zcu102; 3 networks
     python benchmarks/rtl_model.py --configs zcu102 --nets resnet18 --size 224
 
-Verilator cannot run a full frame on every configuration here (the ZCU102 top takes 8 minutes
-and 9 GB to build and simulates about 3 k cycles/s: a ResNet-18 frame would take hours).
+Verilator is slow on the large configurations (the ZCU102 top takes 8 minutes and 9 GB to
+build and simulates about 3 k cycles/s).
 ``filmqnn_hw.accel.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
 on the same layer program without the data, and equals Verilator exactly wherever both ran
 (``benchmarks/results/rtl_sim.md``: every counter and every layer of six 64x64 networks on
-three configs; ``hls_csim_pynq_z2.md``: the 224x224 ResNet-18 frame on PYNQ-Z2; the tests
-compare them with ``==``). This benchmark uses it for what Verilator cannot do in reasonable
-time: every network of the report at full size on both boards, with the DDR capped at the
-board's bandwidth (read latency 40, write latency 10 cycles, as in the testbench).
+three configs and of 224x224 frames on both boards; the tests compare them with ``==``). This
+benchmark uses it where Verilator takes too long (ResNet-50 on ZCU102 would take hours): every
+network of the report at full size on both boards, with the DDR capped at the board's
+bandwidth (read latency 40, write latency 10 cycles, as in the testbench).
 
 For each (config, network): RTL cycles per frame and per layer, FPS at the config's clock,
 the stall counters, the DSE model's prediction (``filmqnn_hw.cycles``) for the same network,
@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from rtl_sim import get_config  # noqa: E402
 
-from filmqnn_hw.report import PAPER_FPS  # noqa: E402
+from filmqnn_hw.report import PAPER_FPS, atomic_write  # noqa: E402
 
 CONFIGS = ("pynq_z2", "zcu102")
 NETS = ("resnet18", "mobilenet_v2", "resnet50")
@@ -61,9 +60,10 @@ def render(data: dict) -> str:
         "here come from `filmqnn_hw.accel.rtl_cycles`, the cycle model of the generated RTL "
         "(its sequencers, AXI DMAs and the Verilator testbench's memory, stepped without "
         "the data), not from Verilator: the model equals Verilator exactly wherever both ran "
-        "(`rtl_sim.md`: every counter and every layer of six 64x64 networks on three configs; "
-        "`hls_csim_pynq_z2.md`: 3,564,180 cycles for ResNet-18 224x224 on PYNQ-Z2, the same "
-        "as this table). Memory: read latency 40, write latency 10 cycles, all AXI ports "
+        "(`rtl_sim.md`: every counter and every layer of six 64x64 networks on three configs "
+        "and of the 224x224 ResNet-18 and MobileNet-V2 frames on both boards; "
+        "`hls_csim_pynq_z2.md`: ResNet-18 224x224 on PYNQ-Z2). Memory: read latency 40, "
+        "write latency 10 cycles, all AXI ports "
         "capped together at the board's DDR bandwidth. Not hardware: no Vivado, no board "
         "here. **DSE model**: `filmqnn_hw.cycles`, the schedule the design-space "
         "exploration sized the arrays for, which assumes features the RTL does not have yet "
@@ -125,13 +125,6 @@ def render(data: dict) -> str:
     return "\n".join(md)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default=",".join(CONFIGS))
@@ -156,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             data["runs"][f"{key}/{net}@{args.size}"] = rec
             print(f"[{key}] {json.dumps({k: v for k, v in rec.items() if k != 'layers'})}",
                   flush=True)
-            _atomic_write(jpath, json.dumps(data, indent=1, sort_keys=True) + "\n")
-            _atomic_write(out / "rtl_model.md", render(data))
+            atomic_write(jpath, json.dumps(data, indent=1, sort_keys=True) + "\n")
+            atomic_write(out / "rtl_model.md", render(data))
     print(render(data))
     return 1 if any("error" in r for r in data["runs"].values()) else 0
 

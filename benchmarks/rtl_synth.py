@@ -2,7 +2,7 @@
 
     python benchmarks/rtl_synth.py                       # mid and pynq_z2 configs
     python benchmarks/rtl_synth.py --configs mid         # one config (results merge)
-    python benchmarks/rtl_synth.py --configs zcu102 --budget-s 7200
+    python benchmarks/rtl_synth.py --configs zcu102 --budget-s 10800 --yosys yosys  # native yosys
 
 For each configuration: emit the Verilog top (``filmqnn_hw.accel.top.emit_verilog``), run
 ``synth_xilinx -family {xc7|xcup} -flatten`` on it (``filmqnn_hw.synth.synthesize_verilog``,
@@ -60,6 +60,20 @@ def _child(name: str, q, budget_s: float) -> None:
     q.put({"emit_s": t_emit, "synth_s": time.perf_counter() - t0, "result": res.to_dict()})
 
 
+def _commit() -> str:
+    """The repository's HEAD (short), "+dirty" with uncommitted changes; "?" outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=HERE, capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return "?"
+    return (head or "?") + ("+dirty" if dirty.strip() else "")
+
+
 def run_one(name: str, budget_s: float) -> dict:
     from filmqnn_hw.resources import predict
     from filmqnn_hw.synth import yosys_version
@@ -71,7 +85,7 @@ def run_one(name: str, budget_s: float) -> dict:
                     f"G={cfg.act_pack} AXI {cfg.axi_data_bits} b",
            "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp, "bram36": pred.bram36},
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "tool": yosys_version()}
+           "tool": yosys_version(), "commit": _commit()}
     q = mp.get_context("spawn").Queue()
     p = mp.get_context("spawn").Process(target=_child, args=(name, q, budget_s))
     t0 = time.perf_counter()
@@ -133,6 +147,30 @@ def render(data: dict) -> str:
                   f"{cell('ff')} | "
                   f"{cell('dsp')} | {cell('bram36', ',.1f')} | {y['lut_levels']} | "
                   f"{r['synth_s']:.0f} |")
+    md += ["", "Against the device (yosys count; Vivado packs LUTs differently):",
+           ""]
+    for name in sorted(data):
+        r = data[name]
+        if r.get("status") != "done":
+            continue
+        try:
+            from boards import load_board
+
+            dev = load_board(name).resources()
+        except Exception:  # the test arrays are not boards
+            continue
+        y = r["yosys"]
+        use = ", ".join(f"{k.upper()} {y[k]:,.{1 if k == 'bram36' else 0}f} of {dev[k]:,} "
+                        f"({100 * y[k] / dev[k]:.0f}%)" for k in ("lut", "ff", "dsp", "bram36"))
+        over = [k.upper() for k in ("lut", "ff", "dsp", "bram36") if y[k] > dev[k]]
+        verdict = (f"**does not fit: {', '.join(over)} over the device**" if over
+                   else "fits")
+        md.append(f"* {name}: {use}: {verdict}.")
+    notes = [(n, data[n]) for n in sorted(data) if data[n].get("note") or data[n].get("commit")]
+    if notes:
+        md += ["", "Which RTL was synthesised:", ""]
+        md += [f"* {n}: commit {r.get('commit', '?')}" + (f"; {r['note']}" if r.get("note")
+                                                          else "") for n, r in notes]
     paths = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("deepest_path")]
     if paths:
         md += ["", "Deepest register-to-register path (LUT levels), as the nets along it in the "

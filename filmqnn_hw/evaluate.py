@@ -76,7 +76,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
     bandwidth: cycles, FPS, stall counters, per-layer cycles, and the DSE model's
     prediction for the same network (``filmqnn_hw.cycles``)."""
     from .accel.limits import RtlUnsupported
-    from .accel.rtl_cycles import DdrTiming, rtl_cycles
+    from .accel.rtl_cycles import rtl_cycles
     from .cycles import network_cycles
     from .networks import from_intgraph
     from .program import ProgramError, build_program
@@ -92,7 +92,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
         prog = build_program(g, cfg)
         progress(f"  {name}: stepping the RTL model ...")
         t1 = time.perf_counter()
-        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle))
+        pred = rtl_cycles(prog, cfg)
     except (RtlUnsupported, ProgramError) as e:
         rec["error"] = f"the RTL cannot run it: {e}"
         return rec
@@ -116,7 +116,7 @@ def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: s
     """Cycles of an exported ``program.bin`` (``filmqnn_quant.export``) on ``cfg``'s RTL,
     from the cycle model of the RTL (as :func:`rtl_network_cycles`, without a DSE column)."""
     from .accel.limits import RtlUnsupported
-    from .accel.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
+    from .accel.rtl_cycles import ProgramImage, rtl_cycles
     from .program import ProgramError
 
     rec: dict[str, Any] = {"network": name, "program": str(program_file)}
@@ -125,7 +125,7 @@ def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: s
         rec["input"] = "x".join(str(prog.descriptors[0][k]) for k in ("in_c", "in_h", "in_w"))
         progress(f"  {name}: stepping the RTL model on {program_file} ...")
         t0 = time.perf_counter()
-        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle))
+        pred = rtl_cycles(prog, cfg)
     except (OSError, ProgramError, RtlUnsupported) as e:
         rec["error"] = str(e)
         return rec
@@ -144,7 +144,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     (DDR capped at the config's bandwidth): bit-exact against ``IntGraph.run`` (``==``)
     and every counter and layer equal to the RTL model's. Records build and run times."""
     from .accel.limits import check_program
-    from .accel.rtl_cycles import DdrTiming, rtl_cycles
+    from .accel.rtl_cycles import rtl_cycles
     from .accel.top import TOP_NAME, emit_verilog
     from .accel.verilator_sim import VerilatorError, build_verilator, run_verilator
     from .program import build_program
@@ -182,7 +182,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     rec["run_s"] = round(time.perf_counter() - t0, 1)
     ref = g.run(codes)
     out = prog.read_output(run.memory)
-    pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=beats))
+    pred = rtl_cycles(prog, cfg)  # the same DDR cap as the run (the config's)
     got = {k: run.counters[k] for k in ("cycles", "stall_weight", "stall_input",
                                         "stall_output")}
     want = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,

@@ -12,7 +12,7 @@ the write engine) and the memory of the Verilator testbench (read and write late
 in-order responses, the slave's outstanding limit, the DDR token bucket shared by all
 ports) as state machines over counters, cycle by cycle, on the same layer program the
 hardware runs. No tensor data is computed: a 224x224 ResNet-18 frame on PYNQ-Z2
-(3.6 M cycles) takes about 30 s of Python, where the Verilator model needs a minute to build
+(3.4 M cycles) takes about 30-50 s of Python, where the Verilator model needs a minute to build
 and a minute to run, and the ZCU102 top (9 GB, 8 minutes to build, 3 k cycles/s) cannot
 run a 224x224 frame in reasonable time at all.
 

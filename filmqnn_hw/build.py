@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--clock", type=float, default=None, help="clock in MHz (board default)")
     ap.add_argument("--networks", default="resnet18,resnet50,mobilenet_v2",
                     help=f"comma-separated objective networks ({', '.join(NETWORKS)})")
+    ap.add_argument("--schedule", choices=("rtl", "target"), default="rtl",
+                    help="rtl (default): search only what the Amaranth accelerator builds, "
+                         "sized by its calibrated resource model; target: the target schedule "
+                         "of docs/architecture.md (kernel packing, pixel groups, feature-map "
+                         "store; report only, needs --no-rtl)")
     ap.add_argument("--config", type=Path, default=None,
                     help="report this config.json instead of searching")
     ap.add_argument("--manifest", type=Path, action="append", default=[],
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if (ns.sim or ns.synth or ns.verilator) and ns.no_rtl:
         ap.error("--sim, --verilator and --synth measure the generated RTL: drop --no-rtl")
+    if ns.schedule == "target" and not ns.no_rtl:
+        ap.error("--schedule target sizes features the RTL does not build (docs/rtl.md); "
+                 "add --no-rtl for the report, or drop --schedule for a buildable design")
     if ns.verilator and not ns.sim:
         ap.error("--verilator is a check of --sim: give both")
     if ns.sim_size < 8:
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             from .dse import design
 
             cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
-                         lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap)
+                         lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap,
+                         schedule=ns.schedule)
         from .networks import from_manifest
         from .report import write_report
 

@@ -4,18 +4,25 @@
 searches
 
 * the packing factor ``G`` (activations per word; ``5G <= axi_data_bits``, ``5G <= 72``),
-* the array: ``tn`` (a multiple of ``4G`` so a kernel-mode chunk of ``tn/4`` channels is whole
-  words), ``tm`` (a multiple of ``G``), the W4/W8 split between the DSP and LUT engines
-  (paper Eqs. 5-10 generalised: every feasible allocation of the 8-bit lanes to DSP or LUT
-  (all in LUTs, or DSP first with the overflow in LUTs) and of the 4-bit lanes (DSP first,
-  then LUT) is sized for every tm, not only the paper's corners),
+* the array: ``tn`` (a multiple of ``G``; of ``4G`` with kernel packing, so a kernel-mode chunk
+  of ``tn/4`` channels is whole words), ``tm`` (a multiple of ``G``), the W4/W8 split between
+  the DSP and LUT engines (paper Eqs. 5-10 generalised: every feasible allocation of the 8-bit
+  lanes to DSP or LUT (all in LUTs, or DSP first with the overflow in LUTs) and of the 4-bit
+  lanes (DSP first, then LUT) is sized for every tm, not only the paper's corners),
 * the spatial tile ``tr x tc`` (accumulator depth ``tr*tc <= 1024``; tile columns start on a
   beat unless words are byte-aligned, see docs/architecture.md),
-* the DDR ports (all of the board's), and the on-chip feature-map store (left-over BRAM),
+* the DDR ports (all of the board's), and, for the target schedule only, kernel packing,
+  pixel groups and the on-chip feature-map store (left-over BRAM),
 
 under utilisation caps (``dsp_cap``, ``lut_cap``, ``ff_cap``, ``bram_cap``) with
 ``n8_slots = ceil(R * tm)`` 8-bit lanes per tile. The objective is the geometric mean of the
 networks' FPS from :mod:`filmqnn_hw.cycles`.
+
+``schedule="rtl"`` (the default, what ``python -m filmqnn_hw.build`` uses) searches only the
+configurations the Amaranth accelerator builds as they will be built: filter packing (4 W4A5
+MACs per DSP), one pixel pair per lane, no feature-map store, requantization units in whole
+planes; the resource model is calibrated on that RTL's synthesis (docs/resource-model.md).
+``schedule="target"`` searches the full target schedule of docs/architecture.md.
 
 Search: stage 1 sizes every array candidate with the resource model and ranks it by a
 compute-only cycle count (cheap); stage 2 runs the full cycle model (with DDR) on the best
@@ -35,10 +42,15 @@ from boards import Board, load_board
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
 from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
 from .networks import Network, get_network
-from .resources import OVERHEAD, arith_costs, predict, requant_lane_cost
+from .resources import arith_costs, predict, requant_lane_cost
 
 __all__ = ["DseError", "design", "search", "Candidate", "DEFAULT_CAPS"]
 
+#: ``rtl``: only what the Amaranth accelerator builds (filter packing, one pixel pair per lane,
+#: no feature-map store), sized by a resource model calibrated on its synthesis; ``target``:
+#: the schedule of docs/architecture.md (kernel packing, pixel groups, feature-map store),
+#: which the cycle model evaluates but the RTL does not build yet (docs/rtl.md).
+SCHEDULES = ("rtl", "target")
 DEFAULT_CAPS = {"dsp_cap": 0.85, "lut_cap": 0.80, "ff_cap": 0.80, "bram_cap": 0.90}
 _TR = (4, 7, 8, 14, 16, 28)
 _TC = (7, 8, 12, 14, 16, 24, 28, 30, 32, 42, 56, 57, 60, 112, 114)
@@ -74,34 +86,50 @@ def _check_inputs(board: Board, ratio: float, clock: float, caps: dict[str, floa
             raise DseError(f"{k} must be a utilisation fraction in (0, 1], not {v!r}")
 
 
+def _check_schedule(schedule: str, kernel_packing: bool | None) -> bool:
+    """Validate ``schedule``; returns the kernel-packing choice (default: on for the target
+    schedule, off for the RTL, which builds filter packing only)."""
+    if schedule not in SCHEDULES:
+        raise DseError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+    if kernel_packing is None:
+        return schedule == "target"
+    if kernel_packing and schedule == "rtl":
+        raise DseError("kernel packing (6 MACs per DSP) is not built by the Amaranth RTL; "
+                       "search it with schedule='target' (--schedule target), or leave it off")
+    return bool(kernel_packing)
+
+
 def _pack_options(axi_bits: int) -> list[int]:
     return [g for g in (4, 6, 8, 12) if g * ACT_BITS <= min(axi_bits, 72)]
 
 
 def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: bool,
-            g: int) -> list[dict[str, int]]:
-    """PE arrays for packing factor ``g`` sized by the DSP/LUT terms of the resource model
-    (engines + control; buffers do not use LUT/DSP). Stage 2 re-checks every cap with
-    :func:`filmqnn_hw.resources.predict`."""
+            g: int, clock: float, schedule: str) -> list[dict[str, int]]:
+    """PE arrays for packing factor ``g`` that fit the DSP and LUT caps by the resource model
+    (:func:`filmqnn_hw.resources.predict` of the array at a mid-size tile; the tile does not
+    change LUT or DSP). Stage 2 re-checks every cap for every tile."""
     c = arith_costs(board.family, kernel_packing)
     rql = requant_lane_cost(board.family)
     dsp_cap = caps["dsp_cap"] * board.dsp
     lut_cap = caps["lut_cap"] * board.lut
+    tc0 = 28 if _tc_ok(28, g, board.axi_data_bits) else 30
     out = []
     step_n = 4 * g if kernel_packing else g
     tn_opts = [t for t in range(step_n, 257, step_n) if t >= 16]
+    px_rq = _PX_RQ if schedule == "target" else tuple(p for p in _PX_RQ if p[0] == 1)
     for tn in tn_opts:
         ks = (tn // 4) * 6 if kernel_packing else tn
         d4 = math.ceil(tn * c.dsp["w4_dsp"])
         d8 = math.ceil(ks * c.dsp["w8_dsp"])
-        for w8_on_dsp, (px, rq) in itertools.product((False, True), _PX_RQ):
+        for w8_on_dsp, (px, rq) in itertools.product((False, True), px_rq):
 
-            def alloc(tm: int, w8_on_dsp: bool = w8_on_dsp, tn: int = tn, ks: int = ks,
-                      d4: int = d4, d8: int = d8, rq: float = rq, px: int = px
-                      ) -> dict[str, int] | None:
+            def alloc(tm: int, w8_on_dsp: bool = w8_on_dsp, tn: int = tn, d4: int = d4,
+                      d8: int = d8, rq: float = rq, px: int = px) -> dict[str, int] | None:
                 n8 = max(1, math.ceil(ratio * tm)) if ratio > 0 else 0
                 n4 = tm - n8
                 outl = math.ceil(tm * rq)
+                if schedule == "rtl":  # the RTL builds whole planes of G requantization units
+                    outl = min(tm, g * math.ceil(outl / g))
                 dsp_free = dsp_cap - outl * rql["dsp"]
                 # 8-bit lanes: all in LUTs, or DSP first with the overflow in LUTs
                 w8d = min(n8, max(0, int(dsp_free // d8))) if (w8_on_dsp and d8) else 0
@@ -111,14 +139,13 @@ def _arrays(board: Board, ratio: float, caps: dict[str, float], kernel_packing: 
                     return None
                 w4d = min(n4, int(dsp_left // d4)) if d4 else n4
                 w4l = n4 - w4d
-                lut = (w4d * tn * c.lut["w4_dsp"] + w4l * ks * c.lut["w4_lut"]
-                       + w8d * ks * c.lut["w8_dsp"] + w8l * ks * c.lut["w8_lut"]
-                       + OVERHEAD["lut"]["base"] + OVERHEAD["lut"]["per_port"] * board.axi_ports
-                       + rql["lut"] * outl + OVERHEAD["lut"]["per_slot"] * ks)
-                if lut > lut_cap:
+                a = {"tn": tn, "tm": tm, "n8": n8, "w4d": w4d, "w4l": w4l, "w8d": w8d,
+                     "w8l": w8l, "g": g, "rq": 0 if outl == tm else outl, "px": px}
+                r = predict(_make(board, clock, ratio, a, 14, tc0, kernel_packing),
+                            schedule=schedule)
+                if r.lut > lut_cap or r.dsp > dsp_cap:
                     return None
-                return {"tn": tn, "tm": tm, "n8": n8, "w4d": w4d, "w4l": w4l, "w8d": w8d,
-                        "w8l": w8l, "g": g, "rq": 0 if outl == tm else outl, "px": px}
+                return a
 
             lo, hi = 0, 4096 // g  # feasibility is monotone in tm: binary search the largest
             while lo < hi:
@@ -204,8 +231,8 @@ def _geomean(xs: list[float]) -> float:
 def search(
     board: str | Board, ratio: float = 0.05,
     networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2"), *,
-    clock_mhz: float | None = None, kernel_packing: bool = True, top_arrays: int = 4,
-    timing: Timing | None = None, **caps: float,
+    clock_mhz: float | None = None, kernel_packing: bool | None = None, top_arrays: int = 4,
+    timing: Timing | None = None, schedule: str = "rtl", **caps: float,
 ) -> list[Candidate]:
     """Run the search; returns evaluated candidates, best first (see :func:`design`)."""
     b = load_board(board)
@@ -213,6 +240,7 @@ def search(
     clock = b.clock_mhz if clock_mhz is None else clock_mhz
     allcaps = {**DEFAULT_CAPS, **caps}
     _check_inputs(b, ratio, clock, caps)
+    kernel_packing = _check_schedule(schedule, kernel_packing)
     nets = [get_network(n) for n in networks]
     if not nets:
         raise DseError("networks must name at least one network")
@@ -221,7 +249,7 @@ def search(
     # stage 1: arrays x packing, ranked by compute-only cycles at a mid-size tile
     ranked: list[tuple[float, dict[str, int]]] = []
     for g in _pack_options(b.axi_data_bits):
-        for a in _arrays(b, ratio, allcaps, kernel_packing, g):
+        for a in _arrays(b, ratio, allcaps, kernel_packing, g, clock, schedule):
             cfg = _make(b, clock, ratio, a, 14, 28 if _tc_ok(28, g, b.axi_data_bits) else 30,
                         kernel_packing)
             cyc = _compute_cycles(cfg, nets, timing)
@@ -249,7 +277,7 @@ def search(
                 if tr * tc > 1024 or tr * tc < 49 or not _tc_ok(tc, a["g"], b.axi_data_bits):
                     continue
                 cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
-                r = predict(cfg)
+                r = predict(cfg, schedule=schedule)
                 if not _within(r, b, allcaps):
                     continue
                 cyc = _compute_cycles(cfg, nets, timing)
@@ -261,9 +289,9 @@ def search(
         for _, tr, tc, bram in tiles[:3]:
             cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
             fm = int(allcaps["bram_cap"] * b.bram36 - bram) * 36  # kbits of whole BRAM36s
-            if fm > 0:
+            if fm > 0 and schedule == "target":
                 cfg = cfg.replace(fm_cache_kbits=fm)
-            r = predict(cfg)
+            r = predict(cfg, schedule=schedule)
             if not _within(r, b, allcaps):  # pragma: no cover - fm store uses whole BRAMs left
                 continue
             fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
@@ -283,14 +311,16 @@ def search(
 
 @functools.lru_cache(maxsize=32)
 def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float | None,
-                   kernel_packing: bool, caps: tuple) -> AcceleratorConfig:
+                   kernel_packing: bool | None, schedule: str, caps: tuple
+                   ) -> AcceleratorConfig:
     board = board_key
     cands = search(board, ratio, networks, clock_mhz=clock, kernel_packing=kernel_packing,
-                   **dict(caps))
+                   schedule=schedule, **dict(caps))
     best = cands[0]
     notes = {
         "origin": "filmqnn_hw.dse.design",
         "objective": "geomean FPS over " + ", ".join(best.fps),
+        "schedule": schedule,
         "fps": {k: round(v, 2) for k, v in best.fps.items()},
         "utilisation": best.resources,
         "caps": dict(caps),
@@ -302,16 +332,21 @@ def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float |
 def design(
     board: str | Board, ratio: float = 0.05,
     networks: tuple[str, ...] | list[str] = ("resnet18", "resnet50", "mobilenet_v2"), *,
-    clock_mhz: float | None = None, kernel_packing: bool = True, **caps: float,
+    clock_mhz: float | None = None, kernel_packing: bool | None = None, schedule: str = "rtl",
+    **caps: float,
 ) -> AcceleratorConfig:
     """The configuration with the highest geometric-mean FPS on ``networks`` for ``board``.
 
     ``board`` is a name, a path to a board file or a :class:`boards.Board`; ``ratio`` is R,
     the fraction of 8-bit filters (``n8_slots = ceil(R tm)``); ``caps`` are utilisation caps
     (``dsp_cap=0.85, lut_cap=0.80, ff_cap=0.80, bram_cap=0.90`` by default); the clock is the
-    board's default unless ``clock_mhz`` is given. Raises :class:`DseError` for a ratio outside
-    [0, 1], a non-positive clock, a cap outside (0, 1], or a board too small for the minimum
-    array. Results are cached per argument set.
+    board's default unless ``clock_mhz`` is given. ``schedule="rtl"`` (default) searches only
+    what the Amaranth accelerator builds (:data:`SCHEDULES`); ``"target"`` also searches kernel
+    packing, pixel groups and the feature-map store of the target schedule, which the cycle
+    model evaluates but the RTL does not build. Raises :class:`DseError` for a ratio outside
+    [0, 1], a non-positive clock, a cap outside (0, 1], an unknown schedule, kernel packing
+    with the RTL schedule, or a board too small for the minimum array. Results are cached per
+    argument set.
     """
     b = load_board(board)
     _check_inputs(b, ratio, b.clock_mhz if clock_mhz is None else clock_mhz, caps)
@@ -320,5 +355,6 @@ def design(
         if not isinstance(n, str):
             raise DseError("design() takes network names; use search() for Network objects")
     full = {**DEFAULT_CAPS, **caps}
-    return _design_cached(b, float(ratio), nets, clock_mhz, kernel_packing,
+    _check_schedule(schedule, kernel_packing)
+    return _design_cached(b, float(ratio), nets, clock_mhz, kernel_packing, schedule,
                           tuple(sorted((k, float(v)) for k, v in full.items())))

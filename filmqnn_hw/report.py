@@ -36,10 +36,12 @@ PAPER_FPS = {
 DPU_FPS = {"zcu102": {"resnet18": 469.1, "resnet50": 164.7, "mobilenet_v2": 712.0}}
 MODEL_NOTE = (
     "MODEL PREDICTIONS unless a section says otherwise: resources from the resource model "
-    "(docs/resource-model.md), throughput from the DSE's cycle model (docs/architecture.md), "
-    "the schedule the array is sized for. The generated RTL does not implement all of that "
-    "schedule yet (docs/rtl.md): `--sim` adds this RTL's own cycles, `--synth` yosys "
-    "synthesis of the whole top. No Vivado here: nothing is measured on hardware."
+    "(docs/resource-model.md; for the default `rtl` schedule it prices the generated RTL and "
+    "is calibrated on its yosys synthesis), throughput from the DSE's cycle model "
+    "(docs/architecture.md), whose schedule (loop orders, activation striping, residency) the "
+    "generated RTL does not implement all of yet (docs/rtl.md): `--sim` adds this RTL's own "
+    "cycles, `--synth` yosys synthesis of the whole top. No Vivado here: nothing is measured "
+    "on hardware."
 )
 
 

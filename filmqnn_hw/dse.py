@@ -42,15 +42,15 @@ from boards import Board, load_board
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
 from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
 from .networks import Network, get_network
-from .resources import arith_costs, predict, requant_lane_cost
+from .resources import SCHEDULES, arith_costs, predict, requant_lane_cost
 
 __all__ = ["DseError", "design", "search", "Candidate", "DEFAULT_CAPS"]
 
-#: ``rtl``: only what the Amaranth accelerator builds (filter packing, one pixel pair per lane,
-#: no feature-map store), sized by a resource model calibrated on its synthesis; ``target``:
-#: the schedule of docs/architecture.md (kernel packing, pixel groups, feature-map store),
-#: which the cycle model evaluates but the RTL does not build yet (docs/rtl.md).
-SCHEDULES = ("rtl", "target")
+#: SCHEDULES (from the resource model): ``rtl``, only what the Amaranth accelerator builds
+#: (filter packing, one pixel pair per lane, no feature-map store), sized by a resource model
+#: calibrated on its synthesis; ``target``, the schedule of docs/architecture.md (kernel
+#: packing, pixel groups, feature-map store), which the cycle model evaluates but the RTL
+#: does not build yet (docs/rtl.md).
 DEFAULT_CAPS = {"dsp_cap": 0.85, "lut_cap": 0.80, "ff_cap": 0.80, "bram_cap": 0.90}
 _TR = (4, 7, 8, 14, 16, 28)
 _TC = (7, 8, 12, 14, 16, 24, 28, 30, 32, 42, 56, 57, 60, 112, 114)

@@ -23,7 +23,7 @@ from boards import Board
 from .config import AcceleratorConfig
 from .cycles import NetworkCycles, network_cycles
 from .networks import Network, get_network
-from .resources import predict
+from .resources import SCHEDULES, predict
 
 __all__ = ["PAPER_FPS", "DPU_FPS", "build_report", "write_report", "atomic_write"]
 
@@ -68,7 +68,7 @@ def build_report(cfg: AcceleratorConfig, board: Board,
     manifest, :func:`filmqnn_hw.networks.from_manifest`).
     """
     schedule = cfg.notes.get("schedule", "rtl") if isinstance(cfg.notes, dict) else "rtl"
-    res = predict(cfg, schedule=schedule if schedule in ("rtl", "target") else "rtl")
+    res = predict(cfg, schedule=schedule if schedule in SCHEDULES else "rtl")
     device = board.resources()
     util = res.utilisation(device)
     nets = {get_network(n).name: network_cycles(cfg, get_network(n)) for n in networks}

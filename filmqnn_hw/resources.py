@@ -39,6 +39,8 @@ __all__ = [
     "buffer_shapes",
     "predict",
     "rtl_buffers",
+    "rtl_engine_dsps",
+    "SCHEDULES",
     "requant_units",
     "yosys_ff_excess",
     "IBUF_ROW_BANKS",
@@ -338,9 +340,7 @@ def yosys_ff_excess(cfg: AcceleratorConfig) -> float:
         except (KeyError, ZeroDivisionError, TypeError):
             return 0.0
 
-    h = math.ceil(cfg.tn / 2)  # the RTL's packed DSPs (engine_dsps, schedule "rtl")
-    w4 = math.ceil(cfg.w4_dsp_lanes / 2) * h
-    w8 = cfg.w8_dsp_lanes * h
+    w4, w8 = rtl_engine_dsps(cfg)
     rq = REQUANT_LANE["xcup"]["ff"] - REQUANT_LANE["xc7"]["ff"]
     return (w4 * per_dsp("w4a5_filter_dsp") + w8 * per_dsp("w8a5_dsp")
             + requant_units(cfg) * rq)
@@ -395,14 +395,20 @@ def engine_macs(cfg: AcceleratorConfig, schedule: str = "target") -> dict[str, i
     }
 
 
+def rtl_engine_dsps(cfg: AcceleratorConfig) -> tuple[int, int]:
+    """Packed DSPs of the PE array as built: ``(4-bit, 8-bit)``, one per half-slot
+    (``ceil(tn/2)``) of a 4-bit lane pair or of an 8-bit lane."""
+    h = math.ceil(cfg.tn / 2)
+    return math.ceil(cfg.w4_dsp_lanes / 2) * h, cfg.w8_dsp_lanes * h
+
+
 def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None,
                 schedule: str = "target") -> float:
     """DSP slices of the four MAC engines (``rtl``: one packed DSP per half-slot of a 4-bit
     lane pair or an 8-bit lane, as the PE array builds them)."""
     _check_schedule(schedule)
     if schedule == "rtl":
-        h = math.ceil(cfg.tn / 2)
-        return float(math.ceil(cfg.w4_dsp_lanes / 2) * h + cfg.w8_dsp_lanes * h)
+        return float(sum(rtl_engine_dsps(cfg)))
     c = costs or arith_costs(cfg.family, cfg.kernel_packing)
     m = engine_macs(cfg)
     # the 4-bit DSP engine: tn/4 DSPs per lane (4 MACs/DSP filter-packed, 6 kernel-packed)

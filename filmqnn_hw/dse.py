@@ -39,6 +39,7 @@ from typing import Any
 
 from boards import Board, load_board
 
+from .accel.rtl_estimate import estimate_network
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
 from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
 from .networks import Network, get_network
@@ -55,6 +56,15 @@ DEFAULT_CAPS = {"dsp_cap": 0.85, "lut_cap": 0.80, "ff_cap": 0.80, "bram_cap": 0.
 _TR = (4, 7, 8, 14, 16, 28)
 _TC = (7, 8, 12, 14, 16, 24, 28, 30, 32, 42, 56, 57, 60, 112, 114)
 WFILL_CYCLES = 16
+#: Stage-1 arrays that go on to stage 2, and tile sizes tried per array. The ``rtl`` ranking
+#: (:mod:`filmqnn_hw.accel.rtl_estimate`, DDR-bound layers included) reorders stage 1's
+#: compute-only ranking a lot, so it looks at many more arrays.
+TOP_ARRAYS = {"rtl": 40, "target": 4}
+TILES_PER_ARRAY = {"rtl": 2, "target": 3}
+#: ``rtl``: geometric-mean FPS within this fraction of the best count as equal (the RTL
+#: estimate is within a few percent of the clock-exact model per network); the candidate
+#: with the lowest predicted LUT utilisation among them is chosen.
+RTL_TIE_BAND = 0.02
 #: (px_max, requant units per lane) pairs searched: time-multiplexed requantization without
 #: pixel groups, or pixel groups with enough requantization units to drain them.
 _PX_RQ = ((1, 0.25), (1, 0.5), (1, 1.0), (2, 1.0), (2, 2.0), (4, 2.0), (4, 4.0))
@@ -231,11 +241,17 @@ def _geomean(xs: list[float]) -> float:
 def search(
     board: str | Board, ratio: float = 0.05,
     networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2"), *,
-    clock_mhz: float | None = None, kernel_packing: bool | None = None, top_arrays: int = 4,
-    timing: Timing | None = None, schedule: str = "rtl", **caps: float,
+    clock_mhz: float | None = None, kernel_packing: bool | None = None,
+    top_arrays: int | None = None, timing: Timing | None = None, schedule: str = "rtl",
+    **caps: float,
 ) -> list[Candidate]:
-    """Run the search; returns evaluated candidates, best first (see :func:`design`)."""
+    """Run the search; returns evaluated candidates, best first (see :func:`design`).
+
+    ``top_arrays`` arrays from stage 1 go to stage 2 (default: :data:`TOP_ARRAYS` of the
+    schedule)."""
     b = load_board(board)
+    if top_arrays is None:
+        top_arrays = TOP_ARRAYS[schedule] if schedule in TOP_ARRAYS else 4
     timing = timing or Timing()
     clock = b.clock_mhz if clock_mhz is None else clock_mhz
     allcaps = {**DEFAULT_CAPS, **caps}
@@ -286,7 +302,7 @@ def search(
             continue
         n_arrays += 1
         tiles.sort(reverse=True)
-        for _, tr, tc, bram in tiles[:3]:
+        for _, tr, tc, bram in tiles[:TILES_PER_ARRAY[schedule]]:
             cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
             fm = int(allcaps["bram_cap"] * b.bram36 - bram) * 36  # kbits of whole BRAM36s
             if fm > 0 and schedule == "target":
@@ -294,7 +310,10 @@ def search(
             r = predict(cfg, schedule=schedule)
             if not _within(r, b, allcaps):  # pragma: no cover - fm store uses whole BRAMs left
                 continue
-            fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
+            if schedule == "rtl":  # what the generated RTL does with this config
+                fps = {n.name: estimate_network(cfg, n).fps for n in nets}
+            else:
+                fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
             util = r.utilisation(device)
             cands.append(Candidate(cfg, fps, _geomean(list(fps.values())),
                                    {k: round(v, 4) for k, v in util.items()}))
@@ -306,6 +325,13 @@ def search(
             "raise bram_cap/ff_cap"
         )
     cands.sort(key=lambda c: -c.score)
+    if schedule == "rtl":
+        # scores within the estimate's error band of the best are equal: of those, the
+        # config with the most LUT headroom (the binding resource) goes first
+        band = [c for c in cands if c.score >= (1 - RTL_TIE_BAND) * cands[0].score]
+        pick = min(band, key=lambda c: (c.resources.get("lut", 0.0), -c.score))
+        cands.remove(pick)
+        cands.insert(0, pick)
     return cands
 
 
@@ -320,6 +346,8 @@ def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float |
     notes = {
         "origin": "filmqnn_hw.dse.design",
         "objective": "geomean FPS over " + ", ".join(best.fps),
+        "fps_model": ("filmqnn_hw.accel.rtl_estimate (the generated RTL)" if schedule == "rtl"
+                      else "filmqnn_hw.cycles (the target schedule)"),
         "schedule": schedule,
         "fps": {k: round(v, 2) for k, v in best.fps.items()},
         "utilisation": best.resources,

@@ -165,9 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     except (BoardError, ConfigError, NetworkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    fps = ", ".join(f"{n} {d['fps']:.1f} FPS" for n, d in report["networks"].items())
+    nets_r = report["networks"]
+    if all("rtl_estimate" in d for d in nets_r.values()):
+        fps = "RTL ESTIMATE " + ", ".join(f"{n} {d['rtl_estimate']['fps']:.1f} FPS"
+                                          for n, d in nets_r.items())
+    else:
+        fps = "MODEL " + ", ".join(f"{n} {d['fps']:.1f} FPS" for n, d in nets_r.items())
     print(f"{board.name}: tm={cfg.tm} tn={cfg.tn} tr={cfg.tr} tc={cfg.tc} G={cfg.act_pack}; "
-          f"MODEL {fps}; wrote {ns.out}/config.json, report.json, report.md, report.png "
+          f"{fps}; wrote {ns.out}/config.json, report.json, report.md, report.png "
           f"in {time.time() - t0:.1f} s")
     if rtl_path is not None:
         print(f"Verilog top: {rtl_path} (control map: {rtl_path.parent / 'control_map.json'})")

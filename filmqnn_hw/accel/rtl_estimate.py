@@ -87,7 +87,7 @@ class _Ctx:
         self.lat_div = ConstDivider.latency_of(DIM)
         self.lat_planes = ConstDivider.latency_of(DIM + 1)
         self.flush = 5 + pe_latency(cfg)
-        rate = cfg.ddr_beats_per_cycle if cfg.ddr_bytes_per_cycle > 0 else 0.0
+        rate = tim.beats_per_cycle  # 0: no cap
         self.rate = rate if rate > 0 else float(1 + geo.weight_ports)
         self.port0 = min(1.0, self.rate)
         kp = max(1, geo.weight_ports)
@@ -110,8 +110,11 @@ def _read_stream(ctx: _Ctx, n_cmds: int, beats: int) -> float:
     in flight, one beat per cycle at most."""
     if beats <= 0:
         return 0.0
-    per_out = (ctx.rd_lat + 2) * n_cmds / ctx.max_out
-    return max(beats / ctx.port0, 2.0 * n_cmds, per_out) - 1
+    nb = beats / n_cmds
+    # commands go out two cycles apart; the 17th waits for the first burst to finish
+    rounds, rest = divmod(n_cmds - 1, ctx.max_out)
+    issue = rounds * max(2.0 * ctx.max_out, ctx.rd_lat + 2 + nb) + 2.0 * (rest + 1)
+    return max(beats / ctx.port0, issue) - 1
 
 
 def _rect(y0: int, hin: int, h: int, x0: int, win: int, w: int, ystep: int, wpb: int
@@ -257,9 +260,9 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                 if has_res:
                     rrows, _, rcols = _rect(r0, rows, out_h, c0, cols, out_w, 1, wpb)
                     first_beat = max(t + 2 + ctx.lat_div + 4 + rd, port0.free)
+                    rbeats = nvalid_out * rrows * math.ceil(rcols / wpb)
                     res_ready = first_beat + max(nvalid_out * rrows * rcols,
-                                                 _read_stream(ctx, nvalid_out * rrows,
-                                                              nvalid_out * rrows))
+                                                 _read_stream(ctx, nvalid_out * rrows, rbeats))
                     port0.free = res_ready
                     t = res_ready + 1
                 fetch_t = t
@@ -274,12 +277,12 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                     d += 3 * meff
                 else:
                     onb = (c0 + cols - 1) // wpb - c0 // wpb + 1
-                    d += rows * nvalid_out * (onb + 2)
+                    d += rows * nvalid_out * (onb / ctx.port0 + 2)
                 drain_end = d
     end = max(drain_end, comp_t, fetch_t, last_w_done)
     # LAYER_END, writes land, the next descriptor (read latency), decode, plane divider, GO
     desc_beats = math.ceil(DESC_SIZE / ctx.bb)
-    over = 2 + tim.write_latency + 4 + rd + desc_beats + 4 + ctx.lat_planes + 3
+    over = 1 + tim.write_latency + rd + desc_beats / ctx.port0 + ctx.lat_planes
     if first:
         over += rd + math.ceil(HEADER_SIZE / ctx.bb) + 2
     return int(round(end + over))
@@ -294,11 +297,15 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
     """Estimated cycles of one frame of ``net`` on ``cfg``'s RTL (see the module docstring).
 
     The stem mode of a first layer follows :func:`filmqnn_hw.program.build_program`'s choice
-    (the DSE cycle model's). ``timing`` defaults to the testbench's memory."""
+    (the DSE cycle model's). ``timing`` defaults, as for
+    :func:`~filmqnn_hw.accel.rtl_cycles.rtl_cycles`, to the testbench's memory with all ports
+    capped together at the config's DDR bandwidth (uncapped if the config does not know it).
+    """
     from ..cycles import STEM_MAX_CH, layer_cycles
 
     network = get_network(net)
-    tim = timing or DdrTiming()
+    tim = timing or DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle
+                              if cfg.ddr_bytes_per_cycle > 0 else 0.0)
     ctx = _Ctx(cfg, tim)
     ckey = (cfg.config_hash(), tim)
     if len(_CACHE) > 100_000:
@@ -308,9 +315,11 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
     for i, ly in enumerate(network.layers):
         stem = False
         if (i == 0 and ly.kind == "conv" and ly.input == network.input
-                and ly.in_ch <= STEM_MAX_CH and ly.kh * ly.kw > 1
-                and cfg.ddr_bytes_per_cycle > 0):
-            stem = (layer_cycles(cfg, ly, stem=True).cycles
+                and ly.in_ch <= STEM_MAX_CH and ly.kh * ly.kw > 1):
+            # build_program's choice: the faster by the DSE cycle model, or by rule (stem)
+            # where that model cannot run (no DDR bandwidth in the config)
+            stem = (cfg.ddr_bytes_per_cycle <= 0
+                    or layer_cycles(cfg, ly, stem=True).cycles
                     < layer_cycles(cfg, ly, stem=False).cycles)
         logits = i == n - 1 and ly.kind == "conv" and ly.fc
         names.append(ly.name)

@@ -17,7 +17,7 @@ from filmqnn_hw.config import AcceleratorConfig
 def test_build_writes_report(tmp_path, board, capsys):
     out = tmp_path / board
     assert main([board, "--out", str(out), "--no-rtl"]) == 0
-    assert "MODEL" in capsys.readouterr().out
+    assert "RTL ESTIMATE" in capsys.readouterr().out
     for f in ("config.json", "report.json", "report.md", "report.png"):
         assert (out / f).stat().st_size > 0, f
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
@@ -37,8 +37,15 @@ def test_build_writes_report(tmp_path, board, capsys):
                    for ly in d["layers"])
         assert d["paper_fps"] > 0 and d["ratio_vs_paper"] == pytest.approx(
             d["fps"] / d["paper_fps"], rel=1e-2)
+        # the headline: the generated RTL's estimate, the figure the design search ranked
+        e = d["rtl_estimate"]
+        assert e["fps"] == pytest.approx(cfg.clock_mhz * 1e6 / e["cycles"], rel=1e-3)
+        assert e["fps"] == pytest.approx(cfg.notes["fps"][n], rel=1e-3)
+        assert sum(e["layers"].values()) == e["cycles"]
+        assert e["ratio_vs_paper"] == pytest.approx(e["fps"] / d["paper_fps"], rel=1e-2)
     md = (out / "report.md").read_text()
     assert "MODEL PREDICTION" in md and "paper FPS" in md
+    assert "Throughput of the generated RTL (estimated" in md
     if board == "zcu102":
         assert "DPU" in md and rep["networks"]["resnet18"]["dpu_fps"] == 469.1
     # reporting the written config again gives the same numbers (no search)
@@ -69,6 +76,9 @@ def test_hooks_and_errors(tmp_path, capsys):
     assert main(["zcu102", "--out", str(tgt), "--schedule", "target", "--no-rtl"]) == 0
     cfg = json.loads((tgt / "config.json").read_text())
     assert cfg["notes"]["schedule"] == "target" and cfg["kernel_packing"]
+    rep = json.loads((tgt / "report.json").read_text())
+    assert all("rtl_estimate" not in d for d in rep["networks"].values())
+    assert "MODEL" in capsys.readouterr().out
 
 
 def test_list_boards_subprocess():

@@ -1,0 +1,80 @@
+"""The chunk-level estimate of the RTL's cycles (``filmqnn_hw/accel/rtl_estimate.py``).
+
+It is held to the clock-exact cycle model of the RTL (``rtl_cycles``, itself equal to
+Verilator in ``test_accel_top.py``) on every layer kind of the test configurations and on
+reduced networks on the two board designs. The tolerances are what the estimate is
+documented to meet (docs/rtl.md); a drift of the RTL's schedule that is not mirrored in the
+estimate fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D
+from test_program import layer_cases, small_network
+
+from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
+from filmqnn_hw.accel.rtl_estimate import estimate_network
+from filmqnn_hw.networks import NetworkError, from_intgraph
+from filmqnn_hw.program import build_program
+
+#: per network (or single-layer case) |estimate / rtl_cycles - 1|
+TOL_CASE = 0.08
+TOL_NETWORK = 0.05
+
+
+def _pair(graph, cfg, timing=None):
+    exact = rtl_cycles(build_program(graph, cfg), cfg, timing)
+    est = estimate_network(cfg, from_intgraph(graph), timing=timing)
+    return exact, est
+
+
+@pytest.mark.parametrize("name,cfg", [("A", CFG_A), ("B", CFG_B), ("B2", CFG_B2),
+                                      ("B4", CFG_B4), ("D", CFG_D)])
+def test_every_layer_kind_within_tolerance(name, cfg):
+    cases = {"small_network": small_network(cfg), **layer_cases(cfg)}
+    checked, worst = 0, (0.0, "")
+    for case, g in cases.items():
+        try:
+            net = from_intgraph(g)
+        except NetworkError:  # a shape the Network description does not hold (e.g. 5x3 stride)
+            continue
+        exact = rtl_cycles(build_program(g, cfg), cfg)
+        est = estimate_network(cfg, net)
+        assert len(est.layers) == len(exact.layers) and sum(est.layers) == est.cycles
+        err = abs(est.cycles / exact.cycles - 1)
+        worst = max(worst, (err, case))
+        checked += 1
+    assert checked >= 15, f"{name}: only {checked} cases could be described as Networks"
+    assert worst[0] <= TOL_CASE, f"{name}: {worst[1]} estimate off by {worst[0]:.1%}"
+
+
+@pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
+def test_board_designs_on_reduced_networks(board):
+    """The two default designs (several ports, the DDR cap, weight ports), ResNet-18 and
+    MobileNet-V2 at 32x32: whole-network estimate within TOL_NETWORK of the exact model."""
+    from filmqnn_hw.dse import design
+    from filmqnn_hw.evaluate import random_network
+
+    cfg = design(board)
+    for net in ("resnet18", "mobilenet_v2"):
+        g, _ = random_network(net, cfg, 32)
+        exact, est = _pair(g, cfg)
+        assert est.cycles == pytest.approx(exact.cycles, rel=TOL_NETWORK), net
+        assert est.fps == pytest.approx(cfg.clock_mhz * 1e6 / est.cycles)
+
+
+def test_follows_the_memory_timing():
+    g = small_network(CFG_B2)
+    net = from_intgraph(g)
+    base = estimate_network(CFG_B2, net, timing=DdrTiming()).cycles
+    slow = estimate_network(CFG_B2, net, timing=DdrTiming(read_latency=200)).cycles
+    narrow = estimate_network(CFG_B2, net, timing=DdrTiming(beats_per_cycle=0.25)).cycles
+    assert slow > base and narrow > base
+    for tim in (DdrTiming(read_latency=200), DdrTiming(beats_per_cycle=0.25)):
+        exact, est = _pair(g, CFG_B2, tim)
+        assert est.cycles == pytest.approx(exact.cycles, rel=TOL_CASE)
+    # the default is the config's own DDR bandwidth, as for rtl_cycles
+    cfg = CFG_B2.replace(ddr_bytes_per_cycle=2.0)
+    assert (estimate_network(cfg, net).cycles
+            == estimate_network(cfg, net, timing=DdrTiming(beats_per_cycle=0.25)).cycles)

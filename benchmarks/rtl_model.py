@@ -52,6 +52,12 @@ def run_one(key: str, net: str, size: int) -> dict:
     return rec
 
 
+def _est(r: dict) -> str:
+    if "estimate_cycles" not in r:
+        return "- | -"
+    return f"{r['clock_mhz'] * 1e6 / r['estimate_cycles']:.1f} | {r['estimate_ratio']:.3f}"
+
+
 def render(data: dict) -> str:
     md = [
         "# Full frames from the cycle model of the RTL",
@@ -67,13 +73,17 @@ def render(data: dict) -> str:
         "capped together at the board's DDR bandwidth. Not hardware: no Vivado, no board "
         "here. **DSE model**: `filmqnn_hw.cycles`, the schedule the design-space "
         "exploration sized the arrays for, which assumes features the RTL does not have yet "
-        "(docs/rtl.md); RTL/DSE > 1 is that gap. Paper FPS: FILM-QNN Tables 5/6.",
+        "(docs/rtl.md); RTL/DSE > 1 is that gap. **RTL estimate**: "
+        "`filmqnn_hw.accel.rtl_estimate`, the chunk-level estimate of this RTL that the "
+        "design search ranks configurations by and the build report shows; est/RTL is its "
+        "error against the clock-exact model. Paper FPS: FILM-QNN Tables 5/6.",
         "",
         f"Machine: {data.get('machine', '?')}.",
         "",
         "| config | network | input | GMAC | RTL cycles | RTL FPS | paper FPS | RTL / paper | "
-        "DSE model FPS | RTL/DSE cycles | MAC/cycle | stall weight / input / output | model s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "DSE model FPS | RTL/DSE cycles | RTL estimate FPS | est/RTL | MAC/cycle | "
+        "stall weight / input / output | model s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     recs = sorted(data["runs"].values(), key=lambda r: (r["config"], r["network"], r["input"]))
     for r in recs:
@@ -83,13 +93,13 @@ def render(data: dict) -> str:
         if "error" in r:
             md.append(f"| {r['config']} | {r['network']} | {r['input']} | {r['gmac']:.2f} | "
                       f"{r['error'][:200]} | - | {ptxt} | - | {r['dse_fps']:.1f} | - | - | - "
-                      "| - |")
+                      "| - | - | - |")
             continue
         rel = f"{r['fps'] / paper:.2f}" if paper is not None and full else "-"
         md.append(
             f"| {r['config']} | {r['network']} | {r['input']} | {r['gmac']:.2f} | "
             f"{r['cycles']:,} | {r['fps']:.1f} | {ptxt} | {rel} | {r['dse_fps']:.1f} | "
-            f"{r['ratio_vs_dse']:.2f} | {r['macs_per_cycle']:.0f} | "
+            f"{r['ratio_vs_dse']:.2f} | {_est(r)} | {r['macs_per_cycle']:.0f} | "
             f"{r['stall_weight']:,} / {r['stall_input']:,} / {r['stall_output']:,} | "
             f"{r['model_s']:.0f} |")
     md += ["", "RTL FPS = config clock / RTL cycles, one frame per start. MAC/cycle: "

@@ -73,10 +73,12 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
                        progress: Progress = _quiet) -> dict[str, Any]:
     """One frame of network ``name`` on ``cfg``'s RTL, from the cycle model of the RTL with
     the testbench's memory (read latency 40, write latency 10) capped at the config's DDR
-    bandwidth: cycles, FPS, stall counters, per-layer cycles, and the DSE model's
-    prediction for the same network (``filmqnn_hw.cycles``)."""
+    bandwidth: cycles, FPS, stall counters, per-layer cycles, the RTL estimate the design
+    search ranks by (``filmqnn_hw.accel.rtl_estimate``) and the DSE model's prediction for
+    the same network (``filmqnn_hw.cycles``)."""
     from .accel.limits import RtlUnsupported
     from .accel.rtl_cycles import rtl_cycles
+    from .accel.rtl_estimate import estimate_network
     from .cycles import network_cycles
     from .networks import from_intgraph
     from .program import ProgramError, build_program
@@ -97,6 +99,9 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
         rec["error"] = f"the RTL cannot run it: {e}"
         return rec
     fps = pred.fps(cfg.clock_mhz)
+    est = estimate_network(cfg, from_intgraph(g))
+    rec.update(estimate_cycles=est.cycles,
+               estimate_ratio=round(est.cycles / pred.cycles, 4))
     rec.update(cycles=pred.cycles, fps=round(fps, 2), stall_weight=pred.stall_weight,
                stall_input=pred.stall_input, stall_output=pred.stall_output,
                ratio_vs_dse=round(pred.cycles / dse.cycles, 3),

@@ -71,9 +71,11 @@ class _Port:
     def __init__(self, rate: float) -> None:
         self.free, self.rate = 0.0, rate
 
-    def stream(self, start: float, beats: float) -> float:
+    def stream(self, start: float, beats: float, pace: float = 1.0) -> float:
+        """Move ``beats`` beats from ``start`` (or when free), each taking ``pace`` cycles
+        of the consumer or ``1 / rate`` of the memory, whichever is slower."""
         t0 = max(start, self.free)
-        self.free = t0 + beats / self.rate
+        self.free = t0 + beats * max(pace, 1.0 / self.rate)
         return self.free
 
 
@@ -204,7 +206,7 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                 prm_end = 0.0
                 if has_w:
                     pbeats = math.ceil(meff * PARAM_SIZE / ctx.bb) + 1
-                    prm_end = port0.stream(t + rd, pbeats * ctx.upb_p)
+                    prm_end = port0.stream(t + rd, pbeats, ctx.upb_p)
                     t += 1
                 first_tile = r0 == 0 and c0 == 0
                 # ---- compute: POP, ACC_WAIT (bank of step j-2 drained)
@@ -232,7 +234,7 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                             w_done = t + rd + w_port_cycles
                             t += taps
                         else:
-                            w_done = port0.stream(t + rd, w_total * upb_w)
+                            w_done = port0.stream(t + rd, w_total, upb_w)
                             t += 1
                         last_w_done = w_done
                     # IN_GO, IN_LD, then the loader: divider, setup, row commands

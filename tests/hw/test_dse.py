@@ -39,6 +39,27 @@ def test_design_is_valid_and_within_caps(board):
     assert geometry(cfg).rq_lanes == cfg.out_lanes  # whole planes of requantization units
 
 
+def test_rtl_schedule_ranks_by_the_rtl_estimate():
+    """The default search scores configs by what the generated RTL does (the chunk-level
+    estimate), and among scores within the estimate's error band takes the most LUT
+    headroom."""
+    from filmqnn_hw.accel.rtl_estimate import estimate_network
+    from filmqnn_hw.dse import RTL_TIE_BAND, search
+
+    cands = search("pynq_z2", networks=("resnet18",), top_arrays=6)
+    best = max(c.score for c in cands)
+    band = [c for c in cands if c.score >= (1 - RTL_TIE_BAND) * best]
+    assert cands[0] in band
+    assert cands[0].resources["lut"] == min(c.resources["lut"] for c in band)
+    top = cands[0]
+    assert top.fps["resnet18"] == pytest.approx(
+        estimate_network(top.config, "resnet18").fps, rel=1e-9)
+    cfg = design("zcu102")
+    assert "rtl_estimate" in cfg.notes["fps_model"]
+    assert cfg.notes["fps"]["resnet18"] == pytest.approx(
+        estimate_network(cfg, "resnet18").fps, abs=0.01)
+
+
 def test_target_schedule_searches_what_the_rtl_does_not_build():
     """``schedule="target"`` may use kernel packing, pixel groups and the feature-map store,
     priced by the target-schedule resource model."""

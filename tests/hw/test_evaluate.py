@@ -34,6 +34,10 @@ def test_rtl_network_cycles():
     assert rec["dse_cycles"] > 0 and rec["ratio_vs_dse"] == pytest.approx(
         pred.cycles / rec["dse_cycles"], rel=1e-2)
     assert rec["stall_weight"] + rec["stall_input"] + rec["stall_output"] < rec["cycles"]
+    # the estimate the design search ranks by, next to the exact figure
+    assert rec["estimate_ratio"] == pytest.approx(rec["estimate_cycles"] / pred.cycles,
+                                                  abs=1e-4)
+    assert abs(rec["estimate_ratio"] - 1) <= 0.05
 
 
 def test_rtl_program_cycles(tmp_path):

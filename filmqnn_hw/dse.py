@@ -16,7 +16,10 @@ searches
 
 under utilisation caps (``dsp_cap``, ``lut_cap``, ``ff_cap``, ``bram_cap``) with
 ``n8_slots = ceil(R * tm)`` 8-bit lanes per tile. The objective is the geometric mean of the
-networks' FPS from :mod:`filmqnn_hw.cycles`.
+networks' FPS: for ``schedule="rtl"`` from :mod:`filmqnn_hw.accel.rtl_estimate` (what the
+generated RTL does, within a few percent of its clock-exact model; scores within
+:data:`RTL_TIE_BAND` of the best count as equal and the lowest predicted LUT wins), for
+``schedule="target"`` from :mod:`filmqnn_hw.cycles`.
 
 ``schedule="rtl"`` (the default, what ``python -m filmqnn_hw.build`` uses) searches only the
 configurations the Amaranth accelerator builds as they will be built: filter packing (4 W4A5
@@ -25,8 +28,9 @@ planes; the resource model is calibrated on that RTL's synthesis (docs/resource-
 ``schedule="target"`` searches the full target schedule of docs/architecture.md.
 
 Search: stage 1 sizes every array candidate with the resource model and ranks it by a
-compute-only cycle count (cheap); stage 2 runs the full cycle model (with DDR) on the best
-arrays x tile sizes. A search for one board takes a few seconds.
+compute-only cycle count (cheap); stage 2 scores the best :data:`TOP_ARRAYS` arrays x
+:data:`TILES_PER_ARRAY` tile sizes with the full model (DDR included). A search for one
+board takes 5-20 seconds.
 """
 
 from __future__ import annotations

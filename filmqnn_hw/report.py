@@ -237,12 +237,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for n, d in report["networks"].items():
-        lines += [f"### {n}", "", "| layer | mode | order | cycles | util | bound | on chip |",
-                  "|---|---|---|---|---|---|---|"]
+        est = d.get("rtl_estimate", {}).get("layers")
+        lines += [f"### {n}", "",
+                  ("| layer | RTL est. cycles " if est else "| layer ")
+                  + "| mode | order | cycles (target model) | util | bound | on chip |",
+                  "|---|---|---|---|---|---|---|" + ("---|" if est else "")]
         for ly in d["layers"]:
             oc = ",".join(k for k, v in ly["on_chip"].items() if v) or "-"
-            lines.append(f"| {ly['name']} | {ly['mode']} | {ly['order']} | {ly['cycles']:,} | "
-                         f"{ly['utilisation']:.2f} | {ly['bound']} | {oc} |")
+            e = f" {est[ly['name']]:,} |" if est and ly["name"] in est else (" - |" if est
+                                                                           else "")
+            lines.append(f"| {ly['name']} |{e} {ly['mode']} | {ly['order']} | "
+                         f"{ly['cycles']:,} | {ly['utilisation']:.2f} | {ly['bound']} | {oc} |")
         lines.append("")
     lines += _sim_markdown(report.get("sim"), report["clock_mhz"])
     lines += _synth_markdown(report.get("synth"))

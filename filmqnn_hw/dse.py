@@ -43,6 +43,7 @@ from typing import Any
 
 from boards import Board, load_board
 
+from .accel.limits import RtlUnsupported
 from .accel.rtl_estimate import estimate_network
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
 from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
@@ -315,7 +316,10 @@ def search(
             if not _within(r, b, allcaps):  # pragma: no cover - fm store uses whole BRAMs left
                 continue
             if schedule == "rtl":  # what the generated RTL does with this config
-                fps = {n.name: estimate_network(cfg, n).fps for n in nets}
+                try:
+                    fps = {n.name: estimate_network(cfg, n).fps for n in nets}
+                except RtlUnsupported:  # pragma: no cover - the arrays are built to fit it
+                    continue
             else:
                 fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
             util = r.utilisation(device)

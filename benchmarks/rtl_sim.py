@@ -436,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = get_config(key)
         mine.add(key)
         entry = data["configs"].setdefault(key, {})
-        if entry.get("config") != cfg.to_dict():
-            entry.clear()  # another config under this name: drop its old runs
+        old = entry.get("config")
+        if old is None or AcceleratorConfig.from_dict(old).config_hash() != cfg.config_hash():
+            entry.clear()  # another config under this name: drop its old runs (notes aside)
         entry["config"] = cfg.to_dict()
         print(f"[{key}] emit + build ...", flush=True)
         b = emit_and_build(cfg, root / key, args.budget_s, args.mem_gb)

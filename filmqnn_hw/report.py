@@ -276,13 +276,14 @@ def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
         "run their own `program.bin`.",
         "",
         f"| network | input | RTL cycles | RTL FPS at {clock:g} MHz | paper FPS | RTL / paper "
-        "| DSE model FPS | RTL / DSE model cycles | stall weight / input / output |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| DSE model FPS | RTL / DSE model cycles | RTL estimate / RTL cycles "
+        "| stall weight / input / output |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, d in sim["networks"].items():
         if "error" in d:
             lines.append(f"| {n} | {d.get('input', '-')} | not run: {d['error']} | - | - | - | "
-                         "- | - | - |")
+                         "- | - | - | - |")
             continue
         paper = d.get("paper_fps")
         rel = f"{d['fps'] / paper:.2f}" if paper else "-"
@@ -290,7 +291,7 @@ def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
             f"| {n} | {d['input']} | {d['cycles']:,} | {_fmt(d['fps'])} | "
             f"{paper if paper is not None else '-'} | {rel} | "
             f"{_fmt(d['dse_fps']) if 'dse_fps' in d else '-'} | "
-            f"{d.get('ratio_vs_dse', '-')} | "
+            f"{d.get('ratio_vs_dse', '-')} | {d.get('estimate_ratio', '-')} | "
             f"{d['stall_weight']:,} / {d['stall_input']:,} / {d['stall_output']:,} |")
     v = sim.get("verilator")
     if v:
@@ -364,7 +365,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
                color=[colours[ly["bound"]] for ly in layers])
         ax.set_xlim(-1, len(layers))
         ax.set_ylabel("MACs / (cycles x tm x tn)")
-        ax.set_title(f"{n}: {report['networks'][n]['fps']:.1f} FPS (model); bar colour = bound")
+        d = report["networks"][n]
+        head = (f"RTL estimate {d['rtl_estimate']['fps']:.1f} FPS; " if "rtl_estimate" in d
+                else "")
+        ax.set_title(f"{n}: {head}target model {d['fps']:.1f} FPS (bars); colour = bound")
         ax.set_xticks([])
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     axes[-1].legend(handles, list(colours), loc="upper right", fontsize=8)

@@ -65,6 +65,7 @@ __all__ = [
     "px_options",
     "drain_only_cycles",
     "STEM_MAX_CH",
+    "stem_eligible",
     "BOUNDS",
 ]
 
@@ -635,6 +636,14 @@ def plan_fm_cache(cfg: AcceleratorConfig, net: Network) -> set[str]:
     return chosen
 
 
+def stem_eligible(network: Network, i: int) -> bool:
+    """Whether layer ``i`` of ``network`` may run in stem mode: the first layer, a conv with a
+    window and at most :data:`STEM_MAX_CH` input channels, reading the network input."""
+    ly = network.layers[i]
+    return (i == 0 and ly.kind == "conv" and ly.input == network.input
+            and ly.in_ch <= STEM_MAX_CH and ly.kh * ly.kw > 1)
+
+
 #: Layers with identical geometry, flags and configuration have identical cycles.
 _LAYER_CACHE: dict[tuple, LayerCycles] = {}
 
@@ -654,8 +663,7 @@ def network_cycles(
         # a first layer with few input channels may run as a 1x1 conv over its im2col input;
         # the compiler takes stem mode only where it is faster (on a small array the im2col
         # input's many chunks can cost more than the kh x kw taps save)
-        stem_ok = (i == 0 and ly.kind == "conv" and ly.input == network.input
-                   and ly.in_ch <= STEM_MAX_CH and ly.kh * ly.kw > 1)
+        stem_ok = stem_eligible(network, i)
         hit = None
         for stem in ([True, False] if stem_ok else [False]):
             ots = {"input": ly.input in on_chip and not stem,

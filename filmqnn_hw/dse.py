@@ -43,10 +43,9 @@ from typing import Any
 
 from boards import Board, load_board
 
-from .accel.limits import RtlUnsupported
 from .accel.rtl_estimate import estimate_network
 from .config import ACT_BITS, AcceleratorConfig, ConfigError
-from .cycles import STEM_MAX_CH, Timing, array_cycles, network_cycles
+from .cycles import Timing, array_cycles, network_cycles, stem_eligible
 from .networks import Network, get_network
 from .resources import SCHEDULES, arith_costs, predict, requant_lane_cost
 
@@ -209,8 +208,7 @@ def _compute_cycles(cfg: AcceleratorConfig, nets: list[Network], tim: Timing) ->
         if hit is None:
             hit = 0
             for i, ly in enumerate(net.layers):
-                stem_ok = (i == 0 and ly.kind == "conv" and ly.in_ch <= STEM_MAX_CH
-                           and ly.kh * ly.kw > 1)
+                stem_ok = stem_eligible(net, i)
                 lkey = (key, ly.kind, ly.in_ch, ly.out_ch, ly.in_h, ly.in_w, ly.out_h, ly.out_w,
                         ly.kh, ly.kw, ly.stride, ly.pad, stem_ok)
                 c = _LAYER_ARRAY_CACHE.get(lkey)
@@ -255,13 +253,13 @@ def search(
     ``top_arrays`` arrays from stage 1 go to stage 2 (default: :data:`TOP_ARRAYS` of the
     schedule)."""
     b = load_board(board)
-    if top_arrays is None:
-        top_arrays = TOP_ARRAYS[schedule] if schedule in TOP_ARRAYS else 4
     timing = timing or Timing()
     clock = b.clock_mhz if clock_mhz is None else clock_mhz
     allcaps = {**DEFAULT_CAPS, **caps}
     _check_inputs(b, ratio, clock, caps)
     kernel_packing = _check_schedule(schedule, kernel_packing)
+    if top_arrays is None:
+        top_arrays = TOP_ARRAYS[schedule]
     nets = [get_network(n) for n in networks]
     if not nets:
         raise DseError("networks must name at least one network")
@@ -316,10 +314,7 @@ def search(
             if not _within(r, b, allcaps):  # pragma: no cover - fm store uses whole BRAMs left
                 continue
             if schedule == "rtl":  # what the generated RTL does with this config
-                try:
-                    fps = {n.name: estimate_network(cfg, n).fps for n in nets}
-                except RtlUnsupported:  # pragma: no cover - the arrays are built to fit it
-                    continue
+                fps = {n.name: estimate_network(cfg, n).fps for n in nets}
             else:
                 fps = {n.name: network_cycles(cfg, n, timing=timing).fps for n in nets}
             util = r.utilisation(device)

@@ -100,9 +100,8 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
         return rec
     fps = pred.fps(cfg.clock_mhz)
     est = estimate_network(cfg, from_intgraph(g))
-    rec.update(estimate_cycles=est.cycles,
-               estimate_ratio=round(est.cycles / pred.cycles, 4))
-    rec.update(cycles=pred.cycles, fps=round(fps, 2), stall_weight=pred.stall_weight,
+    rec.update(estimate_cycles=est.cycles, estimate_ratio=round(est.cycles / pred.cycles, 4),
+               cycles=pred.cycles, fps=round(fps, 2), stall_weight=pred.stall_weight,
                stall_input=pred.stall_input, stall_output=pred.stall_output,
                ratio_vs_dse=round(pred.cycles / dse.cycles, 3),
                macs_per_cycle=round(dse.macs / pred.cycles, 1),

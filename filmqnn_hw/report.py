@@ -72,14 +72,15 @@ def build_report(cfg: AcceleratorConfig, board: Board,
     res = predict(cfg, schedule=schedule if schedule in SCHEDULES else "rtl")
     device = board.resources()
     util = res.utilisation(device)
-    nets = {get_network(n).name: network_cycles(cfg, get_network(n)) for n in networks}
+    net_objs = {net.name: net for net in map(get_network, networks)}
+    nets = {name: network_cycles(cfg, net) for name, net in net_objs.items()}
     paper = PAPER_FPS.get(board.name, {})
     dpu = DPU_FPS.get(board.name, {})
     net_json: dict[str, Any] = {}
     for n, r in nets.items():
         d = r.as_dict()
         if schedule != "target":
-            est = _rtl_estimate(cfg, networks, n)
+            est = _rtl_estimate(cfg, net_objs[n])
             if est is not None:
                 e = {"cycles": est.cycles, "fps": round(est.fps, 2),
                      "layers": dict(zip(est.names, est.layers, strict=True))}
@@ -123,13 +124,12 @@ def build_report(cfg: AcceleratorConfig, board: Board,
     return report, nets
 
 
-def _rtl_estimate(cfg: AcceleratorConfig, networks: tuple[str | Network, ...], name: str):
-    """:func:`~filmqnn_hw.accel.rtl_estimate.estimate_network` of network ``name``, or None
-    where the RTL cannot build ``cfg`` (a target-schedule config)."""
+def _rtl_estimate(cfg: AcceleratorConfig, net: Network):
+    """:func:`~filmqnn_hw.accel.rtl_estimate.estimate_network` of ``net``, or None where the
+    RTL cannot build ``cfg`` (a target-schedule config)."""
     from .accel.limits import RtlUnsupported
     from .accel.rtl_estimate import estimate_network
 
-    net = next(get_network(n) for n in networks if get_network(n).name == name)
     try:
         return estimate_network(cfg, net)
     except (RtlUnsupported, ConfigError):

@@ -129,17 +129,14 @@ def _rect(y0: int, hin: int, h: int, x0: int, win: int, w: int, ystep: int, wpb:
     return (yhi - ylo) // ystep + 1, xhi // wpb - xlo // wpb + 1, xhi - xlo + 1
 
 
-def _rec_beats(bb: int, rec: int, taps: int, kp: int) -> tuple[int, int]:
-    """Beats of ``taps`` consecutive records of ``rec`` bytes (each its own command from a
-    beat-aligned start): in total, and on the busiest of ``kp`` ports (records round robin)."""
-    per_port = [0] * max(1, kp)
-    total = 0
+def _busiest_port_beats(bb: int, rec: int, taps: int, kp: int) -> int:
+    """Beats on the busiest of ``kp`` weight ports for ``taps`` consecutive records of ``rec``
+    bytes, dealt round robin, each its own command from its byte offset."""
+    per_port = [0] * kp
     for t in range(taps):
         off = (t * rec) % bb
-        b = (off + rec + bb - 1) // bb
-        total += b
-        per_port[t % len(per_port)] += b
-    return total, max(per_port)
+        per_port[t % kp] += (off + rec + bb - 1) // bb
+    return max(per_port)
 
 
 def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = False,
@@ -174,9 +171,9 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
     in_planes_total = math.ceil(in_c / g)
     out_planes_total = math.ceil(out_c / g)
     ystep = 2 if (kh == 1 and st == 2 and pad == 0) else 1
-    w_total, w_port = _rec_beats(ctx.bb, rec, taps, kp) if has_w else (0, 0)
-    if has_w and not kp:  # no weight ports: one command for the chunk's records on port 0
-        w_total = math.ceil(taps * rec / ctx.bb)
+    # weight ports: records round robin; none: one command for the chunk's records on port 0
+    w_port = _busiest_port_beats(ctx.bb, rec, taps, kp) if (has_w and kp) else 0
+    w_total = math.ceil(taps * rec / ctx.bb) if (has_w and not kp) else 0
     # weight port: a record's beats at the gearbox's pace, plus its END and IDLE states
     w_port_cycles = w_port * max(upb_w, 1 / ctx.wrate) + 2 * math.ceil(taps / max(kp, 1))
     rd = ctx.rd_lat
@@ -303,7 +300,7 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
     :func:`~filmqnn_hw.accel.rtl_cycles.rtl_cycles`, to the testbench's memory with all ports
     capped together at the config's DDR bandwidth (uncapped if the config does not know it).
     """
-    from ..cycles import STEM_MAX_CH, layer_cycles
+    from ..cycles import layer_cycles, stem_eligible
 
     network = get_network(net)
     tim = timing or DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle
@@ -316,8 +313,7 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
     n = len(network.layers)
     for i, ly in enumerate(network.layers):
         stem = False
-        if (i == 0 and ly.kind == "conv" and ly.input == network.input
-                and ly.in_ch <= STEM_MAX_CH and ly.kh * ly.kw > 1):
+        if stem_eligible(network, i):
             # build_program's choice: the faster by the DSE cycle model, or by rule (stem)
             # where that model cannot run (no DDR bandwidth in the config)
             stem = (cfg.ddr_bytes_per_cycle <= 0

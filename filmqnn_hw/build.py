@@ -85,8 +85,7 @@ def _write_rtl(cfg: AcceleratorConfig, out: Path) -> Path:
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array; large arrays take minutes)...",
-          flush=True)
+    print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array)...", flush=True)
     path = rtl / f"{TOP_NAME}.v"
     emit_verilog(cfg, path)
     (rtl / "control_map.json").write_text(accelerator_control_map().to_json())

@@ -67,6 +67,7 @@ from filmqnn_quant.numerics import (
 )
 
 from .config import ACT_BITS, AcceleratorConfig
+from .module_sharing import share
 
 __all__ = [
     "REQUANT_LATENCY",
@@ -305,7 +306,7 @@ class RequantBank(wiring.Component):
         m = Module()
         for k in range(self._lanes):
             u = RequantUnit(self._acc_bits, residual=self._residual)
-            m.submodules[f"lane{k}"] = u
+            m.submodules[f"lane{k}"] = share(platform, u, (self._acc_bits, self._residual))
             m.d.comb += [
                 u.i.payload.eq(self.i.payload[k]),
                 u.i.valid.eq(self.i.valid),

@@ -1088,7 +1088,10 @@ class ProgramEngine(wiring.Component):
         m.d.sync += d_lat.eq(0)
         with m.If(d_lat):
             m.d.sync += d_acc.eq(ab_r.data)
-        accv = data.View(acc_layout, Mux(d_lat, ab_r.data, d_acc.as_value()))
+        # one signal: a View over the Mux expression would rebuild the whole-word mux at each
+        # of its 2 x TM uses (144 muxes of 3,744 bits in the ZCU102 netlist)
+        accv = Signal(acc_layout)
+        m.d.comb += accv.eq(Mux(d_lat, ab_r.data, d_acc.as_value()))
         ri = rq.i.payload
         res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_a.data)
         res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_b.data)

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith.dot import LutDotUnit, PackedDotUnit
 from ..config import ACT_BITS, AcceleratorConfig
+from ..module_sharing import share
 
 __all__ = [
     "PEMode",
@@ -285,7 +286,7 @@ class PEArray(wiring.Component):
             units = self._make_units(eng)
             if eng.kind == "w4_dsp":
                 (u,) = units
-                m.submodules[f"w4dsp{k}"] = u
+                m.submodules[f"w4dsp{k}"] = share(platform, u, (eng.kind, h))
                 a, b = eng.lanes
                 drive_common(u, eng.kind)
                 for i in range(1, h):
@@ -311,7 +312,7 @@ class PEArray(wiring.Component):
                         m.d.comb += self.sum[pix][lane].eq(u.acc[idx])
             elif eng.kind == "w8_dsp":
                 (u,) = units
-                m.submodules[f"w8dsp{k}"] = u
+                m.submodules[f"w8dsp{k}"] = share(platform, u, (eng.kind, h))
                 (lane,) = eng.lanes
                 drive_common(u, eng.kind)
                 for i in range(1, h):
@@ -332,7 +333,7 @@ class PEArray(wiring.Component):
                 w0 = Signal.like(units[0].w[0], name=f"lut{k}_w0")
                 m.d.comb += w0.eq(Mux(dense, w_slot(lane, 0), Mux(self.phase, 0, w_dw(lane))))
                 for p, u in enumerate(units):
-                    m.submodules[f"{eng.kind}{k}_p{p}"] = u
+                    m.submodules[f"{eng.kind}{k}_p{p}"] = share(platform, u, (eng.kind, h))
                     drive_common(u, eng.kind)
                     m.d.comb += [
                         u.w[0].eq(w0),

@@ -19,16 +19,79 @@ Name members of the *top-level* component after the Vivado prefix you want
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 
-from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, ValueCastable, _ir
+from amaranth.back import rtlil, verilog
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, ValueCastable, _ir, _nir
 from amaranth.lib import wiring
 
+from ..module_sharing import ModuleSharing
 from .signatures import AXI4LiteSignature, AXI4Signature
 
-__all__ = ["vivado_ports", "convert_vivado", "write_vivado"]
+__all__ = ["vivado_ports", "convert_vivado", "write_vivado", "rtlil_to_verilog",
+           "verilog_yosys", "fast_memory_init", "EmitError", "EMIT_YOSYS_ENV"]
+
+#: Environment variable choosing the yosys that turns RTLIL into Verilog: ``builtin``
+#: (Amaranth's WebAssembly yosys) or ``pyosys`` (native; ``pip install pyosys``, installed by
+#: ``scripts/setup.sh``). Unset: pyosys when it is installed, else builtin.
+EMIT_YOSYS_ENV = "FILMQNN_EMIT_YOSYS"
+
+# Amaranth's own RTLIL-to-Verilog script (amaranth.back.verilog), run by either yosys
+_TO_VERILOG = ("read_rtlil {il}", "proc -nomux -norom", "memory_collect",
+               "write_verilog -norename {v}")
+
+
+class EmitError(RuntimeError):
+    """The RTLIL-to-Verilog step failed (the message carries yosys's log tail)."""
+
+
+def verilog_yosys() -> str:
+    """Which yosys writes the emitted Verilog: ``"pyosys"`` or ``"builtin"`` (see
+    :data:`EMIT_YOSYS_ENV`)."""
+    choice = os.environ.get(EMIT_YOSYS_ENV, "")
+    if choice not in ("", "builtin", "pyosys"):
+        raise EmitError(f"{EMIT_YOSYS_ENV}={choice!r}: use 'builtin' or 'pyosys' (or unset it)")
+    if choice == "builtin":
+        return "builtin"
+    try:
+        import pyosys  # noqa: F401
+    except ImportError:
+        if choice == "pyosys":
+            raise EmitError(f"{EMIT_YOSYS_ENV}=pyosys but pyosys is not installed: "
+                            "`pip install pyosys`, or unset it") from None
+        return "builtin"
+    return "pyosys"
+
+
+def rtlil_to_verilog(text: str) -> str:
+    """Verilog of an RTLIL design, by Amaranth's script (``proc``, ``memory_collect``,
+    ``write_verilog -norename``) in native yosys when pyosys is installed (3-5x faster
+    than the WebAssembly build on the ZCU102 top), else in Amaranth's builtin yosys; see
+    :data:`EMIT_YOSYS_ENV`."""
+    if verilog_yosys() == "builtin":
+        return verilog._convert_rtlil_text(text)
+    with tempfile.TemporaryDirectory(prefix="filmqnn_emit_") as tmp:
+        il, v, log, ys = (os.path.join(tmp, f) for f in ("d.il", "d.v", "yosys.log", "d.ys"))
+        with open(il, "w") as f:
+            f.write(text)
+        with open(ys, "w") as f:
+            f.write("\n".join(line.format(il=il, v=v) for line in _TO_VERILOG) + "\n")
+        r = subprocess.run([sys.executable, "-m", "filmqnn_hw.pyosys_cli", "-q", "-l", log,
+                            "-s", ys], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+        if r.returncode != 0 or not os.path.exists(v):
+            tail = ""
+            if os.path.exists(log):
+                with open(log) as f:
+                    tail = "".join(f.readlines()[-15:])
+            raise EmitError(f"pyosys RTLIL-to-Verilog failed ({r.stderr.strip()}):\n{tail}")
+        with open(v) as f:
+            return f.read()
 
 
 def _axi_members(component: wiring.Component) -> list[str]:
@@ -86,12 +149,56 @@ class _VivadoTop(Elaboratable):
         return m
 
 
+def _emit_memory_init(self, cell_idx, cell) -> None:
+    """``rtlil.ModuleEmitter.emit_memory`` with the init constant built as one string.
+
+    Amaranth 0.5 builds a memory's ``$meminit_v2`` DATA one ``Net`` object per bit (9.6
+    million for the ZCU102 top's buffers: about 20 s); this writes the same text (the
+    sigspec of an all-constant value is ``<width>'<bits, MSB first>``) from the rows.
+    ``tests/hw/test_module_sharing.py`` checks the text is identical to Amaranth's."""
+    memory_info = self.memories[cell_idx]
+    w = cell.width
+    mask = (1 << w) - 1
+    bits = "".join(format(row & mask, f"0{w}b") for row in reversed(cell.init))
+    self.builder.cell("$meminit_v2", ports={
+        "ADDR": self.sigspec(),
+        "DATA": f"{len(bits)}'{bits}" if bits else self.sigspec(),
+        "EN": self.sigspec(_nir.Value.ones(w)),
+    }, parameters={
+        "MEMID": memory_info.memid,
+        "ABITS": 0,
+        "WIDTH": w,
+        "WORDS": cell.depth,
+        "PRIORITY": 0,
+    }, src_loc=cell.src_loc)
+
+
+@contextlib.contextmanager
+def fast_memory_init() -> Iterator[None]:
+    """Within the block, RTLIL emission writes memory init constants in one string (same
+    text, see :func:`_emit_memory_init`). A no-op on an Amaranth without the hook."""
+    emitter = getattr(rtlil, "ModuleEmitter", None)
+    original = getattr(emitter, "emit_memory", None)
+    if original is None:
+        yield
+        return
+    emitter.emit_memory = _emit_memory_init
+    try:
+        yield
+    finally:
+        emitter.emit_memory = original
+
+
 def convert_vivado(component: wiring.Component, name: str, *, clock: str = "ap_clk",
-                   reset_n: str = "ap_rst_n") -> str:
+                   reset_n: str = "ap_rst_n", share_modules: bool = True) -> str:
     """Verilog text of ``component`` as module ``name`` with Vivado-style ports.
 
     The component must use only the ``sync`` clock domain. Ports: ``clock``, ``reset_n``
     (active-low, synchronous) and one port per flattened member (see :func:`vivado_ports`).
+    With ``share_modules`` (default) sub-components wrapped in
+    :func:`~filmqnn_hw.module_sharing.share` are emitted once as modules
+    ``<name>__<class>_<n>`` and instantiated; without it every instance is its own module
+    (the same logic, slower to emit).
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
@@ -102,7 +209,12 @@ def convert_vivado(component: wiring.Component, name: str, *, clock: str = "ap_c
     top = _VivadoTop(component, clock, reset_n)
     all_ports = {clock: (top.clk, _ir.PortDirection.Input),
                  reset_n: (top.rst_n, _ir.PortDirection.Input), **ports}
-    return verilog.convert(top, name=name, ports=all_ports, emit_src=False)
+    sharing = ModuleSharing(name) if share_modules else None
+    with fast_memory_init():
+        text = rtlil.convert(top, name=name, platform=sharing, ports=all_ports, emit_src=False)
+    if sharing is not None:
+        text += sharing.rtlil()
+    return rtlil_to_verilog(text)
 
 
 def write_vivado(component: wiring.Component, name: str, path: str | os.PathLike, **kwargs) -> str:

@@ -266,10 +266,11 @@ OVERHEAD_PROVENANCE = ("calibrated on whole-top and PE-array synthesis (yosys 0.
 
 
 def record_bits(cfg: AcceleratorConfig) -> int:
-    """Bits of one dense weight tap record: ``(n8 + ceil(n4 / 2)) x tn`` bytes (the PE
-    array's weight register; ``accel.limits.RtlGeometry.rec_bytes``)."""
-    n4 = cfg.tm - cfg.n8_slots
-    return 8 * (cfg.n8_slots + math.ceil(n4 / 2)) * cfg.tn
+    """Bits of one dense weight tap record: the PE array's weight register
+    (:func:`filmqnn_hw.accel.pe_array.record_bits`, the one definition)."""
+    from .accel.pe_array import record_bits as pe_record_bits
+
+    return pe_record_bits(cfg)
 
 
 def axi_ports_built(cfg: AcceleratorConfig) -> int:

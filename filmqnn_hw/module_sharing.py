@@ -17,13 +17,24 @@ many interchangeable children wraps each one in :func:`share`::
   module, wired to the child's own port signals (so the parent's code is unchanged). The
   parent's netlist then holds one cell per child instead of its whole logic.
 
-Children of one class with equal keys **must** build the same logic: the key is the caller's
-statement of that (for example the engine kind and the multiplier count within one config).
-The emitted top is checked by Verilator against the golden model and by a formal
-equivalence proof against the unshared netlist (``tests/hw/test_module_sharing.py``).
+Rules for a shared child (checked where they can be):
 
-Instance names, and so the flattened hierarchical names after synthesis, are the same as in
-the unshared netlist (``...pe.w4dsp3.mul7.p``).
+* Children of one class with equal keys **must** build the same logic: the key is the
+  caller's statement of that (the accelerator keys its units by config and unit kind).
+* The parent may use only the child's signature members: a signal it reads or drives that
+  is not a port would be cut off from the instance (a child holding such a signal as an
+  attribute is refused).
+* The child's only clock domain is ``sync`` with Amaranth's defaults (rising edge,
+  synchronous reset), as in :func:`~filmqnn_hw.axi.verilog.convert_vivado`'s top: the shared
+  module is converted on its own and would not see a parent's other domain settings.
+
+``tests/hw/test_module_sharing.py`` proves with yosys that the shared and unshared netlists
+of the PE array (every engine kind) and of the requantization bank are the same logic;
+every Verilator test simulates the shared top against the golden model.
+
+Instance names, and so the flattened hierarchical names of registers and ports after
+synthesis, are those of the unshared netlist (``core.engine.pe.w4dsp3.mul7.p``); only wire
+names Amaranth made unique with a ``$n`` suffix can differ.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import re
 from collections.abc import Hashable
 
 from amaranth.back import rtlil
-from amaranth.hdl import ClockSignal, Instance, ResetSignal, ValueCastable
+from amaranth.hdl import ClockSignal, Instance, ResetSignal, Value, ValueCastable
 from amaranth.lib import wiring
 
 __all__ = ["ModuleSharing", "ModuleSharingError", "share"]
@@ -77,6 +88,7 @@ class ModuleSharing:
         self._modules: dict[Hashable, tuple[str, dict[str, tuple[str, int]]]] = {}
         self._texts: list[str] = []
         self._instances: dict[str, int] = {}
+        self._names = 0  # numbers taken (before a nested conversion registers its own)
 
     @property
     def modules(self) -> dict[str, int]:
@@ -88,8 +100,10 @@ class ModuleSharing:
         the design's top)."""
         return "".join(self._texts)
 
-    def _emit(self, component: wiring.Component, key: Hashable) -> tuple[str, dict]:
-        name = f"{self.prefix}__{type(component).__name__}_{len(self._modules)}"
+    def _emit(self, component: wiring.Component,
+              key: Hashable) -> tuple[str, dict[str, tuple[str, int]]]:
+        name = f"{self.prefix}__{type(component).__name__}_{self._names}"
+        self._names += 1
         # nested sharing: the child's own children may be shared as well
         text = rtlil.convert(component, name=name, platform=self, emit_src=False)
         ports = _module_ports(text, name)
@@ -104,7 +118,14 @@ class ModuleSharing:
         """An ``Instance`` of ``key``'s shared module, wired to ``component``'s members."""
         if not isinstance(component, wiring.Component):
             raise TypeError(f"only a wiring.Component can be shared, not {component!r}")
-        key = (type(component).__qualname__, key)  # keys of different classes never meet
+        key = (type(component), key)  # keys of different classes never meet
+        loose = [n for n, v in vars(component).items()
+                 if isinstance(v, Value | ValueCastable) and n not in component.signature.members]
+        if loose:
+            raise ModuleSharingError(
+                f"{type(component).__name__} holds signals that are not members of its "
+                f"signature ({', '.join(sorted(loose))}): an instance could not connect them; "
+                "share only components whose parents use their members alone")
         if key in self._modules:
             name, ports = self._modules[key]
             component._MustUse__silence = True  # replaced by the instance, never elaborated
@@ -125,10 +146,13 @@ class ModuleSharing:
                         f"{name}.{port} is {direction} [{width}] but the {key!r} child's member "
                         f"is {want} [{len(value)}]: children sharing a key must be identical")
                 args.append(("i" if direction == "input" else "o", port, value))
-            elif port == "clk" or port.endswith("_clk"):
-                args.append(("i", port, ClockSignal(port[:-4] or "sync")))
-            elif port == "rst" or port.endswith("_rst"):
-                args.append(("i", port, ResetSignal(port[:-4] or "sync")))
+            elif port == "clk":
+                args.append(("i", port, ClockSignal("sync")))
+            elif port == "rst":
+                args.append(("i", port, ResetSignal("sync")))
+            elif port.endswith(("_clk", "_rst")):
+                raise ModuleSharingError(f"{name} uses the clock domain {port[:-4]!r}: only "
+                                         "components in the sync domain can be shared")
             else:
                 raise ModuleSharingError(f"{name} has port {port!r} that no member of the "
                                          f"{key!r} child drives")
@@ -139,7 +163,8 @@ class ModuleSharing:
         return Instance(name, *args)
 
 
-def share(platform: object, component: wiring.Component, key: Hashable):
+def share(platform: object, component: wiring.Component,
+          key: Hashable) -> wiring.Component | Instance:
     """``component`` itself, or under :class:`ModuleSharing` an ``Instance`` of ``key``'s
     shared module wired to it (see the module docstring)."""
     if isinstance(platform, ModuleSharing):

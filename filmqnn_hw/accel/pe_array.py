@@ -249,6 +249,7 @@ class PEArray(wiring.Component):
         m = Module()
         cfg = self._config
         tn, h = cfg.tn, self.half
+        cfg_key = cfg.config_hash()  # units are shared (in Verilog) per config and kind
         dense = Signal(name="dense")
         unit = Signal(name="unit")
         m.d.comb += [dense.eq(self.mode == PEMode.DENSE), unit.eq(self.mode[1])]
@@ -286,7 +287,7 @@ class PEArray(wiring.Component):
             units = self._make_units(eng)
             if eng.kind == "w4_dsp":
                 (u,) = units
-                m.submodules[f"w4dsp{k}"] = share(platform, u, (eng.kind, h))
+                m.submodules[f"w4dsp{k}"] = share(platform, u, (cfg_key, eng.kind, h))
                 a, b = eng.lanes
                 drive_common(u, eng.kind)
                 for i in range(1, h):
@@ -312,7 +313,7 @@ class PEArray(wiring.Component):
                         m.d.comb += self.sum[pix][lane].eq(u.acc[idx])
             elif eng.kind == "w8_dsp":
                 (u,) = units
-                m.submodules[f"w8dsp{k}"] = share(platform, u, (eng.kind, h))
+                m.submodules[f"w8dsp{k}"] = share(platform, u, (cfg_key, eng.kind, h))
                 (lane,) = eng.lanes
                 drive_common(u, eng.kind)
                 for i in range(1, h):
@@ -333,7 +334,7 @@ class PEArray(wiring.Component):
                 w0 = Signal.like(units[0].w[0], name=f"lut{k}_w0")
                 m.d.comb += w0.eq(Mux(dense, w_slot(lane, 0), Mux(self.phase, 0, w_dw(lane))))
                 for p, u in enumerate(units):
-                    m.submodules[f"{eng.kind}{k}_p{p}"] = share(platform, u, (eng.kind, h))
+                    m.submodules[f"{eng.kind}{k}_p{p}"] = share(platform, u, (cfg_key, eng.kind, h))
                     drive_common(u, eng.kind)
                     m.d.comb += [
                         u.w[0].eq(w0),

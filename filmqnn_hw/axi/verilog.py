@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 from amaranth.back import rtlil, verilog
@@ -58,17 +59,17 @@ def verilog_yosys() -> str:
         raise EmitError(f"{EMIT_YOSYS_ENV}={choice!r}: use 'builtin' or 'pyosys' (or unset it)")
     if choice == "builtin":
         return "builtin"
-    try:
-        from pyosys import libyosys  # noqa: F401 - the native library, not just the package
-    except ImportError:
-        if choice == "pyosys":
-            raise EmitError(f"{EMIT_YOSYS_ENV}=pyosys but pyosys is not installed: "
-                            "`pip install pyosys`, or unset it") from None
-        return "builtin"
-    return "pyosys"
+    from ..synth import native_yosys_available
+
+    if native_yosys_available():
+        return "pyosys"
+    if choice == "pyosys":
+        raise EmitError(f"{EMIT_YOSYS_ENV}=pyosys but pyosys is not installed: "
+                        "`pip install pyosys`, or unset it")
+    return "builtin"
 
 
-def rtlil_to_verilog(text: str) -> str:
+def rtlil_to_verilog(text: str, *, timeout: float = 1800.0) -> str:
     """Verilog of an RTLIL design, by Amaranth's script (``proc``, ``memory_collect``,
     ``write_verilog -norename``) in native yosys when pyosys is installed (3-5x faster
     than the WebAssembly build on the ZCU102 top), else in Amaranth's builtin yosys; see
@@ -76,20 +77,27 @@ def rtlil_to_verilog(text: str) -> str:
     if verilog_yosys() == "builtin":
         return verilog._convert_rtlil_text(text)
     with tempfile.TemporaryDirectory(prefix="filmqnn_emit_") as tmp:
-        il, v, log, ys = (os.path.join(tmp, f) for f in ("d.il", "d.v", "yosys.log", "d.ys"))
-        with open(il, "w") as f:
+        # relative names in the script, run in the directory: any TMPDIR works
+        with open(os.path.join(tmp, "d.il"), "w") as f:
             f.write(text)
-        with open(ys, "w") as f:
-            f.write("\n".join(line.format(il=il, v=v) for line in _TO_VERILOG) + "\n")
-        r = subprocess.run([sys.executable, "-m", "filmqnn_hw.pyosys_cli", "-q", "-l", log,
-                            "-s", ys], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
+        with open(os.path.join(tmp, "d.ys"), "w") as f:
+            f.write("\n".join(line.format(il="d.il", v="d.v") for line in _TO_VERILOG) + "\n")
+        try:
+            r = subprocess.run([sys.executable, "-m", "filmqnn_hw.pyosys_cli", "-q", "-l",
+                                "yosys.log", "-s", "d.ys"], cwd=tmp, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EmitError(f"pyosys RTLIL-to-Verilog took over {timeout:.0f} s; set "
+                            f"{EMIT_YOSYS_ENV}=builtin to use Amaranth's yosys") from None
+        v = os.path.join(tmp, "d.v")
         if r.returncode != 0 or not os.path.exists(v):
             tail = ""
+            log = os.path.join(tmp, "yosys.log")
             if os.path.exists(log):
                 with open(log) as f:
                     tail = "".join(f.readlines()[-15:])
-            raise EmitError(f"pyosys RTLIL-to-Verilog failed ({r.stderr.strip()}):\n{tail}")
+            raise EmitError(f"pyosys RTLIL-to-Verilog failed (exit {r.returncode}; "
+                            f"{r.stderr.strip() or 'no message'}):\n{tail}")
         with open(v) as f:
             return f.read()
 
@@ -159,7 +167,7 @@ def _emit_memory_init(self, cell_idx, cell) -> None:
     memory_info = self.memories[cell_idx]
     w = cell.width
     mask = (1 << w) - 1
-    bits = "".join(format(row & mask, f"0{w}b") for row in reversed(cell.init))
+    bits = "".join(format(row & mask, f"0{w}b") for row in reversed(cell.init)) if w else ""
     self.builder.cell("$meminit_v2", ports={
         "ADDR": self.sigspec(),
         "DATA": f"{len(bits)}'{bits}" if bits else self.sigspec(),
@@ -173,20 +181,33 @@ def _emit_memory_init(self, cell_idx, cell) -> None:
     }, src_loc=cell.src_loc)
 
 
+_PATCH_LOCK = threading.Lock()
+_PATCH_USERS = 0
+_PATCH_ORIGINAL = None
+
+
 @contextlib.contextmanager
 def fast_memory_init() -> Iterator[None]:
     """Within the block, RTLIL emission writes memory init constants in one string (same
-    text, see :func:`_emit_memory_init`). A no-op on an Amaranth without the hook."""
+    text, see :func:`_emit_memory_init`). A no-op on an Amaranth without the hook. Blocks may
+    nest and overlap across threads: the hook is installed while any block is open."""
+    global _PATCH_USERS, _PATCH_ORIGINAL
     emitter = getattr(rtlil, "ModuleEmitter", None)
-    original = getattr(emitter, "emit_memory", None)
-    if original is None:
+    if getattr(emitter, "emit_memory", None) is None:
         yield
         return
-    emitter.emit_memory = _emit_memory_init
+    with _PATCH_LOCK:
+        if _PATCH_USERS == 0:
+            _PATCH_ORIGINAL = emitter.emit_memory
+            emitter.emit_memory = _emit_memory_init
+        _PATCH_USERS += 1
     try:
         yield
     finally:
-        emitter.emit_memory = original
+        with _PATCH_LOCK:
+            _PATCH_USERS -= 1
+            if _PATCH_USERS == 0:
+                emitter.emit_memory = _PATCH_ORIGINAL
 
 
 def convert_vivado(component: wiring.Component, name: str, *, clock: str = "ap_clk",
@@ -202,6 +223,7 @@ def convert_vivado(component: wiring.Component, name: str, *, clock: str = "ap_c
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
+    verilog_yosys()  # refuse a bad FILMQNN_EMIT_YOSYS before the conversion
     ports = vivado_ports(component)
     for special in (clock, reset_n):
         if special in ports:

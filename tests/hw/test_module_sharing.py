@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Instance, Module
+from amaranth.hdl import Instance, Module, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ def _modules(text: str) -> list[str]:
     return re.findall(r"^module \\?(\S+?)\s*\(", text, re.M)
 
 
-def _prove_equal(flat: str, shared: str, a: str, b: str) -> str:
+def _prove_equal(flat: str, shared: str, a: str, b: str) -> int:
     """yosys equivalence proof (``equiv_make``/``equiv_simple``/``equiv_induct``) of the two
     tops after flattening: registers and wires are matched by their hierarchical names
     (``core.w4dsp3.acc``); names Amaranth made unique with a ``$n`` suffix are hidden first,
@@ -107,6 +107,110 @@ def test_mismatched_key_is_refused():
         rtlil.convert(_TwoUnits(), ports={}, platform=ModuleSharing("t"))
 
 
+def _unit_class(op):
+    """A fresh class per call: every one is named ``Unit`` with the same qualname."""
+
+    class Unit(wiring.Component):
+        def __init__(self):
+            super().__init__({"a": In(4), "y": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.y.eq(op(self.a))
+            return m
+
+    return Unit
+
+
+def _convert(top) -> tuple[str, ModuleSharing]:
+    sharing = ModuleSharing("t")
+    text = rtlil.convert(top, name="t", platform=sharing, emit_src=False)
+    return text + sharing.rtlil(), sharing
+
+
+def test_classes_of_one_name_never_share():
+    inc, xor = _unit_class(lambda a: a + 1), _unit_class(lambda a: a ^ 5)
+
+    class Two(wiring.Component):
+        def __init__(self):
+            super().__init__({"a": In(4), "o": Out(4), "p": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            u, v = inc(), xor()
+            m.submodules.u = share(platform, u, "k")
+            m.submodules.v = share(platform, v, "k")
+            m.d.comb += [u.a.eq(self.a), v.a.eq(self.a), self.o.eq(u.y), self.p.eq(v.y)]
+            return m
+
+    _, sharing = _convert(Two())
+    assert sharing.modules == {"t__Unit_0": 1, "t__Unit_1": 1}
+
+
+def test_nested_sharing_names_are_unique():
+    class Node(wiring.Component):
+        def __init__(self, depth):
+            self.depth = depth
+            super().__init__({"a": In(4), "y": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            if self.depth:
+                c = Node(self.depth - 1)
+                m.submodules.c = share(platform, c, self.depth - 1)
+                m.d.comb += [c.a.eq(self.a), self.y.eq(c.y + 1)]
+            else:
+                m.d.comb += self.y.eq(self.a)
+            return m
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"a": In(4), "y": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            c = Node(2)
+            m.submodules.n = share(platform, c, 2)
+            m.d.comb += [c.a.eq(self.a), self.y.eq(c.y)]
+            return m
+
+    text, sharing = _convert(Top())
+    assert sorted(sharing.modules) == ["t__Node_0", "t__Node_1", "t__Node_2"]
+    mods = re.findall(r"^module \\(\S+)", text, re.M)
+    assert len(mods) == len(set(mods))
+
+
+class _Loose(wiring.Component):
+    """Holds a signal outside its signature: an instance could not connect it."""
+
+    def __init__(self):
+        super().__init__({"a": In(4), "y": Out(4)})
+        self.internal = Signal(4)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.internal.eq(self.a + 1), self.y.eq(self.internal)]
+        return m
+
+
+class _SlowDomain(wiring.Component):
+    def __init__(self):
+        super().__init__({"a": In(4), "y": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.slow += self.y.eq(self.a)
+        return m
+
+
+def test_unshareable_children_are_refused():
+    sharing = ModuleSharing("t")
+    with pytest.raises(ModuleSharingError, match="not members of its signature .internal."):
+        sharing.instance(_Loose(), "k")
+    with pytest.raises(ModuleSharingError, match="clock domain 'slow'"):
+        sharing.instance(_SlowDomain(), "k")
+
+
 def test_instance_wiring_and_counts():
     sharing = ModuleSharing("top")
     units = [LutDotUnit(8, 2, 16) for _ in range(3)]
@@ -126,12 +230,14 @@ class _Mem(wiring.Component):
     """Memories with zero, patterned and odd-width init rows."""
 
     def __init__(self):
-        super().__init__({"addr": In(4), "a": Out(13), "b": Out(8), "c": Out(1)})
+        super().__init__({"addr": In(4), "a": Out(13), "b": Out(8), "c": Out(1), "d": Out(0),
+                          "e": Out(signed(8))})
 
     def elaborate(self, platform):
         m = Module()
         for name, shape, init in (("a", 13, [(i * 2731) & 0x1FFF for i in range(16)]),
-                                  ("b", 8, []), ("c", 1, [1, 0, 1])):
+                                  ("b", 8, []), ("c", 1, [1, 0, 1]), ("d", 0, []),
+                                  ("e", signed(8), [-1, -128, 5])):
             mem = memory.Memory(shape=shape, depth=16, init=init)
             m.submodules[f"mem_{name}"] = mem
             rd = mem.read_port(domain="comb")
@@ -146,7 +252,20 @@ def test_fast_memory_init_is_amaranths_text():
     with fast_memory_init():
         fast = rtlil.convert(_Mem(), name="m", emit_src=False)
     assert fast == slow
-    assert slow.count("$meminit_v2") == 3
+    assert slow.count("$meminit_v2") == 5
+
+
+def test_fast_memory_init_blocks_overlap():
+    """Blocks opened and closed out of order (two emitting threads) leave Amaranth's own
+    method in place at the end."""
+    original = rtlil.ModuleEmitter.emit_memory
+    a, b = fast_memory_init(), fast_memory_init()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert rtlil.ModuleEmitter.emit_memory is not original  # b still open
+    b.__exit__(None, None, None)
+    assert rtlil.ModuleEmitter.emit_memory is original
 
 
 def test_both_yosys_paths_write_the_same_logic(monkeypatch):

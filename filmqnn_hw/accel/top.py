@@ -136,7 +136,9 @@ def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = Non
     """Verilog of the accelerator with Vivado port names (``ap_clk``, ``ap_rst_n``,
     ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` ... with weight ports),
     ``interrupt``); written atomically to ``path``
-    if given. Returns the text."""
+    if given. Returns the text. The dot units and requantization lanes are emitted once per
+    kind and instantiated (:mod:`filmqnn_hw.module_sharing`); the ZCU102 top takes about 16 s.
+    """
     text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)
     if path is not None:
         path = os.fspath(path)

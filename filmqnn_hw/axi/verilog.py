@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -76,30 +76,20 @@ def rtlil_to_verilog(text: str, *, timeout: float = 1800.0) -> str:
     :data:`EMIT_YOSYS_ENV`."""
     if verilog_yosys() == "builtin":
         return verilog._convert_rtlil_text(text)
-    with tempfile.TemporaryDirectory(prefix="filmqnn_emit_") as tmp:
-        # relative names in the script, run in the directory: any TMPDIR works
-        with open(os.path.join(tmp, "d.il"), "w") as f:
-            f.write(text)
-        with open(os.path.join(tmp, "d.ys"), "w") as f:
-            f.write("\n".join(line.format(il="d.il", v="d.v") for line in _TO_VERILOG) + "\n")
-        try:
-            r = subprocess.run([sys.executable, "-m", "filmqnn_hw.pyosys_cli", "-q", "-l",
-                                "yosys.log", "-s", "d.ys"], cwd=tmp, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise EmitError(f"pyosys RTLIL-to-Verilog took over {timeout:.0f} s; set "
-                            f"{EMIT_YOSYS_ENV}=builtin to use Amaranth's yosys") from None
-        v = os.path.join(tmp, "d.v")
-        if r.returncode != 0 or not os.path.exists(v):
-            tail = ""
-            log = os.path.join(tmp, "yosys.log")
-            if os.path.exists(log):
-                with open(log) as f:
-                    tail = "".join(f.readlines()[-15:])
-            raise EmitError(f"pyosys RTLIL-to-Verilog failed (exit {r.returncode}; "
-                            f"{r.stderr.strip() or 'no message'}):\n{tail}")
-        with open(v) as f:
-            return f.read()
+    from ..synth import PYOSYS, YosysError, run_yosys
+
+    script = "\n".join(line.format(il="d.il", v="d.v") for line in _TO_VERILOG) + "\n"
+    try:
+        _, work = run_yosys(script, {"d.il": text}, timeout=timeout, yosys=PYOSYS)
+    except subprocess.TimeoutExpired:
+        raise EmitError(f"pyosys RTLIL-to-Verilog took over {timeout:.0f} s; set "
+                        f"{EMIT_YOSYS_ENV}=builtin to use Amaranth's yosys") from None
+    except YosysError as e:
+        raise EmitError(f"pyosys RTLIL-to-Verilog failed: {e}") from None
+    try:
+        return (work / "d.v").read_text()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _axi_members(component: wiring.Component) -> list[str]:

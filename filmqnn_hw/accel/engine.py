@@ -139,6 +139,7 @@ class ProgramEngine(wiring.Component):
         WF = geo.wbuf_slices  # a dense record is WF slices of the weight memory
         WSB = geo.wbuf_slice_bytes * 8  # slice bits
         RECB = geo.rec_bytes * 8
+        DWT = geo.dw_taps  # depthwise taps of a kernel row per pair (1: one tap per pair)
 
         # ---------------- memories (two banks each; bank = the address MSB) ----------------
         # input buffer: WPB column-interleaved banks (column c in bank c % WPB at c // WPB), so
@@ -190,7 +191,7 @@ class ProgramEngine(wiring.Component):
             m.d.comb += rp.en.eq(0)
 
         # ---------------- arithmetic blocks ----------------
-        m.submodules.pe = pe = PEArray(cfg)
+        m.submodules.pe = pe = PEArray(cfg, dw_taps=DWT)
         # requantization: RQ units, a pixel's TM lanes in RQP passes of RQ lanes (whole planes)
         RQ, RQP = geo.rq_lanes, geo.rq_passes
         m.submodules.rq = rq = RequantBank(cfg, lanes=RQ, residual=True)
@@ -243,7 +244,9 @@ class ProgramEngine(wiring.Component):
         has_w = Signal()  # conv-like: weights and per-channel params from DDR
         n_chunks = Signal(DIM)
         last_chunk = Signal(DIM)  # n_chunks - 1: "last chunk" is an equality, not an adder
-        taps = Signal(range(KMAX * KMAX + 1))
+        taps = Signal(range(KMAX * KMAX + 1))  # tap records per chunk (kh kw)
+        ctaps = Signal(range(KMAX * KMAX + 1))  # compute passes per chunk: kh x groups per row
+        dgw = Signal(range(DWT + 1), init=1)  # taps per group (depthwise; 1 otherwise)
         taps_wf = Signal(range(KMAX * KMAX * WF + 1))  # weight-memory slices of one chunk
         chunk_bytes = Signal(24)
         group_bytes = Signal(AW)  # weight bytes of one output-channel group (all chunks)
@@ -869,6 +872,38 @@ class ProgramEngine(wiring.Component):
             m.d.sync += a_hold.eq(x_val)
         with m.If(s1_valid & s1_phase):
             m.d.sync += [px_a.eq(a_hold), px_b.eq(x_val)]
+        # depthwise, DWT > 1: a pair reads the 2 NB consecutive columns from pixel A's first
+        # tap on (NB per cycle, one per bank: column base + i of the cycle is in bank
+        # (ra + i) mod NB); pixel A's taps are columns 0 .. dgw-1, pixel B's sw .. sw+dgw-1.
+        # Column 0 is a_hold (the same bank and padding as pixel A of a dense pair).
+        s1_inc = Signal(NB)  # column i of this cycle is inside the map (else pad_code)
+        if DWT > 1:
+            dw_cols = []  # this cycle's columns 0 .. NB-1, in column order
+            for i in range(NB):
+                ci = Signal(CB * ACT_BITS, name=f"dw_col{i}")
+                with m.Switch(s1_ra):
+                    for r in range(NB):
+                        with m.Case(r):
+                            m.d.comb += ci.eq(Mux(s1_inc[i], ib_r[(r + i) % NB].data, padvec))
+                dw_cols.append(ci)
+            dw_hold = [a_hold]  # the first cycle's columns, held
+            for i in range(1, NB):
+                hi_ = Signal(CB * ACT_BITS, name=f"dw_hold{i}")
+                with m.If(s1_valid & ~s1_phase):
+                    m.d.sync += hi_.eq(dw_cols[i])
+                dw_hold.append(hi_)
+            cols = dw_hold + dw_cols  # the pair's 2 NB columns
+            TMB = TM * ACT_BITS
+
+            def col(i: int):
+                # columns past the 2 NB read are only ever paired with weight 0
+                return cols[i] if i < 2 * NB else Const(0, CB * ACT_BITS)
+            x_taps = Signal(2 * (DWT - 1) * TMB)
+            tap_vals = ([col(j)[:TMB] for j in range(1, DWT)]
+                        + [Mux(sw == 2, col(2 + j), col(1 + j))[:TMB] for j in range(1, DWT)])
+            m.d.comb += pe.x_taps.as_value().eq(x_taps)
+            with m.If(s1_valid & s1_phase & (mode == MODE_DW)):
+                m.d.sync += [px_b.eq(Mux(sw == 2, col(2), col(1))), x_taps.eq(Cat(*tap_vals))]
         s2_valid, s2_phase, s3_valid, s3_phase = Signal(), Signal(), Signal(), Signal()
         s2_aaddr, s3_aaddr = Signal(range(2 * DA)), Signal(range(2 * DA))
         s2_first, s3_first = Signal(), Signal()
@@ -882,9 +917,10 @@ class ProgramEngine(wiring.Component):
             pe.valid.eq(s3_valid),
             pe.phase.eq(s3_phase),
         ]
-        # weight register: the next tap's record is read slice by slice (WF cycles, one slice
-        # for a depthwise record) into a staging register while the current tap computes; the
-        # TAP state moves it into the PE array's register
+        # weight register: the next tap's record is read slice by slice (WF cycles) into a
+        # staging register while the current tap computes; the TAP state moves it into the PE
+        # array's register. A depthwise group of g taps is g records of one slice each, read
+        # record after record (they land in the top g slices of the staging register).
         DWR = geo.dw_rec_bytes * 8
         w_stage = Signal(WF * WSB)
         w_act = Signal(RECB)
@@ -906,23 +942,55 @@ class ProgramEngine(wiring.Component):
         m.d.sync += wf_pend.eq(0)
         with m.If(wf_pend):
             m.d.sync += w_stage.eq(Cat(w_stage[WSB:], wb_rdata))
+
+        def next_record():
+            """Move the staging pointer to the next tap record: the next memory, or memory 0
+            one record further."""
+            if KW > 1:
+                with m.If(wf_k == KW - 1):
+                    m.d.sync += [wf_k.eq(0), wf_rbase.eq(wf_rbase + WF),
+                                 wf_addr.eq(wf_rbase + WF)]
+                with m.Else():
+                    m.d.sync += [wf_k.eq(wf_k + 1), wf_addr.eq(wf_rbase)]
+            else:
+                m.d.sync += [wf_rbase.eq(wf_rbase + WF), wf_addr.eq(wf_rbase + WF)]
+
         with m.If(wf_cnt != WF):
             for k in range(KW):
                 m.d.comb += [wb_rs[k].addr.eq(wf_addr),
                              wb_rs[k].en.eq((wf_k == k) if KW > 1 else 1)]
-            m.d.sync += [wf_addr.eq(wf_addr + 1), wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1),
-                         wf_kd.eq(wf_k)]
-        wf_first = Mux(mode == MODE_DW, WF - 1, 0)  # a depthwise record is one slice
+            m.d.sync += [wf_cnt.eq(wf_cnt + 1), wf_pend.eq(1), wf_kd.eq(wf_k)]
+            with m.If(mode == MODE_DW):  # one slice per record: on to the group's next record
+                next_record()
+            with m.Else():
+                m.d.sync += wf_addr.eq(wf_addr + 1)
+        # taps of the group at kernel column kx (depthwise) and of the group after it
+        kx_next = Signal(range(2 * KMAX + 1))
+        g_cur, g_next = Signal(range(DWT + 1)), Signal(range(DWT + 1))
+        m.d.comb += [kx_next.eq(kx + dgw),
+                     g_cur.eq(Mux(kw - kx < dgw, kw - kx, dgw)),
+                     g_next.eq(Mux(kx_next >= kw, dgw,
+                                   Mux(kw - kx_next < dgw, kw - kx_next, dgw)))]
+        wf_first = Mux(mode == MODE_DW, WF - dgw, 0)  # a chunk's first group: dgw records
+        wf_first_next = Mux(mode == MODE_DW, WF - g_next, 0)
         m.d.comb += pe.record.eq(w_act)
         # first weight-memory slice of the chunk at the head of wq: (bank, first record)
         wq_k0, wq_a0 = wq.r_data[1:1 + WQ_K], wq.r_data[1 + WQ_K:]
         # the PE array sees a tap's pixels two cycles after they issue (stage s3), so the
         # staged record moves into its register two cycles after TAP takes it
         w_copy1, w_copy2 = Signal(), Signal()
-        m.d.sync += [w_copy1.eq(0), w_copy2.eq(w_copy1)]
+        wg1, wg2 = Signal(range(DWT + 1)), Signal(range(DWT + 1))  # taps of the copied group
+        m.d.sync += [w_copy1.eq(0), w_copy2.eq(w_copy1), wg2.eq(wg1)]
+        # a depthwise group of g records: record j (slice WF - g + j) at bytes j R ..; the
+        # taps g .. DWT-1 get weight 0
+        w_dw = Signal(DWT * DWR)
+        with m.Switch(wg2):
+            for g in range(1, DWT + 1):
+                with m.Case(g):
+                    m.d.comb += w_dw.eq(Cat(*[w_stage[(WF - g + j) * WSB:][:DWR]
+                                              for j in range(g)]))
         with m.If(w_copy2):
-            m.d.sync += w_act.eq(Mux(mode == MODE_DW, w_stage[(WF - 1) * WSB:][:DWR],
-                                     w_stage[:RECB]))
+            m.d.sync += w_act.eq(Mux(mode == MODE_DW, w_dw, w_stage[:RECB]))
 
         meta = data.StructLayout({"addr": range(2 * DA), "first": 1})
         m.submodules.metaq = metaq = fifo.SyncFIFO(width=meta.size, depth=32)
@@ -1001,18 +1069,12 @@ class ProgramEngine(wiring.Component):
                 with m.If(wf_ready | (mode == MODE_UNIT)):
                     m.d.sync += [cr.eq(0), cq_i.eq(0), arow.eq(Mux(c_ab, DA, 0)),
                                  rowaddr.eq(ky * CW), qa.eq(kx // WPB), ra.eq(kx % WPB),
-                                 iy.eq(c_yb + ky), ixa.eq(c_xb + kx), w_copy1.eq(1)]
-                    with m.If((mode != MODE_UNIT) & (tap + 1 < taps)):  # stage the next one
-                        m.d.sync += wf_cnt.eq(wf_first)
-                        # the next record: next memory, or memory 0 one record further
-                        if KW > 1:
-                            with m.If(wf_k == KW - 1):
-                                m.d.sync += [wf_k.eq(0), wf_rbase.eq(wf_rbase + WF),
-                                             wf_addr.eq(wf_rbase + WF)]
-                            with m.Else():
-                                m.d.sync += [wf_k.eq(wf_k + 1), wf_addr.eq(wf_rbase)]
-                        else:
-                            m.d.sync += [wf_rbase.eq(wf_rbase + WF), wf_addr.eq(wf_rbase + WF)]
+                                 iy.eq(c_yb + ky), ixa.eq(c_xb + kx), w_copy1.eq(1),
+                                 wg1.eq(g_cur)]
+                    with m.If((mode != MODE_UNIT) & (tap + 1 < ctaps)):  # stage the next one
+                        m.d.sync += wf_cnt.eq(wf_first_next)
+                        with m.If(mode == MODE_DENSE):  # (a depthwise group moved on already)
+                            next_record()
                     with m.Elif((mode != MODE_UNIT) & wq.r_rdy):
                         # last tap: the next chunk's weights are already announced, stage its
                         # first record while this tap computes
@@ -1022,10 +1084,17 @@ class ProgramEngine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += cp_issue.eq(1)
                 for k in range(NB):
-                    m.d.comb += [ib_r[k].addr.eq(ib_base + rowaddr + Mux(phase, qb, qa)),
-                                 ib_r[k].en.eq(1)]
+                    q_pix = Mux(phase, qb, qa)
+                    if DWT > 1:  # depthwise: columns base + NB phase + i, bank (ra + i) mod NB
+                        wrap = (ra > k) if k < NB - 1 else 0  # ra < NB: never for the last
+                        q_pix = Mux(mode == MODE_DW, qa + wrap + phase, q_pix)
+                    m.d.comb += [ib_r[k].addr.eq(ib_base + rowaddr + q_pix), ib_r[k].en.eq(1)]
                 m.d.sync += [s1_ra.eq(ra), s1_rb.eq(rb_v)]
                 in_y = (iy >= 0) & (iy < in_h)
+                if DWT > 1:
+                    ixc = ixa + Mux(phase, NB, 0)
+                    m.d.sync += s1_inc.eq(Cat(*[in_y & (ixc + i >= 0) & (ixc + i < in_w)
+                                                for i in range(NB)]))
                 ixb = ixa + sw
                 m.d.sync += [
                     s1_valid.eq(1), s1_phase.eq(phase),
@@ -1046,11 +1115,11 @@ class ProgramEngine(wiring.Component):
                                      iy.eq(iy + sh), ixa.eq(c_xb + kx)]
                         with m.If(cr + 1 == c_rows):
                             m.d.sync += tap.eq(tap + 1)
-                            with m.If(kx + 1 == kw):
+                            with m.If(kx_next >= kw):
                                 m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
                             with m.Else():
-                                m.d.sync += kx.eq(kx + 1)
-                            with m.If(tap + 1 == taps):  # chunk done: its banks are free
+                                m.d.sync += kx.eq(kx_next)
+                            with m.If(tap + 1 == ctaps):  # chunk done: its banks are free
                                 m.d.comb += clr_in.eq(Mux(c_cb, 2, 1))
                                 m.d.sync += [c_cb.eq(~c_cb), c_no.eq(c_no + 1)]
                                 with m.If(c_no == last_chunk):
@@ -1530,9 +1599,15 @@ class ProgramEngine(wiring.Component):
                     has_res.eq(((flags & FLAG_RESIDUAL) != 0) | (op == OP_ADD)),
                     n_chunks.eq(Mux((op == OP_CONV) | (op == OP_LINEAR), w_chunks, 1)),
                     taps.eq(kh * kw), taps_wf.eq(kh * kw * WF),
+                    dgw.eq(1),
                     chunk_bytes.eq(kh * kw * Mux(op == OP_DW, geo.dw_rec_bytes, geo.rec_bytes)),
                     sh_tc.eq(sh * CW), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
                 ]
+                if DWT > 1:  # a depthwise kernel row in groups of dw_group_width taps
+                    lim1, lim2 = min(DWT, 2 * NB - 1), min(DWT, 2 * NB - 2)
+                    lim = Mux(sw == 2, lim2, lim1)
+                    with m.If(op == OP_DW):
+                        m.d.sync += dgw.eq(Mux(kw < lim, kw, lim))
                 with m.If(op == OP_MAXPOOL):
                     m.d.sync += [u_mult.eq(1), u_offset.eq(0), u_shift.eq(0)]
                 with m.If(op != OP_ADD):
@@ -1542,6 +1617,14 @@ class ProgramEngine(wiring.Component):
             with m.State("PLANES"):  # ceil(channels / G) through the pipelined dividers
                 m.d.comb += cls_i.eq(1)
                 m.d.sync += pl_wait.eq(pl_wait + 1)
+                # compute passes per chunk: kh x ceil(kw / dgw) groups per kernel row
+                with m.Switch(dgw):
+                    for g in range(1, DWT + 1):
+                        with m.Case(g):
+                            with m.Switch(kw):
+                                for k in range(1, KMAX + 1):
+                                    with m.Case(k):
+                                        m.d.sync += ctaps.eq(kh * -(-k // g))
                 with m.If(pl_wait == dv_inc.latency + 1):
                     m.d.sync += [in_planes_total.eq(dv_inc.q), out_planes_total.eq(dv_outc.q)]
                     m.next = "GO"

@@ -16,6 +16,7 @@ from .pe_array import record_rows
 __all__ = [
     "KMAX",
     "SMAX",
+    "DW_TAPS_MAX",
     "PMAX",
     "STATUS",
     "RtlGeometry",
@@ -26,6 +27,8 @@ __all__ = [
     "rtl_memories",
     "weight_slicing",
     "weight_ports",
+    "dw_taps_per_pair",
+    "dw_group_width",
 ]
 
 #: Largest kernel / pooling window side the input buffer is sized for (ResNet stem 7x7,
@@ -35,6 +38,9 @@ KMAX = 7
 SMAX = 2
 #: Largest padding.
 PMAX = 3
+#: Most depthwise taps (of one kernel row) a pair computes at once: the 3x3 depthwise of
+#: MobileNet-V2 in one pass per kernel row; wider kernels go in groups of three.
+DW_TAPS_MAX = 3
 
 #: ``status`` register codes (low byte; bits 31..8 hold the layer index). Codes 1..5 are the
 #: HLS kernel's (``filmqnn_hw.hls.STATUS``).
@@ -73,6 +79,7 @@ class RtlGeometry:
     rq_lanes: int  # requantization units: config.out_lanes rounded up to whole planes (<= tm)
     rq_passes: int  # passes per output pixel: ceil(tm / rq_lanes)
     weight_ports: int  # K: AXI ports 1..K read the weights (0: weights share port 0)
+    dw_taps: int  # depthwise taps of one kernel row per pair (dw_taps_per_pair)
 
     @property
     def weight_port(self) -> bool:
@@ -152,7 +159,28 @@ def geometry(config: AcceleratorConfig) -> RtlGeometry:
         wbuf_records=records, wbuf_slices=f, wbuf_slice_bytes=rows * config.tn // f,
         rq_lanes=rq, rq_passes=-(-config.tm // rq),
         weight_ports=weight_ports(config),
+        dw_taps=dw_taps_per_pair(config.tn, wpb, f),
     )
+
+
+def dw_taps_per_pair(tn: int, wpb: int, wbuf_slices: int) -> int:
+    """Depthwise taps of one kernel row that a pixel pair computes at once.
+
+    A pair reads ``2 wpb`` consecutive input columns in its two cycles (one per
+    column-interleaved bank and cycle), so it can cover ``g`` taps of both pixels when
+    ``g + stride <= 2 wpb``; each tap needs a multiplier of the lane's unit (``H = ceil(tn / 2)``)
+    and a slice of the weight staging register (``wbuf_slices``). At most
+    :data:`DW_TAPS_MAX`; 1 (one tap per pair) with one word per beat.
+    """
+    return max(1, min(DW_TAPS_MAX, math.ceil(tn / 2), 2 * wpb - 1, wbuf_slices))
+
+
+def dw_group_width(dw_taps: int, wpb: int, kw: int, stride_w: int) -> int:
+    """Taps per group of a depthwise layer (kernel width ``kw``, stride ``stride_w``): a
+    kernel row runs as ``ceil(kw / width)`` groups of at most this many taps."""
+    if dw_taps == 1:
+        return 1
+    return max(1, min(kw, dw_taps, 2 * wpb - stride_w))
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class PEMode(enum.IntEnum):
     """Values of :attr:`PEArray.mode`."""
 
     DENSE = 0  #: lane m = sum_i w[m][i] x[i] over the tn slots
-    DW = 1  #: lane m = w_dw[m] x[m] (depthwise)
+    DW = 1  #: lane m = sum_j w_dw[j][m] x_j[m] over the dw_taps taps of a kernel row (depthwise)
     UNIT = 2  #: lane m = x[m] (weight 1: pooling, residual add); 3 is reserved and acts as UNIT
 
 
@@ -118,8 +118,10 @@ class PEArray(wiring.Component):
 
     * ``DENSE`` (0): ``sum[p][m] = sum_{i < tn} w[m][i] x[p][i]``, ``w`` from the dense record
       (``L = tn`` bytes per row).
-    * ``DW`` (1): ``sum[p][m] = w_dw[m] x[p][m]``, ``w_dw`` from a depthwise record (``L = 1``,
-      the low ``record_rows`` bytes of ``record``).
+    * ``DW`` (1): ``sum[p][m] = sum_{j < dw_taps} w_dw[j][m] x_j[p][m]`` with ``x_0 = x`` and
+      ``x_j = x_taps[p][j - 1]`` (``j >= 1``): up to ``dw_taps`` taps of one kernel row per
+      pair. ``w_dw[j]`` is depthwise record ``j`` (``L = 1``, ``record_rows`` bytes) at bytes
+      ``j R .. j R + R - 1`` of ``record``; a group of fewer taps gives the others weight 0.
     * ``UNIT`` (2, also 3): ``sum[p][m] = x[p][m]``; ``record`` is ignored.
 
     Latency ``latency`` cycles from the phase-1 input cycle to the one-cycle ``valid_out``
@@ -144,24 +146,31 @@ class PEArray(wiring.Component):
     the LUT unit's accumulator width) so that every lane's sum is valid in the same cycle. All
     sums are sign-extended to ``config.acc_bits``.
 
-    Depthwise and unit modes run on the same units (no separate datapath): multiplier 0 of each
-    unit takes the lane's own activation and ``w_dw`` (or 1), the other multipliers get
-    activation 0. A single-lane unit multiplies in phase 0 and gets weight 0 in phase 1; a
-    ``w4_dsp`` pair does lane ``a`` in phase 0 and lane ``b`` in phase 1, each with the partner's
-    weight 0. So ``mode`` only steers operand multiplexers at the unit inputs and the latency is
-    the dense one.
+    Depthwise and unit modes run on the same units (no separate datapath): multiplier ``j`` of
+    each unit (``j < dw_taps``) takes the lane's own activation of tap ``j`` and ``w_dw[j]``;
+    in unit mode multiplier 0 takes the lane's activation and weight 1, and every other
+    multiplier gets activation or weight 0. A single-lane unit multiplies in phase 0 and gets
+    weight 0 in phase 1; a ``w4_dsp`` pair does lane ``a`` in phase 0 and lane ``b`` in phase 1,
+    each with the partner's weight 0. So ``mode`` only steers operand multiplexers at the unit
+    inputs and the latency is the dense one.
 
     Parameters
     ----------
     config : AcceleratorConfig
         ``tm``, ``tn``, ``n8_slots``, the four engine lane counts, ``family``, ``max_fan_in``
         and the weight ranges are read.
+    dw_taps : int
+        Depthwise taps per pair (``1 <= dw_taps <= H``, default 1): the multipliers of a unit
+        used in ``DW`` mode. The accelerator passes ``limits.geometry(config).dw_taps``.
 
     Members
     -------
     x : In(ArrayLayout(ArrayLayout(unsigned(5), CB), 2))
         Input codes of pixel 0 (``x[0]``) and pixel 1 (``x[1]``); ``CB = max(tn, tm)``.
         Slot ``i`` = input channel ``i`` (dense) or the channel of lane ``i`` (dw/unit).
+    x_taps : In(ArrayLayout(ArrayLayout(ArrayLayout(unsigned(5), tm), dw_taps - 1), 2))
+        Only with ``dw_taps > 1``: ``x_taps[p][j - 1][m]`` is lane ``m``'s activation of
+        depthwise tap ``j`` for pixel ``p`` (tap 0 is ``x[p][m]``).
     record : In(unsigned(record_bits))
         One weight tap record, byte ``b`` at bits ``8b .. 8b+7`` (``record_rows x tn`` bytes).
     mode : In(2)
@@ -173,17 +182,26 @@ class PEArray(wiring.Component):
         One cycle, ``latency`` cycles after each phase-1 input cycle.
     """
 
-    def __init__(self, config: AcceleratorConfig) -> None:
+    def __init__(self, config: AcceleratorConfig, *, dw_taps: int = 1) -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if not isinstance(dw_taps, int) or not 1 <= dw_taps <= half_slots(config):
+            raise ValueError(f"dw_taps must be an integer from 1 to H = ceil(tn / 2) = "
+                             f"{half_slots(config)} (the multipliers of a unit), not {dw_taps!r}")
         self._config = config
+        self._dw_taps = dw_taps
         self._plan = engine_plan(config)
         self._latency = pe_latency(config)
         cb = input_slots(config)
         acc = signed(config.acc_bits)
+        taps = {}
+        if dw_taps > 1:
+            taps["x_taps"] = In(data.ArrayLayout(data.ArrayLayout(
+                data.ArrayLayout(unsigned(ACT_BITS), config.tm), dw_taps - 1), 2))
         super().__init__(
             {
                 "x": In(data.ArrayLayout(data.ArrayLayout(unsigned(ACT_BITS), cb), 2)),
+                **taps,
                 "record": In(unsigned(record_bits(config))),
                 "mode": In(2),
                 "valid": In(1),
@@ -202,6 +220,11 @@ class PEArray(wiring.Component):
     def latency(self) -> int:
         """Cycles from the phase-1 input cycle to ``valid_out``."""
         return self._latency
+
+    @property
+    def dw_taps(self) -> int:
+        """Depthwise taps per pair (multipliers per unit used in ``DW`` mode)."""
+        return self._dw_taps
 
     @property
     def half(self) -> int:
@@ -245,23 +268,37 @@ class PEArray(wiring.Component):
         off = 8 * ((n8 + j // 2) * lanes + slot) + 4 * (j % 2)
         return self.record[off : off + 4].as_signed()
 
+    def _weight_dw(self, lane: int, tap: int):
+        """Signed depthwise weight of ``lane`` for tap ``tap`` (record ``tap`` of the group)."""
+        n8, rows = self._config.n8_slots, self.rows
+        if lane < n8:
+            b = tap * rows + lane
+            return self.record[8 * b : 8 * b + 8].as_signed()
+        j = lane - n8
+        off = 8 * (tap * rows + n8 + j // 2) + 4 * (j % 2)
+        return self.record[off : off + 4].as_signed()
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        tn, h = cfg.tn, self.half
+        tn, h, dwt = cfg.tn, self.half, self._dw_taps
         cfg_key = cfg.config_hash()  # units are shared (in Verilog) per config and kind
         dense = Signal(name="dense")
         unit = Signal(name="unit")
         m.d.comb += [dense.eq(self.mode == PEMode.DENSE), unit.eq(self.mode[1])]
 
-        # activation of multiplier i, pixel p (shared by all units). Multiplier 0 is
-        # overridden per unit in dw/unit mode, the others carry 0 there.
+        # activation of multiplier i, pixel p (shared by all units). Multipliers i < dw_taps
+        # are overridden per unit in dw/unit mode, the others carry 0 there.
         xs = [[Signal(unsigned(ACT_BITS), name=f"x{p}_m{i}") for i in range(h)] for p in range(2)]
         for p in range(2):
             for i in range(h):
                 ph1 = self.x[p][h + i] if h + i < tn else 0
                 sel = Mux(self.phase, ph1, self.x[p][i])
-                m.d.comb += xs[p][i].eq(sel if i == 0 else Mux(dense, sel, 0))
+                m.d.comb += xs[p][i].eq(sel if i < dwt else Mux(dense, sel, 0))
+
+        def x_own(p: int, lane: int, i: int):
+            """Lane's own activation of depthwise tap ``i`` (tap 0: the lane's slot of x)."""
+            return self.x[p][lane] if i == 0 else self.x_taps[p][i - 1][lane]
 
         def w_slot(lane: int | None, i: int):
             """Dense weight of multiplier ``i`` in the current phase."""
@@ -272,8 +309,11 @@ class PEArray(wiring.Component):
                 return lo
             return Mux(self.phase, self._weight(lane, h + i, tn), lo)
 
-        def w_dw(lane: int):
-            return Mux(unit, 1, self._weight(lane, 0, 1))
+        def w_dw(lane: int, i: int):
+            """Weight of multiplier ``i`` in dw/unit mode (unit: 1 for multiplier 0, else 0)."""
+            if i == 0:
+                return Mux(unit, 1, self._weight_dw(lane, 0))
+            return Mux(unit, 0, self._weight_dw(lane, i))
 
         def drive_common(u, kind: str) -> None:
             if u.latency != _unit_latency(kind):
@@ -290,22 +330,24 @@ class PEArray(wiring.Component):
                 m.submodules[f"w4dsp{k}"] = share(platform, u, (cfg_key, eng.kind, h))
                 a, b = eng.lanes
                 drive_common(u, eng.kind)
-                for i in range(1, h):
+                for i in range(dwt, h):
                     m.d.comb += [
                         u.w0[i].eq(w_slot(a, i)),
                         u.w1[i].eq(w_slot(b, i)),
                         u.x0[i].eq(xs[0][i]),
                         u.x1[i].eq(xs[1][i]),
                     ]
-                # multiplier 0: dw/unit does lane a in phase 0, lane b in phase 1
-                dw_w1 = Mux(self.phase, w_dw(b), 0) if b is not None else 0
-                m.d.comb += [
-                    u.w0[0].eq(Mux(dense, w_slot(a, 0), Mux(self.phase, 0, w_dw(a)))),
-                    u.w1[0].eq(Mux(dense, w_slot(b, 0), dw_w1)),
-                ]
-                for p, port in enumerate((u.x0, u.x1)):
-                    own = self.x[p][a] if b is None else Mux(self.phase, self.x[p][b], self.x[p][a])
-                    m.d.comb += port[0].eq(Mux(dense, xs[p][0], own))
+                # multipliers i < dw_taps: dw/unit does lane a in phase 0, lane b in phase 1
+                for i in range(dwt):
+                    dw_w1 = Mux(self.phase, w_dw(b, i), 0) if b is not None else 0
+                    m.d.comb += [
+                        u.w0[i].eq(Mux(dense, w_slot(a, i), Mux(self.phase, 0, w_dw(a, i)))),
+                        u.w1[i].eq(Mux(dense, w_slot(b, i), dw_w1)),
+                    ]
+                    for p, port in enumerate((u.x0, u.x1)):
+                        own = (x_own(p, a, i) if b is None
+                               else Mux(self.phase, x_own(p, b, i), x_own(p, a, i)))
+                        m.d.comb += port[i].eq(Mux(dense, xs[p][i], own))
                 names = {"w0": a, "w1": b, "x0": 0, "x1": 1}
                 for idx, lane_lay in enumerate(u.layout.lanes):
                     lane, pix = self._lane_of(lane_lay.products, names)
@@ -316,31 +358,36 @@ class PEArray(wiring.Component):
                 m.submodules[f"w8dsp{k}"] = share(platform, u, (cfg_key, eng.kind, h))
                 (lane,) = eng.lanes
                 drive_common(u, eng.kind)
-                for i in range(1, h):
+                for i in range(dwt, h):
                     m.d.comb += [
                         u.w[i].eq(w_slot(lane, i)),
                         u.x0[i].eq(xs[0][i]),
                         u.x1[i].eq(xs[1][i]),
                     ]
-                m.d.comb += u.w[0].eq(Mux(dense, w_slot(lane, 0), Mux(self.phase, 0, w_dw(lane))))
-                for p, port in enumerate((u.x0, u.x1)):
-                    m.d.comb += port[0].eq(Mux(dense, xs[p][0], self.x[p][lane]))
+                for i in range(dwt):
+                    m.d.comb += u.w[i].eq(Mux(dense, w_slot(lane, i),
+                                              Mux(self.phase, 0, w_dw(lane, i))))
+                    for p, port in enumerate((u.x0, u.x1)):
+                        m.d.comb += port[i].eq(Mux(dense, xs[p][i], x_own(p, lane, i)))
                 names = {"w": lane, "x0": 0, "x1": 1}
                 for idx, lane_lay in enumerate(u.layout.lanes):
                     ln, pix = self._lane_of(lane_lay.products, names)
                     m.d.comb += self.sum[pix][ln].eq(u.acc[idx])
             else:
                 (lane,) = eng.lanes
-                w0 = Signal.like(units[0].w[0], name=f"lut{k}_w0")
-                m.d.comb += w0.eq(Mux(dense, w_slot(lane, 0), Mux(self.phase, 0, w_dw(lane))))
+                wd = []
+                for i in range(dwt):
+                    wi = Signal.like(units[0].w[i], name=f"lut{k}_w{i}")
+                    m.d.comb += wi.eq(Mux(dense, w_slot(lane, i),
+                                          Mux(self.phase, 0, w_dw(lane, i))))
+                    wd.append(wi)
                 for p, u in enumerate(units):
                     m.submodules[f"{eng.kind}{k}_p{p}"] = share(platform, u, (cfg_key, eng.kind, h))
                     drive_common(u, eng.kind)
-                    m.d.comb += [
-                        u.w[0].eq(w0),
-                        u.x[0].eq(Mux(dense, xs[p][0], self.x[p][lane])),
-                    ]
-                    for i in range(1, h):
+                    for i in range(dwt):
+                        m.d.comb += [u.w[i].eq(wd[i]),
+                                     u.x[i].eq(Mux(dense, xs[p][i], x_own(p, lane, i)))]
+                    for i in range(dwt, h):
                         m.d.comb += [u.w[i].eq(w_slot(lane, i)), u.x[i].eq(xs[p][i])]
                     # align to the array latency: delay the accumulator (FFs at its width)
                     acc = u.acc

@@ -38,7 +38,7 @@ from ..config import AcceleratorConfig
 from ..program import DESC_SIZE, HEADER_SIZE, PARAM_SIZE, LayerProgram
 from .divider import ConstDivider
 from .engine import DIM
-from .limits import check_program, geometry
+from .limits import check_program, dw_group_width, geometry
 from .pe_array import pe_latency
 
 __all__ = ["DdrTiming", "ProgramImage", "RtlCycles", "rtl_cycles"]
@@ -423,6 +423,11 @@ class _Sim:
             taps = Ly["kh"] * Ly["kw"]
             n_chunks = Ly["w_chunks"] if dense else 1
             rec = geo.rec_bytes if dense else geo.dw_rec_bytes
+            # compute passes: a depthwise kernel row in groups of dgw taps (staged as one
+            # slice per record), every other layer one tap per pass (WF slices per record)
+            dgw = (dw_group_width(geo.dw_taps, WPB, Ly["kw"], Ly["sw"]) if mode == MODE_DW
+                   else 1)
+            widths = [min(dgw, Ly["kw"] - kx) for kx in range(0, Ly["kw"], dgw)]
             Ly.update(
                 mode=mode, has_w=op in (OP_CONV, OP_LINEAR, OP_DW),
                 has_res=bool(Ly["flags"] & FLAG_RESIDUAL) or op == OP_ADD,
@@ -430,7 +435,8 @@ class _Sim:
                 group_bytes=taps * rec * n_chunks, w_resident=n_chunks * taps <= DWB,
                 in_planes_total=-(-Ly["in_c"] // G), out_planes_total=-(-Ly["out_c"] // G),
                 upb_w=upb_dense if dense else upb_dw,
-                wf_first=WF - 1 if mode == MODE_DW else 0,
+                ctaps=Ly["kh"] * len(widths),
+                wf_first=[WF - g if mode == MODE_DW else 0 for g in widths],
                 last_flag=bool(Ly["flags"] & FLAG_LAST))
 
         # ---- main ----
@@ -852,7 +858,7 @@ class _Sim:
                     bank = wq.pop()
                     tap, phase = 0, 0
                     if mode != MODE_UNIT and not wf_pre:
-                        wf_next_cnt = Ly["wf_first"]
+                        wf_next_cnt = Ly["wf_first"][0]
                     wf_pre = False
                     if c_wb_valid and bank != c_wb_prev:
                         clr_w[c_wb_prev] = 1
@@ -862,10 +868,11 @@ class _Sim:
                 if wf_ready or mode == MODE_UNIT:
                     run_left = c_rows * ((c_cols + 1) // 2) * 2
                     phase = 0
-                    if mode != MODE_UNIT and tap + 1 < Ly["taps"]:
-                        wf_next_cnt = Ly["wf_first"]
+                    if mode != MODE_UNIT and tap + 1 < Ly["ctaps"]:
+                        wff = Ly["wf_first"]
+                        wf_next_cnt = wff[(tap + 1) % len(wff)]
                     elif mode != MODE_UNIT and wq.r_rdy():
-                        wf_next_cnt = Ly["wf_first"]
+                        wf_next_cnt = Ly["wf_first"][0]
                         wf_pre = True
                     c_state = "RUN"
             elif c_state == "RUN":
@@ -875,7 +882,7 @@ class _Sim:
                 last_issue = now
                 if run_left == 0:
                     tap += 1
-                    if tap == Ly["taps"]:
+                    if tap == Ly["ctaps"]:
                         clr_in[c_cb] = 1
                         c_cb ^= 1
                         c_no += 1

@@ -36,7 +36,7 @@ from ..networks import Layer, Network, get_network
 from ..program import DESC_SIZE, HEADER_SIZE, PARAM_SIZE
 from .divider import ConstDivider
 from .engine import DIM
-from .limits import geometry
+from .limits import dw_group_width, geometry
 from .pe_array import pe_latency
 from .rtl_cycles import RQ_LATENCY, DdrTiming
 
@@ -166,7 +166,10 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
     w_resident = n_chunks * taps <= geo.wbuf_records
     upb_w = ctx.upb_dense if dense else ctx.upb_dw
     wf = geo.wbuf_slices
-    wf_first = wf - 1 if dw else 0
+    # a depthwise kernel row runs in groups of dgw taps (one staged slice per record)
+    dgw = dw_group_width(geo.dw_taps, wpb, kw, st) if dw else 1
+    ctaps = kh * math.ceil(kw / dgw)
+    wf_first = wf - dgw if dw else 0
     wf_need = 0 if unit else (wf - wf_first) + 2  # TAP -> ready for the next record
     in_planes_total = math.ceil(in_c / g)
     out_planes_total = math.ceil(out_c / g)
@@ -250,7 +253,7 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                     # compute of this chunk: CHUNK_WAIT, the taps, weight staging
                     start = max(c, t) + 1
                     w0 = 0 if (no > 0 and t <= c - period) else max(0, wf_need - 1)
-                    c = start + w0 + taps * period
+                    c = start + w0 + ctaps * period
                     last_issue = c - 1
                     cs.append(start)
                     ce.append(c)

@@ -40,7 +40,32 @@ CFG_D = AcceleratorConfig.small(tm=24, tn=32, n8_slots=2, act_pack=4, axi_data_b
 # record by tap record over m_axi_gmem1..3 into three weight memories (B4)
 CFG_B2 = CFG_B.replace(axi_ports=2)
 CFG_B4 = CFG_B.replace(axi_ports=4)
-CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2, "B4": CFG_B4}
+# E: G=3 on 32-bit beats (2 words per beat, as on ZCU102): depthwise groups of 3 taps at
+#    stride 1 and of 2 at stride 2; E3: the same with two weight memories (AXI ports 1, 2)
+CFG_E = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=3,
+                                tc=4)
+CFG_E3 = CFG_E.replace(axi_ports=3)
+CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2, "B4": CFG_B4, "E": CFG_E,
+        "E3": CFG_E3}
+
+
+def depthwise_cases(cfg) -> dict:
+    """Depthwise layers whose kernel rows split into groups of every width (seeded)."""
+    r = np.random.default_rng(23)
+
+    def dw(c, h, w, k, stride, pad, **kw):
+        return conv_graph(r, cfg, c, c, h, w, k, stride, pad, depthwise=True, **kw)
+    return {
+        "dw3x3_s1": dw(7, 6, 9, 3, 1, 1),
+        "dw3x3_s2_padcode": dw(8, 9, 7, 3, 2, 1, pad_code=3),
+        "dw5x5_pad2": dw(7, 9, 8, 5, 1, 2),
+        "dw5x5_s2": dw(6, 11, 9, 5, 2, 2),
+        "dw7x7_pad3": dw(5, 8, 9, 7, 1, 3),
+        "dw7x7_s2": dw(6, 13, 11, 7, 2, 3),
+        "dw3x3_on_1x1": dw(6, 1, 1, 3, 1, 1),
+        "dw_1x3": dw(9, 4, 7, (1, 3), 1, 0),
+        "dw_3x2_nopad": dw(6, 5, 6, (3, 2), 1, 0),
+    }
 
 
 _cases = layer_cases
@@ -78,6 +103,21 @@ def _run(cfg, graph, seed=0, every_tensor=False, **kw):
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_single_layers(key, case):
     _run(CFGS[key], _case(key, case), every_tensor=case in ("residual", "add"))
+
+
+DW_CASES = list(depthwise_cases(CFG_E))
+
+
+@pytest.mark.parametrize("key", ["A", "E", "E3", "C"])
+@pytest.mark.parametrize("case", DW_CASES)
+def test_depthwise_tap_groups(key, case):
+    """Depthwise kernel rows in tap groups (A: 3 banks, groups of 3; E: 2 banks, groups of 3
+    at stride 1 and 2 at stride 2; E3: with two weight memories; C: one tap per pair): every
+    kernel size, stride, padding code and partial last group, bit-exact."""
+    cfg = CFGS[key]
+    assert geometry(cfg).dw_taps == (1 if key == "C" else 3)
+    graph = depthwise_cases(cfg)[case]
+    _run(cfg, graph)
 
 
 @pytest.mark.parametrize(("key", "case"), [

@@ -72,57 +72,72 @@ def _record(cfg: AcceleratorConfig, w: np.ndarray, lanes: int) -> int:
     return int.from_bytes(raw, "little")
 
 
-def _expect(cfg: AcceleratorConfig, mode: int, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """(2, tm) reference sums."""
+def _expect(cfg: AcceleratorConfig, mode: int, w: np.ndarray, x: np.ndarray,
+            x_taps: np.ndarray) -> np.ndarray:
+    """(2, tm) reference sums; ``w`` is (tm, taps) in dw mode, ``x_taps`` (2, dw_taps-1, tm)."""
     tm, tn = cfg.tm, cfg.tn
     if mode == PEMode.DENSE:
         return x[:, :tn] @ w.T
     if mode == PEMode.DW:
-        return x[:, :tm] * w[:, 0][None, :]
+        xs = [x[:, :tm]] + [x_taps[:, j] for j in range(x_taps.shape[1])]
+        return sum(xs[j] * w[:, j][None, :] for j in range(w.shape[1]))
     return x[:, :tm].copy()
 
 
 class Pair:
     def __init__(self, cfg: AcceleratorConfig, mode: int, w: np.ndarray | None, x: np.ndarray,
-                 rng: np.random.Generator, gap_before: int = 0, gap_mid: int = 0) -> None:
+                 rng: np.random.Generator, gap_before: int = 0, gap_mid: int = 0,
+                 dw_taps: int = 1, x_taps: np.ndarray | None = None) -> None:
         self.mode = int(mode)
         self.x = x
+        if x_taps is None:
+            x_taps = rng.integers(0, ACT_MAX + 1, size=(2, dw_taps - 1, cfg.tm))
+        self.x_taps = x_taps
         rb = record_bits(cfg)
         if mode == PEMode.DENSE:
             self.record = _record(cfg, w, cfg.tn)
         elif mode == PEMode.DW:
-            # the depthwise record is the low bytes; the rest is garbage that must be ignored
-            dw = _record(cfg, w, 1)
-            junk = int(rng.integers(0, 1 << 62)) << (8 * record_rows(cfg))
-            self.record = (dw | junk) & ((1 << rb) - 1)
+            # a group of w.shape[1] <= dw_taps depthwise records, one per tap, R bytes each;
+            # zero records up to dw_taps (the engine's contract); garbage above, to be ignored
+            rows = record_rows(cfg)
+            rec = 0
+            for j in range(w.shape[1]):
+                rec |= _record(cfg, w[:, j:j + 1], 1) << (8 * rows * j)
+            junk = int(rng.integers(0, 1 << 62)) << (8 * rows * dw_taps)
+            self.record = (rec | junk) & ((1 << rb) - 1)
         else:
             self.record = int(rng.integers(0, 1 << 62)) & ((1 << rb) - 1)
-        self.expect = _expect(cfg, mode, w, x)
+        self.expect = _expect(cfg, mode, w, x, x_taps)
         self.gap_before, self.gap_mid = gap_before, gap_mid
 
 
-def _rand_pair(cfg, rng, mode, gaps=(0, 0)) -> Pair:
-    cols = cfg.tn if mode == PEMode.DENSE else 1
+def _rand_pair(cfg, rng, mode, gaps=(0, 0), dw_taps: int = 1) -> Pair:
+    cols = cfg.tn if mode == PEMode.DENSE else int(rng.integers(1, dw_taps + 1))
     w = _rand_w(cfg, rng, cols)
     x = rng.integers(0, ACT_MAX + 1, size=(2, input_slots(cfg)))
-    return Pair(cfg, mode, w, x, rng, *gaps)
+    return Pair(cfg, mode, w, x, rng, *gaps, dw_taps=dw_taps)
 
 
-def _extreme_pairs(cfg, rng) -> list[Pair]:
+def _extreme_pairs(cfg, rng, dw_taps: int = 1) -> list[Pair]:
     lo, hi = _w_bounds(cfg)
-    cb, tn = input_slots(cfg), cfg.tn
+    cb, tn, tm = input_slots(cfg), cfg.tn, cfg.tm
     x31 = np.full((2, cb), ACT_MAX)
     x0 = np.zeros((2, cb), dtype=np.int64)
     xmix = np.stack([np.full(cb, ACT_MAX), np.zeros(cb, dtype=np.int64)])
     out = []
     for x in (x31, x0, xmix, xmix[::-1].copy()):
+        xt = np.repeat(x[:, None, :tm], dw_taps - 1, 1)
         for ws in (hi, lo):
-            out.append(Pair(cfg, PEMode.DENSE, np.repeat(ws[:, None], tn, 1), x, rng))
-            out.append(Pair(cfg, PEMode.DW, ws[:, None].copy(), x, rng))
-        out.append(Pair(cfg, PEMode.UNIT, None, x, rng))
+            out.append(Pair(cfg, PEMode.DENSE, np.repeat(ws[:, None], tn, 1), x, rng,
+                            dw_taps=dw_taps))
+            # every tap of the group at the extreme (the longest depthwise sum)
+            out.append(Pair(cfg, PEMode.DW, np.repeat(ws[:, None], dw_taps, 1), x, rng,
+                            dw_taps=dw_taps, x_taps=xt))
+            out.append(Pair(cfg, PEMode.DW, ws[:, None].copy(), x, rng, dw_taps=dw_taps))
+        out.append(Pair(cfg, PEMode.UNIT, None, x, rng, dw_taps=dw_taps))
     # alternating signs over the slots
     alt = np.where(np.arange(tn)[None, :] % 2 == 0, hi[:, None], lo[:, None])
-    out.append(Pair(cfg, PEMode.DENSE, alt, x31, rng))
+    out.append(Pair(cfg, PEMode.DENSE, alt, x31, rng, dw_taps=dw_taps))
     return out
 
 
@@ -146,10 +161,21 @@ def _unpack_sum(cfg: AcceleratorConfig, v: int) -> np.ndarray:
     return out
 
 
+def _pack_taps(cfg: AcceleratorConfig, xt: np.ndarray) -> int:
+    v, k = 0, 0
+    for p in range(xt.shape[0]):
+        for j in range(xt.shape[1]):
+            for m in range(cfg.tm):
+                v |= int(xt[p, j, m]) << (5 * k)
+                k += 1
+    return v
+
+
 def _simulate(dut: PEArray, pairs: list[Pair], rng: np.random.Generator):
     """Drive ``pairs``; return (phase-1 input cycles, valid_out cycles, sums at valid_out)."""
     cfg = dut.config
     cb, rb = dut.cb, dut.record_bits
+    tb_bits = 10 * cfg.tm * (dut.dw_taps - 1)
     p1_cycles: list[int] = []
     out_cycles: list[int] = []
     sums: list[np.ndarray] = []
@@ -174,8 +200,12 @@ def _simulate(dut: PEArray, pairs: list[Pair], rng: np.random.Generator):
                 ctx.set(dut.x.as_value(), int(rng.integers(0, 1 << 62)) % (1 << (10 * cb)))
                 ctx.set(dut.record, int(rng.integers(0, 1 << 62)) % (1 << rb))
                 ctx.set(dut.mode, int(rng.integers(0, 4)))
+                if tb_bits:
+                    ctx.set(dut.x_taps.as_value(), int(rng.integers(0, 1 << 62)) % (1 << tb_bits))
                 await step(0, int(rng.integers(0, 2)))
             ctx.set(dut.x.as_value(), _pack_x(cfg, pr.x))
+            if tb_bits:
+                ctx.set(dut.x_taps.as_value(), _pack_taps(cfg, pr.x_taps))
             ctx.set(dut.record, pr.record)
             ctx.set(dut.mode, pr.mode)
             await step(1, 0)
@@ -248,19 +278,34 @@ def test_rejects_non_config():
         PEArray({"tm": 8})
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_pe_array_against_numpy(name):
-    """Extremes, random pairs in all modes with mode switching, back to back and with gaps."""
+def test_rejects_bad_dw_taps():
+    cfg = AcceleratorConfig.small()  # H = 4
+    for bad in (0, 5, 2.0):
+        with pytest.raises(ValueError, match="dw_taps"):
+            PEArray(cfg, dw_taps=bad)
+    assert not hasattr(PEArray(cfg), "x_taps")
+    dut = PEArray(cfg, dw_taps=3)
+    assert len(dut.x_taps) == 2 and len(dut.x_taps[0]) == 2 and len(dut.x_taps[0][0]) == cfg.tm
+
+
+#: every config with one depthwise tap per pair, and with up to three where H allows
+_DW_CASES = sorted({(n, t) for n, c in CONFIGS.items() for t in (1, min(3, half_slots(c)))})
+
+
+@pytest.mark.parametrize(("name", "dwt"), _DW_CASES, ids=[f"{n}-dw{t}" for n, t in _DW_CASES])
+def test_pe_array_against_numpy(name, dwt):
+    """Extremes, random pairs in all modes with mode switching, back to back and with gaps;
+    depthwise with one tap per pair and with up to three (``dw_taps``, groups of 1..dwt)."""
     cfg = CONFIGS[name]
-    rng = np.random.default_rng(sum(map(ord, name)))
-    dut = PEArray(cfg)
-    pairs = _extreme_pairs(cfg, rng)  # back to back
+    rng = np.random.default_rng(sum(map(ord, name)) + dwt)
+    dut = PEArray(cfg, dw_taps=dwt)
+    pairs = _extreme_pairs(cfg, rng, dwt)  # back to back
     modes = [PEMode.DENSE] * 6 + [PEMode.DW] * 3 + [PEMode.UNIT] * 3
     rng.shuffle(modes)
-    pairs += [_rand_pair(cfg, rng, md) for md in modes]  # back to back, switching modes
+    pairs += [_rand_pair(cfg, rng, md, dw_taps=dwt) for md in modes]  # back to back, switching
     rng.shuffle(modes)
     pairs += [
-        _rand_pair(cfg, rng, md, (int(rng.integers(0, 3)), int(rng.integers(0, 3))))
+        _rand_pair(cfg, rng, md, (int(rng.integers(0, 3)), int(rng.integers(0, 3))), dwt)
         for md in modes
     ]
     pairs += [_rand_pair(cfg, rng, PEMode.DENSE, (dut.latency + 2, dut.latency + 1))]

@@ -40,8 +40,11 @@ MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bit
 #: catches in comparisons that always hold.
 WPB4 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=6, axi_data_bits=128, tr=4, tc=4)
 WPB2 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=4, tc=4)
+#: Two words per beat and three AXI ports (two weight memories): depthwise kernel rows in
+#: groups of 3 taps at stride 1 and of 2 at stride 2, records staged from both memories.
+DW2 = WPB2.replace(axi_ports=3)
 CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "B4": CFG_B4, "MID": MID, "WPB4": WPB4,
-        "WPB2": WPB2}
+        "WPB2": WPB2, "DW2": DW2}
 
 HAVE_VERILATOR = shutil.which("verilator") is not None
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
@@ -68,7 +71,7 @@ def vroot(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sims(vroot):
-    """Verilator executables for CFG_A, MID and CFG_B2 (two AXI ports); emission of one
+    """Verilator executables for CFG_A, MID, CFG_B2 (two AXI ports) and DW2; emission of one
     overlaps another's build."""
     if not HAVE_VERILATOR:
         pytest.skip("verilator not installed")
@@ -79,7 +82,7 @@ def sims(vroot):
                                jobs=1)
 
     with ThreadPoolExecutor(2) as ex:
-        futs = {k: ex.submit(build, k) for k in ("MID", "A", "B2")}
+        futs = {k: ex.submit(build, k) for k in ("MID", "A", "B2", "DW2")}
         return {k: f.result() for k, f in futs.items()}
 
 
@@ -228,6 +231,33 @@ def _inverted_residual(cfg, c, h, w, t=6, seed=1):
     ]
     return graph_of(ops, {"x": (c, h, w), "e": (e, h, w), "d": (e, h, w), "y": (c, h, w)},
                     "x", "y")
+
+
+def _depthwise_chain(cfg, c, seed=4):
+    """Depthwise layers of every group shape in a row: 3x3 s1, 3x3 s2, 5x5 s1, 7x7 s2, 1x3."""
+    r = np.random.default_rng(seed)
+    spec = [("a", 3, 1, 1), ("b", 3, 2, 1), ("c", 5, 1, 2), ("d", 7, 2, 3), ("e", (1, 3), 1, 0)]
+    shapes, ops, h, w, prev = {"x": (c, 15, 13)}, [], 15, 13, "x"
+    for name, k, s, p in spec:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        ph, pw = (p, p) if kh == kw else (0, 0)
+        h, w = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+        ops.append(rand_conv(r, cfg, name, prev, name + "y", c, c, k, s, p, depthwise=True))
+        shapes[name + "y"] = (c, h, w)
+        prev = name + "y"
+    return graph_of(ops, shapes, "x", prev)
+
+
+@pytest.mark.verilator
+@needs_verilator
+@pytest.mark.parametrize("key", ["DW2", "A"])
+def test_depthwise_tap_groups(sims, vroot, key):
+    """Depthwise kernel rows in tap groups: bits == golden, every layer's cycles == the
+    cycle model (DW2: two banks, two weight memories; A: three banks)."""
+    g = _depthwise_chain(CFGS[key], 7)
+    x = np.random.default_rng(5).integers(0, 32, (1,) + g.input.shape)
+    _run(sims, vroot, key, g, x)
+    _run(sims, vroot, key, g, x, stall_seed=9)
 
 
 @pytest.mark.verilator

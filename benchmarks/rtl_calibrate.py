@@ -73,7 +73,10 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
                 + 0.5 * sum(n for t, n in r.cells.items() if t.startswith("RAMB18")),
                 "lut_levels": r.lut_levels, "s": round(time.perf_counter() - t0)}
 
-    out = {"tool": yosys_version(), "config": json.loads(cfg.to_json())}
+    from filmqnn_hw.accel.limits import geometry
+
+    out = {"tool": yosys_version(), "config": json.loads(cfg.to_json()),
+           "dw_taps": geometry(cfg).dw_taps}
     t0 = time.perf_counter()
     out["top"] = rec(synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family,
                                         timeout=6 * 3600), t0)
@@ -98,6 +101,7 @@ def fit(data: dict) -> dict:
     from filmqnn_hw.resources import arith_costs as costs_of
     from filmqnn_hw.resources import (
         axi_ports_built,
+        dw_tap_logic,
         engine_macs,
         predict,
         record_bits,
@@ -118,14 +122,18 @@ def fit(data: dict) -> dict:
         pe_ff = d.get("pe_xc7", d["pe"])["ff"]  # Vivado-like register packing
         rq = requant_lane_cost(cfg.family)
         units = requant_units(cfg)
+        # the depthwise tap groups have their own term (measured A/B); points synthesised
+        # before the RTL had them (no "dw_taps" recorded) do not contain that logic
+        dw = dw_tap_logic(cfg) if d.get("dw_taps", 1) > 1 else {"lut": 0.0, "ff": 0.0}
         top_ff = d["top"]["ff"] - (d["pe"]["ff"] - pe_ff) - units * (
             rq["ff"] - requant_lane_cost("xc7")["ff"])
         rows.append({"name": name, "cfg": cfg, "tm": cfg.tm, "tn": cfg.tn,
                      "ports": axi_ports_built(cfg), "rec": record_bits(cfg),
                      "eng_lut": eng_lut, "eng_ff": eng_ff, "pe_lut": d["pe"]["lut"],
                      "pe_ff": pe_ff, "other_lut": d["top"]["lut"] - d["pe"]["lut"]
-                     - units * rq["lut"],
-                     "other_ff": top_ff - pe_ff - units * requant_lane_cost("xc7")["ff"],
+                     - units * rq["lut"] - dw["lut"],
+                     "other_ff": top_ff - pe_ff - units * requant_lane_cost("xc7")["ff"]
+                     - dw["ff"],
                      "top": d["top"], "top_ff": top_ff})
     per_port = {"lut": 400.0, "ff": 600.0}
     coef: dict = {}

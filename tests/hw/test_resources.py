@@ -17,6 +17,7 @@ from filmqnn_hw.resources import (
     bram36_for,
     bram36_for_memory,
     buffer_shapes,
+    dw_tap_logic,
     predict,
     record_bits,
     requant_lane_cost,
@@ -155,11 +156,16 @@ def test_calibration_points_within_ten_percent():
     for name, d in data.items():
         cfg = AcceleratorConfig.from_dict(d["config"])
         p = predict(cfg)
+        want = {k: getattr(p, k) for k in ("lut", "ff", "dsp", "bram36")}
+        if "dw_taps" not in d:  # synthesised before the RTL had depthwise tap groups
+            dw = dw_tap_logic(cfg)
+            want["lut"] -= dw["lut"]
+            want["ff"] -= dw["ff"]
         t = d["top"]
         got = {"lut": t["lut"], "ff": t["ff"] - yosys_ff_excess(cfg), "dsp": t["dsp"],
                "bram36": t["bram36"]}
         for k, v in got.items():
-            assert v == pytest.approx(getattr(p, k), rel=0.10), (name, k, v, getattr(p, k))
+            assert v == pytest.approx(want[k], rel=0.10), (name, k, v, want[k])
 
 
 def test_monotone_in_array_and_tiles():

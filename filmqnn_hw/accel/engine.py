@@ -84,7 +84,8 @@ class ProgramEngine(wiring.Component):
         otherwise they share ``rd_cmd`` / ``rd_data``. Parameters always use port 0.
 
     Latency/throughput: sequential phases (load, compute at one pixel pair per two cycles
-    with ``tn`` MACs per lane per cycle, drain, store); see ``docs/rtl.md``.
+    with ``tn`` MACs per lane per cycle, drain, store); a depthwise layer computes up to
+    ``geometry(config).dw_taps`` taps of a kernel row per pair and lane; see ``docs/rtl.md``.
     """
 
     def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32,

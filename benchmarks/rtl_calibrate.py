@@ -38,6 +38,12 @@ sys.path.insert(0, str(HERE.parent))
 RESULTS = HERE / "results"
 
 
+#: Per weight-memory slice bit (``resources.slice_bits``), fixed before the fit like
+#: ``per_port``: measured A/B on the PYNQ-Z2 top of the design search (tm=32, tn=16, without
+#: the depthwise tap groups), pyosys ``synth_xilinx``: 1088-bit slices (F=2) 44,113 LUT /
+#: 39,488 FF, 2176-bit slices (F=1, ``wfill_cycles=1``) 47,363 LUT / 46,008 FF.
+SLICE_AB = {"lut": (47363 - 44113) / 1088, "ff": (46008 - 39488) / 1088}
+
 #: Points the coefficients are fitted to; the others are out-of-sample checks.
 FIT_POINTS = ("mid", "pynq_z2_prev", "z12")
 
@@ -107,6 +113,7 @@ def fit(data: dict) -> dict:
         record_bits,
         requant_lane_cost,
         requant_units,
+        slice_bits,
         yosys_ff_excess,
     )
 
@@ -129,6 +136,7 @@ def fit(data: dict) -> dict:
             rq["ff"] - requant_lane_cost("xc7")["ff"])
         rows.append({"name": name, "cfg": cfg, "tm": cfg.tm, "tn": cfg.tn,
                      "ports": axi_ports_built(cfg), "rec": record_bits(cfg),
+                     "slice": slice_bits(cfg),
                      "eng_lut": eng_lut, "eng_ff": eng_ff, "pe_lut": d["pe"]["lut"],
                      "pe_ff": pe_ff, "other_lut": d["top"]["lut"] - d["pe"]["lut"]
                      - units * rq["lut"] - dw["lut"],
@@ -136,6 +144,7 @@ def fit(data: dict) -> dict:
                      - dw["ff"],
                      "top": d["top"], "top_ff": top_ff})
     per_port = {"lut": 400.0, "ff": 600.0}
+    per_slice = {"lut": SLICE_AB["lut"], "ff": SLICE_AB["ff"]}
     coef: dict = {}
     a = np.array([[r["tm"] * r["tn"]] for r in rows], float)
     y = np.array([r["pe_lut"] - r["eng_lut"] for r in rows], float)
@@ -146,27 +155,31 @@ def fit(data: dict) -> dict:
     coef["PE_FF_SCALE"] = float(pe_ff_scale)
     for res in ("lut", "ff"):
         a = np.array([[1.0, r["tm"], r["rec"]] for r in rows], float)
-        y = np.array([r[f"other_{res}"] - per_port[res] * r["ports"] for r in rows], float)
+        y = np.array([r[f"other_{res}"] - per_port[res] * r["ports"]
+                      - per_slice[res] * r["slice"] for r in rows], float)
         base, lane, rec = np.linalg.lstsq(a, y, rcond=None)[0]
         if res == "ff":
             lane += pe_ff_lane
         coef[res] = {"base": float(base), "per_port": per_port[res], "per_lane": float(lane),
-                     "per_record_bit": float(rec)}
+                     "per_record_bit": float(rec), "per_slice_bit": per_slice[res]}
     ratios = {}
     for name, d in sorted(data.items()):
         cfg = AcceleratorConfig.from_dict(d["config"])
         p = predict(cfg)
+        # a point synthesised before the RTL had depthwise tap groups: the model without them
+        dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
         top = d["top"]
         ratios[name] = {
             "fitted": name in FIT_POINTS,
-            "lut": top["lut"] / p.lut, "ff": (top["ff"] - yosys_ff_excess(cfg)) / p.ff,
+            "lut": top["lut"] / (p.lut - dw["lut"]),
+            "ff": (top["ff"] - yosys_ff_excess(cfg)) / (p.ff - dw["ff"]),
             "dsp": top["dsp"] / p.dsp, "bram36": top["bram36"] / p.bram36 if p.bram36 else 0}
     return {"coefficients": coef, "ratios_with_current_model": ratios}
 
 
 def render(data: dict, result: dict) -> str:
     from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import predict, yosys_ff_excess
+    from filmqnn_hw.resources import dw_tap_logic, predict, yosys_ff_excess
 
     md = ["# Resource-model calibration on synthesised accelerators", "",
           "Produced by `python benchmarks/rtl_calibrate.py` (see its docstring): flat "
@@ -174,13 +187,19 @@ def render(data: dict, result: dict) -> str:
           "PE-overhead coefficients of `filmqnn_hw/resources.py` are fitted to these points "
           "by least squares. FF on xcup: yosys leaves DSP48E2 registers in fabric; the column "
           "subtracts `resources.yosys_ff_excess` (per-DSP difference of xcup and xc7 "
-          "syntheses of the packed units), as `benchmarks/rtl_synth.py` does.", "",
+          "syntheses of the packed units), as `benchmarks/rtl_synth.py` does. Points "
+          "synthesised before the RTL had depthwise tap groups (no `dw_taps` in the data) are "
+          "compared with the model without its `dw_taps` part.", "",
           "| point | use | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
           "synth / model | BRAM36 synth / model | synth s |",
           "|---|---|---|---|---|---|---|---|---|"]
     for name, d in sorted(data.items()):
         cfg = AcceleratorConfig.from_dict(d["config"])
         p = predict(cfg)
+        if "dw_taps" not in d:  # synthesised before the depthwise tap groups: model without
+            dw = dw_tap_logic(cfg)
+            p = p.__class__(p.lut - dw["lut"], p.ff - dw["ff"], p.dsp, p.bram36, p.parts,
+                            p.provenance)
         t = d["top"]
         ex = yosys_ff_excess(cfg)
 

@@ -254,9 +254,12 @@ def wbuf_capacity_bits(cfg: AcceleratorConfig, bits: int) -> int:
 #: accelerator tops and their PE arrays; FF are the xc7 counts (Vivado-like DSP register
 #: packing). The fit, its data and its residuals: ``benchmarks/results/rtl_calibration.md``.
 OVERHEAD = {
-    "lut": {"base": 8000.0, "per_port": 400.0, "per_lane": 106.5, "per_record_bit": 2.61},
-    "ff": {"base": 11680.0, "per_port": 600.0, "per_lane": 225.5, "per_record_bit": 2.3},
-    "dsp": {"base": 16.0, "per_port": 0.0, "per_lane": 0.0, "per_record_bit": 0.0},
+    "lut": {"base": 7777.0, "per_port": 400.0, "per_lane": 110.0, "per_record_bit": 2.43,
+            "per_slice_bit": 2.99},
+    "ff": {"base": 11237.0, "per_port": 600.0, "per_lane": 231.5, "per_record_bit": 1.92,
+           "per_slice_bit": 5.99},
+    "dsp": {"base": 16.0, "per_port": 0.0, "per_lane": 0.0, "per_record_bit": 0.0,
+            "per_slice_bit": 0.0},
 }
 PE_PER_MAC_LUT = 3.7
 PE_FF_SCALE = 0.621
@@ -284,12 +287,25 @@ def axi_ports_built(cfg: AcceleratorConfig) -> int:
         return cfg.axi_ports
 
 
+def slice_bits(cfg: AcceleratorConfig) -> int:
+    """Width of one weight-memory slice of the RTL (``geometry(cfg).wbuf_slice_bytes x 8``):
+    the gearboxes, the weight memories' read multiplexer and the staging register's input
+    scale with it; 0 for a config the RTL cannot build."""
+    from .accel.limits import RtlUnsupported, geometry
+
+    try:
+        return geometry(cfg).wbuf_slice_bytes * 8
+    except RtlUnsupported:
+        return 0
+
+
 def overhead(cfg: AcceleratorConfig) -> dict[str, float]:
     """LUT, FF and DSP of everything but the MAC units and the requantization units
     (:data:`OVERHEAD`, :data:`PE_PER_MAC_LUT`)."""
-    ports, rec = axi_ports_built(cfg), record_bits(cfg)
+    ports, rec, sl = axi_ports_built(cfg), record_bits(cfg), slice_bits(cfg)
     out = {res: co["base"] + co["per_port"] * ports + co["per_lane"] * cfg.tm
-           + co["per_record_bit"] * rec for res, co in OVERHEAD.items()}
+           + co["per_record_bit"] * rec + co["per_slice_bit"] * sl
+           for res, co in OVERHEAD.items()}
     out["lut"] += PE_PER_MAC_LUT * cfg.tm * cfg.tn
     return out
 

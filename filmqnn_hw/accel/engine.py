@@ -155,11 +155,18 @@ class ProgramEngine(wiring.Component):
             m.submodules[f"ibuf{k}"] = mem
             ib_w.append(mem.write_port(granularity=WB))
             ib_r.append(mem.read_port())  # pixel A in phase 0, pixel B in phase 1
-        m.submodules.rbuf = rbuf = memory.Memory(shape=unsigned(TM * ACT_BITS),
-                                                 depth=2 * TR * TC, init=[])
-        rb_w = rbuf.write_port(granularity=WB)
-        rb_a = rbuf.read_port()
-        rb_b = rbuf.read_port()
+        # residual tile: NB column-interleaved banks like the input buffer (tile column j in
+        # bank j mod NB at j // NB), so the loader writes a whole beat per cycle; a pixel pair
+        # reads two different banks (one read port each), or with one bank two ports
+        RCW = -(-TC // NB)  # residual columns per bank per row
+        DRK = TR * RCW  # words per residual bank per step bank
+        rb_w, rb_ra, rb_rb = [], [], []
+        for k in range(NB):
+            mem = memory.Memory(shape=unsigned(TM * ACT_BITS), depth=2 * DRK, init=[])
+            m.submodules[f"rbuf{k}"] = mem
+            rb_w.append(mem.write_port(granularity=WB))
+            rb_ra.append(mem.read_port())
+            rb_rb.append(mem.read_port() if NB == 1 else rb_ra[-1])
         # weight buffer: KW memories of two banks; record r of a bank in memory r mod KW,
         # stored as WF consecutive slices (bank b, record r, slice s at
         # (b DWBK + r // KW) WF + s of memory r mod KW); a depthwise record is slice 0
@@ -185,7 +192,9 @@ class ProgramEngine(wiring.Component):
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
         for k in range(NB):
             m.d.comb += [ib_r[k].en.eq(0), ib_w[k].en.eq(0)]
-        m.d.comb += [rb_a.en.eq(0), rb_b.en.eq(0), ab_r.en.eq(0)]
+        for k in range(NB):
+            m.d.comb += [rb_ra[k].en.eq(0), rb_rb[k].en.eq(0), rb_w[k].en.eq(0)]
+        m.d.comb += ab_r.en.eq(0)
         for k in range(KW):
             m.d.comb += wb_rs[k].en.eq(0)
         for _, rp in obufs:
@@ -337,7 +346,6 @@ class ProgramEngine(wiring.Component):
         ylo, yhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         xlo, xhi = Signal(signed(DIM + 2)), Signal(signed(DIM + 2))
         bx0 = Signal(DIM)
-        wx0 = Signal(range(WPB))
         nbeats = Signal(DIM)
         row_off = Signal(AW)
         plane_addr = Signal(AW)
@@ -345,9 +353,6 @@ class ProgramEngine(wiring.Component):
         ld_y = Signal(signed(DIM + 2))
         ld_wrow = Signal(range(DI + 1))
         ld_wrow0 = Signal(range(DI + 1))
-        ld_x = Signal(signed(DIM + 2))
-        ld_wa = Signal(range(DI + 1))
-        ld_wi = Signal(range(WPB))
         ld_q0 = Signal(signed(DIM + 2))  # bank column of the first beat's word 0 (floor)
         ld_rot = Signal(range(WPB))  # bank of the first beat's word 0
         ld_q = Signal(signed(DIM + 2))
@@ -360,7 +365,8 @@ class ProgramEngine(wiring.Component):
         f_hold = f_prm if KP else f_prm | f_wl
         # The command side issues one read per (plane, row) back to back (the reader keeps
         # several bursts in flight, hiding the DDR latency); the data side consumes the beats
-        # in the same order, one packed word per cycle.
+        # in the same order, a whole beat per cycle into the column banks of the input or the
+        # residual tile.
         ldc_busy, ldd_busy = Signal(), Signal()
         ldc_j = Signal(range(max(geo.out_planes, geo.in_planes) + 1))
         ldc_y = Signal(signed(DIM + 2))
@@ -412,11 +418,9 @@ class ProgramEngine(wiring.Component):
                     m.d.sync += [ld_q0.eq(-1), ld_rot.eq(WPB - dv_xlo.r)]
                 m.d.sync += [
                     bx0.eq(dv_xlo.q),
-                    wx0.eq(dv_xlo.r),
                     nbeats.eq(dv_xhi.q - dv_xlo.q + 1),
                     row_off.eq(ylo.as_unsigned()[:DIM] * ld_rstride),
-                    ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch
-                                + Mux(ld_res, (xlo - ld_xb).as_unsigned()[:DIM], 0)),
+                    ld_wrow0.eq((ylo - ld_yb).as_unsigned()[:DIM] * ld_pitch),
                 ]
                 with m.If((ylo > yhi) | (xlo > xhi) | (ld_plane0 >= ld_plimit)):
                     m.next = "IDLE"
@@ -444,13 +448,12 @@ class ProgramEngine(wiring.Component):
         with m.FSM(name="loader_data"):
             with m.State("IDLE"):
                 with m.If(ldc_go):
-                    m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0), ld_x.eq(xlo),
-                                 ld_wa.eq(ld_wrow0), ld_wi.eq(wx0),
+                    m.d.sync += [ld_j.eq(0), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0),
                                  ld_xbeat.eq(bx0 * WPB), ld_q.eq(ld_q0)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += ldd_busy.eq(1)
-                with m.If(self.rd_data.valid & ~ld_res & ~f_hold):  # a whole beat per cycle
+                with m.If(self.rd_data.valid & ~f_hold):  # a whole beat per cycle
                     m.d.comb += self.rd_data.ready.eq(1)
                     for k in range(NB):
                         wk = Signal(range(WPB), name=f"ld_w{k}")
@@ -461,11 +464,15 @@ class ProgramEngine(wiring.Component):
                         xk = ld_xbeat + wk
                         word = ld_beat.word_select(wk, WB) if WPB > 1 else ld_beat[:WB]
                         ok = (xk >= xlo) & (xk <= xhi)
+                        # bank column of this word: the same for the input and residual tiles
+                        qk = ld_wrow + ld_q + ((k < ld_rot) if k < WPB - 1 else 0)
                         m.d.comb += [
-                            ib_w[k].addr.eq(Mux(ld_bank, DIK, 0) + ld_wrow + ld_q
-                                            + ((k < ld_rot) if k < WPB - 1 else 0)),
+                            ib_w[k].addr.eq(Mux(ld_bank, DIK, 0) + qk),
                             ib_w[k].data.eq(word.replicate(CB // G)),
-                            ib_w[k].en.eq(Mux(ok, Const(1, CB // G) << ld_j, 0)),
+                            ib_w[k].en.eq(Mux(ok & ~ld_res, Const(1, CB // G) << ld_j, 0)),
+                            rb_w[k].addr.eq(Mux(ld_bank, DRK, 0) + qk),
+                            rb_w[k].data.eq(word.replicate(TM // G)),
+                            rb_w[k].en.eq(Mux(ok & ld_res, Const(1, TM // G) << ld_j, 0)),
                         ]
                     with m.If(ld_xbeat + WPB > xhi):  # last beat of the row
                         m.d.sync += [ld_xbeat.eq(bx0 * WPB), ld_q.eq(ld_q0)]
@@ -478,28 +485,6 @@ class ProgramEngine(wiring.Component):
                                          ld_wrow.eq(ld_wrow + ld_pstep)]
                     with m.Else():
                         m.d.sync += [ld_xbeat.eq(ld_xbeat + WPB), ld_q.eq(ld_q + 1)]
-                with m.If(self.rd_data.valid & ld_res & ~f_hold):  # residual: a word/cycle
-                    word = ld_beat.word_select(ld_wi, WB) if WPB > 1 else ld_beat[:WB]
-                    m.d.comb += [rb_w.addr.eq(Mux(ld_bank, TR * TC, 0) + ld_wa),
-                                 rb_w.data.eq(word.replicate(TM // G)),
-                                 rb_w.en.eq(Const(1, TM // G) << ld_j)]
-                    m.d.sync += [ld_x.eq(ld_x + 1), ld_wa.eq(ld_wa + 1)]
-                    last_word = ld_x == xhi
-                    with m.If((ld_wi == WPB - 1) | last_word):
-                        m.d.comb += self.rd_data.ready.eq(1)
-                        m.d.sync += ld_wi.eq(0)
-                    with m.Else():
-                        m.d.sync += ld_wi.eq(ld_wi + 1)
-                    with m.If(last_word):  # next row (of this plane, or the next plane)
-                        m.d.sync += [ld_x.eq(xlo), ld_wi.eq(wx0)]
-                        with m.If(ld_y == yhi):
-                            m.d.sync += [ld_j.eq(ld_j + 1), ld_y.eq(ylo), ld_wrow.eq(ld_wrow0),
-                                         ld_wa.eq(ld_wrow0)]
-                            with m.If(ld_j + 1 == ld_nvalid):
-                                m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += [ld_y.eq(ld_y + 1), ld_wrow.eq(ld_wrow + ld_pitch),
-                                         ld_wa.eq(ld_wrow + ld_pitch)]
 
         # ================= fetch agent: tiles -> params, weights, inputs, residuals ==========
         f_mo, f_r0, f_c0 = Signal(DIM), Signal(DIM), Signal(DIM)
@@ -752,8 +737,8 @@ class ProgramEngine(wiring.Component):
                              ld_pstride.eq(res_plane), ld_rstride.eq(res_row),
                              ld_plimit.eq(out_planes_total), ld_h.eq(out_h), ld_wd.eq(out_w),
                              ld_yb.eq(f_r0), ld_xb.eq(f_c0), ld_hin.eq(f_rows), ld_win.eq(f_cols),
-                             ld_plane0.eq(f_plane0), ld_pitch.eq(TC), ld_rstep.eq(res_row),
-                             ld_pstep.eq(TC), ld_skip.eq(0),
+                             ld_plane0.eq(f_plane0), ld_pitch.eq(RCW), ld_rstep.eq(res_row),
+                             ld_pstep.eq(RCW), ld_skip.eq(0),
                              ld_nplanes.eq(geo.out_planes)]
                 with m.If(has_res):
                     m.next = "RES_LD"
@@ -1153,6 +1138,9 @@ class ProgramEngine(wiring.Component):
         dr_r = Signal(range(TR + 1))
         dr_q = Signal(range(QC + 1))
         dr_pix = Signal()
+        # column 2 dr_q of the tile (pixel A of the pair) as residual bank column and bank
+        dr_cq = Signal(range(RCW + 2))
+        dr_cr = Signal(range(NB))
         d_acc = Signal(acc_layout)  # the drain's accumulator word (latched from ab_r)
         d_lat = Signal()  # ab_r.data holds the drain's word this cycle
         m.d.sync += d_lat.eq(0)
@@ -1163,8 +1151,19 @@ class ProgramEngine(wiring.Component):
         accv = Signal(acc_layout)
         m.d.comb += accv.eq(Mux(d_lat, ab_r.data, d_acc.as_value()))
         ri = rq.i.payload
-        res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_a.data)
-        res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), rb_b.data)
+        # the residual banks of the pair read last (registered with the read)
+        dr_sa, dr_sb = Signal(range(NB)), Signal(range(NB))
+        res_aw, res_bw = Signal(TM * ACT_BITS), Signal(TM * ACT_BITS)
+        with m.Switch(dr_sa):
+            for k in range(NB):
+                with m.Case(k):
+                    m.d.comb += res_aw.eq(rb_ra[k].data)
+        with m.Switch(dr_sb):
+            for k in range(NB):
+                with m.Case(k):
+                    m.d.comb += res_bw.eq(rb_rb[k].data)
+        res_a = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), res_aw)
+        res_b = data.View(data.ArrayLayout(unsigned(ACT_BITS), TM), res_bw)
         dr_qp = Signal(range(max(RQP, 2)))  # requantization pass of the pixel being pushed
         with m.Switch(dr_qp):
             for q in range(RQP):
@@ -1345,23 +1344,41 @@ class ProgramEngine(wiring.Component):
                     st_slast.eq(dv_last.r), st_nb.eq(dv_last.q - dv_c0.q + 1),
                     st_row_addr.eq(out_addr + d_plane0 * out_plane + d_r0 * out_row),
                     lg_pix_row.eq(lg0), lg_addr.eq(lg0), lg_cur.eq(lg0),
-                    dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0),
+                    dr_r.eq(0), dr_q.eq(0), dr_pix.eq(0), dr_cq.eq(0), dr_cr.eq(0),
                     ot_r.eq(0), ot_c.eq(0), ot_bx.eq(0), ot_s.eq(dv_c0.r),
                     lg_lane.eq(0), lg_done.eq(0), lg_k.eq(0), lg_cmd_done.eq(0),
                     lg_dat_done.eq(0), ot_q.eq(0), dr_qp.eq(0),
                 ]
                 m.next = "READ"
-            def read_pair(r, q):
-                """Read pair ``q`` of tile row ``r``: accumulators and both residuals."""
-                m.d.comb += [ab_r.addr.eq(Mux(d_b, DA, 0) + r * QC + q), ab_r.en.eq(1),
-                             rb_a.addr.eq(Mux(d_b, TR * TC, 0) + r * TC + q * 2),
-                             rb_b.addr.eq(Mux(d_b, TR * TC, 0) + r * TC + q * 2 + 1),
-                             rb_a.en.eq(1), rb_b.en.eq(1)]
+            def read_pair(r, q, cq, cr):
+                """Read pair ``q`` of tile row ``r`` (pixel A in residual bank ``cr`` at bank
+                column ``cq``): accumulators and both residuals."""
+                m.d.comb += [ab_r.addr.eq(Mux(d_b, DA, 0) + r * QC + q), ab_r.en.eq(1)]
+                rbase = Mux(d_b, DRK, 0) + r * RCW
+                if NB == 1:  # both pixels in the one bank: two read ports
+                    m.d.comb += [rb_ra[0].addr.eq(rbase + cq), rb_rb[0].addr.eq(rbase + cq + 1),
+                                 rb_ra[0].en.eq(1), rb_rb[0].en.eq(1)]
+                    m.d.sync += [dr_sa.eq(0), dr_sb.eq(0)]
+                else:  # pixel B is in the next bank (bank column + 1 after the last bank)
+                    crb = Mux(cr == NB - 1, 0, cr + 1)
+                    cqb = Mux(cr == NB - 1, cq + 1, cq)
+                    for k in range(NB):
+                        m.d.comb += [rb_ra[k].addr.eq(rbase + Mux(cr == k, cq, cqb)),
+                                     rb_ra[k].en.eq(1)]
+                    m.d.sync += [dr_sa.eq(cr), dr_sb.eq(crb)]
                 m.d.sync += [dr_pix.eq(0), d_lat.eq(1)]
+
+            # bank column and bank of the next pair's pixel A (column + 2)
+            if NB == 1:
+                ncq, ncr = dr_cq + 2, Const(0)
+            else:
+                csum = dr_cr + 2
+                ccar = csum >= NB
+                ncq, ncr = dr_cq + ccar, Mux(ccar, csum - NB, csum)
 
             with m.State("READ"):  # wait for a cycle the compute write-back does not read
                 with m.If(~pe.valid_out):
-                    read_pair(dr_r, dr_q)
+                    read_pair(dr_r, dr_q, dr_cq, dr_cr)
                     m.next = "PUSH"
             with m.State("PUSH"):
                 m.d.comb += rq.i.valid.eq(1)
@@ -1377,11 +1394,13 @@ class ProgramEngine(wiring.Component):
                         row_end = ~((dr_q + 1) * 2 < d_cols)
                         nr = Mux(row_end, dr_r + 1, dr_r)
                         nq = Mux(row_end, 0, dr_q + 1)
-                        m.d.sync += [dr_q.eq(nq), dr_r.eq(nr)]
+                        nq_c = Mux(row_end, 0, ncq)
+                        nq_r = Mux(row_end, 0, ncr)
+                        m.d.sync += [dr_q.eq(nq), dr_r.eq(nr), dr_cq.eq(nq_c), dr_cr.eq(nq_r)]
                         with m.If(row_end & (dr_r + 1 == d_rows)):
                             m.next = "WAIT"
                         with m.Elif(~pe.valid_out):
-                            read_pair(nr, nq)
+                            read_pair(nr, nq, nq_c, nq_r)
                         with m.Else():
                             m.next = "READ"
             with m.State("WAIT"):  # requant results still in flight

@@ -206,7 +206,9 @@ def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
 
     * ``ibuf``: ``wpb`` column-interleaved input banks of ``cb`` 5-bit slots,
       ``2 tr_in ceil(tc_in / wpb)`` deep, written a packed word (``5 G`` bits) at a time;
-    * ``rbuf``: the residual tile, ``tm`` 5-bit channels, ``2 tr tc`` deep, two read ports;
+    * ``rbuf``: ``wpb`` column-interleaved residual banks of ``tm`` 5-bit channels,
+      ``2 tr ceil(tc / wpb)`` deep, written a packed word at a time; one read port each (a
+      pixel pair reads two banks), two with one bank;
     * ``wbuf``: one weight memory per weight port, ``wbuf_slice_bytes`` wide, ``wbuf_depth`` deep;
     * ``abuf``: the accumulators of a pixel pair, ``2 tm acc_bits`` wide, ``2 acc_depth`` deep;
     * ``obuf``: one output tile buffer per output plane, a beat of packed words wide,
@@ -217,8 +219,9 @@ def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
     return (
         RtlMemory("ibuf", geo.wpb, geo.cb * ACT_BITS, 2 * geo.tr_in * -(-geo.tc_in // geo.wpb),
                   granularity=wb),
-        RtlMemory("rbuf", 1, config.tm * ACT_BITS, 2 * config.tr * config.tc, read_ports=2,
-                  granularity=wb),
+        RtlMemory("rbuf", geo.wpb, config.tm * ACT_BITS,
+                  2 * config.tr * -(-config.tc // geo.wpb),
+                  read_ports=2 if geo.wpb == 1 else 1, granularity=wb),
         RtlMemory("wbuf", geo.wbuf_memories, geo.wbuf_slice_bytes * 8, geo.wbuf_depth),
         RtlMemory("abuf", 1, 2 * config.tm * config.acc_bits, 2 * geo.acc_depth),
         RtlMemory("obuf", geo.out_planes, geo.wpb * wb, config.tr * geo.obuf_beats,

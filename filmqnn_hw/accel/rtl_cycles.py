@@ -456,7 +456,7 @@ class _Sim:
         l_state, ld_state, l_cnt = "IDLE", "IDLE", 0
         ld: dict[str, Any] = {}
         ldc_j = ldc_y = ldc_plane = ldc_row = 0
-        dd_left = dd_j = dd_y = dd_x = dd_wi = 0
+        dd_left = 0
         # ---- weight ports ----
         wp_state = ["IDLE"] * KP
         wp_idx = [0] * KP
@@ -607,7 +607,7 @@ class _Sim:
                               nvalid=min(ld["nplanes"], ld["plimit"] - ld["plane0"]),
                               plane_addr=ld["tensor"] + ld["plane0"] * ld["pstride"],
                               row_off=ylo * ld["rstride"],
-                              bx0=xlo // WPB, wx0=xlo % WPB,
+                              bx0=xlo // WPB,
                               nbeats=xhi // WPB - xlo // WPB + 1,
                               empty=ylo > yhi or xlo > xhi or ld["plane0"] >= ld["plimit"])
                     l_cnt = 0
@@ -640,33 +640,14 @@ class _Sim:
             if ld_state == "IDLE":
                 if ldc_go:
                     nrows = (ld["yhi"] - ld["ylo"]) // ld["ystep"] + 1
-                    dd_left = ld["nvalid"] * nrows * ld["nbeats"]  # input: beats
-                    dd_j, dd_y, dd_x, dd_wi = 0, ld["ylo"], ld["xlo"], ld["wx0"]
+                    dd_left = ld["nvalid"] * nrows * ld["nbeats"]
                     ld_state = "DATA"
             elif ld_state == "DATA":
-                if r0_valid and not f_hold:
-                    if not ld["res"]:  # a whole beat per cycle
-                        rd0.r_ready = True
-                        dd_left -= 1
-                        if dd_left == 0:
-                            ld_state = "IDLE"
-                    else:  # residual: one packed word per cycle
-                        last_word = dd_x == ld["xhi"]
-                        if dd_wi == WPB - 1 or last_word:
-                            rd0.r_ready = True
-                            dd_wi = 0
-                        else:
-                            dd_wi += 1
-                        dd_x += 1
-                        if last_word:
-                            dd_x, dd_wi = ld["xlo"], ld["wx0"]
-                            if dd_y == ld["yhi"]:
-                                dd_j += 1
-                                dd_y = ld["ylo"]
-                                if dd_j == ld["nvalid"]:
-                                    ld_state = "IDLE"
-                            else:
-                                dd_y += 1
+                if r0_valid and not f_hold:  # a whole beat per cycle (input and residual)
+                    rd0.r_ready = True
+                    dd_left -= 1
+                    if dd_left == 0:
+                        ld_state = "IDLE"
             l_state = ld_next
 
             # ================= fetch agent =================

@@ -8,8 +8,8 @@ max-plus recurrences over the three agents and their two-bank hand-offs:
 
 * **fetch** (per step: the parameter read; per chunk: the weight tap records on the weight
   ports, the input rectangle on port 0 behind the loader's address divider; after the last
-  chunk: the residual tile, one packed word per cycle). A chunk's weights go to the bank the
-  compute agent left when it started the previous chunk, its input to the bank it freed when
+  chunk: the residual tile, a beat per cycle like the input). A chunk's weights go to the
+  bank the compute agent left when it started the previous chunk, its input to the bank it freed when
   it finished the chunk before that;
 * **compute** (per tap: ``rows x ceil(cols / 2) x 2`` issue cycles, at least the weight
   staging time of the next record; per step: the PE pipeline flush);
@@ -257,14 +257,13 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                     last_issue = c - 1
                     cs.append(start)
                     ce.append(c)
-                # ---- fetch: the residual tile (one packed word per cycle)
+                # ---- fetch: the residual tile (a whole beat per cycle)
                 res_ready = t
                 if has_res:
-                    rrows, _, rcols = _rect(r0, rows, out_h, c0, cols, out_w, 1, wpb)
+                    rrows, rnb, _ = _rect(r0, rows, out_h, c0, cols, out_w, 1, wpb)
                     first_beat = max(t + 2 + ctx.lat_div + 4 + rd, port0.free)
-                    rbeats = nvalid_out * rrows * math.ceil(rcols / wpb)
-                    res_ready = first_beat + max(nvalid_out * rrows * rcols,
-                                                 _read_stream(ctx, nvalid_out * rrows, rbeats))
+                    rbeats = nvalid_out * rrows * rnb
+                    res_ready = first_beat + _read_stream(ctx, nvalid_out * rrows, rbeats)
                     port0.free = res_ready
                     t = res_ready + 1
                 fetch_t = t

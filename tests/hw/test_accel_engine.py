@@ -136,6 +136,16 @@ def test_weight_ports(key, case):
     assert stalled.counters["cycles"] > calm.counters["cycles"]
 
 
+@pytest.mark.parametrize("key", ["E", "E3"])
+@pytest.mark.parametrize("case", ["residual", "add"])
+def test_residual_banks_two_words_per_beat(key, case):
+    """The residual tile's column banks with two words per beat (tiles of 4 columns start
+    on either bank): same bits as the golden model, calm and with random stalls."""
+    g = _case(key, case)
+    _run(CFGS[key], g, every_tensor=True)
+    _run(CFGS[key], g, stall=0.35, read_latency=7, seed=5)
+
+
 def test_weight_port_count():
     """Ports beyond the first read weights, as many as DDR can feed."""
     assert [geometry(c).weight_ports for c in (CFG_B, CFG_B2, CFG_B4)] == [0, 1, 3]

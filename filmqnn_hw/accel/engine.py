@@ -186,9 +186,18 @@ class ProgramEngine(wiring.Component):
         ab_r = abuf.read_port()
         obufs = []
         for j in range(geo.out_planes):
-            ob = memory.Memory(shape=unsigned(WPB * WB), depth=TR * geo.obuf_beats, init=[])
+            ob = memory.Memory(shape=unsigned(WPB * WB), depth=2 * TR * geo.obuf_beats,
+                               init=[])
             m.submodules[f"obuf{j}"] = ob
             obufs.append((ob.write_port(granularity=WB), ob.read_port()))
+        # two banks of output tiles: the drain requantizes into one while the store agent
+        # writes the other to DDR
+        DOB = TR * geo.obuf_beats
+        ob_full = Signal(2)  # output tile bank requantized, not yet stored
+        set_ob, clr_ob = Signal(2), Signal(2)
+        m.d.sync += ob_full.eq((ob_full | set_ob) & ~clr_ob)
+        ob_b = Signal()  # the drain's output tile bank
+        s_b = Signal()  # the store agent's bank
         # read enables default to 0 (lib.memory's default is 1): data hold between reads
         for k in range(NB):
             m.d.comb += [ib_r[k].en.eq(0), ib_w[k].en.eq(0)]
@@ -197,8 +206,6 @@ class ProgramEngine(wiring.Component):
         m.d.comb += ab_r.en.eq(0)
         for k in range(KW):
             m.d.comb += wb_rs[k].en.eq(0)
-        for _, rp in obufs:
-            m.d.comb += rp.en.eq(0)
 
         # ---------------- arithmetic blocks ----------------
         m.submodules.pe = pe = PEArray(cfg, dw_taps=DWT)
@@ -1215,7 +1222,7 @@ class ProgramEngine(wiring.Component):
                 for j, (wp, _) in enumerate(obufs):
                     jq, kk = divmod(j * G, RQ)  # plane j is lanes kk.. of pass jq
                     word = Cat(*codes[kk:kk + G])
-                    m.d.comb += [wp.addr.eq(ot_r * geo.obuf_beats + ot_bx),
+                    m.d.comb += [wp.addr.eq(Mux(ob_b, DOB, 0) + ot_r * geo.obuf_beats + ot_bx),
                                  wp.data.eq(word.replicate(WPB))]
                     with m.If(ot_q == jq):
                         m.d.comb += wp.en.eq(Const(1, WPB) << ot_s)
@@ -1267,30 +1274,56 @@ class ProgramEngine(wiring.Component):
             with m.Else():
                 m.d.sync += ot_c.eq(ot_c + 1)
 
-        # store: obuf -> DDR, one burst per plane row, byte strobes
-        st_r = Signal(range(TR + 1))
-        st_j = Signal(range(geo.out_planes + 1))
-        st_bx = Signal(range(geo.obuf_beats + 1))
-        st_nb = Signal(range(geo.obuf_beats + 1))
-        st_slast = Signal(range(WPB))
-        st_bx0 = Signal(DIM)
-        st_row_addr = Signal(AW)
-        st_plane_addr = Signal(AW)
+        # store agent: a requantized output tile bank -> DDR, one burst per plane row, byte
+        # strobes. Its command side issues the rows' write commands back to back while its
+        # data side streams the beats (the next row's first beat right after this row's last),
+        # so a tile goes out at one beat per cycle; the drain requantizes the next step into
+        # the other bank meanwhile.
+        store_layout = data.StructLayout({
+            "row_addr": AW, "bx0": DIM, "nb": range(geo.obuf_beats + 1),
+            "slast": range(WPB), "s0": range(WPB), "np": range(geo.out_planes + 1),
+            "rows": range(TR + 1),
+        })
+        m.submodules.sq = sq = fifo.SyncFIFO(width=store_layout.size, depth=2)
+        sq_in = data.View(store_layout, sq.w_data)
+        sq_head = data.View(store_layout, sq.r_data)
+        s_tile = Signal(store_layout)  # the tile being stored
+        st_idle = Signal()
+        # command side
+        sc_active = Signal()
+        sc_r = Signal(range(TR + 1))
+        sc_j = Signal(range(geo.out_planes + 1))
+        sc_row_addr, sc_plane_addr = Signal(AW), Signal(AW)
+        with m.If(sc_active):
+            m.d.comb += [self.wr_cmd.valid.eq(1),
+                         self.wr_cmd.p.addr.eq(sc_plane_addr + (s_tile.bx0 << LB)),
+                         self.wr_cmd.p.beats.eq(s_tile.nb)]
+            with m.If(self.wr_cmd.ready):
+                with m.If(sc_j + 1 == s_tile.np):
+                    m.d.sync += [sc_j.eq(0), sc_r.eq(sc_r + 1),
+                                 sc_row_addr.eq(sc_row_addr + out_row),
+                                 sc_plane_addr.eq(sc_row_addr + out_row)]
+                    with m.If(sc_r + 1 == s_tile.rows):
+                        m.d.sync += sc_active.eq(0)
+                with m.Else():
+                    m.d.sync += [sc_j.eq(sc_j + 1), sc_plane_addr.eq(sc_plane_addr + out_plane)]
+        # data side: the beat on offer is on the obuf read ports (read the cycle before)
+        sd_r = Signal(range(TR + 1))
+        sd_j = Signal(range(geo.out_planes + 1))
+        sd_bx = Signal(range(geo.obuf_beats + 1))
+        sd_addr = Signal(range(TR * geo.obuf_beats + 1))  # word of the beat on offer
+        sd_rbase = Signal(range(TR * geo.obuf_beats + 1))  # word of its row's first beat
+        rd_addr = Signal(range(TR * geo.obuf_beats + 1))
+        rd_en = Signal()
+        for _, rp in obufs:
+            m.d.comb += [rp.addr.eq(Mux(s_b, DOB, 0) + rd_addr), rp.en.eq(rd_en)]
         rd_data_o = Signal(WPB * WB)
-        with m.Switch(st_j):
+        with m.Switch(sd_j):
             for j, (_, rp) in enumerate(obufs):
                 with m.Case(j):
                     m.d.comb += rd_data_o.eq(rp.data)
-        # the output tile is read one beat ahead of the W channel: the beat of st_bx is on the
-        # read port while it is offered; the next one is read in the cycle it is taken
-        st_nx = Signal()
-        # output planes of this tile: min(OUTP, planes left), a register (the compare with an
-        # adder in front of it sat on a 10-LUT-level path into the write splitter)
-        st_np = Signal(range(geo.out_planes + 1))
-        for _, rp in obufs:
-            m.d.comb += rp.addr.eq(st_r * geo.obuf_beats + st_bx + st_nx)
-        s_lo = Mux(st_bx == 0, ot_s0, 0)
-        s_hi = Mux(st_bx == st_nb - 1, st_slast, WPB - 1)
+        s_lo = Mux(sd_bx == 0, s_tile.s0, 0)
+        s_hi = Mux(sd_bx == s_tile.nb - 1, s_tile.slast, WPB - 1)
         strb = Signal(BB)
         terms = []
         for s in range(WPB):
@@ -1307,9 +1340,57 @@ class ProgramEngine(wiring.Component):
         for t in terms[1:]:
             strb_v = strb_v | t
         m.d.comb += strb.eq(strb_v)
+        with m.FSM(name="store"):
+            with m.State("IDLE"):
+                m.d.comb += st_idle.eq(1)
+                with m.If(run_go):
+                    m.d.sync += s_b.eq(0)
+                with m.Elif(ob_full.bit_select(s_b, 1)):  # its record was queued with the bank
+                    m.d.comb += sq.r_en.eq(1)
+                    m.d.sync += [s_tile.eq(sq_head), sc_active.eq(1), sc_r.eq(0), sc_j.eq(0),
+                                 sc_row_addr.eq(sq_head.row_addr),
+                                 sc_plane_addr.eq(sq_head.row_addr),
+                                 sd_r.eq(0), sd_j.eq(0), sd_bx.eq(0), sd_addr.eq(0),
+                                 sd_rbase.eq(0)]
+                    m.next = "PRIME"
+            with m.State("PRIME"):  # read the tile's first beat
+                m.d.comb += [rd_addr.eq(0), rd_en.eq(1)]
+                m.next = "WR"
+            with m.State("WR"):  # one beat per cycle while the W channel takes them
+                m.d.comb += [self.wr_data.valid.eq(1), self.wr_data.p.data.eq(rd_data_o),
+                             self.wr_data.p.strb.eq(strb)]
+                last_bx = sd_bx + 1 == s_tile.nb
+                last_j = sd_j + 1 == s_tile.np
+                last_r = sd_r + 1 == s_tile.rows
+                with m.If(self.wr_data.ready):
+                    with m.If(last_bx & last_j & last_r):  # the tile is out: the bank is free
+                        m.d.comb += clr_ob.eq(Mux(s_b, 2, 1))
+                        m.d.sync += s_b.eq(~s_b)
+                        m.next = "IDLE"
+                    with m.Elif(~last_bx):
+                        m.d.comb += [rd_addr.eq(sd_addr + 1), rd_en.eq(1)]
+                        m.d.sync += [sd_bx.eq(sd_bx + 1), sd_addr.eq(sd_addr + 1)]
+                    with m.Elif(~last_j):  # the same row of the next plane
+                        m.d.comb += [rd_addr.eq(sd_rbase), rd_en.eq(1)]
+                        m.d.sync += [sd_bx.eq(0), sd_j.eq(sd_j + 1), sd_addr.eq(sd_rbase)]
+                    with m.Else():  # the next row, plane 0
+                        nrb = sd_rbase + geo.obuf_beats
+                        m.d.comb += [rd_addr.eq(nrb), rd_en.eq(1)]
+                        m.d.sync += [sd_bx.eq(0), sd_j.eq(0), sd_r.eq(sd_r + 1),
+                                     sd_addr.eq(nrb), sd_rbase.eq(nrb)]
+
+        # the drain's copy of the tile's store parameters (to the store agent with the bank)
+        st_nb = Signal(range(geo.obuf_beats + 1))
+        st_slast = Signal(range(WPB))
+        st_bx0 = Signal(DIM)
+        st_row_addr = Signal(AW)
+        # output planes of this tile: min(OUTP, planes left), a register (the compare with an
+        # adder in front of it sat on a 10-LUT-level path into the write splitter)
+        st_np = Signal(range(geo.out_planes + 1))
 
         dr_wait_acc = Signal()
-        dr_store = Signal()
+        dr_store = Signal()  # the store agent is busy
+        m.d.comb += dr_store.eq(~st_idle)
         m.submodules.dv_c0 = dv_c0 = ConstDivider(DIM, WPB)
         m.submodules.dv_last = dv_last = ConstDivider(DIM, WPB)
         m.d.comb += [dv_c0.x.eq(d_c0), dv_last.x.eq((d_c0 + d_cols - 1)[:DIM])]
@@ -1318,12 +1399,14 @@ class ProgramEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += dr_idle.eq(1)
                 with m.If(run_go):
-                    m.d.sync += d_b.eq(0)
+                    m.d.sync += [d_b.eq(0), ob_b.eq(0)]
                     m.next = "POP"
             with m.State("POP"):
                 m.d.comb += dr_wait_acc.eq(1)
+                # (and an output tile bank the store agent is done with)
                 with m.If(dq.r_rdy & acc_full.bit_select(d_b, 1)
-                          & (~has_res | res_ready.bit_select(d_b, 1))):
+                          & (~has_res | res_ready.bit_select(d_b, 1))
+                          & (logits | ~ob_full.bit_select(ob_b, 1))):
                     m.d.comb += dq.r_en.eq(1)
                     m.d.sync += [d_rows.eq(dq_head.rows), d_cols.eq(dq_head.cols),
                                  d_meff.eq(dq_head.m_eff), d_mo.eq(dq_head.mo_base),
@@ -1405,44 +1488,17 @@ class ProgramEngine(wiring.Component):
                             m.next = "READ"
             with m.State("WAIT"):  # requant results still in flight
                 with m.If(~rq.o.valid & (ot_count == 0)):
-                    # accumulators, params and residual of this step are no longer needed
+                    # accumulators, params and residual of this step are no longer needed;
+                    # the output tile goes to the store agent with its parameters
                     m.d.comb += [clr_acc.eq(Mux(d_b, 2, 1)), clr_busy.eq(Mux(d_b, 2, 1))]
-                    m.d.sync += [st_r.eq(0), st_j.eq(0), st_bx.eq(0),
-                                 st_plane_addr.eq(st_row_addr)]
-                    with m.If(logits):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.next = "ST_CMD"
-            with m.State("ST_CMD"):
-                m.d.comb += dr_store.eq(1)
-                with m.If(st_j == st_np):
-                    m.d.sync += [st_j.eq(0), st_r.eq(st_r + 1),
-                                 st_row_addr.eq(st_row_addr + out_row),
-                                 st_plane_addr.eq(st_row_addr + out_row)]
-                    with m.If(st_r + 1 == d_rows):
-                        m.next = "NEXT"
-                with m.Else():
-                    m.d.comb += [self.wr_cmd.valid.eq(1),
-                                 self.wr_cmd.p.addr.eq(st_plane_addr + (st_bx0 << LB)),
-                                 self.wr_cmd.p.beats.eq(st_nb)]
-                    with m.If(self.wr_cmd.ready):  # and read the row's first beat
-                        for _, rp in obufs:
-                            m.d.comb += rp.en.eq(1)
-                        m.d.sync += st_bx.eq(0)
-                        m.next = "ST_WR"
-            with m.State("ST_WR"):  # one beat per cycle while the W channel takes them
-                m.d.comb += [dr_store.eq(1), self.wr_data.valid.eq(1),
-                             self.wr_data.p.data.eq(rd_data_o), self.wr_data.p.strb.eq(strb)]
-                with m.If(self.wr_data.ready):
-                    with m.If(st_bx + 1 == st_nb):
-                        m.d.sync += [st_j.eq(st_j + 1), st_bx.eq(0),
-                                     st_plane_addr.eq(st_plane_addr + out_plane)]
-                        m.next = "ST_CMD"
-                    with m.Else():
-                        m.d.comb += st_nx.eq(1)
-                        for _, rp in obufs:
-                            m.d.comb += rp.en.eq(1)
-                        m.d.sync += st_bx.eq(st_bx + 1)
+                    with m.If(~logits):
+                        m.d.comb += [sq.w_en.eq(1), set_ob.eq(Mux(ob_b, 2, 1)),
+                                     sq_in.row_addr.eq(st_row_addr), sq_in.bx0.eq(st_bx0),
+                                     sq_in.nb.eq(st_nb), sq_in.slast.eq(st_slast),
+                                     sq_in.s0.eq(ot_s0), sq_in.np.eq(st_np),
+                                     sq_in.rows.eq(d_rows)]
+                        m.d.sync += ob_b.eq(~ob_b)
+                    m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.sync += d_b.eq(~d_b)
                 with m.If(d_last):
@@ -1458,7 +1514,8 @@ class ProgramEngine(wiring.Component):
         m.d.comb += ax_err.eq(self.rd_error | self.wr_error)
         in_layer = Signal()
         with m.If(in_layer & ~cp_issue):  # why the PE array is not busy
-            with m.If(cp_wait_acc | (cp_idle & ~dr_idle) | (cp_wait_in & dr_store & fe_idle)):
+            with m.If(cp_wait_acc | (cp_idle & (~dr_idle | dr_store))
+                      | (cp_wait_in & dr_store & fe_idle)):
                 m.d.comb += cls_o.eq(1)
             with m.Elif(fe_w | cp_wait_w):
                 m.d.comb += cls_w.eq(1)
@@ -1655,7 +1712,7 @@ class ProgramEngine(wiring.Component):
                              w_resident.eq(n_chunks * taps <= DWB)]
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(fe_idle & cp_idle & dr_idle):
+                with m.If(fe_idle & cp_idle & dr_idle & st_idle):
                     m.d.sync += in_layer.eq(0)
                     m.next = "LAYER_END"
             with m.State("LAYER_END"):
@@ -1675,7 +1732,7 @@ class ProgramEngine(wiring.Component):
             with m.State("FINISH"):
                 m.d.comb += ctrl.done.eq(1)
                 m.d.sync += [busy.eq(0), in_full.eq(0), acc_full.eq(0), step_busy.eq(0),
-                             w_full.eq(0),
+                             w_full.eq(0), ob_full.eq(0),
                              res_ready.eq(0)]
                 m.next = "IDLE"
         return m

@@ -212,7 +212,7 @@ def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
     * ``wbuf``: one weight memory per weight port, ``wbuf_slice_bytes`` wide, ``wbuf_depth`` deep;
     * ``abuf``: the accumulators of a pixel pair, ``2 tm acc_bits`` wide, ``2 acc_depth`` deep;
     * ``obuf``: one output tile buffer per output plane, a beat of packed words wide,
-      ``tr obuf_beats`` deep.
+      ``2 tr obuf_beats`` deep (two banks: one requantized into, one stored).
     """
     geo = geometry(config)
     wb = ACT_BITS * geo.g
@@ -224,7 +224,7 @@ def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
                   read_ports=2 if geo.wpb == 1 else 1, granularity=wb),
         RtlMemory("wbuf", geo.wbuf_memories, geo.wbuf_slice_bytes * 8, geo.wbuf_depth),
         RtlMemory("abuf", 1, 2 * config.tm * config.acc_bits, 2 * geo.acc_depth),
-        RtlMemory("obuf", geo.out_planes, geo.wpb * wb, config.tr * geo.obuf_beats,
+        RtlMemory("obuf", geo.out_planes, geo.wpb * wb, 2 * config.tr * geo.obuf_beats,
                   granularity=wb),
     )
 

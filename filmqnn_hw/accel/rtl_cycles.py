@@ -390,9 +390,9 @@ class _Sim:
         # shared flags (two banks each), FIFOs
         in_full, w_full = [False, False], [False, False]
         acc_full, step_busy, res_ready = [False, False], [False, False], [False, False]
-        cq, dq, wq = _Fifo(4), _Fifo(4), _Fifo(4)
+        cq, dq, wq, sq = _Fifo(4), _Fifo(4), _Fifo(4), _Fifo(2)
         wjq = [_Fifo(8) for _ in range(KP)]
-        fifos = [cq, dq, wq, *wjq]
+        fifos = [cq, dq, wq, sq, *wjq]
         st_w = st_i = st_o = 0
         cycles = 0
 
@@ -473,7 +473,15 @@ class _Sim:
         d_b = d_wait = d_rows = d_cols = d_meff = d_c0 = d_r0 = d_plane0 = 0
         d_last = False
         dr_r = dr_q = dr_pix = dr_qp = 0
-        st_r = st_j = st_bx = st_nb = st_bx0 = st_row_addr = st_plane_addr = 0
+        st_nb = st_bx0 = st_row_addr = 0
+        ob_b = 0
+        ob_full = [False, False]
+        # ---- store agent ----
+        s_state, s_b = "IDLE", 0
+        s_tile: tuple = (0, 0, 0, 0, 0)  # row_addr, bx0, nb, np, rows
+        sc_active = False
+        sc_r = sc_j = sc_row_addr = sc_plane_addr = 0
+        sd_r = sd_j = sd_bx = 0
         lg_k = lg_lane = ot_q = 0
         lg_done = lg_cmd = lg_dat = False
         rq_pipe = [False] * RQ_LATENCY
@@ -495,6 +503,7 @@ class _Sim:
             ld_busy = (l_state != "IDLE") or ld_state == "DATA" or ld_go
             f_hold = f_prm if KP else (f_prm or f_wl)
             fe_idle, cp_idle, dr_idle = f_state == "IDLE", c_state == "IDLE", d_state == "IDLE"
+            st_idle = s_state == "IDLE"
             run_go = m_state == "GO"
             valid_out = ring[(now - pe_dly) % 64]
             wp_idle = [wp_state[k] == "IDLE" and not wjq[k].r_rdy() for k in range(KP)]
@@ -516,9 +525,10 @@ class _Sim:
             cp_wait_in = c_state in ("POP", "CHUNK_WAIT")
             cp_wait_acc = c_state == "ACC_WAIT"
             cp_issue = c_state == "RUN"
-            dr_store = d_state in ("ST_CMD", "ST_WR")
+            dr_store = not st_idle
             set_in, clr_in, set_w, clr_w = [0, 0], [0, 0], [0, 0], [0, 0]
             set_acc, clr_acc, set_busy, clr_busy, set_res = [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]
+            set_ob, clr_ob = [0, 0], [0, 0]
             new_in_layer = in_layer
 
             # ================= main sequencer =================
@@ -567,7 +577,7 @@ class _Sim:
                 w_full = [False, False]
                 m_state = "RUN"
             elif m_state == "RUN":
-                if fe_idle and cp_idle and dr_idle:
+                if fe_idle and cp_idle and dr_idle and st_idle:
                     new_in_layer = False
                     m_state = "LAYER_END"
             elif m_state == "LAYER_END":
@@ -582,8 +592,8 @@ class _Sim:
             elif m_state == "FINISH":
                 busy = False
             if in_layer and not cp_issue:
-                if cp_wait_acc or (cp_idle and not dr_idle) or (cp_wait_in and dr_store
-                                                                and fe_idle):
+                if (cp_wait_acc or (cp_idle and (not dr_idle or dr_store))
+                        or (cp_wait_in and dr_store and fe_idle)):
                     cls_o = True
                 elif fe_w or cp_wait_w:
                     st_w += 1
@@ -907,10 +917,11 @@ class _Sim:
             rq_en = (not rq_o_valid) or rq_o_ready
             if d_state == "IDLE":
                 if run_go:
-                    d_b = 0
+                    d_b = ob_b = 0
                     d_state = "POP"
             elif d_state == "POP":
-                if dq.r_rdy() and acc_full[d_b] and (not Ly["has_res"] or res_ready[d_b]):
+                if (dq.r_rdy() and acc_full[d_b] and (not Ly["has_res"] or res_ready[d_b])
+                        and (logits or not ob_full[ob_b])):
                     rec = dq.pop()
                     d_rows, d_cols, d_meff, d_r0, d_c0, d_plane0, d_last = rec[:7]
                     d_wait = 0
@@ -955,35 +966,54 @@ class _Sim:
                 if not rq_o_valid and ot_count == 0:
                     clr_acc[d_b] = 1
                     clr_busy[d_b] = 1
-                    st_r = st_j = st_bx = 0
-                    st_plane_addr = st_row_addr
-                    d_state = "NEXT" if logits else "ST_CMD"
-            elif d_state == "ST_CMD":
-                if st_j == OUTP or d_plane0 + st_j >= Ly["out_planes_total"]:
-                    st_j = 0
-                    st_r += 1
-                    st_row_addr += Ly["out_row"]
-                    st_plane_addr = st_row_addr
-                    if st_r == d_rows:
-                        d_state = "NEXT"
-                else:
-                    wr.cmd_in = (st_plane_addr + st_bx0 * BB, st_nb)
-                    if wr.cmd_ready():
-                        st_bx = 0
-                        d_state = "ST_WR"
-            elif d_state == "ST_WR":
-                wr.data_in = True
-                if wr.data_ready():
-                    if st_bx + 1 == st_nb:
-                        st_j += 1
-                        st_bx = 0
-                        st_plane_addr += Ly["out_plane"]
-                        d_state = "ST_CMD"
-                    else:
-                        st_bx += 1
+                    if not logits:  # the tile goes to the store agent
+                        np_ = min(OUTP, Ly["out_planes_total"] - d_plane0)
+                        sq.push((st_row_addr, st_bx0, st_nb, np_, d_rows))
+                        set_ob[ob_b] = 1
+                        ob_b ^= 1
+                    d_state = "NEXT"
             elif d_state == "NEXT":
                 d_b ^= 1
                 d_state = "IDLE" if d_last else "POP"
+            # ================= store agent =================
+            if sc_active:  # command side: the rows' write commands back to back
+                wr.cmd_in = (sc_plane_addr + s_tile[1] * BB, s_tile[2])
+                if wr.cmd_ready():
+                    if sc_j + 1 == s_tile[3]:
+                        sc_j = 0
+                        sc_r += 1
+                        sc_row_addr += Ly["out_row"]
+                        sc_plane_addr = sc_row_addr
+                        if sc_r == s_tile[4]:
+                            sc_active = False
+                    else:
+                        sc_j += 1
+                        sc_plane_addr += Ly["out_plane"]
+            if s_state == "IDLE":
+                if run_go:
+                    s_b = 0
+                elif ob_full[s_b]:
+                    s_tile = sq.pop()
+                    sc_active, sc_r, sc_j = True, 0, 0
+                    sc_row_addr = sc_plane_addr = s_tile[0]
+                    sd_r = sd_j = sd_bx = 0
+                    s_state = "PRIME"
+            elif s_state == "PRIME":
+                s_state = "WR"
+            elif s_state == "WR":
+                wr.data_in = True
+                if wr.data_ready():
+                    last_bx, last_j = sd_bx + 1 == s_tile[2], sd_j + 1 == s_tile[3]
+                    if last_bx and last_j and sd_r + 1 == s_tile[4]:
+                        clr_ob[s_b] = 1
+                        s_b ^= 1
+                        s_state = "IDLE"
+                    elif not last_bx:
+                        sd_bx += 1
+                    elif not last_j:
+                        sd_bx, sd_j = 0, sd_j + 1
+                    else:
+                        sd_bx, sd_j, sd_r = 0, 0, sd_r + 1
             # requantization pipeline (stalls as a whole when its output is not taken)
             pushed = rq_i_valid and rq_en
             popped = rq_o_valid and rq_o_ready
@@ -1005,6 +1035,7 @@ class _Sim:
                 acc_full[i] = (acc_full[i] or set_acc[i]) and not clr_acc[i]
                 step_busy[i] = (step_busy[i] or set_busy[i]) and not clr_busy[i]
                 res_ready[i] = (res_ready[i] or set_res[i]) and not clr_busy[i]
+                ob_full[i] = (ob_full[i] or set_ob[i]) and not clr_ob[i]
             for q in fifos:
                 q.commit()
             if m_state == "FINISH" and not busy:

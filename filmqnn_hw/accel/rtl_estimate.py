@@ -9,13 +9,15 @@ max-plus recurrences over the three agents and their two-bank hand-offs:
 * **fetch** (per step: the parameter read; per chunk: the weight tap records on the weight
   ports, the input rectangle on port 0 behind the loader's address divider; after the last
   chunk: the residual tile, a beat per cycle like the input). A chunk's weights go to the
-  bank the compute agent left when it started the previous chunk, its input to the bank it freed when
-  it finished the chunk before that;
+  bank the compute agent left when it started the previous chunk, its input to the bank it
+  freed when it finished the chunk before that;
 * **compute** (per tap: ``rows x ceil(cols / 2) x 2`` issue cycles, at least the weight
   staging time of the next record; per step: the PE pipeline flush);
 * **drain** (per step: the divider, ``rq_passes`` cycles per output pixel through the
-  requantization units, then one write burst per plane row), which frees the accumulator
-  bank and the step slot of the step after next;
+  requantization units into one of two output tile banks), which frees the accumulator
+  bank and the step slot of the step after next, and the **store** agent (the bank's beats
+  to DDR back to back, one write burst per plane row), which frees the output tile bank for
+  the step after next;
 
 plus the per-layer descriptor fetch and the wait for the last write responses. Reads see the
 memory's latency and the outstanding-burst limit; port 0 moves at most one beat per cycle
@@ -184,6 +186,8 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
     port0 = _Port(ctx.port0)
     drain_clear = [0.0, 0.0]  # accumulator bank / step slot freed by the drain of step j-2
     drain_end = 0.0
+    rq_end = 0.0  # the drain's requantization of the previous step done
+    st_ends: list[float] = []  # the store agent done with every stored step
     comp_t = 0.0  # compute agent free (after the previous step's flush)
     cs: list[float] = []  # compute start of every chunk of the layer (weight bank hand-off)
     ce: list[float] = []  # compute end of every chunk (input bank hand-off)
@@ -269,17 +273,22 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                 fetch_t = t
                 flush = last_issue + ctx.flush + 1
                 comp_t = flush
-                # ---- drain: divider, requantization, write bursts
-                d = max(drain_end + 2, flush + 1, res_ready + 1) + ctx.lat_div + 3
+                # ---- drain: divider, requantization (into a free output tile bank)
+                d = max(rq_end + 2, flush + 1, res_ready + 1) + ctx.lat_div + 3
+                if not logits and len(st_ends) >= 2:
+                    d = max(d, st_ends[-2] + ctx.lat_div + 4)
                 pairs = rows * ((cols + 1) // 2)
                 d += rows * cols * geo.rq_passes + pairs * 0.5 + RQ_LATENCY + 2
                 drain_clear[slot] = d
-                if logits:
+                if logits:  # the drain writes the logits itself
                     d += 3 * meff
-                else:
+                    rq_end = drain_end = d
+                else:  # ---- store agent: the tile's beats back to back, rows' commands ahead
+                    rq_end = d
                     onb = (c0 + cols - 1) // wpb - c0 // wpb + 1
-                    d += rows * nvalid_out * (onb / ctx.port0 + 2)
-                drain_end = d
+                    s0 = max(d + 1, st_ends[-1] if st_ends else 0.0)
+                    st_ends.append(s0 + 2 + rows * nvalid_out * max(onb / ctx.port0, 2))
+                    drain_end = max(drain_end, st_ends[-1])
     end = max(drain_end, comp_t, fetch_t, last_w_done)
     # LAYER_END, writes land, the next descriptor (read latency), decode, plane divider, GO
     desc_beats = math.ceil(DESC_SIZE / ctx.bb)

@@ -7,7 +7,7 @@ the host through the core side of :class:`~filmqnn_hw.axi.lite_regs.AXI4LiteCont
 
 Schedule (per layer, ``docs/rtl.md``): a layer is cut into steps (a group ``mo`` of ``tm``
 output channels x a ``tr x tc`` tile, ``mo`` outer) and each step into input chunks (``tn``
-channels; a depthwise/pool/add group is its own chunk). Three agents run concurrently and
+channels; a depthwise/pool/add group is its own chunk). Four agents run concurrently and
 hand banks to each other:
 
 * **fetch** walks the steps: the group's per-channel parameters (param bank = step parity),
@@ -16,10 +16,13 @@ hand banks to each other:
 * **compute** runs every tap over every pixel pair of the tile through the
   :class:`~.pe_array.PEArray`, accumulating into the accumulator bank of the step;
 * **drain** requantizes a finished accumulator bank (with the step's params and residual)
-  into the output tile buffer and stores it with byte strobes.
+  into one of two output tile banks (or writes logits);
+* **store** writes a requantized output tile bank to DDR with byte strobes, its row
+  commands ahead of its beats.
 
 So the loads of chunk ``j+1`` and the drain/store of step ``s-1`` overlap the compute of
-chunk ``j`` / step ``s``. Layers run one after the other. ``benchmarks/rtl_sim.py``
+chunk ``j`` / step ``s``, and the store of step ``s-1`` the requantization of step ``s``.
+Layers run one after the other. ``benchmarks/rtl_sim.py``
 measures the cycles and compares them with the cycle model.
 """
 
@@ -83,8 +86,8 @@ class ProgramEngine(wiring.Component):
         ``r mod K`` into weight memory ``r mod K``), concurrently with the reads of port 0;
         otherwise they share ``rd_cmd`` / ``rd_data``. Parameters always use port 0.
 
-    Latency/throughput: sequential phases (load, compute at one pixel pair per two cycles
-    with ``tn`` MACs per lane per cycle, drain, store); a depthwise layer computes up to
+    Latency/throughput: four overlapped agents (load, compute at one pixel pair per two
+    cycles with ``tn`` MACs per lane per cycle, drain, store); a depthwise layer computes up to
     ``geometry(config).dw_taps`` taps of a kernel row per pair and lane; see ``docs/rtl.md``.
     """
 
@@ -1342,7 +1345,8 @@ class ProgramEngine(wiring.Component):
         m.d.comb += strb.eq(strb_v)
         with m.FSM(name="store"):
             with m.State("IDLE"):
-                m.d.comb += st_idle.eq(1)
+                # idle only with no tile waiting: the layer ends after its last tile is out
+                m.d.comb += st_idle.eq(~ob_full.bit_select(s_b, 1))
                 with m.If(run_go):
                     m.d.sync += s_b.eq(0)
                 with m.Elif(ob_full.bit_select(s_b, 1)):  # its record was queued with the bank

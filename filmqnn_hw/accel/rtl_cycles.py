@@ -6,7 +6,8 @@ feature-map store, striped activation traffic) are not in the RTL yet, so it ove
 RTL's speed. This module predicts what *this* RTL does. It steps the sequencers of
 :class:`~filmqnn_hw.accel.engine.ProgramEngine` (main, fetch, activation loader, weight
 ports, compute with its weight staging and PE pipeline, drain with its requantization
-pipeline and stores), the AXI DMAs of :class:`~filmqnn_hw.accel.top.FilmQnnAccelerator`
+pipeline and logits writes, the store agent), the AXI DMAs of
+:class:`~filmqnn_hw.accel.top.FilmQnnAccelerator`
 (command skid buffers, burst splitters at 256 beats and 4 KiB, outstanding-burst limits,
 the write engine) and the memory of the Verilator testbench (read and write latency,
 in-order responses, the slave's outstanding limit, the DDR token bucket shared by all
@@ -503,7 +504,7 @@ class _Sim:
             ld_busy = (l_state != "IDLE") or ld_state == "DATA" or ld_go
             f_hold = f_prm if KP else (f_prm or f_wl)
             fe_idle, cp_idle, dr_idle = f_state == "IDLE", c_state == "IDLE", d_state == "IDLE"
-            st_idle = s_state == "IDLE"
+            st_idle = s_state == "IDLE" and not ob_full[s_b]
             run_go = m_state == "GO"
             valid_out = ring[(now - pe_dly) % 64]
             wp_idle = [wp_state[k] == "IDLE" and not wjq[k].r_rdy() for k in range(KP)]

@@ -4,7 +4,7 @@
 Verilator exactly, but a 224x224 frame costs it 30-540 s of Python: too slow for the design
 search, which compares dozens of arrays, or for a report that should come in seconds. This
 module follows the same schedule (``docs/rtl.md``, *Schedule*) one **chunk** at a time, as
-max-plus recurrences over the three agents and their two-bank hand-offs:
+max-plus recurrences over the four agents and their two-bank hand-offs:
 
 * **fetch** (per step: the parameter read; per chunk: the weight tap records on the weight
   ports, the input rectangle on port 0 behind the loader's address divider; after the last

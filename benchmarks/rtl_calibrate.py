@@ -82,7 +82,7 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
     from filmqnn_hw.accel.limits import geometry
 
     out = {"tool": yosys_version(), "config": json.loads(cfg.to_json()),
-           "dw_taps": geometry(cfg).dw_taps}
+           "dw_taps": geometry(cfg).dw_taps, "tile_banks": True}
     t0 = time.perf_counter()
     out["top"] = rec(synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family,
                                         timeout=6 * 3600), t0)
@@ -102,14 +102,17 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
 def model_of_point(d: dict) -> dict[str, float]:
     """The model's LUT/FF/DSP/BRAM36 for calibration point ``d`` as it was synthesised: a point
     synthesised before the RTL had depthwise tap groups (no ``dw_taps`` recorded) is compared
-    with the model without its ``dw_taps`` part."""
+    with the model without its ``dw_taps`` part, one synthesised before the banked residual
+    and output tiles (no ``tile_banks``) with the single-bank tiles' BRAM36."""
     from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import dw_tap_logic, predict
+    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36
 
     cfg = AcceleratorConfig.from_dict(d["config"])
     p = predict(cfg)
     dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
-    return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"], "dsp": p.dsp, "bram36": p.bram36}
+    tb = tile_bank_bram36(cfg) if "tile_banks" not in d else 0.0
+    return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"], "dsp": p.dsp,
+            "bram36": p.bram36 - tb}
 
 
 def fit(data: dict) -> dict:

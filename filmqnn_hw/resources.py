@@ -464,15 +464,16 @@ def engine_dsps(cfg: AcceleratorConfig, costs: ArithCosts | None = None,
     return float(w4 + w8 + m["w4_lut"] * c.dsp["w4_lut"] + m["w8_lut"] * c.dsp["w8_lut"])
 
 
-def rtl_buffers(cfg: AcceleratorConfig) -> dict[str, dict[str, float]] | None:
-    """The RTL's memories (:func:`filmqnn_hw.accel.limits.rtl_memories`) as
-    ``{name: {count, width, depth, read_ports, bram36}}``, or ``None`` if the RTL cannot be
-    built for ``cfg``. A memory with two read ports is built as two copies (one BRAM read
-    port each), as yosys and Vivado map it."""
+def rtl_buffers(cfg: AcceleratorConfig, *, tile_banks: bool = True
+                ) -> dict[str, dict[str, float]] | None:
+    """The RTL's memories (:func:`filmqnn_hw.accel.limits.rtl_memories`, ``tile_banks`` as
+    there) as ``{name: {count, width, depth, read_ports, bram36}}``, or ``None`` if the RTL
+    cannot be built for ``cfg``. A memory with two read ports is built as two copies (one
+    BRAM read port each), as yosys and Vivado map it."""
     from .accel.limits import RtlUnsupported, rtl_memories  # no amaranth import
 
     try:
-        mems = rtl_memories(cfg)
+        mems = rtl_memories(cfg, tile_banks=tile_banks)
     except RtlUnsupported:
         return None
     return {m.name: {"count": m.count, "width": m.width, "depth": m.depth,
@@ -480,6 +481,17 @@ def rtl_buffers(cfg: AcceleratorConfig) -> dict[str, dict[str, float]] | None:
                      "bram36": m.count * bram36_for_memory(m.width, m.depth, m.granularity,
                                                            m.read_ports)}
             for m in mems}
+
+
+def tile_bank_bram36(cfg: AcceleratorConfig) -> float:
+    """BRAM36 the banked residual and output tiles add over the engine's earlier single-bank
+    tiles (:func:`~filmqnn_hw.accel.limits.rtl_memories` with ``tile_banks=False``); a
+    calibration point synthesised before them (no ``tile_banks`` recorded) is compared with
+    the model minus this."""
+    new, old = rtl_buffers(cfg), rtl_buffers(cfg, tile_banks=False)
+    if new is None or old is None:
+        return 0.0
+    return sum(new[k]["bram36"] - old[k]["bram36"] for k in ("rbuf", "obuf"))
 
 
 def requant_units(cfg: AcceleratorConfig) -> int:

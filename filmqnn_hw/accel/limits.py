@@ -197,7 +197,8 @@ class RtlMemory:
     granularity: int = 0
 
 
-def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
+def rtl_memories(config: AcceleratorConfig, *, tile_banks: bool = True
+                 ) -> tuple[RtlMemory, ...]:
     """Every on-chip memory the engine builds for ``config`` (both banks included).
 
     The engine (``engine.py``) builds exactly these; ``tests/hw/test_accel_limits.py`` compares
@@ -213,19 +214,31 @@ def rtl_memories(config: AcceleratorConfig) -> tuple[RtlMemory, ...]:
     * ``abuf``: the accumulators of a pixel pair, ``2 tm acc_bits`` wide, ``2 acc_depth`` deep;
     * ``obuf``: one output tile buffer per output plane, a beat of packed words wide,
       ``2 tr obuf_beats`` deep (two banks: one requantized into, one stored).
+
+    ``tile_banks=False`` gives the residual and output tiles as the engine built them before
+    (one residual memory ``2 tr tc`` deep with two read ports, one output tile bank): the
+    calibration points synthesised then are compared with what they contained.
     """
     geo = geometry(config)
     wb = ACT_BITS * geo.g
+    if not tile_banks:
+        rbuf = RtlMemory("rbuf", 1, config.tm * ACT_BITS, 2 * config.tr * config.tc,
+                         read_ports=2, granularity=wb)
+        obuf = RtlMemory("obuf", geo.out_planes, geo.wpb * wb, config.tr * geo.obuf_beats,
+                         granularity=wb)
+    else:
+        rbuf = RtlMemory("rbuf", geo.wpb, config.tm * ACT_BITS,
+                         2 * config.tr * -(-config.tc // geo.wpb),
+                         read_ports=2 if geo.wpb == 1 else 1, granularity=wb)
+        obuf = RtlMemory("obuf", geo.out_planes, geo.wpb * wb, 2 * config.tr * geo.obuf_beats,
+                         granularity=wb)
     return (
         RtlMemory("ibuf", geo.wpb, geo.cb * ACT_BITS, 2 * geo.tr_in * -(-geo.tc_in // geo.wpb),
                   granularity=wb),
-        RtlMemory("rbuf", geo.wpb, config.tm * ACT_BITS,
-                  2 * config.tr * -(-config.tc // geo.wpb),
-                  read_ports=2 if geo.wpb == 1 else 1, granularity=wb),
+        rbuf,
         RtlMemory("wbuf", geo.wbuf_memories, geo.wbuf_slice_bytes * 8, geo.wbuf_depth),
         RtlMemory("abuf", 1, 2 * config.tm * config.acc_bits, 2 * geo.acc_depth),
-        RtlMemory("obuf", geo.out_planes, geo.wpb * wb, 2 * config.tr * geo.obuf_beats,
-                  granularity=wb),
+        obuf,
     )
 
 

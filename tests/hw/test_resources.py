@@ -24,6 +24,7 @@ from filmqnn_hw.resources import (
     requant_units,
     rtl_buffers,
     slice_bits,
+    tile_bank_bram36,
     yosys_ff_excess,
 )
 
@@ -92,10 +93,23 @@ def test_hand_computed_case_rtl_schedule():
     mems = rtl_buffers(cfg)
     assert set(mems) == {"ibuf", "rbuf", "wbuf", "abuf", "obuf"}
     assert r.bram36 == pytest.approx(sum(m["bram36"] for m in mems.values()))
-    # the residual tile has two read ports: two copies
-    rb = mems["rbuf"]
-    assert rb["bram36"] == bram36_for_memory(rb["width"], rb["depth"], 40, 2) == 2 * (
-        bram36_for_memory(rb["width"], rb["depth"], 40))
+    # the residual tile: one column bank per word of a beat, one read port each (a pixel
+    # pair reads two banks); with one word per beat one bank with two read ports, two copies
+    big = _cfg(tr=28, tc=30)
+    rb = rtl_buffers(big)["rbuf"]
+    assert (rb["count"], rb["read_ports"], rb["depth"]) == (3, 1, 2 * 28 * 10)
+    assert rb["bram36"] == 3 * bram36_for_memory(rb["width"], rb["depth"], 40) > 0
+    one = rtl_buffers(big.replace(act_pack=16, tm=32, tn=32))["rbuf"]  # 80-bit words
+    assert (one["count"], one["read_ports"]) == (1, 2)
+    assert one["bram36"] == bram36_for_memory(one["width"], one["depth"], 80, 2) == 2 * (
+        bram36_for_memory(one["width"], one["depth"], 80))
+    # output tiles: two banks; the single-bank tiles of the earlier engine are kept for the
+    # calibration points synthesised with them
+    old = rtl_buffers(big, tile_banks=False)
+    assert old["obuf"]["depth"] * 2 == rtl_buffers(big)["obuf"]["depth"]
+    assert old["rbuf"]["read_ports"] == 2 and old["rbuf"]["count"] == 1
+    assert tile_bank_bram36(big) == sum(rtl_buffers(big)[k]["bram36"] - old[k]["bram36"]
+                                        for k in ("rbuf", "obuf"))
     # a config the RTL cannot build (tm not a multiple of G) is priced as the target schedule
     odd = predict(_cfg(tm=30, w4_dsp_lanes=22), PAPER_COSTS)
     assert odd.provenance["schedule"] == "target"
@@ -164,6 +178,8 @@ def test_calibration_points_within_ten_percent():
             dw = dw_tap_logic(cfg)
             want["lut"] -= dw["lut"]
             want["ff"] -= dw["ff"]
+        if "tile_banks" not in d:  # ... before the banked residual and output tiles
+            want["bram36"] -= tile_bank_bram36(cfg)
         t = d["top"]
         got = {"lut": t["lut"], "ff": t["ff"] - yosys_ff_excess(cfg), "dsp": t["dsp"],
                "bram36": t["bram36"]}

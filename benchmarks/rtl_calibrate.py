@@ -202,7 +202,9 @@ def render(data: dict, result: dict) -> str:
           "subtracts `resources.yosys_ff_excess` (per-DSP difference of xcup and xc7 "
           "syntheses of the packed units), as `benchmarks/rtl_synth.py` does. Points "
           "synthesised before the RTL had depthwise tap groups (no `dw_taps` in the data) are "
-          "compared with the model without its `dw_taps` part.", "",
+          "compared with the model without its `dw_taps` part; points synthesised before the "
+          "banked residual and output tiles (no `tile_banks`) with the single-bank tiles' "
+          "BRAM36 (`resources.tile_bank_bram36`).", "",
           "| point | use | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
           "synth / model | BRAM36 synth / model | synth s |",
           "|---|---|---|---|---|---|---|---|---|"]

@@ -401,8 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=float, default=1.0, help="network width multiplier")
     ap.add_argument("--stall-seed", type=int, default=None,
                     help="random AXI back-pressure (seed) during the network runs")
-    ap.add_argument("--budget-s", type=float, default=900.0, help="emit+build wall budget")
-    ap.add_argument("--mem-gb", type=float, default=16.0, help="emit+build memory budget")
+    ap.add_argument("--budget-s", type=float, default=1800.0,
+                    help="emit+build wall budget (the ZCU102 top: about 700 s to build)")
+    ap.add_argument("--mem-gb", type=float, default=22.0,
+                    help="emit+build memory budget, halved per process for the two compile "
+                         "jobs (the ZCU102 top: one g++ process reaches 8.5 GB)")
     ap.add_argument("--build-dir", default=str(Path(tempfile.gettempdir()) / "filmqnn_rtl_sim"),
                     help="persistent build directory (unchanged builds are reused)")
     ap.add_argument("--out", default=str(HERE / "results"))

@@ -112,7 +112,8 @@ def run_one(name: str, budget_s: float) -> dict:
                yosys={"lut": r["lut"], "ff": r["ff"], "dsp": r["dsp"], "bram36": bram36,
                       "carry": r["carry"], "lutram": r["lutram"], "lut_levels": r["lut_levels"],
                       "carry_on_path": r["carry_on_path"],
-                      "deepest_path": r["extra"].get("deepest_path", [])})
+                      "deepest_path": r["extra"].get("deepest_path", []),
+                      "worst_endpoints": r["extra"].get("worst_endpoints", [])})
     return rec
 
 
@@ -187,6 +188,16 @@ def render(data: dict) -> str:
         for n, r in paths:
             names = " -> ".join(f"`{x}`" for x in r["yosys"]["deepest_path"])
             md.append(f"* {n} ({r['yosys']['lut_levels']} levels): {names}")
+    worst = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("worst_endpoints")]
+    if worst:
+        md += ["", "The deepest paths by capturing register (`filmqnn_hw.synth.worst_endpoints`: "
+               "one row per register or bus, its deepest fan-in; the source is the register "
+               "that path starts from):", "",
+               "| config | LUT levels | CARRY | from | to (port) |", "|---|---|---|---|---|"]
+        for n, r in worst:
+            for w in r["yosys"]["worst_endpoints"]:
+                md.append(f"| {n} | {w['levels']} | {w['carry']} | `{w['source']}` | "
+                          f"`{w['sink']}` ({w['sink_type']} {w['sink_port']}) |")
     md.append("")
     return "\n".join(md)
 

@@ -37,6 +37,8 @@ __all__ = [
     "synthesize",
     "synthesize_verilog",
     "lut_depth",
+    "deepest_path",
+    "worst_endpoints",
 ]
 
 FAMILIES = ("xc7", "xcup")
@@ -187,30 +189,46 @@ def lut_depth(netlist: dict[str, Any], top: str) -> tuple[int, int]:
     return levels, carry
 
 
-def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]]:
-    """:func:`lut_depth` plus the path: the names of the nets along it, source first.
+class _Depths:
+    """LUT/CARRY depth of every combinational cell of a flattened netlist, with the worst
+    fan-in of each (shared by :func:`deepest_path` and :func:`worst_endpoints`)."""
 
-    Each net is named by its shortest public name in the netlist (yosys keeps the RTL signal
-    names of register outputs and of many intermediate wires), so the first and last names
-    say which registers the deepest path connects.
-    """
-    mod = netlist["modules"][top]
-    cells = mod["cells"]
-    driver: dict[int, str] = {}
-    for cname, c in cells.items():
-        for pname, bits in c["connections"].items():
-            if c.get("port_directions", {}).get(pname) == "output":
-                for b in bits:
-                    if isinstance(b, int):
-                        driver[b] = cname
-    memo: dict[str, tuple[int, int]] = {}
-    pred: dict[str, tuple[str | None, int | None]] = {}  # cell -> (worst fan-in cell, its bit)
-    src_bit: dict[str, int] = {}  # path-start cell -> a bit driven by a sequential cell
+    def __init__(self, netlist: dict[str, Any], top: str) -> None:
+        mod = netlist["modules"][top]
+        self.cells = cells = mod["cells"]
+        self.driver: dict[int, str] = {}
+        for cname, c in cells.items():
+            for pname, bits in c["connections"].items():
+                if c.get("port_directions", {}).get(pname) == "output":
+                    for b in bits:
+                        if isinstance(b, int):
+                            self.driver[b] = cname
+        self.memo: dict[str, tuple[int, int]] = {}
+        self.pred: dict[str, tuple[str | None, int | None]] = {}  # worst fan-in (cell, bit)
+        self.src_bit: dict[str, int] = {}  # path-start cell -> a bit a sequential cell drives
+        self.names: dict[int, str] = {}
+        for nname, net in mod.get("netnames", {}).items():
+            if net.get("hide_name"):
+                continue
+            for b in net["bits"]:
+                if isinstance(b, int) and (b not in self.names
+                                           or len(nname) < len(self.names[b])):
+                    self.names[b] = nname
+        import sys
 
-    def depth(cname: str, stack: set[str]) -> tuple[int, int]:
-        if cname in memo:
-            return memo[cname]
-        c = cells[cname]
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, 20000))
+        try:
+            for cname in cells:
+                if not _SEQ.match(cells[cname]["type"]):
+                    self.depth(cname, set())
+        finally:
+            sys.setrecursionlimit(old)
+
+    def depth(self, cname: str, stack: set[str]) -> tuple[int, int]:
+        if cname in self.memo:
+            return self.memo[cname]
+        cells, c = self.cells, self.cells[cname]
         best = (0, 0)
         if cname in stack:  # combinational loop (should not happen): cut it
             return best
@@ -220,71 +238,110 @@ def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]
             if c.get("port_directions", {}).get(pname) != "input":
                 continue
             for b in bits:
-                if isinstance(b, int) and b in driver:
-                    d = driver[b]
+                if isinstance(b, int) and b in self.driver:
+                    d = self.driver[b]
                     if _SEQ.match(cells[d]["type"]):
-                        src_bit.setdefault(cname, b)
+                        self.src_bit.setdefault(cname, b)
                         continue
-                    got = depth(d, stack)
+                    got = self.depth(d, stack)
                     if got > best:
                         best, arg = got, (d, b)
         stack.discard(cname)
         t = c["type"]
         own = (1 if t.startswith("LUT") else 0, 1 if t.startswith("CARRY") else 0)
-        memo[cname] = (best[0] + own[0], best[1] + own[1])
-        pred[cname] = arg
-        return memo[cname]
+        self.memo[cname] = (best[0] + own[0], best[1] + own[1])
+        self.pred[cname] = arg
+        return self.memo[cname]
 
-    import sys
+    def name(self, bit: int) -> str:
+        return self.names.get(bit, f"<bit {bit}>")
 
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20000))
-    try:
-        out, end = (0, 0), None
-        for cname in cells:
-            if not _SEQ.match(cells[cname]["type"]):
-                got = depth(cname, set())
-                if got > out:
-                    out, end = got, cname
-    finally:
-        sys.setrecursionlimit(old)
-    names: dict[int, str] = {}
-    for nname, net in mod.get("netnames", {}).items():
-        if net.get("hide_name"):
-            continue
-        for b in net["bits"]:
-            if isinstance(b, int) and (b not in names or len(nname) < len(names[b])):
-                names[b] = nname
-    path: list[str] = []
-    cur = end
-    while cur is not None:
-        nxt, bit = pred.get(cur, (None, None))
-        if nxt is None:
-            b0 = src_bit.get(cur)
-            if b0 is not None:
-                path.append(names.get(b0, f"<bit {b0}>"))
-            break
-        path.append(names.get(bit, f"<bit {bit}>"))
-        cur = nxt
-    path.reverse()
-    if end is not None:  # the end: what the last cell drives
-        outs = [b for p, bits in cells[end]["connections"].items()
-                if cells[end].get("port_directions", {}).get(p) == "output"
-                for b in bits if isinstance(b, int)]
-        if outs:
-            path.append(names.get(outs[0], f"<bit {outs[0]}>"))
-            # the register (or memory / DSP) that captures the path, by its output's name
-            for c in cells.values():
-                if not _SEQ.match(c["type"]):
-                    continue
-                dirs = c.get("port_directions", {})
-                if any(outs[0] in bits for p, bits in c["connections"].items()
-                       if dirs.get(p) == "input"):
-                    q = [b for p, bits in c["connections"].items() if dirs.get(p) == "output"
-                         for b in bits if isinstance(b, int)]
-                    path.append(f"{c['type']}:" + (names.get(q[0], "?") if q else "?"))
-                    break
+    def path_to(self, end: str) -> list[str]:
+        """The nets from the source register's output to ``end``'s fan-in, source first."""
+        path: list[str] = []
+        cur: str | None = end
+        while cur is not None:
+            nxt, bit = self.pred.get(cur, (None, None))
+            if nxt is None:
+                b0 = self.src_bit.get(cur)
+                if b0 is not None:
+                    path.append(self.name(b0))
+                break
+            path.append(self.name(bit))
+            cur = nxt
+        path.reverse()
+        return path
+
+    def seq_output_name(self, c: dict[str, Any]) -> str:
+        dirs = c.get("port_directions", {})
+        q = [b for p, bits in c["connections"].items() if dirs.get(p) == "output"
+             for b in bits if isinstance(b, int)]
+        return self.names.get(q[0], "?") if q else "?"
+
+
+def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]]:
+    """:func:`lut_depth` plus the path: the names of the nets along it, source first.
+
+    Each net is named by its shortest public name in the netlist (yosys keeps the RTL signal
+    names of register outputs and of many intermediate wires), so the first and last names
+    say which registers the deepest path connects.
+    """
+    dp = _Depths(netlist, top)
+    cells = dp.cells
+    out, end = (0, 0), None
+    for cname in cells:
+        got = dp.memo.get(cname)
+        if got is not None and got > out:
+            out, end = got, cname
+    if end is None:
+        return 0, 0, []
+    path = dp.path_to(end)
+    # the end: what the last cell drives
+    outs = [b for p, bits in cells[end]["connections"].items()
+            if cells[end].get("port_directions", {}).get(p) == "output"
+            for b in bits if isinstance(b, int)]
+    if outs:
+        path.append(dp.name(outs[0]))
+        # the register (or memory / DSP) that captures the path, by its output's name
+        for c in cells.values():
+            if not _SEQ.match(c["type"]):
+                continue
+            dirs = c.get("port_directions", {})
+            if any(outs[0] in bits for p, bits in c["connections"].items()
+                   if dirs.get(p) == "input"):
+                path.append(f"{c['type']}:" + dp.seq_output_name(c))
+                break
     return out[0], out[1], path
+
+
+def worst_endpoints(netlist: dict[str, Any], top: str, n: int = 8) -> list[dict[str, Any]]:
+    """The ``n`` deepest register-to-register paths, one per capturing register (a bus counts
+    once, by its name without the bit index): ``{"levels", "carry", "source", "sink",
+    "sink_port", "sink_type"}``, deepest first. Where :func:`deepest_path` names one path,
+    this shows whether it stands alone or a family of paths sits at the same depth."""
+    dp = _Depths(netlist, top)
+    best: dict[str, dict[str, Any]] = {}
+    for c in dp.cells.values():
+        if not _SEQ.match(c["type"]):
+            continue
+        dirs = c.get("port_directions", {})
+        sink = re.sub(r"\[\d+\]$", "", dp.seq_output_name(c))
+        for p, bits in c["connections"].items():
+            if dirs.get(p) != "input":
+                continue
+            for b in bits:
+                d = dp.driver.get(b) if isinstance(b, int) else None
+                if d is None or _SEQ.match(dp.cells[d]["type"]):
+                    continue
+                lv, ca = dp.memo[d]
+                if sink not in best or (lv, ca) > (best[sink]["levels"], best[sink]["carry"]):
+                    path = dp.path_to(d)
+                    best[sink] = {"levels": lv, "carry": ca,
+                                  "source": re.sub(r"\[\d+\]$", "", path[0]) if path
+                                  else "?",
+                                  "sink": sink, "sink_port": p, "sink_type": c["type"]}
+    rows = sorted(best.values(), key=lambda r: (-r["levels"], -r["carry"], r["sink"]))
+    return rows[:n]
 
 
 def _count(cells: dict[str, int], *prefixes: str) -> int:
@@ -324,6 +381,7 @@ def synthesize_verilog(
     }
     m = re.search(r"length=(\d+)", ltp_txt)
     levels, carry_path, path = deepest_path(net, top)
+    worst = worst_endpoints(net, top)
     return SynthResult(
         family=family,
         top=top,
@@ -338,7 +396,7 @@ def synthesize_verilog(
         ltp=int(m.group(1)) if m else 0,
         lut_levels=levels,
         carry_on_path=carry_path,
-        extra={"nodsp": nodsp, "deepest_path": path},
+        extra={"nodsp": nodsp, "deepest_path": path, "worst_endpoints": worst},
     )
 
 

@@ -226,6 +226,7 @@ class ProgramEngine(wiring.Component):
         # ---------------- program state ----------------
         base = Signal(AW)
         n_layers = Signal(16)
+        hb_magic, hb_sizes, hb_config, hb_empty = Signal(), Signal(), Signal(), Signal()
         layer = Signal(16)
         desc_addr = Signal(AW)
         status = Signal(32)
@@ -535,9 +536,12 @@ class ProgramEngine(wiring.Component):
         w_rec = Mux(mode == MODE_DENSE, gb_w.rec, gb_d.rec)
         if not KP:  # the fetcher writes the weights it reads from port 0
             m.d.comb += [wb_w.addr.eq(f_was + w_slot), wb_w.data.eq(w_rec)]
-        # weight ports: per tap, the fetcher issues a read to port w_k and queues the job
+        # weight ports: per tap, the fetcher issues a read to the port w_sel names (one-hot,
+        # rotating) and queues the job; w_tlast: this record is the chunk's last. Both are
+        # registers, so W_CMD's path into the fetch state has no port decode or tap compare
         w_t = Signal(range(KMAX * KMAX + 1))
-        w_k = Signal(KR)
+        w_sel = Signal(max(KP, 1))
+        w_tlast = Signal()
         w_as = Signal(range(SAW))
         w_tptr = Signal(AW)
         wjq = []
@@ -628,7 +632,8 @@ class ProgramEngine(wiring.Component):
                 k0 = Mux(w_resident, f_k0, 0)
                 a0 = Mux(tgt, DWBK * WF, 0) + Mux(w_resident, f_a0s, 0)
                 m.d.sync += [f_wtog.eq(tog), f_wtgt.eq(tgt), f_wk.eq(k0), f_was.eq(a0),
-                             w_t.eq(0), w_k.eq(k0), w_as.eq(a0), w_tptr.eq(f_wptr)]
+                             w_t.eq(0), w_as.eq(a0), w_tptr.eq(f_wptr),
+                             w_sel.eq(Const(1, len(w_sel)) << k0), w_tlast.eq(taps == 1)]
                 with m.If(~in_full.bit_select(f_cb, 1)
                           & (~tog | ~w_full.bit_select(~f_wb, 1)) & wq.w_rdy):
                     with m.If(wnew):
@@ -639,27 +644,29 @@ class ProgramEngine(wiring.Component):
                 with m.State("W_CMD"):  # one read per tap record, to port (record mod KP)
                     recb = Mux(mode == MODE_DENSE, geo.rec_bytes, geo.dw_rec_bytes)
                     off = w_tptr[:LB]
+                    # each port's handshake from its own select bit, ORed (not a priority
+                    # chain of per-port assignments: the one-hot select stays a flat AND-OR)
+                    fire_k = Signal(KP)
                     fire = Signal()
-                    m.d.comb += fe_w.eq(1)
+                    m.d.comb += [fe_w.eq(1), fire.eq(fire_k.any())]
                     for k in range(KP):
-                        with m.If(w_k == k):
-                            wc = self.w_cmd[k]
-                            m.d.comb += [wc.valid.eq(wjq[k].w_rdy),
-                                         wc.p.addr.eq(Cat(Const(0, LB), w_tptr[LB:])),
-                                         wc.p.beats.eq((off + recb + BB - 1) >> LB),
-                                         wjq[k].w_data.eq(Cat(off, w_as)),
-                                         fire.eq(wc.ready & wjq[k].w_rdy),
-                                         wjq[k].w_en.eq(fire)]
+                        wc = self.w_cmd[k]
+                        m.d.comb += [wc.valid.eq(w_sel[k] & wjq[k].w_rdy),
+                                     wc.p.addr.eq(Cat(Const(0, LB), w_tptr[LB:])),
+                                     wc.p.beats.eq((off + recb + BB - 1) >> LB),
+                                     wjq[k].w_data.eq(Cat(off, w_as)),
+                                     fire_k[k].eq(w_sel[k] & wc.ready & wjq[k].w_rdy),
+                                     wjq[k].w_en.eq(fire_k[k])]
                     with m.If(fire):
-                        m.d.sync += [w_t.eq(w_t + 1), w_tptr.eq(w_tptr + recb)]
+                        m.d.sync += [w_t.eq(w_t + 1), w_tptr.eq(w_tptr + recb),
+                                     w_tlast.eq(w_t + 2 == taps)]
                         if KP > 1:
-                            with m.If(w_k == KP - 1):
-                                m.d.sync += [w_k.eq(0), w_as.eq(w_as + WF)]
-                            with m.Else():
-                                m.d.sync += w_k.eq(w_k + 1)
+                            m.d.sync += w_sel.eq(w_sel.rotate_left(1))
+                            with m.If(w_sel[KP - 1]):
+                                m.d.sync += w_as.eq(w_as + WF)
                         else:
                             m.d.sync += w_as.eq(w_as + WF)
-                        with m.If(w_t + 1 == taps):
+                        with m.If(w_tlast):
                             m.d.sync += f_wl.eq(1)
                             m.next = "IN_GO"
                 with m.State("W_RD"):  # every port has written its records
@@ -1516,6 +1523,8 @@ class ProgramEngine(wiring.Component):
         m.d.comb += ctrl.idle.eq(~busy)
         ax_err = Signal()
         m.d.comb += ax_err.eq(self.rd_error | self.wr_error)
+        ax_err_r = Signal()  # the DMAs' errors are sticky: one cycle late is still seen
+        m.d.sync += ax_err_r.eq(ax_err)
         in_layer = Signal()
         with m.If(in_layer & ~cp_issue):  # why the PE array is not busy
             with m.If(cp_wait_acc | (cp_idle & (~dr_idle | dr_store))
@@ -1554,25 +1563,29 @@ class ProgramEngine(wiring.Component):
                                        else self.rd_data.p.data)
                     with m.If(self.rd_data.p.last):
                         m.next = "HDR_CHECK"
-            with m.State("HDR_CHECK"):
+            with m.State("HDR_CHECK"):  # the header's compares, registered
                 h = bytes.fromhex(cfg.config_hash())[:16]
                 magic = int.from_bytes(MAGIC, "little")
                 sizes = VERSION | (HEADER_SIZE << 16) | (DESC_SIZE << 32)
-                with m.If(hdr[_w(0)] != magic):
+                m.d.sync += [hb_magic.eq(hdr[_w(0)] != magic), hb_sizes.eq(hdr[64:112] != sizes),
+                             hb_config.eq(hdr[192:320] != int.from_bytes(h, "little")),
+                             hb_empty.eq(hdr[112:128] == 0), n_layers.eq(hdr[112:128]),
+                             desc_addr.eq(base + HEADER_SIZE)]
+                m.next = "HDR_JUDGE"
+            with m.State("HDR_JUDGE"):  # (with the compares: 10 LUT levels to the main state)
+                with m.If(hb_magic):
                     m.d.sync += status.eq(ST_MAGIC)
                     m.next = "FINISH"
-                with m.Elif(hdr[64:112] != sizes):
+                with m.Elif(hb_sizes):
                     m.d.sync += status.eq(ST_VERSION)
                     m.next = "FINISH"
-                with m.Elif(hdr[192:320] != int.from_bytes(h, "little")):
+                with m.Elif(hb_config):
                     m.d.sync += status.eq(ST_CONFIG)
                     m.next = "FINISH"
+                with m.Elif(hb_empty):
+                    m.next = "FINISH"
                 with m.Else():
-                    m.d.sync += [n_layers.eq(hdr[112:128]), desc_addr.eq(base + HEADER_SIZE)]
-                    with m.If(hdr[112:128] == 0):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.next = "DESC_CMD"
+                    m.next = "DESC_CMD"
             with m.State("DESC_CMD"):
                 m.d.comb += [cls_i.eq(1), self.rd_cmd.valid.eq(1),
                              self.rd_cmd.p.addr.eq(desc_addr),
@@ -1725,14 +1738,17 @@ class ProgramEngine(wiring.Component):
             with m.State("LAYER_END2"):  # the layer's writes have landed
                 m.d.comb += cls_o.eq(1)
                 with m.If(~self.wr_busy):
-                    m.d.sync += [layer.eq(layer + 1), desc_addr.eq(desc_addr + DESC_SIZE)]
-                    with m.If(ax_err):
-                        m.d.sync += status.eq(ST_AXI | (layer << 8))
-                        m.next = "FINISH"
-                    with m.Elif(lay_last):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.next = "DESC_CMD"
+                    m.next = "LAYER_DONE"
+            with m.State("LAYER_DONE"):  # AXI errors through a register (a short path)
+                m.d.comb += cls_o.eq(1)
+                m.d.sync += [layer.eq(layer + 1), desc_addr.eq(desc_addr + DESC_SIZE)]
+                with m.If(ax_err_r):
+                    m.d.sync += status.eq(ST_AXI | (layer << 8))
+                    m.next = "FINISH"
+                with m.Elif(lay_last):
+                    m.next = "FINISH"
+                with m.Else():
+                    m.next = "DESC_CMD"
             with m.State("FINISH"):
                 m.d.comb += ctrl.done.eq(1)
                 m.d.sync += [busy.eq(0), in_full.eq(0), acc_full.eq(0), step_busy.eq(0),

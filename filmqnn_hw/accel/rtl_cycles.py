@@ -544,6 +544,8 @@ class _Sim:
                 if r0_last:
                     m_state = "HDR_CHECK"
             elif m_state == "HDR_CHECK":
+                m_state = "HDR_JUDGE"
+            elif m_state == "HDR_JUDGE":
                 m_state = "DESC_CMD" if n_layers else "FINISH"
             elif m_state == "DESC_CMD":
                 cls_i = True
@@ -587,9 +589,12 @@ class _Sim:
             elif m_state == "LAYER_END2":
                 cls_o = True
                 if not wr.busy():
-                    layer += 1
-                    last = Ly["last_flag"] or layer == n_layers
-                    m_state = "FINISH" if last else "DESC_CMD"
+                    m_state = "LAYER_DONE"
+            elif m_state == "LAYER_DONE":
+                cls_o = True
+                layer += 1
+                last = Ly["last_flag"] or layer == n_layers
+                m_state = "FINISH" if last else "DESC_CMD"
             elif m_state == "FINISH":
                 busy = False
             if in_layer and not cp_issue:

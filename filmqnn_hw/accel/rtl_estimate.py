@@ -290,11 +290,11 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                     st_ends.append(s0 + 2 + rows * nvalid_out * max(onb / ctx.port0, 2))
                     drain_end = max(drain_end, st_ends[-1])
     end = max(drain_end, comp_t, fetch_t, last_w_done)
-    # LAYER_END, writes land, the next descriptor (read latency), decode, plane divider, GO
+    # LAYER_END, writes land, LAYER_DONE, the next descriptor (read latency), decode, planes, GO
     desc_beats = math.ceil(DESC_SIZE / ctx.bb)
-    over = 1 + tim.write_latency + rd + desc_beats / ctx.port0 + ctx.lat_planes
+    over = 2 + tim.write_latency + rd + desc_beats / ctx.port0 + ctx.lat_planes
     if first:
-        over += rd + math.ceil(HEADER_SIZE / ctx.bb) + 2
+        over += rd + math.ceil(HEADER_SIZE / ctx.bb) + 3
     return int(round(end + over))
 
 

@@ -237,6 +237,15 @@ def test_bad_magic_and_version_are_refused():
         run_pysim(CFG_A, bad, prog.base)
 
 
+def test_axi_error_is_reported_with_layer_index():
+    # the memory ends where the output starts: the output writes get DECERR, and the engine
+    # reports it (through its registered error flag) after the layer, naming the layer
+    prog, mem = _prog_mem(CFG_A)
+    assert prog.output_addr > prog.base
+    with pytest.raises(AcceleratorError, match="AXI error.* at layer 0"):
+        run_pysim(CFG_A, mem[:prog.output_addr], prog.base)
+
+
 def test_unsupported_descriptor_is_refused_with_layer_index():
     prog, mem = _prog_mem(CFG_A)
     bad = bytearray(mem)

@@ -3,7 +3,13 @@
 
 import pytest
 
-from filmqnn_hw.synth import YosysError, deepest_path, lut_depth, synthesize_verilog
+from filmqnn_hw.synth import (
+    YosysError,
+    deepest_path,
+    lut_depth,
+    synthesize_verilog,
+    worst_endpoints,
+)
 
 
 def _cell(typ, ins, outs):
@@ -37,6 +43,16 @@ def test_lut_depth_counts_luts_between_registers():
     netnames["_hidden"] = {"bits": [3], "hide_name": 1}
     got = deepest_path({"modules": {"t": {"cells": cells, "netnames": netnames}}}, "t")
     assert got == (3, 1, ["q0", "a", "b", "c", "d0", "FDRE:q1"])  # captured by ff1
+    # every capturing register once, deepest first, bit indices dropped from bus names
+    netnames["q2[3]"] = {"bits": [9]}
+    net = {"modules": {"t": {"cells": cells, "netnames": netnames}}}
+    assert worst_endpoints(net, "t") == [
+        {"levels": 3, "carry": 1, "source": "q0", "sink": "q1", "sink_port": "I0",
+         "sink_type": "FDRE"},
+        {"levels": 1, "carry": 0, "source": "q1", "sink": "q2", "sink_port": "I0",
+         "sink_type": "FDRE"},
+    ]
+    assert worst_endpoints(net, "t", n=1)[0]["sink"] == "q1"
 
 
 def test_bad_family():

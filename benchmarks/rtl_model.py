@@ -112,14 +112,26 @@ def render(data: dict) -> str:
         tot = r["cycles"]
         md += [f"## {r['config']}, {r['network']} {r['input']}", "",
                "Layers by share of the frame (the ten largest):", "",
-               "| layer | kind | MACs | RTL cycles | share | MAC/cycle | DSE model cycles | "
-               "RTL/DSE | DSE bound |", "|---|---|---|---|---|---|---|---|---|"]
+               "| layer | kind | MACs | RTL cycles | share | MAC/cycle | est/RTL | "
+               "DSE model cycles | RTL/DSE | DSE bound |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
         top = sorted(r["layers"], key=lambda ly: -ly["cycles"])[:10]
         for ly in top:
+            est = (f"{ly['estimate_cycles'] / ly['cycles']:.3f}" if "estimate_cycles" in ly
+                   else "-")
             md.append(f"| {ly['name']} | {ly['kind']} | {ly['macs']:,} | {ly['cycles']:,} | "
                       f"{100 * ly['cycles'] / tot:.1f}% | {ly['macs'] / ly['cycles']:.0f} | "
-                      f"{ly['dse_cycles']:,} | {ly['cycles'] / ly['dse_cycles']:.2f} | "
+                      f"{est} | {ly['dse_cycles']:,} | {ly['cycles'] / ly['dse_cycles']:.2f} | "
                       f"{ly['dse_bound']} |")
+        withest = [ly for ly in r["layers"] if "estimate_cycles" in ly]
+        if withest:
+            errs = [(abs(ly["estimate_cycles"] / ly["cycles"] - 1), ly) for ly in withest]
+            worst = max(errs, key=lambda t: t[0])[1]
+            md += ["", f"RTL estimate per layer (the design search's model): "
+                   f"{sum(e <= 0.02 for e, _ in errs)} of {len(errs)} layers within 2% of the "
+                   f"RTL model, {sum(e <= 0.10 for e, _ in errs)} within 10%; worst "
+                   f"{worst['name']} (est/RTL {worst['estimate_cycles'] / worst['cycles']:.3f},"
+                   f" {100 * worst['cycles'] / tot:.1f}% of the frame)."]
         kinds: dict[str, list[int]] = {}
         for ly in r["layers"]:
             k = kinds.setdefault(ly["kind"], [0, 0, 0])

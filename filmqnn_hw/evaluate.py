@@ -109,8 +109,8 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
                model_s=round(time.perf_counter() - t1, 1),
                wall_s=round(time.perf_counter() - t0, 1),
                layers=[{"name": dl.name, "kind": dl.kind, "macs": dl.macs, "cycles": c,
-                        "dse_cycles": dl.cycles, "dse_bound": dl.bound}
-                       for c, dl in zip(pred.layers, dse.layers, strict=True)])
+                        "dse_cycles": dl.cycles, "dse_bound": dl.bound, "estimate_cycles": e}
+                       for c, dl, e in zip(pred.layers, dse.layers, est.layers, strict=True)])
     progress(f"  {name}: {pred.cycles:,} cycles = {fps:.1f} FPS at {cfg.clock_mhz:g} MHz "
              f"({rec['wall_s']:.0f} s)")
     return rec

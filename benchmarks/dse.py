@@ -19,9 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from boards import load_board
-from filmqnn_hw.dse import design
-from filmqnn_hw.report import DPU_FPS, PAPER_FPS, atomic_write, build_report
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))  # measure this checkout, not another installed copy
+
+from boards import load_board  # noqa: E402
+from filmqnn_hw.dse import design  # noqa: E402
+from filmqnn_hw.report import DPU_FPS, PAPER_FPS, atomic_write, build_report  # noqa: E402
 
 NETS = ("resnet18", "resnet50", "mobilenet_v2")
 TARGETS = {

@@ -286,7 +286,10 @@ def deepest_path(netlist: dict[str, Any], top: str) -> tuple[int, int, list[str]
     names of register outputs and of many intermediate wires), so the first and last names
     say which registers the deepest path connects.
     """
-    dp = _Depths(netlist, top)
+    return _deepest_path(_Depths(netlist, top))
+
+
+def _deepest_path(dp: _Depths) -> tuple[int, int, list[str]]:
     cells = dp.cells
     out, end = (0, 0), None
     for cname in cells:
@@ -319,7 +322,10 @@ def worst_endpoints(netlist: dict[str, Any], top: str, n: int = 8) -> list[dict[
     once, by its name without the bit index): ``{"levels", "carry", "source", "sink",
     "sink_port", "sink_type"}``, deepest first. Where :func:`deepest_path` names one path,
     this shows whether it stands alone or a family of paths sits at the same depth."""
-    dp = _Depths(netlist, top)
+    return _worst_endpoints(_Depths(netlist, top), n)
+
+
+def _worst_endpoints(dp: _Depths, n: int) -> list[dict[str, Any]]:
     best: dict[str, dict[str, Any]] = {}
     for c in dp.cells.values():
         if not _SEQ.match(c["type"]):
@@ -380,8 +386,9 @@ def synthesize_verilog(
         if not t.startswith("$scopeinfo")
     }
     m = re.search(r"length=(\d+)", ltp_txt)
-    levels, carry_path, path = deepest_path(net, top)
-    worst = worst_endpoints(net, top)
+    depths = _Depths(net, top)  # one depth pass over the netlist for both reports
+    levels, carry_path, path = _deepest_path(depths)
+    worst = _worst_endpoints(depths, 8)
     return SynthResult(
         family=family,
         top=top,

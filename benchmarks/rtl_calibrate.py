@@ -82,7 +82,7 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
     from filmqnn_hw.accel.limits import geometry
 
     out = {"tool": yosys_version(), "config": json.loads(cfg.to_json()),
-           "dw_taps": geometry(cfg).dw_taps, "tile_banks": True}
+           "dw_taps": geometry(cfg).dw_taps, "tile_banks": True, "tree_pipeline": True}
     t0 = time.perf_counter()
     out["top"] = rec(synthesize_verilog(emit_verilog(cfg), TOP_NAME, cfg.family,
                                         timeout=6 * 3600), t0)
@@ -103,15 +103,17 @@ def model_of_point(d: dict) -> dict[str, float]:
     """The model's LUT/FF/DSP/BRAM36 for calibration point ``d`` as it was synthesised: a point
     synthesised before the RTL had depthwise tap groups (no ``dw_taps`` recorded) is compared
     with the model without its ``dw_taps`` part, one synthesised before the banked residual
-    and output tiles (no ``tile_banks``) with the single-bank tiles' BRAM36."""
+    and output tiles (no ``tile_banks``) with the single-bank tiles' BRAM36, one synthesised
+    before the adder trees were pipelined (no ``tree_pipeline``) without those registers."""
     from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36
+    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36, tree_pipeline_ff
 
     cfg = AcceleratorConfig.from_dict(d["config"])
     p = predict(cfg)
     dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
     tb = tile_bank_bram36(cfg) if "tile_banks" not in d else 0.0
-    return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"], "dsp": p.dsp,
+    tp = tree_pipeline_ff(cfg) if "tree_pipeline" not in d else 0.0
+    return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"] - tp, "dsp": p.dsp,
             "bram36": p.bram36 - tb}
 
 
@@ -129,6 +131,7 @@ def fit(data: dict) -> dict:
         requant_lane_cost,
         requant_units,
         slice_bits,
+        tree_pipeline_ff,
         yosys_ff_excess,
     )
 
@@ -141,13 +144,16 @@ def fit(data: dict) -> dict:
         m = engine_macs(cfg, "rtl")
         eng_lut = sum(n * c.lut[k] for k, n in m.items())
         eng_ff = sum(n * c.ff[k] for k, n in m.items())
-        pe_ff = d.get("pe_xc7", d["pe"])["ff"]  # Vivado-like register packing
+        # Vivado-like register packing; the adder trees' partial-sum registers (a counted
+        # part of their own, in points synthesised after they were added) are taken out
+        tp = tree_pipeline_ff(cfg) if d.get("tree_pipeline") else 0.0
+        pe_ff = d.get("pe_xc7", d["pe"])["ff"] - tp
         rq = requant_lane_cost(cfg.family)
         units = requant_units(cfg)
         # the depthwise tap groups have their own term (measured A/B); points synthesised
         # before the RTL had them (no "dw_taps" recorded) do not contain that logic
         dw = dw_tap_logic(cfg) if d.get("dw_taps", 1) > 1 else {"lut": 0.0, "ff": 0.0}
-        top_ff = d["top"]["ff"] - (d["pe"]["ff"] - pe_ff) - units * (
+        top_ff = d["top"]["ff"] - tp - (d["pe"]["ff"] - tp - pe_ff) - units * (
             rq["ff"] - requant_lane_cost("xc7")["ff"])
         rows.append({"name": name, "cfg": cfg, "tm": cfg.tm, "tn": cfg.tn,
                      "ports": axi_ports_built(cfg), "rec": record_bits(cfg),
@@ -204,7 +210,9 @@ def render(data: dict, result: dict) -> str:
           "synthesised before the RTL had depthwise tap groups (no `dw_taps` in the data) are "
           "compared with the model without its `dw_taps` part; points synthesised before the "
           "banked residual and output tiles (no `tile_banks`) with the single-bank tiles' "
-          "BRAM36 (`resources.tile_bank_bram36`).", "",
+          "BRAM36 (`resources.tile_bank_bram36`); points synthesised before the PE adder trees "
+          "were pipelined (no `tree_pipeline`) without those registers "
+          "(`resources.tree_pipeline_ff`).", "",
           "| point | use | array | tool | LUT synth / model | FF synth (- DSP regs) / model | DSP "
           "synth / model | BRAM36 synth / model | synth s |",
           "|---|---|---|---|---|---|---|---|---|"]

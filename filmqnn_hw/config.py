@@ -40,6 +40,9 @@ __all__ = [
     "AcceleratorConfig",
     "ConfigError",
     "accumulator_bits",
+    "TREE_FAN_IN",
+    "tree_stages",
+    "tree_pipeline_bits",
 ]
 
 #: Activations are unsigned 5-bit codes 0..31 everywhere.
@@ -69,6 +72,42 @@ def accumulator_bits(fan_in: int, w_max: int = W8_MAX, a_max: int = ACT_MAX) -> 
         raise ConfigError(f"fan-in must be at least 1, not {fan_in}")
     bound = fan_in * w_max * a_max
     return max(2, bound.bit_length() + 1)
+
+
+#: Terms one register stage of a dot unit's adder tree sums (three adder levels); see
+#: :mod:`filmqnn_hw.arith.dot`.
+TREE_FAN_IN = 8
+
+
+def tree_stages(n_terms: int) -> int:
+    """Register stages of an adder tree over ``n_terms`` terms, :data:`TREE_FAN_IN` per stage
+    (1 up to 8 terms, 2 up to 64, ...)."""
+    if n_terms < 1:
+        raise ConfigError(f"an adder tree needs at least one term, not {n_terms}")
+    stages = 1
+    while n_terms > TREE_FAN_IN:
+        n_terms = -(-n_terms // TREE_FAN_IN)
+        stages += 1
+    return stages
+
+
+def tree_pipeline_bits(n_terms: int, term_bits: int) -> int:
+    """Register bits of the partial-sum stages of an adder tree over ``n_terms`` terms of
+    ``term_bits`` each (every stage but the last, which is the unit's ``tree`` register).
+
+    A group of ``g`` terms of width ``b`` sums to ``b + ceil(log2 g)`` bits (one bit per
+    balanced adder level), as :func:`filmqnn_hw.arith.dot.pipelined_sum` registers it.
+    """
+    widths = [term_bits] * n_terms
+    bits = 0
+    for _ in range(tree_stages(n_terms) - 1):
+        nxt = []
+        for g in range(0, len(widths), TREE_FAN_IN):
+            grp = widths[g : g + TREE_FAN_IN]
+            nxt.append(max(grp) + (len(grp) - 1).bit_length())
+        bits += sum(nxt)
+        widths = nxt
+    return bits
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:

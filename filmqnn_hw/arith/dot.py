@@ -1,11 +1,20 @@
 """Dot-product / accumulate units on the packed DSP and LUT multipliers.
 
 Every unit takes ``n`` multiplier inputs per cycle, sums the products that belong to the same
-accumulator with a balanced adder tree (registered), and accumulates::
+accumulator with a pipelined balanced adder tree, and accumulates::
 
     acc <= (clear ? 0 : acc) + tree          when the delayed valid is high
 
 ``clear`` travels with its operands, so it marks the *first* input of a new output.
+
+Adder-tree pipeline
+-------------------
+One register stage of the tree sums at most :data:`TREE_FAN_IN` (8) terms, three adder
+levels; ``n`` terms take :func:`tree_stages` ``(n)`` stages (1 up to 8, 2 up to 64, ...).
+Each stage's partial sums are registered at the width their adders produce, the last stage
+at the accumulator width. So the path from a product register to the next register is at
+most three adders whatever ``n`` is. (Measured, pyosys ``synth_xilinx -family xcup``, a
+32-multiplier ``w4a5_filter`` unit: 9 LUT + 4 CARRY levels with one stage, 5 + 2 with two.)
 
 Accumulator width (range argument)
 ----------------------------------
@@ -33,7 +42,14 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import ACT_BITS, ACT_MAX, AcceleratorConfig, accumulator_bits
+from ..config import (
+    ACT_BITS,
+    ACT_MAX,
+    TREE_FAN_IN,
+    AcceleratorConfig,
+    accumulator_bits,
+    tree_stages,
+)
 from .lut_mul import balanced_sum, lut_product
 from .packed_dsp import PackedDspMultiplier
 from .packing import (
@@ -44,7 +60,9 @@ from .packing import (
     w8a5_layout,
 )
 
-__all__ = ["PackedDotUnit", "LutDotUnit", "PACKED_KINDS"]
+__all__ = ["PackedDotUnit", "LutDotUnit", "PACKED_KINDS", "TREE_FAN_IN", "tree_stages",
+           "pipelined_sum"]
+
 
 #: Packed DSP engines by name.
 PACKED_KINDS = {
@@ -59,6 +77,28 @@ def _check_n(n: int) -> None:
         raise PackingError(f"number of multipliers per dot unit must be a positive int, not {n!r}")
 
 
+def pipelined_sum(m: Module, terms: list, shape, name: str) -> Signal:
+    """Registered sum of ``terms`` over :func:`tree_stages` ``(len(terms))`` cycles.
+
+    Stage ``s`` sums groups of :data:`TREE_FAN_IN` consecutive terms with
+    :func:`balanced_sum` into registers ``{name}_s{s}_{g}`` as wide as the group's adders make
+    them; the last stage is one register of ``shape`` (``name``), returned.
+    """
+    terms = list(terms)
+    last = tree_stages(len(terms)) - 1
+    for s in range(last):
+        nxt = []
+        for g in range(0, len(terms), TREE_FAN_IN):
+            expr = balanced_sum(terms[g : g + TREE_FAN_IN])
+            r = Signal(expr.shape(), name=f"{name}_s{s + 1}_{g // TREE_FAN_IN}")
+            m.d.sync += r.eq(expr)
+            nxt.append(r)
+        terms = nxt
+    out = Signal(shape, name=name)
+    m.d.sync += out.eq(balanced_sum(terms))
+    return out
+
+
 def _check_fan_in(max_fan_in: int) -> None:
     if not isinstance(max_fan_in, int) or isinstance(max_fan_in, bool) or max_fan_in < 1:
         raise PackingError(f"max_fan_in must be a positive int, not {max_fan_in!r}")
@@ -67,8 +107,9 @@ def _check_fan_in(max_fan_in: int) -> None:
 class PackedDotUnit(wiring.Component):
     """``n`` packed DSP multipliers, lane-wise adder trees and accumulators.
 
-    Latency 6 (4 in the packed multiplier, 1 adder tree register, 1 accumulator); one input
-    set per cycle; ``n * layout.macs`` MACs per cycle.
+    Latency ``4 + tree_stages(n) + 1`` (4 in the packed multiplier, the adder tree's register
+    stages, 1 accumulator): 6 up to 8 multipliers, 7 up to 64; one input set per cycle;
+    ``n * layout.macs`` MACs per cycle.
 
     Parameters
     ----------
@@ -89,7 +130,13 @@ class PackedDotUnit(wiring.Component):
     valid_out : Out(1)                                    ``acc`` updated this cycle
     """
 
-    LATENCY_EXTRA = 2
+    #: Latency of the registered packed multiplier (A/B/D, M, P and lane registers).
+    MUL_LATENCY = 4
+
+    @classmethod
+    def latency_of(cls, n: int) -> int:
+        """Latency of a unit with ``n`` multipliers (without building it)."""
+        return cls.MUL_LATENCY + tree_stages(n) + 1
 
     def __init__(
         self,
@@ -148,7 +195,7 @@ class PackedDotUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return 4 + self.LATENCY_EXTRA
+        return self.latency_of(self._n)
 
     @property
     def products_per_lane(self) -> list[int]:
@@ -169,20 +216,25 @@ class PackedDotUnit(wiring.Component):
                 m.d.comb += u.port(op.name).eq(self.port(op.name)[i])
             m.d.comb += u.valid_in.eq(self.valid_in)
             units.append(u)
-        # clear travels with the operands through the multiplier pipeline
+        if units[0].latency != self.MUL_LATENCY:
+            raise RuntimeError(f"packed multiplier latency {units[0].latency} differs from "
+                               f"PackedDotUnit.MUL_LATENCY = {self.MUL_LATENCY}")
+        # clear travels with the operands through the multiplier pipeline and the tree
+        stages = tree_stages(self._n)
         clr = self.clear
-        for s in range(4):
+        for s in range(self.MUL_LATENCY + stages):
             nc = Signal(name=f"clear_s{s + 1}")
             m.d.sync += nc.eq(clr)
             clr = nc
-        valid = units[0].valid_out
-        tree_valid = Signal()
-        tree_clear = Signal()
-        m.d.sync += [tree_valid.eq(valid), tree_clear.eq(clr)]
+        tree_valid = units[0].valid_out
+        for s in range(stages):
+            nv = Signal(name=f"tree_valid_s{s + 1}")
+            m.d.sync += nv.eq(tree_valid)
+            tree_valid = nv
+        tree_clear = clr
         for k in range(len(lay.lanes)):
-            tsum = balanced_sum([u.lanes[k] for u in units])
-            tree = Signal(signed(self._acc_bits), name=f"tree{k}")
-            m.d.sync += tree.eq(tsum)
+            tree = pipelined_sum(m, [u.lanes[k] for u in units], signed(self._acc_bits),
+                                 f"tree{k}")
             with m.If(tree_valid):
                 m.d.sync += self.acc[k].eq(Mux(tree_clear, 0, self.acc[k]) + tree)
         m.d.sync += self.valid_out.eq(tree_valid)
@@ -192,8 +244,9 @@ class PackedDotUnit(wiring.Component):
 class LutDotUnit(wiring.Component):
     """``n`` shift-add LUT multipliers (signed ``w_bits`` x unsigned 5-bit) into one accumulator.
 
-    Latency 3 (product register, adder tree register, accumulator); one input set per cycle;
-    ``n`` MACs per cycle; no DSP.
+    Latency ``1 + tree_stages(n) + 1`` (product register, the adder tree's register stages,
+    accumulator): 3 up to 8 multipliers, 4 up to 64; one input set per cycle; ``n`` MACs per
+    cycle; no DSP.
 
     Parameters
     ----------
@@ -216,7 +269,10 @@ class LutDotUnit(wiring.Component):
     valid_out : Out(1)
     """
 
-    LATENCY = 3
+    @staticmethod
+    def latency_of(n: int) -> int:
+        """Latency of a unit with ``n`` multipliers (without building it)."""
+        return 1 + tree_stages(n) + 1
 
     def __init__(
         self,
@@ -271,7 +327,7 @@ class LutDotUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.LATENCY
+        return self.latency_of(self._n)
 
     def elaborate(self, platform):
         m = Module()
@@ -280,12 +336,14 @@ class LutDotUnit(wiring.Component):
             p = Signal(signed(self._w_bits + ACT_BITS), name=f"prod{i}")
             m.d.sync += p.eq(lut_product(self.w[i], self.x[i]))
             prods.append(p)
-        v1, v2 = Signal(name="valid_s1"), Signal(name="valid_s2")
-        c1, c2 = Signal(name="clear_s1"), Signal(name="clear_s2")
-        tree = Signal(signed(self._acc_bits), name="tree")
-        m.d.sync += [v1.eq(self.valid_in), c1.eq(self.clear), v2.eq(v1), c2.eq(c1)]
-        m.d.sync += tree.eq(balanced_sum(prods))
-        with m.If(v2):
-            m.d.sync += self.acc.eq(Mux(c2, 0, self.acc) + tree)
-        m.d.sync += self.valid_out.eq(v2)
+        # valid and clear travel with the products through the product register and the tree
+        v, c = self.valid_in, self.clear
+        for s in range(1 + tree_stages(self._n)):
+            nv, nc = Signal(name=f"valid_s{s + 1}"), Signal(name=f"clear_s{s + 1}")
+            m.d.sync += [nv.eq(v), nc.eq(c)]
+            v, c = nv, nc
+        tree = pipelined_sum(m, prods, signed(self._acc_bits), "tree")
+        with m.If(v):
+            m.d.sync += self.acc.eq(Mux(c, 0, self.acc) + tree)
+        m.d.sync += self.valid_out.eq(v)
         return m

@@ -19,7 +19,7 @@ from filmqnn_hw.accel.pe_array import (
     record_bits,
     record_rows,
 )
-from filmqnn_hw.config import ACT_MAX, AcceleratorConfig
+from filmqnn_hw.config import ACT_MAX, TREE_FAN_IN, AcceleratorConfig
 from filmqnn_quant.image import pack_conv_weights
 
 
@@ -49,6 +49,8 @@ CONFIGS = {
     "tn_gt_tm": _mix(2, 7, 1, w8_dsp=0, w4_dsp=1),
     # full weight ranges (-8 / -128 allowed: full_range packings), 2 8-bit lanes on DSPs
     "full_range": _mix(5, 4, 2, w8_dsp=2, w4_dsp=1, w4_min=-8, w8_min=-128),
+    # H = 9 > TREE_FAN_IN: two adder-tree stages in every unit (DSP 7, LUT 4 cycles)
+    "tn18_two_stage": _mix(6, 18, 2, w8_dsp=1, w4_dsp=3),
 }
 
 
@@ -270,7 +272,8 @@ def test_engine_plan(name):
     assert dut.dsp_multipliers == h * (cfg.w8_dsp_lanes + math.ceil(cfg.w4_dsp_lanes / 2))
     assert dut.lut_multipliers == 2 * h * (cfg.w8_lut_lanes + cfg.w4_lut_lanes)
     any_dsp = cfg.w8_dsp_lanes + cfg.w4_dsp_lanes > 0
-    assert dut.latency == (6 if any_dsp else 3)
+    two_stage = h > TREE_FAN_IN
+    assert dut.latency == (6 + two_stage if any_dsp else 3 + two_stage)
 
 
 def test_rejects_non_config():

@@ -14,14 +14,17 @@ max-plus recurrences over the four agents and their two-bank hand-offs:
 * **compute** (per tap: ``rows x ceil(cols / 2) x 2`` issue cycles, at least the weight
   staging time of the next record; per step: the PE pipeline flush);
 * **drain** (per step: the divider, ``rq_passes`` cycles per output pixel through the
-  requantization units into one of two output tile banks), which frees the accumulator
+  requantization units into one of two output tile banks, about one cycle lost to the
+  accumulator write-back's use of the read port), which frees the accumulator
   bank and the step slot of the step after next, and the **store** agent (the bank's beats
   to DDR back to back, one write burst per plane row), which frees the output tile bank for
   the step after next;
 
 plus the per-layer descriptor fetch and the wait for the last write responses. Reads see the
 memory's latency and the outstanding-burst limit; port 0 moves at most one beat per cycle
-and all ports together at most the board's DDR beats per cycle. Latencies are the engine's
+and all ports together at most the board's DDR beats per cycle: while a chunk's weight
+ports stream next to its input, each stretch in which they ask for more than that cap is
+stretched by the excess (:func:`_shared_ddr_delay`). Latencies are the engine's
 own (divider, PE array, requantization pipeline) and the testbench's memory
 (:class:`~filmqnn_hw.accel.rtl_cycles.DdrTiming`). It is an estimate: the tests hold it to
 :func:`~filmqnn_hw.accel.rtl_cycles.rtl_cycles` within a stated tolerance per network
@@ -131,14 +134,33 @@ def _rect(y0: int, hin: int, h: int, x0: int, win: int, w: int, ystep: int, wpb:
     return (yhi - ylo) // ystep + 1, xhi // wpb - xlo // wpb + 1, xhi - xlo + 1
 
 
-def _busiest_port_beats(bb: int, rec: int, taps: int, kp: int) -> int:
-    """Beats on the busiest of ``kp`` weight ports for ``taps`` consecutive records of ``rec``
-    bytes, dealt round robin, each its own command from its byte offset."""
+def _port_beats(bb: int, rec: int, taps: int, kp: int) -> list[int]:
+    """Beats on each of ``kp`` weight ports for ``taps`` consecutive records of ``rec`` bytes,
+    dealt round robin, each its own command from its byte offset."""
     per_port = [0] * kp
     for t in range(taps):
         off = (t * rec) % bb
         per_port[t % kp] += (off + rec + bb - 1) // bb
-    return max(per_port)
+    return per_port
+
+
+def _shared_ddr_delay(ctx: _Ctx, w0: float, pace: float, port_beats: list[int],
+                      in0: float, in1: float) -> float:
+    """Cycles the input stream ``[in0, in1)`` on port 0 loses to the DDR cap while weight
+    ports stream from ``w0`` (port ``k`` busy for ``port_beats[k] * pace`` cycles, a beat per
+    ``pace``): in every stretch where the busy weight ports and port 0 together ask for more
+    beats per cycle than the DDR moves, each gets its share of the cap (the testbench's token
+    bucket)."""
+    ends = sorted(w0 + b * pace for b in port_beats if b)
+    extra, a = 0.0, w0
+    for i, b in enumerate(ends):
+        demand = (len(ends) - i) / pace + 1.0
+        if demand > ctx.rate:
+            ov = min(b, in1) - max(a, in0)
+            if ov > 0:
+                extra += ov * (demand / ctx.rate - 1.0)
+        a = b
+    return extra
 
 
 def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = False,
@@ -177,10 +199,12 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
     out_planes_total = math.ceil(out_c / g)
     ystep = 2 if (kh == 1 and st == 2 and pad == 0) else 1
     # weight ports: records round robin; none: one command for the chunk's records on port 0
-    w_port = _busiest_port_beats(ctx.bb, rec, taps, kp) if (has_w and kp) else 0
+    w_ports = _port_beats(ctx.bb, rec, taps, kp) if (has_w and kp) else []
+    w_port = max(w_ports, default=0)
     w_total = math.ceil(taps * rec / ctx.bb) if (has_w and not kp) else 0
     # weight port: a record's beats at the gearbox's pace, plus its END and IDLE states
-    w_port_cycles = w_port * max(upb_w, 1 / ctx.wrate) + 2 * math.ceil(taps / max(kp, 1))
+    w_pace = max(upb_w, 1 / ctx.wrate)
+    w_port_cycles = w_port * w_pace + 2 * math.ceil(taps / max(kp, 1))
     rd = ctx.rd_lat
 
     port0 = _Port(ctx.port0)
@@ -233,9 +257,11 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                         t = max(t, cs[k - 1] + 1)
                     t += 1
                     w_done = 0.0
+                    w_win = None
                     if wnew:  # one command per tap record, round robin over the weight ports
                         if kp:
                             w_done = t + rd + w_port_cycles
+                            w_win = (t + rd, w_done)
                             t += taps
                         else:
                             w_done = port0.stream(t + rd, w_total, upb_w)
@@ -252,6 +278,11 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                         n_cmds = nvalid * nrows
                         first_beat = max(in_end + rd, port0.free)
                         in_end = first_beat + _read_stream(ctx, n_cmds, n_cmds * nb)
+                        if w_win is not None:  # weights and inputs share the DDR
+                            lost = _shared_ddr_delay(ctx, w_win[0], w_pace, w_ports,
+                                                     first_beat, in_end)
+                            in_end += lost
+                            w_done += lost
                         port0.free = in_end + 1
                     t = max(in_end, prm_end if no == 0 else 0.0, w_done) + 3
                     # compute of this chunk: CHUNK_WAIT, the taps, weight staging
@@ -277,8 +308,9 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                 d = max(rq_end + 2, flush + 1, res_ready + 1) + ctx.lat_div + 3
                 if not logits and len(st_ends) >= 2:
                     d = max(d, st_ends[-2] + ctx.lat_div + 4)
-                pairs = rows * ((cols + 1) // 2)
-                d += rows * cols * geo.rq_passes + pairs * 0.5 + RQ_LATENCY + 2
+                # READ: about one cycle per step where the accumulator write-back takes the
+                # bank's read port (after one collision the two run out of phase)
+                d += rows * cols * geo.rq_passes + 1 + RQ_LATENCY + 2
                 drain_clear[slot] = d
                 if logits:  # the drain writes the logits itself
                     d += 3 * meff

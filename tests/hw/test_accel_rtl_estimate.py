@@ -20,7 +20,7 @@ from filmqnn_hw.program import build_program
 
 #: per network (or single-layer case) |estimate / rtl_cycles - 1|
 TOL_CASE = 0.08
-TOL_NETWORK = 0.05
+TOL_NETWORK = 0.02
 
 
 def _pair(graph, cfg, timing=None):

@@ -106,13 +106,13 @@ def model_of_point(d: dict) -> dict[str, float]:
     and output tiles (no ``tile_banks``) with the single-bank tiles' BRAM36, one synthesised
     before the adder trees were pipelined (no ``tree_pipeline``) without those registers."""
     from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36, tree_pipeline_ff
+    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36
 
     cfg = AcceleratorConfig.from_dict(d["config"])
     p = predict(cfg)
     dw = dw_tap_logic(cfg) if "dw_taps" not in d else {"lut": 0.0, "ff": 0.0}
     tb = tile_bank_bram36(cfg) if "tile_banks" not in d else 0.0
-    tp = tree_pipeline_ff(cfg) if "tree_pipeline" not in d else 0.0
+    tp = p.parts.get("tree_pipeline", {}).get("ff", 0.0) if "tree_pipeline" not in d else 0.0
     return {"lut": p.lut - dw["lut"], "ff": p.ff - dw["ff"] - tp, "dsp": p.dsp,
             "bram36": p.bram36 - tb}
 
@@ -153,7 +153,8 @@ def fit(data: dict) -> dict:
         # the depthwise tap groups have their own term (measured A/B); points synthesised
         # before the RTL had them (no "dw_taps" recorded) do not contain that logic
         dw = dw_tap_logic(cfg) if d.get("dw_taps", 1) > 1 else {"lut": 0.0, "ff": 0.0}
-        top_ff = d["top"]["ff"] - tp - (d["pe"]["ff"] - tp - pe_ff) - units * (
+        # the top with its PE array's Vivado-like FFs (tree registers out) in place of the raw
+        top_ff = d["top"]["ff"] - d["pe"]["ff"] + pe_ff - units * (
             rq["ff"] - requant_lane_cost("xc7")["ff"])
         rows.append({"name": name, "cfg": cfg, "tm": cfg.tm, "tn": cfg.tn,
                      "ports": axi_ports_built(cfg), "rec": record_bits(cfg),

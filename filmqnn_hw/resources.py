@@ -344,27 +344,27 @@ def dw_tap_logic(cfg: AcceleratorConfig) -> dict[str, float]:
 def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
     """Register bits of the PE array's adder-tree partial sums (``arith.dot.pipelined_sum``):
     zero while a dot unit's ``H = ceil(tn / 2)`` multipliers fit one tree stage
-    (``TREE_FAN_IN``), else counted per unit and lane from the packings' lane widths
-    (:func:`filmqnn_hw.config.tree_pipeline_bits`), plus the units' valid/clear delay bits."""
+    (``TREE_FAN_IN``), else :func:`filmqnn_hw.config.tree_pipeline_bits` per accumulator that
+    reaches the array's output (lane and pixel), from the packings' lane widths. Not counted:
+    the phantom partner of an odd ``w4_dsp_lanes`` (its sums are unused and synthesis removes
+    them) and the units' extra valid/clear delay bits (the same in every unit: merged)."""
     from .arith.packing import w4a5_filter_layout, w8a5_layout
     from .config import tree_pipeline_bits, tree_stages
 
     h = -(-cfg.tn // 2)
-    extra = tree_stages(h) - 1
-    if extra == 0:
+    if tree_stages(h) == 1:
         return 0.0
     w4 = w4a5_filter_layout(cfg.family, full_range=cfg.w4_min == -8)
     w8 = w8a5_layout(cfg.family, full_range=cfg.w8_min == -128)
     bits = 0
-    units = 0
-    for lay, n_units in ((w4, -(-cfg.w4_dsp_lanes // 2)), (w8, cfg.w8_dsp_lanes)):
+    # a w4a5_filter unit serves two lanes x two pixels, a w8a5 unit one lane x two pixels
+    for lay, lanes, lanes_per_unit in ((w4, cfg.w4_dsp_lanes, 2), (w8, cfg.w8_dsp_lanes, 1)):
         width = max(lane.width for lane in lay.lanes)
-        bits += n_units * len(lay.lanes) * tree_pipeline_bits(h, width)
-        units += n_units
+        trees = lanes * len(lay.lanes) // lanes_per_unit
+        bits += trees * tree_pipeline_bits(h, width)
     for w_bits, lanes in ((4, cfg.w4_lut_lanes), (8, cfg.w8_lut_lanes)):
-        bits += 2 * lanes * tree_pipeline_bits(h, w_bits + ACT_BITS)
-        units += 2 * lanes
-    return float(bits + 2 * extra * units)
+        bits += 2 * lanes * tree_pipeline_bits(h, w_bits + ACT_BITS)  # one unit per pixel
+    return float(bits)
 
 
 #: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.requant.RequantUnit`

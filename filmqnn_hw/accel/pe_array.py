@@ -122,9 +122,9 @@ class PEArray(wiring.Component):
     * ``UNIT`` (2, also 3): ``sum[p][m] = x[p][m]``; ``record`` is ignored.
 
     Latency ``latency`` cycles from the phase-1 input cycle to the one-cycle ``valid_out``
-    pulse: the slowest unit's, with any DSP engine the :class:`PackedDotUnit` latency (6 for
-    ``H <= 8``, 7 for ``H <= 64``: one more adder-tree stage), else the :class:`LutDotUnit`
-    one (3, or 4 for ``H > 8``),
+    pulse: the slowest unit's, with any DSP engine ``PackedDotUnit.latency_of(H)`` (6 for
+    ``H <= 8``, one more per adder-tree stage: 7 up to 64), else ``LutDotUnit.latency_of(H)``
+    (3 for ``H <= 8``),
     ``sum`` is valid in that cycle (it changes when the next pair's phase 0 arrives).
     Throughput one pair per 2 cycles, i.e. ``tn`` MACs per lane per cycle for both pixels
     together; pairs may follow back to back.

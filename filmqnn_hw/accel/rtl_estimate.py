@@ -144,17 +144,20 @@ def _port_beats(bb: int, rec: int, taps: int, kp: int) -> list[int]:
     return per_port
 
 
-def _shared_ddr_delay(ctx: _Ctx, w0: float, pace: float, port_beats: list[int],
-                      in0: float, in1: float) -> float:
-    """Cycles the input stream ``[in0, in1)`` on port 0 loses to the DDR cap while weight
-    ports stream from ``w0`` (port ``k`` busy for ``port_beats[k] * pace`` cycles, a beat per
-    ``pace``): in every stretch where the busy weight ports and port 0 together ask for more
-    beats per cycle than the DDR moves, each gets its share of the cap (the testbench's token
-    bucket)."""
-    ends = sorted(w0 + b * pace for b in port_beats if b)
+def _shared_ddr_delay(ctx: _Ctx, w0: float, port_ends: list[float], pace: float,
+                      in0: float, in1: float, in_beats: int) -> float:
+    """Cycles the input stream ``[in0, in1)`` (``in_beats`` beats on port 0) loses to the
+    DDR cap while weight ports stream from ``w0`` (port ``k`` busy until ``port_ends[k]``,
+    a beat per ``pace`` cycles): in every stretch where the busy weight ports and port 0
+    together ask for more beats per cycle than the DDR moves (reads only; the store agent's
+    writes are not counted), each gets its share of the cap (the testbench's token bucket)."""
+    if in1 <= in0:
+        return 0.0
+    r0 = min(ctx.port0, in_beats / (in1 - in0))  # port 0's own pace (command issue bound)
+    ends = sorted(port_ends)
     extra, a = 0.0, w0
     for i, b in enumerate(ends):
-        demand = (len(ends) - i) / pace + 1.0
+        demand = (len(ends) - i) / pace + r0
         if demand > ctx.rate:
             ov = min(b, in1) - max(a, in0)
             if ov > 0:
@@ -205,6 +208,8 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
     # weight port: a record's beats at the gearbox's pace, plus its END and IDLE states
     w_pace = max(upb_w, 1 / ctx.wrate)
     w_port_cycles = w_port * w_pace + 2 * math.ceil(taps / max(kp, 1))
+    # when each weight port is done, from its first beat (beats, then END/IDLE per record)
+    w_ends = [b * w_pace + 2 * len(range(k, taps, kp)) for k, b in enumerate(w_ports) if b]
     rd = ctx.rd_lat
 
     port0 = _Port(ctx.port0)
@@ -257,11 +262,11 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                         t = max(t, cs[k - 1] + 1)
                     t += 1
                     w_done = 0.0
-                    w_win = None
+                    w0 = None
                     if wnew:  # one command per tap record, round robin over the weight ports
                         if kp:
                             w_done = t + rd + w_port_cycles
-                            w_win = (t + rd, w_done)
+                            w0 = t + rd
                             t += taps
                         else:
                             w_done = port0.stream(t + rd, w_total, upb_w)
@@ -278,9 +283,9 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                         n_cmds = nvalid * nrows
                         first_beat = max(in_end + rd, port0.free)
                         in_end = first_beat + _read_stream(ctx, n_cmds, n_cmds * nb)
-                        if w_win is not None:  # weights and inputs share the DDR
-                            lost = _shared_ddr_delay(ctx, w_win[0], w_pace, w_ports,
-                                                     first_beat, in_end)
+                        if w0 is not None:  # weights and inputs share the DDR
+                            lost = _shared_ddr_delay(ctx, w0, [w0 + e for e in w_ends], w_pace,
+                                                     first_beat, in_end, n_cmds * nb)
                             in_end += lost
                             w_done += lost
                         port0.free = in_end + 1
@@ -309,7 +314,8 @@ def estimate_layer(ctx: _Ctx, ly: Layer, *, stem: bool = False, logits: bool = F
                 if not logits and len(st_ends) >= 2:
                     d = max(d, st_ends[-2] + ctx.lat_div + 4)
                 # READ: about one cycle per step where the accumulator write-back takes the
-                # bank's read port (after one collision the two run out of phase)
+                # bank's read port (after a collision the two run out of phase, until the PE's
+                # pulses shift by a tap's odd period)
                 d += rows * cols * geo.rq_passes + 1 + RQ_LATENCY + 2
                 drain_clear[slot] = d
                 if logits:  # the drain writes the logits itself

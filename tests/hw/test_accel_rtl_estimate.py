@@ -64,6 +64,29 @@ def test_board_designs_on_reduced_networks(board):
         assert est.fps == pytest.approx(cfg.clock_mhz * 1e6 / est.cycles)
 
 
+#: per layer of a full 224x224 frame on a board design (the benchmark's table, rtl_model.md)
+TOL_LAYER_224 = 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board,net", [("zcu102", "resnet18"), ("zcu102", "mobilenet_v2"),
+                                       ("pynq_z2", "mobilenet_v2")])
+def test_board_designs_every_layer_of_a_full_frame(board, net):
+    """224x224 frames on the board designs: every layer's estimate within 2% of the exact
+    model (what benchmarks/results/rtl_model.md reports for all six networks)."""
+    from filmqnn_hw.dse import design
+    from filmqnn_hw.evaluate import random_network
+
+    cfg = design(board)
+    g, _ = random_network(net, cfg, 224)
+    exact, est = _pair(g, cfg)
+    assert est.names == exact.names
+    off = [(n, e / c) for n, c, e in zip(exact.names, exact.layers, est.layers, strict=True)
+           if abs(e / c - 1) > TOL_LAYER_224]
+    assert not off, f"{board} {net}: layers off by more than 2%: {off}"
+    assert est.cycles == pytest.approx(exact.cycles, rel=TOL_NETWORK)
+
+
 def test_follows_the_memory_timing():
     g = small_network(CFG_B2)
     net = from_intgraph(g)

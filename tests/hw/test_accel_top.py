@@ -43,8 +43,13 @@ WPB2 = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits
 #: Two words per beat and three AXI ports (two weight memories): depthwise kernel rows in
 #: groups of 3 taps at stride 1 and of 2 at stride 2, records staged from both memories.
 DW2 = WPB2.replace(axi_ports=3)
+#: H = ceil(tn / 2) = 9 multipliers per dot unit: two adder-tree stages (PE latency 7; the
+#: LUT lanes' units 4, delayed 3 to align), weights through a second AXI port.
+TREE2 = AcceleratorConfig.small(tm=6, tn=18, n8_slots=1, act_pack=6, axi_data_bits=64, tr=4,
+                                tc=4).replace(w8_dsp_lanes=0, w8_lut_lanes=1, w4_dsp_lanes=4,
+                                              w4_lut_lanes=1, axi_ports=2)
 CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "B4": CFG_B4, "MID": MID, "WPB4": WPB4,
-        "WPB2": WPB2, "DW2": DW2}
+        "WPB2": WPB2, "DW2": DW2, "TREE2": TREE2}
 
 HAVE_VERILATOR = shutil.which("verilator") is not None
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
@@ -149,7 +154,7 @@ def test_emit_verilog(key, vroot):
             assert ports[f"m_axi_gmem{i}_rdata"] == ("input", cfg.axi_data_bits)
 
 
-@pytest.mark.parametrize("key", ["A", "B", "B2", "B4", "WPB4", "WPB2"])
+@pytest.mark.parametrize("key", ["A", "B", "B2", "B4", "WPB4", "WPB2", "TREE2"])
 @pytest.mark.verilator
 @needs_verilator
 def test_verilator_lint(key, vroot):
@@ -191,6 +196,25 @@ def test_small_network(sims, vroot):
     x = np.random.default_rng(0).integers(0, 32, (1,) + g.input.shape)
     calm = _run(sims, vroot, "A", g, x)
     stalled = _run(sims, vroot, "A", g, x, stall_seed=5)
+    assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@needs_verilator
+def test_two_stage_adder_trees(vroot):
+    """A PE array whose dot units need two adder-tree stages (PE latency 7, as on ZCU102):
+    the small network bit-exact, every counter and layer equal to the cycle model; with
+    random stalls the same bits."""
+    from filmqnn_hw.accel.pe_array import pe_latency
+
+    assert pe_latency(TREE2) == 7
+    sim = build_verilator(_emit("TREE2", vroot), TOP_NAME, TREE2.axi_data_bits,
+                          vroot / "build_TREE2", jobs=2)
+    g = small_network(TREE2)
+    x = np.random.default_rng(4).integers(0, 32, (1,) + g.input.shape)
+    calm = _run({"TREE2": sim}, vroot, "TREE2", g, x)
+    stalled = _run({"TREE2": sim}, vroot, "TREE2", g, x, stall_seed=3)
     assert stalled.counters["cycles"] > calm.counters["cycles"]
 
 

@@ -36,6 +36,7 @@ from amaranth.hdl import Elaboratable
 from filmqnn_quant.numerics import MULT_BITS, RES_MULT_BITS, Y_BITS
 
 from .config import ACT_BITS
+from .delay import delay_line
 from .requant import OUT_BITS, SHIFT_BITS, RequantUnit
 from .synth import run_yosys
 
@@ -54,14 +55,6 @@ __all__ = [
 FRONT_STEPS = 3
 #: Stage-2 registers at step 1 reach ``o.payload`` at step 5 (stages 3, 4, 5, 6).
 BACK_STEPS = 5
-
-
-def _delay(m: Module, value, n: int, name: str):
-    for k in range(n):
-        r = Signal(value.shape(), name=f"{name}_d{k}")
-        m.d.sync += r.eq(value)
-        value = r
-    return value
 
 
 class _Miter(Elaboratable):
@@ -152,11 +145,11 @@ class RequantFrontMiter(_Miter):
         # Registered like the unit's operands (stage 1), so yosys ``opt`` merges the two
         # identical multipliers and the proof of ``m2`` is structural (a SAT equivalence of
         # two 26 x 16 multipliers is what made the monolithic miter hopeless).
-        acc1 = _delay(m, self.acc, 1, "ref_acc")
-        mult1 = _delay(m, self.mult, 1, "ref_mult")
-        ref_m = _delay(m, acc1 * mult1, 1, "ref_m")
+        acc1 = delay_line(m, self.acc, 1, "ref_acc")
+        mult1 = delay_line(m, self.mult, 1, "ref_mult")
+        ref_m = delay_line(m, acc1 * mult1, 1, "ref_m")
         ref_r, ref_sh, ref_v = (
-            _delay(m, v, FRONT_STEPS - 1, n)
+            delay_line(m, v, FRONT_STEPS - 1, n)
             for v, n in ((ref_r, "ref_r"), (self.shift, "ref_sh"), (self.valid, "ref_v"))
         )
         pr = self.probes
@@ -212,14 +205,14 @@ class RequantBackMiter(_Miter):
         sh = pr["p_sh2"] + 1 if self.mutate == "shift" else pr["p_sh2"]
         q = y >> sh
         # q, pre, v through stages 3, 4, 5: at step 4 they meet lo/hi (stage 6's clamp)
-        q, pre, v = (_delay(m, s, 3, n) for s, n in ((q, "ref_q"), (pre, "ref_pre"),
+        q, pre, v = (delay_line(m, s, 3, n) for s, n in ((q, "ref_q"), (pre, "ref_pre"),
                                                         (pr["p_v2"], "ref_v")))  # fmt: skip
         lo, hi = self.lo, self.hi
         if self.mutate == "clip":  # max(min(q, hi), lo): differs from numpy when lo > hi
             out = Mux(q > hi, hi, Mux(q < lo, lo, q))
         else:  # numpy.clip = min(max(q, lo), hi)
             out = Mux(lo > hi, hi, Mux(q < lo, lo, Mux(q > hi, hi, q)))
-        out, pre, v = (_delay(m, s, 1, n) for s, n in ((out, "ref_out"), (pre, "ref_pre4"),
+        out, pre, v = (delay_line(m, s, 1, n) for s, n in ((out, "ref_out"), (pre, "ref_pre4"),
                                                           (v, "ref_v4")))  # fmt: skip
         m.d.comb += self.ok.eq((dut.o.valid == v) & (~pre | (dut.o.payload == out)))
         return m

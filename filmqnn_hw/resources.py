@@ -351,7 +351,7 @@ def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
     from .arith.packing import w4a5_filter_layout, w8a5_layout
     from .config import tree_pipeline_bits, tree_stages
 
-    h = -(-cfg.tn // 2)
+    h = math.ceil(cfg.tn / 2)
     if tree_stages(h) == 1:
         return 0.0
     w4 = w4a5_filter_layout(cfg.family, full_range=cfg.w4_min == -8)

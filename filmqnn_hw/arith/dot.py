@@ -50,6 +50,7 @@ from ..config import (
     accumulator_bits,
     tree_stages,
 )
+from ..delay import delay_line
 from .lut_mul import balanced_sum, lut_product
 from .packed_dsp import PackedDspMultiplier
 from .packing import (
@@ -221,17 +222,8 @@ class PackedDotUnit(wiring.Component):
                                f"PackedDotUnit.MUL_LATENCY = {self.MUL_LATENCY}")
         # clear travels with the operands through the multiplier pipeline and the tree
         stages = tree_stages(self._n)
-        clr = self.clear
-        for s in range(self.MUL_LATENCY + stages):
-            nc = Signal(name=f"clear_s{s + 1}")
-            m.d.sync += nc.eq(clr)
-            clr = nc
-        tree_valid = units[0].valid_out
-        for s in range(stages):
-            nv = Signal(name=f"tree_valid_s{s + 1}")
-            m.d.sync += nv.eq(tree_valid)
-            tree_valid = nv
-        tree_clear = clr
+        tree_clear = delay_line(m, self.clear, self.MUL_LATENCY + stages, "clear")
+        tree_valid = delay_line(m, units[0].valid_out, stages, "tree_valid")
         for k in range(len(lay.lanes)):
             tree = pipelined_sum(m, [u.lanes[k] for u in units], signed(self._acc_bits),
                                  f"tree{k}")
@@ -337,11 +329,9 @@ class LutDotUnit(wiring.Component):
             m.d.sync += p.eq(lut_product(self.w[i], self.x[i]))
             prods.append(p)
         # valid and clear travel with the products through the product register and the tree
-        v, c = self.valid_in, self.clear
-        for s in range(1 + tree_stages(self._n)):
-            nv, nc = Signal(name=f"valid_s{s + 1}"), Signal(name=f"clear_s{s + 1}")
-            m.d.sync += [nv.eq(v), nc.eq(c)]
-            v, c = nv, nc
+        stages = 1 + tree_stages(self._n)
+        v = delay_line(m, self.valid_in, stages, "valid")
+        c = delay_line(m, self.clear, stages, "clear")
         tree = pipelined_sum(m, prods, signed(self._acc_bits), "tree")
         with m.If(v):
             m.d.sync += self.acc.eq(Mux(c, 0, self.acc) + tree)

@@ -9,11 +9,11 @@ For each engine (packed DSP W4A5 filter / W4A5 kernel / W8A5, LUT W4A5 / W8A5) a
 * a dot-product unit of ``n`` multipliers with adder trees and accumulators sized for
   ``max_fan_in`` = 4608 (``AcceleratorConfig.small()``),
 
-with ``synth_xilinx -family F -flatten -noiopad`` (filmqnn_hw/synth.py), and writes
+with ``synth_xilinx -family F -flatten -noiopad`` (filmqnn_hw/flows/synth.py), and writes
 
 * benchmarks/results/arith.md and arith.json (all raw numbers, per-MAC ratios, the paper's
   figures side by side), and
-* filmqnn_hw/data/arith_costs.json (per-MAC coefficients of the dot units, xcup corrected for
+* filmqnn_hw/models/arith_costs.json (per-MAC coefficients of the dot units, xcup corrected for
   yosys-vs-Vivado differences) for the resource model.
 
 Every output is written to a temporary file and renamed.
@@ -35,17 +35,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from filmqnn_hw.arith.cascade import W8A5CascadeDotUnit  # noqa: E402
-from filmqnn_hw.arith.costs import ARITH_COSTS_PATH, FORMAT_VERSION  # noqa: E402
-from filmqnn_hw.arith.dot import LutDotUnit, PackedDotUnit  # noqa: E402
-from filmqnn_hw.arith.lut_mul import LutMultiplier  # noqa: E402
-from filmqnn_hw.arith.packed_dsp import (  # noqa: E402
+from filmqnn_hw.flows.synth import synthesize, yosys_binary  # noqa: E402
+from filmqnn_hw.gateware.arith.cascade import W8A5CascadeDotUnit  # noqa: E402
+from filmqnn_hw.gateware.arith.dot import LutDotUnit, PackedDotUnit  # noqa: E402
+from filmqnn_hw.gateware.arith.lut_mul import LutMultiplier  # noqa: E402
+from filmqnn_hw.gateware.arith.packed_dsp import (  # noqa: E402
     W4A5FilterPackedDsp,
     W4A5KernelPackedDsp,
     W8A5PackedDsp,
 )
-from filmqnn_hw.config import AcceleratorConfig  # noqa: E402
-from filmqnn_hw.synth import synthesize, yosys_binary  # noqa: E402
+from filmqnn_hw.models.arith_costs import ARITH_COSTS_PATH, FORMAT_VERSION  # noqa: E402
+from filmqnn_hw.spec.config import AcceleratorConfig  # noqa: E402
 
 FAMILIES = ("xc7", "xcup")
 #: Paper (FILM-QNN, Fig. 3, ZCU102 fits read from the plot): LUTs per multiply.
@@ -287,7 +287,7 @@ def render_md(results: list[dict], costs: dict, n: int) -> str:
         "exact structure is not published. The paper packs 4 W4A5 / 2 W8A5 per DSP on "
         "both boards; kernel-direction packing (6 W4A5 per DSP) is ours.\n"
     )
-    L.append("## Corrections used for the resource model (`filmqnn_hw/data/arith_costs.json`)\n")
+    L.append("## Corrections used for the resource model (`filmqnn_hw/models/arith_costs.json`)\n")
     L.append(
         "- **xc7**: used as measured. yosys packs the A/B/D, M and P registers into "
         "DSP48E1 (as Vivado does)."

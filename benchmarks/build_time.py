@@ -7,7 +7,7 @@ The issue asks for the build (design search, report, Verilog top, Vivado project
 ``--sim``/``--synth``) in under 30 s. Per board this measures, in one run:
 
 * the whole command, as a user runs it, in a fresh process (``build`` column);
-* the emission of its Verilog top by :func:`filmqnn_hw.accel.top.emit_verilog` (shared
+* the emission of its Verilog top by :func:`filmqnn_hw.flows.verilog.emit_verilog` (shared
   modules, one-string memory init, native yosys when pyosys is installed);
 * the baseline: the same top through Amaranth's plain ``verilog.convert`` (every unit its own
   module, Amaranth's per-bit memory init, its builtin WebAssembly yosys), and the ratio.
@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from filmqnn_hw.report import atomic_write  # noqa: E402
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 BOARDS = ("pynq_z2", "zcu102")
 
@@ -39,9 +39,9 @@ BOARDS = ("pynq_z2", "zcu102")
 def measure(board: str) -> dict:
     from amaranth.back import verilog
 
-    from filmqnn_hw.accel.top import FilmQnnAccelerator, emit_verilog
-    from filmqnn_hw.axi.verilog import verilog_yosys
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.flows.verilog import emit_verilog, verilog_yosys
+    from filmqnn_hw.gateware.top import FilmQnnAccelerator
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     with tempfile.TemporaryDirectory(prefix="filmqnn_bt_") as tmp:
         t0 = time.perf_counter()

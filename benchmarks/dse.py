@@ -2,7 +2,7 @@
 
     python benchmarks/dse.py            # writes benchmarks/results/dse.md and dse.json
 
-Both schedules (``filmqnn_hw.dse.SCHEDULES``): ``rtl``, the default, what the Amaranth
+Both schedules (``filmqnn_hw.search.dse.SCHEDULES``): ``rtl``, the default, what the Amaranth
 accelerator builds (the configs ``python -m filmqnn_hw.build`` emits), and ``target``, the
 full schedule of docs/architecture.md that the RTL does not build yet.
 
@@ -24,8 +24,9 @@ if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # measure this checkout, not another installed copy
 
 from boards import load_board  # noqa: E402
-from filmqnn_hw.dse import design  # noqa: E402
-from filmqnn_hw.report import DPU_FPS, PAPER_FPS, atomic_write, build_report  # noqa: E402
+from filmqnn_hw.report import DPU_FPS, PAPER_FPS, build_report  # noqa: E402
+from filmqnn_hw.search.dse import design  # noqa: E402
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 NETS = ("resnet18", "resnet50", "mobilenet_v2")
 TARGETS = {
@@ -47,7 +48,7 @@ def main() -> int:
         "resource model calibrated on its synthesis; the build's configs) and "
         "`schedule=target` (kernel packing, pixel groups, feature-map store: the target "
         "schedule, not built yet). `schedule=rtl` is ranked by the estimate of the generated "
-        "RTL's cycles (`filmqnn_hw.accel.rtl_estimate`, column *RTL est. FPS*; within 1.5% "
+        "RTL's cycles (`filmqnn_hw.models.rtl_estimate`, column *RTL est. FPS*; within 1.5% "
         "of the RTL's clock-exact model per network and 2% per layer on 224x224 "
         "frames, `rtl_model.md`); *model FPS* is the target "
         "schedule's cycle model (loop orders, activation striping, residency) for the same "

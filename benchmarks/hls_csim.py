@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the same frame on the generated RTL top in Verilator")
     args = ap.parse_args(argv)
 
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.evaluate import random_network
-    from filmqnn_hw.hls import build_csim, run_csim
-    from filmqnn_hw.program import build_program
+    from filmqnn_hw.flows.hls import build_csim, run_csim
+    from filmqnn_hw.search.dse import design
 
     cfg = design(args.board, 0.05)
     graph, codes = random_network("resnet18", cfg, args.size, args.width)
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         t_csim = time.perf_counter() - t0
     rtl = None
     if args.verilator:
-        from filmqnn_hw.accel.limits import check_program
-        from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
-        from filmqnn_hw.accel.verilator_sim import build_verilator, run_verilator
+        from filmqnn_hw.flows.verilog import emit_verilog
+        from filmqnn_hw.gateware.top import TOP_NAME
+        from filmqnn_hw.sim.verilator import build_verilator, run_verilator
+        from filmqnn_hw.spec.geometry import check_program
 
         check_program(prog, cfg)
         with tempfile.TemporaryDirectory() as tmp:
@@ -97,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         ("outputs equal (==)", str(equal)),
     ]
     if rtl is not None:
-        from filmqnn_hw.accel.limits import geometry
-        from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-        from filmqnn_hw.cycles import network_cycles
-        from filmqnn_hw.networks import from_intgraph
+        from filmqnn_hw.models.cycles import network_cycles
+        from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
         from filmqnn_hw.report import PAPER_FPS
+        from filmqnn_hw.spec.geometry import geometry
+        from filmqnn_hw.spec.networks import from_intgraph
 
         t_emit, t_vbuild, t_vsim, run = rtl
         model = network_cycles(cfg, from_intgraph(graph))
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             ("cycle model of the RTL (`accel/rtl_cycles.py`), same program and memory",
              f"{pred.cycles:,} ({'equal to' if pred.cycles == cyc else '**differs from**'} "
              f"the RTL; model wall {t_pred:.1f} s)"),
-            ("DSE cycle model (`filmqnn_hw.cycles`), same network and config",
+            ("DSE cycle model (`filmqnn_hw.models.cycles`), same network and config",
              f"{model.cycles:,} ({model.fps:.2f} FPS); RTL / DSE model = "
              f"{cyc / model.cycles:.2f}"),
             ("paper FPS (FILM-QNN, same board)", f"{paper}" if paper else "-"),

@@ -6,8 +6,8 @@
 
 For each calibration point (a config: the 16x16 test array, the PYNQ-Z2 array of the previous
 design search, ZCU102-shaped arrays of 12 and 24 lanes with 128 input channels) it runs, flat,
-``synth_xilinx`` of the whole generated top (``filmqnn_hw.accel.top.emit_verilog``) and of the
-PE array alone (``filmqnn_hw.accel.pe_array.PEArray``; on xcup also with ``-family xc7`` so the
+``synth_xilinx`` of the whole generated top (``filmqnn_hw.flows.verilog.emit_verilog``) and of the
+PE array alone (``filmqnn_hw.gateware.pe_array.PEArray``; on xcup also with ``-family xc7`` so the
 DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by least squares:
 
 * ``PE_PER_MAC_LUT``: PE-array LUT beyond the engines' per-MAC unit costs, per ``tm x tn``;
@@ -19,7 +19,7 @@ DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by le
 (on :data:`FIT_POINTS` only; the other points are out-of-sample checks) and writes the data,
 the fitted coefficients and every point's model-vs-synthesis ratio to
 ``benchmarks/results/rtl_calibration.json`` / ``.md``. The coefficients are copied into
-``filmqnn_hw/resources.py`` by hand (the test ``tests/hw/test_resources.py`` holds the model
+``filmqnn_hw/models/resources.py`` by hand (the test ``tests/hw/test_resources.py`` holds the model
 to these measurements within 10%). A synthesis of a ZCU102-sized top takes an hour; the
 points here take 1-17 minutes each with ``--yosys pyosys``.
 """
@@ -50,7 +50,7 @@ FIT_POINTS = ("mid", "pynq_z2_prev", "z12")
 
 def points() -> dict:
     """Calibration configs by name (fixed arrays, independent of the current search)."""
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     mid = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128,
                                   tr=8, tc=8)
@@ -69,9 +69,10 @@ def points() -> dict:
 
 
 def synth_point(cfg, with_pe: bool = True) -> dict:
-    from filmqnn_hw.accel.pe_array import PEArray
-    from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
-    from filmqnn_hw.synth import synthesize_verilog, to_verilog, yosys_version
+    from filmqnn_hw.flows.synth import synthesize_verilog, to_verilog, yosys_version
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.pe_array import PEArray
+    from filmqnn_hw.gateware.top import TOP_NAME
 
     def rec(r, t0):
         return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "carry": r.carry, "lutram": r.lutram,
@@ -79,7 +80,7 @@ def synth_point(cfg, with_pe: bool = True) -> dict:
                 + 0.5 * sum(n for t, n in r.cells.items() if t.startswith("RAMB18")),
                 "lut_levels": r.lut_levels, "s": round(time.perf_counter() - t0)}
 
-    from filmqnn_hw.accel.limits import geometry
+    from filmqnn_hw.spec.geometry import geometry
 
     out = {"tool": yosys_version(), "config": json.loads(cfg.to_json()),
            "dw_taps": geometry(cfg).dw_taps, "tile_banks": True, "tree_pipeline": True}
@@ -105,8 +106,8 @@ def model_of_point(d: dict) -> dict[str, float]:
     with the model without its ``dw_taps`` part, one synthesised before the banked residual
     and output tiles (no ``tile_banks``) with the single-bank tiles' BRAM36, one synthesised
     before the adder trees were pipelined (no ``tree_pipeline``) without those registers."""
-    from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import dw_tap_logic, predict, tile_bank_bram36
+    from filmqnn_hw.models.resources import dw_tap_logic, predict, tile_bank_bram36
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg = AcceleratorConfig.from_dict(d["config"])
     p = predict(cfg)
@@ -121,9 +122,8 @@ def fit(data: dict) -> dict:
     """Least-squares coefficients and per-point ratios (see module docstring)."""
     import numpy as np
 
-    from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import arith_costs as costs_of
-    from filmqnn_hw.resources import (
+    from filmqnn_hw.models.resources import arith_costs as costs_of
+    from filmqnn_hw.models.resources import (
         axi_ports_built,
         dw_tap_logic,
         engine_macs,
@@ -134,6 +134,7 @@ def fit(data: dict) -> dict:
         tree_pipeline_ff,
         yosys_ff_excess,
     )
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     rows = []
     for name, d in sorted(data.items()):
@@ -198,13 +199,13 @@ def fit(data: dict) -> dict:
 
 
 def render(data: dict, result: dict) -> str:
-    from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.resources import yosys_ff_excess
+    from filmqnn_hw.models.resources import yosys_ff_excess
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     md = ["# Resource-model calibration on synthesised accelerators", "",
           "Produced by `python benchmarks/rtl_calibrate.py` (see its docstring): flat "
           "`synth_xilinx` of whole generated tops and of their PE arrays; the control and "
-          "PE-overhead coefficients of `filmqnn_hw/resources.py` are fitted to these points "
+          "PE-overhead coefficients of `filmqnn_hw/models/resources.py` are fitted to these points "
           "by least squares. FF on xcup: yosys leaves DSP48E2 registers in fabric; the column "
           "subtracts `resources.yosys_ff_excess` (per-DSP difference of xcup and xc7 "
           "syntheses of the packed units), as `benchmarks/rtl_synth.py` does. Points "
@@ -238,7 +239,7 @@ def render(data: dict, result: dict) -> str:
         md.append(f"* {name}: {d['pe']['lut']:,} LUT, {d['pe']['ff']:,} FF, {d['pe']['dsp']} DSP"
                   + (f"; as xc7: {x['lut']:,} LUT, {x['ff']:,} FF" if x else ""))
     md += ["", "Least-squares coefficients from these points (copy into "
-           "`filmqnn_hw/resources.py`):", "", "```json",
+           "`filmqnn_hw/models/resources.py`):", "", "```json",
            json.dumps(result["coefficients"], indent=1), "```", ""]
     return "\n".join(md)
 
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--yosys", default=None, help="pyosys (recommended) or an executable")
     a = ap.parse_args(argv)
     if a.yosys:
-        from filmqnn_hw.synth import YOSYS_ENV
+        from filmqnn_hw.flows.synth import YOSYS_ENV
 
         os.environ[YOSYS_ENV] = a.yosys
     jpath = RESULTS / "rtl_calibration.json"

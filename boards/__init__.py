@@ -6,7 +6,7 @@ A board file (``boards/<name>.toml``) has four tables::
     [resources]  lut, ff, dsp, bram36, uram            (device totals, integers >= 0)
     [memory]     axi_ports, axi_data_bits, ddr_peak_gbps, ddr_efficiency
     [sources]    one entry per field above: where the number comes from
-    [vivado]     optional: the processing system the Vivado hand-off (filmqnn_hw.vivado) wires
+    [vivado]     optional: the processing system the Vivado hand-off (filmqnn_hw.flows.vivado) wires
                  the accelerator to: ps_ip, hp_ports, hp_data_bits, control_port,
                  control_base, board_part
 
@@ -53,7 +53,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
 }
 _FAMILIES = ("xc7", "xcup")
-#: The optional ``[vivado]`` table (read by :mod:`filmqnn_hw.vivado`).
+#: The optional ``[vivado]`` table (read by :mod:`filmqnn_hw.flows.vivado`).
 _VIVADO_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "ps_ip": ((str,), "processing-system IP: 'processing_system7' or 'zynq_ultra_ps_e'"),
     "hp_ports": ((list,), "PS slave ports to DDR, in the order masters are connected"),

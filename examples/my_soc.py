@@ -6,16 +6,16 @@ are filmqnn's defaults) it instantiates
 (a) a W4A5 filter-packed DSP multiplier for a DSP48E2 (``family="xcup"``, field spacing 11,
     symmetric weights -7..7), driven by the user's own input registers and followed by the
     user's own per-channel adders;
-(b) a :class:`~filmqnn_hw.accel.pe_array.PEArray` built from the user's
-    :class:`~filmqnn_hw.config.AcceleratorConfig` (every field spelled out in
+(b) a :class:`~filmqnn_hw.gateware.pe_array.PEArray` built from the user's
+    :class:`~filmqnn_hw.spec.config.AcceleratorConfig` (every field spelled out in
     :func:`my_config`), its ports forwarded to the top with ``wiring.connect``;
-(c) the whole :class:`~filmqnn_hw.accel.top.FilmQnnAccelerator` for the same config, its
+(c) the whole :class:`~filmqnn_hw.gateware.top.FilmQnnAccelerator` for the same config, its
     AXI4-Lite control slave and AXI4 master exposed at the top under the Vivado names
     ``s_axi_control`` / ``m_axi_gmem0`` (``wiring.flipped`` connections), plus the user's own
     status-LED register.
 
 Run ``python examples/my_soc.py [OUT.v]`` to write the top's Verilog (Vivado port names via
-:func:`filmqnn_hw.axi.verilog.convert_vivado`); ``tests/test_examples.py`` simulates it.
+:func:`filmqnn_hw.flows.verilog.convert_vivado`); ``tests/test_examples.py`` simulates it.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_hw.accel.pe_array import PEArray
-from filmqnn_hw.accel.top import FilmQnnAccelerator
-from filmqnn_hw.arith.packed_dsp import W4A5FilterPackedDsp
-from filmqnn_hw.axi.signatures import AXI4LiteSignature, AXI4Signature
-from filmqnn_hw.axi.verilog import convert_vivado
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.flows.verilog import convert_vivado
+from filmqnn_hw.gateware.arith.packed_dsp import W4A5FilterPackedDsp
+from filmqnn_hw.gateware.axi.signatures import AXI4LiteSignature, AXI4Signature
+from filmqnn_hw.gateware.pe_array import PEArray
+from filmqnn_hw.gateware.top import FilmQnnAccelerator
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 __all__ = ["my_config", "MySoC", "main"]
 

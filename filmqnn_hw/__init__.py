@@ -1,9 +1,9 @@
 """filmqnn_hw: Amaranth generators for the FILM-QNN mixed-precision accelerator.
 
 Importing the package is cheap: submodules that need amaranth import it themselves, and
-``filmqnn_hw.config`` (the shared configuration object) needs neither amaranth nor torch.
+``filmqnn_hw.spec.config`` (the shared configuration object) needs neither amaranth nor torch.
 """
 
-from .config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
 
 __all__ = ["AcceleratorConfig", "ConfigError"]

@@ -13,7 +13,7 @@ Measured figures, each a longer step with progress lines, added to the report:
 
 * ``--sim``: the cycles of the generated RTL for every network (and every ``--manifest``
   export's ``program.bin``) from the cycle model of the RTL, exact against Verilator
-  (:mod:`filmqnn_hw.accel.rtl_cycles`; seconds to a minute per network);
+  (:mod:`filmqnn_hw.models.rtl_cycles`; seconds to a minute per network);
 * ``--verilator`` (with ``--sim``): also build the Verilog top with Verilator and run the
   first network at ``--sim-size`` (default 32): bit-exact against the golden model and
   cycle-exact against the RTL model (minutes; the ZCU102 top needs 4-8 minutes and about 4 GB
@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 from boards import BoardError, list_boards, load_board
-
-from .config import AcceleratorConfig, ConfigError
-from .networks import NETWORKS, NetworkError
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.networks import NETWORKS, NetworkError
 
 __all__ = ["main"]
 
@@ -81,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _write_rtl(cfg: AcceleratorConfig, out: Path) -> Path:
     """Emit the accelerator top into ``out/rtl`` (Verilog + control map), with progress."""
-    from .accel.top import TOP_NAME, emit_verilog
-    from .axi.lite_regs import accelerator_control_map
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.axi.lite_regs import accelerator_control_map
+    from filmqnn_hw.gateware.top import TOP_NAME
 
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
@@ -128,23 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         if ns.config is not None:
             cfg = AcceleratorConfig.from_json(ns.config.read_text())
         else:
-            from .dse import design
+            from filmqnn_hw.search.dse import design
 
             cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
                          lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap,
                          schedule=ns.schedule)
-        from .networks import from_manifest
-        from .report import write_report
+        from filmqnn_hw.report import write_report
+        from filmqnn_hw.spec.networks import from_manifest
 
         if not ns.no_rtl:
-            from .accel.limits import geometry
+            from filmqnn_hw.spec.geometry import geometry
 
             geometry(cfg)  # refuse before writing anything, with the reason
         extra = tuple(from_manifest(str(m)) for m in ns.manifest)
         report = write_report(cfg, board, ns.out, nets + extra)
         hls_dir = None
         if ns.hls:
-            from .hls import HlsError, write_hls
+            from filmqnn_hw.flows.hls import HlsError, write_hls
 
             try:
                 hls_dir = write_hls(cfg, ns.out)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         vivado_note = ""
         if not ns.no_rtl:
             rtl_path = _write_rtl(cfg, ns.out)
-            from .vivado import VivadoError, write_vivado_project
+            from filmqnn_hw.flows.vivado import VivadoError, write_vivado_project
 
             try:
                 vivado_dir = write_vivado_project(cfg, board, ns.out, rtl_path)
@@ -212,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ...]):
     """The ``--sim`` / ``--verilator`` / ``--synth`` records (filmqnn_hw.evaluate)."""
-    from .evaluate import rtl_network_cycles, rtl_program_cycles, synthesize_top, verilator_check
-    from .networks import get_network
+    from filmqnn_hw.evaluate import (
+        rtl_network_cycles,
+        rtl_program_cycles,
+        synthesize_top,
+        verilator_check,
+    )
+    from filmqnn_hw.spec.networks import get_network
 
     def say(msg: str) -> None:
         print(msg, flush=True)
@@ -245,7 +250,7 @@ def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ..
 
 def get_network_name(manifest: Path) -> str:
     """The name the report gives an exported network (as ``from_manifest`` does)."""
-    from .networks import from_manifest
+    from filmqnn_hw.spec.networks import from_manifest
 
     return from_manifest(str(manifest)).name
 

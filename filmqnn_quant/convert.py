@@ -1,8 +1,8 @@
 """Conversion of a :class:`~filmqnn_quant.qat.QuantModel` into the golden integer graph.
 
-:func:`to_integer` emits one :class:`~filmqnn_quant.intgraph.ConvOp` per Conv2d/Linear (BN
+:func:`to_integer` emits one :class:`~filmqnn_hw.spec.intgraph.ConvOp` per Conv2d/Linear (BN
 folded into per-channel ``mult/offset/shift``, ReLU fused as ``lo = z_out``, a residual add
-fused into the convolution that precedes it), one :class:`~filmqnn_quant.intgraph.PoolOp`
+fused into the convolution that precedes it), one :class:`~filmqnn_hw.spec.intgraph.PoolOp`
 per pooling step, and drops flatten/dropout/identity. The integer parameters come from
 :func:`filmqnn_quant.qat.layer_integer_params`, the same function the QuantModel's eval
 forward uses, so both compute identical codes.
@@ -28,12 +28,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from filmqnn_hw.config import ACT_MAX, AcceleratorConfig, accumulator_bits
-
-from .graph import GraphError, LayerNode, PoolNode
-from .intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
-from .numerics import NumericsError, check_requant_range
-from .qat import QuantModel, pool_integer_params
+from filmqnn_hw.spec.config import ACT_MAX, AcceleratorConfig, accumulator_bits
+from filmqnn_hw.spec.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
+from filmqnn_hw.spec.numerics import NumericsError, check_requant_range
+from filmqnn_quant.graph import GraphError, LayerNode, PoolNode
+from filmqnn_quant.qat import QuantModel, pool_integer_params
 
 __all__ = ["to_integer", "group_permutations", "ConversionError", "GraphError"]
 

@@ -3,7 +3,7 @@
 Every loader returns an :class:`ArrayDataset`: float32 images ``(N, C, H, W)`` with pixels in
 ``[0, 1]`` and int64 labels. There is deliberately **no mean/std normalisation**: the
 accelerator quantizes the raw input image to 5-bit codes with scale ``1/31``
-(:func:`filmqnn_quant.numerics.quantize_input`), so the network must see the same pixels.
+(:func:`filmqnn_hw.spec.numerics.quantize_input`), so the network must see the same pixels.
 
 Sources (all offline):
 

@@ -33,10 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from filmqnn_hw.config import AcceleratorConfig, ConfigError
-
-from .image import FORMAT_VERSION, WeightImageError, read_image, write_image
-from .intgraph import AddOp, ConvOp, IntGraph, PoolOp
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp
+from filmqnn_hw.spec.program import VERSION as PROGRAM_VERSION
+from filmqnn_hw.spec.program import LayerProgram, ProgramError
+from filmqnn_hw.spec.weight_image import FORMAT_VERSION, WeightImageError, read_image, write_image
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -276,16 +278,11 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _program_module() -> Any:
-    return _need("filmqnn_hw.program", "the layer-program format")
-
-
 def _build_program(graph: IntGraph, config: AcceleratorConfig) -> Any:
     """The layer program (descriptors + DDR map) for ``graph`` on ``config``."""
-    prog = _program_module()
     try:
-        return prog.build_program(graph, config)
-    except prog.ProgramError as e:
+        return build_program(graph, config)
+    except ProgramError as e:
         raise ExportError(f"cannot build the layer program: {e}") from None
 
 
@@ -336,7 +333,7 @@ def write_export_dir(
                 "file": PROGRAM_FILE,
                 "sha256": hashlib.sha256(prog_bytes).hexdigest(),
                 "bytes": len(prog_bytes),
-                "format_version": _program_module().VERSION,
+                "format_version": PROGRAM_VERSION,
                 "ddr_bytes": program.mem_bytes,
                 "input_addr": program.input_addr,
                 "output_addr": program.output_addr,
@@ -427,7 +424,7 @@ def load_config(board: str | None, config_file: str | os.PathLike | None, ratio:
     if board is None:
         raise ExportError("give --board NAME (or --config FILE.json) to choose the accelerator")
     dse = _need(
-        "filmqnn_hw.dse",
+        "filmqnn_hw.search.dse",
         f"designing the accelerator for board {board!r}",
         "update the repository, or pass --config FILE.json with an accelerator config",
     )
@@ -843,10 +840,9 @@ def check_export(directory: str | os.PathLike) -> str:
             f"{PROGRAM_FILE} does not match the SHA-256 in {MANIFEST_FILE}: "
             "the files come from different exports"
         )
-    prog = _program_module()
     try:
-        prog.LayerProgram.parse(pdata, config)
-    except prog.ProgramError as e:
+        LayerProgram.parse(pdata, config)
+    except ProgramError as e:
         raise ExportError(f"{d / PROGRAM_FILE}: {e}") from None
     if _build_program(graph, config).to_bytes() != pdata:
         raise ExportError(

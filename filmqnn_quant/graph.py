@@ -1,7 +1,7 @@
 """Graph capture: a torch.fx trace turned into the quantizer's layer graph (``QGraph``).
 
 The quantizer does not rewrite the fx graph node by node; it *parses* it into a short list of
-integer-shaped operations, the same shapes the golden model (:mod:`filmqnn_quant.intgraph`)
+integer-shaped operations, the same shapes the golden model (:mod:`filmqnn_hw.spec.intgraph`)
 executes:
 
 * :class:`LayerNode`: a ``Conv2d`` or ``Linear`` with everything fused into its output

@@ -43,10 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from filmqnn_hw.config import AcceleratorConfig
-
-from .graph import AliasNode, GraphError, LayerNode, PoolNode, QGraph, capture
-from .numerics import (
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.numerics import (
     ACT_MAX,
     INPUT_SCALE,
     LOGIT_MAX,
@@ -60,6 +58,7 @@ from .numerics import (
     requantize,
     round_half_up,
 )
+from filmqnn_quant.graph import AliasNode, GraphError, LayerNode, PoolNode, QGraph, capture
 
 __all__ = [
     "ActQuant",

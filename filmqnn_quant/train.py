@@ -13,7 +13,7 @@
    (:meth:`QuantModel.freeze_selection`). The paper uses 100 of 150 epochs.
 3. Evaluation on the whole test set: FP32 accuracy, or for QAT the fake-quant accuracy
    *and* the integer golden model's accuracy (:func:`filmqnn_quant.convert.to_integer`, run on
-   :func:`filmqnn_quant.numerics.quantize_input` codes) with the number of images whose
+   :func:`filmqnn_hw.spec.numerics.quantize_input` codes) with the number of images whose
    prediction differs and whose logit codes differ (both must be 0).
 
 Input pixels are in [0, 1] with no normalisation (the hardware input scale is 1/31).
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
-from .numerics import INPUT_SCALE
+from filmqnn_hw.spec.numerics import INPUT_SCALE
+from filmqnn_quant.data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--board",
         default=None,
         help="train for this board's accelerator: the 8-bit filters of every layer fill exactly "
-        "its 8-bit slots per tile (filmqnn_hw.dse.design), so the checkpoint exports as trained",
+        "its 8-bit slots per tile (filmqnn_hw.search.dse.design), so the checkpoint exports as trained",
     )
     p.add_argument(
         "--config", type=Path, default=None, help="accelerator config JSON instead of --board"
@@ -220,7 +220,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def build_from_checkpoint(ck: dict[str, Any]):
     """Rebuild the model of a checkpoint: the FP32 module, or the QuantModel for QAT ones."""
-    from .models import build_model
+    from filmqnn_quant.models import build_model
 
     model = build_model(ck["model"], **ck["model_kwargs"])
     if ck["precision"] == "fp32":
@@ -228,12 +228,12 @@ def build_from_checkpoint(ck: dict[str, Any]):
         return model
     import torch
 
-    from .qat import prepare_qat
+    from filmqnn_quant.qat import prepare_qat
 
     example = torch.zeros((1, *ck["input_shape"]))
     config = None
     if ck.get("config"):
-        from filmqnn_hw.config import AcceleratorConfig
+        from filmqnn_hw.spec.config import AcceleratorConfig
 
         config = AcceleratorConfig.from_dict(ck["config"])
     qmodel = prepare_qat(model, config, ratio=ck["ratio"], example_input=example)
@@ -292,7 +292,7 @@ def evaluate(model, ds: ArrayDataset, batch_size: int = 500, device: str = "cpu"
 
 def integer_evaluate(graph, ds: ArrayDataset, batch_size: int = 250):
     """Run the golden integer model on ``ds``: (accuracy %, output codes int64 (N, classes))."""
-    from .numerics import quantize_input
+    from filmqnn_hw.spec.numerics import quantize_input
 
     outs = []
     for i in range(0, len(ds), batch_size):
@@ -318,7 +318,7 @@ def _selection_batch(train: ArrayDataset, idx: np.ndarray, seed: int, epoch: int
 
 
 def _model_kwargs(args: argparse.Namespace, train: ArrayDataset) -> dict[str, Any]:
-    from .models import parse_model_arg
+    from filmqnn_quant.models import parse_model_arg
 
     kw: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": train.input_shape[0]}
     if args.width_mult is not None:
@@ -352,7 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise TrainError(f"--ratio must be in [0, 1], not {args.ratio}")
     config = None
     if args.board is not None or args.config is not None:
-        from .export import ExportError, load_config
+        from filmqnn_quant.export import ExportError, load_config
 
         try:
             config = load_config(args.board, args.config, args.ratio)
@@ -383,7 +383,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"shape {train.input_shape}, {train.num_classes} classes, world {d.world}",
     )
 
-    from .models import build_model
+    from filmqnn_quant.models import build_model
 
     ck = load_checkpoint(args.checkpoint_in) if args.checkpoint_in else None
     if ck is not None:
@@ -470,7 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- QAT ----
     if args.precision == "qat":
-        from .qat import prepare_qat
+        from filmqnn_quant.qat import prepare_qat
 
         example = torch.from_numpy(train.images[:2]).to(d.device)
         if qmodel is None:
@@ -612,7 +612,7 @@ def _bit_stats(qmodel) -> dict[str, Any]:
 
 def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: bool):
     """Convert to the integer graph, run it on ``test`` and compare with the fake-quant outputs."""
-    from .convert import to_integer
+    from filmqnn_quant.convert import to_integer
 
     t0 = time.perf_counter()
     graph = to_integer(qmodel, test.input_shape)

@@ -9,13 +9,7 @@ from Xilinx's behaviour.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hls_compat.csim import CXXFLAGS, CsimError, compile_csim
+from hls_compat.csim import CXXFLAGS, CsimError, compile_csim, include_dir
 
 __all__ = ["include_dir", "CXXFLAGS", "CsimError", "compile_csim"]
 
-
-def include_dir() -> Path:
-    """The directory holding ``ap_int.h``, ``hls_stream.h`` and ``ap_axi_sdata.h`` (for ``-I``)."""
-    return Path(__file__).resolve().parent

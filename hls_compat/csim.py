@@ -18,6 +18,11 @@ class CsimError(RuntimeError):
     """The C-simulation build failed; the message holds the command and the compiler output."""
 
 
+def include_dir() -> Path:
+    """The directory holding ``ap_int.h``, ``hls_stream.h`` and ``ap_axi_sdata.h`` (for ``-I``)."""
+    return Path(__file__).resolve().parent
+
+
 def compile_csim(
     sources: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
@@ -34,7 +39,6 @@ def compile_csim(
     ``cxx`` defaults to ``$CXX`` or ``g++``. Raises :class:`CsimError` naming the problem when
     the compiler is missing, a source does not exist, or compilation fails.
     """
-    from hls_compat import include_dir
 
     compiler = cxx or os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:

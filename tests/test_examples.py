@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.accel.pe_array import PEMode, record_bits
-from filmqnn_hw.axi.lite_regs import AP_CTRL, GIE, IER, ISR
-from filmqnn_hw.axi.lite_sim import lite_read, lite_write
-from filmqnn_hw.axi.mem_model import AXIMemoryModel
-from filmqnn_hw.program import build_program
-from filmqnn_quant.image import pack_conv_weights
-from filmqnn_quant.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_quant.numerics import quantize_multiplier
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.gateware.axi.lite_regs import AP_CTRL, GIE, IER, ISR
+from filmqnn_hw.sim.lite_sim import lite_read, lite_write
+from filmqnn_hw.sim.mem_model import AXIMemoryModel
+from filmqnn_hw.spec.geometry import PEMode, record_bits
+from filmqnn_hw.spec.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
+from filmqnn_hw.spec.numerics import quantize_multiplier
+from filmqnn_hw.spec.weight_image import pack_conv_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))

@@ -5,7 +5,7 @@ activations into ap_uint<40> with range(), accumulates unpacked signed 4x5 / 8x5
 ap_int<26>, and requantizes ``clip((acc*mult + offset [+ res*res_mult]) >> shift, lo, hi)``
 with acc ap_int<26>, mult ap_uint<15>, offset ap_int<48>, evaluated in ap_int<48>, ap_int<64>
 and the exact expression type. Requantization is compared with
-:func:`filmqnn_quant.numerics.requantize` on numpy int64, over thousands of vectors inside the
+:func:`filmqnn_hw.spec.numerics.requantize` on numpy int64, over thousands of vectors inside the
 contract's domain (|y| < 2**47) including its extremes.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, Y_BITS, requantize
+from filmqnn_hw.spec.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, Y_BITS, requantize
 
 ACC_BITS = 26
 ACC_MIN, ACC_MAX = -(1 << (ACC_BITS - 1)), (1 << (ACC_BITS - 1)) - 1

@@ -8,7 +8,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.accel.divider import ConstDivider
+from filmqnn_hw.gateware.divider import ConstDivider
 
 
 def _run(width: int, divisor: int, xs: list[int]) -> list[tuple[int, int]]:

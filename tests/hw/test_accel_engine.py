@@ -1,6 +1,6 @@
 """The accelerator runs layer programs bit-exact: pysim of the whole top against the golden model.
 
-Every case builds a layer program with :func:`filmqnn_hw.program.build_program`, runs the
+Every case builds a layer program with :func:`filmqnn_hw.compiler.program_builder.build_program`, runs the
 generated top (AXI4-Lite control, AXI4 master on a memory model, engine) in Amaranth's
 simulator, and compares the output tensor with ``IntGraph.run`` using ``==``.
 """
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_program import conv_graph, graph_of, layer_cases, rand_conv, small_network
 
-from filmqnn_hw.accel.limits import RtlUnsupported, check_program, geometry
-from filmqnn_hw.accel.pysim import AcceleratorError, run_pysim
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.program import build_program
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.sim.pysim import AcceleratorError, run_pysim
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.geometry import RtlUnsupported, check_program, geometry
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # pysim of the 28x32 array
 

@@ -1,13 +1,13 @@
-"""``filmqnn_hw.accel.limits``: the memories the resource model prices are the engine's."""
+"""``filmqnn_hw.spec.geometry``: the memories the resource model prices are the engine's."""
 
 from __future__ import annotations
 
 import pytest
 from amaranth.hdl import Fragment, MemoryInstance, Shape
 
-from filmqnn_hw.accel.engine import ProgramEngine
-from filmqnn_hw.accel.limits import rtl_memories
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.gateware.engine import ProgramEngine
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.geometry import rtl_memories
 
 CONFIGS = {
     "G8": AcceleratorConfig.small(act_pack=8, axi_data_bits=128),

@@ -10,8 +10,9 @@ import pytest
 from amaranth import signed
 from amaranth.sim import Simulator
 
-from filmqnn_hw.accel.pe_array import (
-    PEArray,
+from filmqnn_hw.gateware.pe_array import PEArray
+from filmqnn_hw.spec.config import ACT_MAX, TREE_FAN_IN, AcceleratorConfig
+from filmqnn_hw.spec.geometry import (
     PEMode,
     engine_plan,
     half_slots,
@@ -19,8 +20,7 @@ from filmqnn_hw.accel.pe_array import (
     record_bits,
     record_rows,
 )
-from filmqnn_hw.config import ACT_MAX, TREE_FAN_IN, AcceleratorConfig
-from filmqnn_quant.image import pack_conv_weights
+from filmqnn_hw.spec.weight_image import pack_conv_weights
 
 
 def _mix(tm: int, tn: int, n8: int, w8_dsp: int, w4_dsp: int, **kw) -> AcceleratorConfig:

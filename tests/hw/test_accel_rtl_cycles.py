@@ -1,4 +1,4 @@
-"""The cycle model of the RTL (``filmqnn_hw/accel/rtl_cycles.py``) on its own.
+"""The cycle model of the RTL (``filmqnn_hw/models/rtl_cycles.py``) on its own.
 
 Its exactness against the generated Verilog (every counter and every layer's cycles equal,
 ``==``, over several configurations, networks and memory timings) is checked where the
@@ -13,9 +13,9 @@ import pytest
 from test_accel_engine import CFG_A, CFG_B, CFG_B2
 from test_program import small_network
 
-from filmqnn_hw.accel.limits import RtlUnsupported
-from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-from filmqnn_hw.program import build_program
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+from filmqnn_hw.spec.geometry import RtlUnsupported
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The chunk-level estimate of the RTL's cycles (``filmqnn_hw/accel/rtl_estimate.py``).
+"""The chunk-level estimate of the RTL's cycles (``filmqnn_hw/models/rtl_estimate.py``).
 
 It is held to the clock-exact cycle model of the RTL (``rtl_cycles``, itself equal to
 Verilator in ``test_accel_top.py``) on every layer kind of the test configurations and on
@@ -13,10 +13,10 @@ import pytest
 from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D
 from test_program import layer_cases, small_network
 
-from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-from filmqnn_hw.accel.rtl_estimate import estimate_network
-from filmqnn_hw.networks import NetworkError, from_intgraph
-from filmqnn_hw.program import build_program
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+from filmqnn_hw.models.rtl_estimate import estimate_network
+from filmqnn_hw.spec.networks import NetworkError, from_intgraph
 
 #: per network (or single-layer case) |estimate / rtl_cycles - 1|
 TOL_CASE = 0.08
@@ -53,8 +53,8 @@ def test_every_layer_kind_within_tolerance(name, cfg):
 def test_board_designs_on_reduced_networks(board):
     """The two default designs (several ports, the DDR cap, weight ports), ResNet-18 and
     MobileNet-V2 at 32x32: whole-network estimate within TOL_NETWORK of the exact model."""
-    from filmqnn_hw.dse import design
     from filmqnn_hw.evaluate import random_network
+    from filmqnn_hw.search.dse import design
 
     cfg = design(board)
     for net in ("resnet18", "mobilenet_v2"):
@@ -74,8 +74,8 @@ TOL_LAYER_224 = 0.02
 def test_board_designs_every_layer_of_a_full_frame(board, net):
     """224x224 frames on the board designs: every layer's estimate within 2% of the exact
     model (what benchmarks/results/rtl_model.md reports for all six networks)."""
-    from filmqnn_hw.dse import design
     from filmqnn_hw.evaluate import random_network
+    from filmqnn_hw.search.dse import design
 
     cfg = design(board)
     g, _ = random_network(net, cfg, 224)

@@ -19,18 +19,18 @@ import pytest
 from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
 from test_program import graph_of, rand_conv, small_network
 
-from filmqnn_hw.accel.limits import check_program, geometry
-from filmqnn_hw.accel.pe_array import engine_plan
-from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-from filmqnn_hw.accel.top import TOP_NAME, emit_verilog
-from filmqnn_hw.accel.verilator_sim import (
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.flows.verilog import emit_verilog
+from filmqnn_hw.gateware.top import TOP_NAME
+from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+from filmqnn_hw.sim.verilator import (
     build_verilator,
     run_verilator,
     top_ports,
     verilator_lint,
 )
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.program import build_program
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.geometry import check_program, engine_plan, geometry
 
 #: Mid-size config for whole networks: 16x16 array (one 8-bit lane), G=8 on 128-bit beats.
 MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128, tr=8,
@@ -94,7 +94,7 @@ def sims(vroot):
 def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
     """Run ``graph`` on the built top for ``key`` against a memory with ``timing``; assert
     every written tensor equals the golden model's and, without random stalls, that the
-    cycle model of the RTL (:mod:`filmqnn_hw.accel.rtl_cycles`) predicts every counter and
+    cycle model of the RTL (:mod:`filmqnn_hw.models.rtl_cycles`) predicts every counter and
     every layer's cycles exactly; return the VerilatorRun."""
     cfg = CFGS[key]
     prog = build_program(graph, cfg, reuse=False)
@@ -169,7 +169,7 @@ def test_board_top_lint(board, tmp_path):
     """The tops `python -m filmqnn_hw.build BOARD` writes (the design search's configs) emit
     with one shared module per repeated unit and lint clean (PYNQ-Z2 about 15 s, ZCU102
     about 40 s)."""
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.search.dse import design
 
     cfg = design(board)
     path = tmp_path / f"{board}.v"
@@ -206,7 +206,7 @@ def test_two_stage_adder_trees(vroot):
     """A PE array whose dot units need two adder-tree stages (PE latency 7, as on ZCU102):
     the small network bit-exact, every counter and layer equal to the cycle model; with
     random stalls the same bits."""
-    from filmqnn_hw.accel.pe_array import pe_latency
+    from filmqnn_hw.spec.geometry import pe_latency
 
     assert pe_latency(TREE2) == 7
     sim = build_verilator(_emit("TREE2", vroot), TOP_NAME, TREE2.axi_data_bits,
@@ -308,9 +308,9 @@ NETS = {
 
 def _network(name, cfg):
     torch = pytest.importorskip("torch")
+    from filmqnn_hw.spec.numerics import quantize_input
     from filmqnn_quant.convert import to_integer
     from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
     from filmqnn_quant.qat import prepare_qat
 
     kw, shape = NETS[name]

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """Whole-system Verilator simulation: a tiny AXI4-Lite-controlled DMA core against the C++
-AXI4 memory model (filmqnn_hw.accel.verilator_sim)."""
+AXI4 memory model (filmqnn_hw.sim.verilator)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_hw.accel import verilator_sim as vs
-from filmqnn_hw.accel.verilator_sim import (
+from filmqnn_hw.flows.verilog import convert_vivado, write_vivado
+from filmqnn_hw.gateware.axi.dma import AXI4DMA
+from filmqnn_hw.gateware.axi.lite_regs import AXI4LiteControl
+from filmqnn_hw.gateware.axi.signatures import AXI4Signature
+from filmqnn_hw.sim import verilator as vs
+from filmqnn_hw.sim.verilator import (
     VerilatorError,
     VerilatorNotFoundError,
     build_verilator,
@@ -22,10 +26,6 @@ from filmqnn_hw.accel.verilator_sim import (
     tb_config_header,
     verilator_lint,
 )
-from filmqnn_hw.axi.dma import AXI4DMA
-from filmqnn_hw.axi.lite_regs import AXI4LiteControl
-from filmqnn_hw.axi.signatures import AXI4Signature
-from filmqnn_hw.axi.verilog import convert_vivado, write_vivado
 
 BEATS = 200
 OUT_OFFSET = 4096

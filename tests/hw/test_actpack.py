@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.actpack import (
-    ActPacker,
-    ActPackError,
-    ActUnpacker,
-    pack_row,
-    unpack_row,
-    words_per_beat,
-)
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.synth import to_verilog
+from filmqnn_hw.flows.synth import to_verilog
+from filmqnn_hw.gateware.actpack import ActPacker, ActPackError, ActUnpacker, pack_row, unpack_row
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.geometry import words_per_beat
 
 CONFIGS = [
     AcceleratorConfig.small(),  # G=4, 64-bit beats: 3 words of 20 bits

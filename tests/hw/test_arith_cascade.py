@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.arith.cascade import SPACING, W8A5CascadeDotUnit
-from filmqnn_hw.arith.packing import PackingError
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.gateware.arith.cascade import SPACING, W8A5CascadeDotUnit
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.packing import PackingError
 
 FAN_IN = AcceleratorConfig.small().max_fan_in
 
@@ -142,8 +142,8 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
-    from filmqnn_hw.arith.dsp48e2_model import dsp48e1_model, dsp48e2_model
-    from filmqnn_hw.synth import to_verilog
+    from filmqnn_hw.flows.synth import to_verilog
+    from filmqnn_hw.gateware.arith.dsp48e2_model import dsp48e1_model, dsp48e2_model
 
     if shutil.which("verilator") is None:
         pytest.skip("verilator not installed")
@@ -221,7 +221,7 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
 @pytest.mark.synth
 def test_cascade_adders_stay_in_the_dsps():
     """xc7: 2 DSP48E1 and no 48-bit chain adder in fabric (only extraction + accumulators)."""
-    from filmqnn_hw.synth import synthesize
+    from filmqnn_hw.flows.synth import synthesize
 
     res = synthesize(W8A5CascadeDotUnit("xc7", 2, FAN_IN, skew=False), "c", "xc7")
     assert res.cells.get("DSP48E1", 0) == 2, res.cells

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from filmqnn_hw.arith.costs import ENGINES, load_arith_costs
+from filmqnn_hw.models.arith_costs import ENGINES, load_arith_costs
 
 
 def test_packaged_costs_load():

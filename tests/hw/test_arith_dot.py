@@ -12,15 +12,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from filmqnn_hw.arith.dot import LutDotUnit, PackedDotUnit, pipelined_sum
-from filmqnn_hw.arith.packing import PackingError, w4a5_filter_layout
-from filmqnn_hw.config import (
+from filmqnn_hw.gateware.arith.dot import LutDotUnit, PackedDotUnit, pipelined_sum
+from filmqnn_hw.spec.config import (
     TREE_FAN_IN,
     AcceleratorConfig,
     ConfigError,
     tree_pipeline_bits,
     tree_stages,
 )
+from filmqnn_hw.spec.packing import PackingError, w4a5_filter_layout
 
 FAN_IN = AcceleratorConfig.small().max_fan_in  # 4608, 3x3x512
 N = 4
@@ -209,7 +209,7 @@ def test_dot_errors():
 
 @pytest.mark.synth
 def test_packed_dot_maps_one_dsp_per_multiplier():
-    from filmqnn_hw.synth import synthesize
+    from filmqnn_hw.flows.synth import synthesize
 
     dut = PackedDotUnit.from_config(AcceleratorConfig.small(), "w4a5_kernel", 2)
     res = synthesize(dut, "dot", "xc7")

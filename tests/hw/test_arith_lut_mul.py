@@ -4,9 +4,9 @@
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.arith.lut_mul import LutMultiplier
-from filmqnn_hw.arith.packing import PackingError
-from filmqnn_hw.synth import synthesize
+from filmqnn_hw.flows.synth import synthesize
+from filmqnn_hw.gateware.arith.lut_mul import LutMultiplier
+from filmqnn_hw.spec.packing import PackingError
 
 
 @pytest.mark.parametrize("w_bits", [4, 8])

@@ -7,21 +7,21 @@ import shutil
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.arith.exhaustive import run_exhaustive
-from filmqnn_hw.arith.packed_dsp import (
+from filmqnn_hw.flows.synth import synthesize, to_verilog
+from filmqnn_hw.gateware.arith.packed_dsp import (
     PackedDspMultiplier,
     W4A5FilterPackedDsp,
     W4A5KernelPackedDsp,
     W8A5PackedDsp,
     platform_flavour,
 )
-from filmqnn_hw.arith.packing import (
+from filmqnn_hw.spec.packing import (
     PackingError,
     w4a5_filter_layout,
     w4a5_kernel_layout,
     w8a5_layout,
 )
-from filmqnn_hw.synth import synthesize, to_verilog
+from filmqnn_hw.verify.exhaustive import run_exhaustive
 
 requires_verilator = pytest.mark.skipif(
     shutil.which("verilator") is None, reason="verilator not installed"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from filmqnn_hw.arith.packing import (
+from filmqnn_hw.spec.packing import (
     Operand,
     PackedLayout,
     PackingError,

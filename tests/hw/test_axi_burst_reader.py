@@ -8,8 +8,8 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.burst_reader import AXI4BurstReader
-from filmqnn_hw.axi.mem_model import AXIMemoryModel
+from filmqnn_hw.gateware.axi.burst_reader import AXI4BurstReader
+from filmqnn_hw.sim.mem_model import AXIMemoryModel
 
 MEM_BYTES = 1 << 14
 

@@ -10,10 +10,10 @@ from amaranth.hdl import Fragment, unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.burst_writer import AXI4BurstWriter, write_data_layout
-from filmqnn_hw.axi.dma import AXI4DMA
-from filmqnn_hw.axi.mem_model import AXIMemoryModel
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.gateware.axi.burst_writer import AXI4BurstWriter, write_data_layout
+from filmqnn_hw.gateware.axi.dma import AXI4DMA
+from filmqnn_hw.sim.mem_model import AXIMemoryModel
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 MEM_BYTES = 1 << 14
 FILL = 0xA5

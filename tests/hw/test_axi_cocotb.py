@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filmqnn_hw.axi.dma import AXI4DMA
-from filmqnn_hw.axi.lite_regs import AXI4LiteControl
-from filmqnn_hw.axi.verilog import write_vivado
+from filmqnn_hw.flows.verilog import write_vivado
+from filmqnn_hw.gateware.axi.dma import AXI4DMA
+from filmqnn_hw.gateware.axi.lite_regs import AXI4LiteControl
 
 TB_DIR = Path(__file__).parent / "cocotb"
 
@@ -93,9 +93,10 @@ def test_accelerator_top_cocotb(tmp_path):
     from test_accel_engine import CFG_B2
     from test_program import layer_cases, small_network
 
-    from filmqnn_hw.accel.limits import check_program
-    from filmqnn_hw.accel.top import FilmQnnAccelerator, emit_verilog
-    from filmqnn_hw.program import build_program
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.flows.verilog import emit_verilog
+    from filmqnn_hw.gateware.top import FilmQnnAccelerator
+    from filmqnn_hw.spec.geometry import check_program
 
     cfg = CFG_B2
     cases = layer_cases(cfg)

@@ -9,7 +9,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.lite_regs import (
+from filmqnn_hw.gateware.axi.lite_regs import (
     AP_CTRL,
     GIE,
     IER,
@@ -19,7 +19,7 @@ from filmqnn_hw.axi.lite_regs import (
     Entry,
     accelerator_control_map,
 )
-from filmqnn_hw.axi.lite_sim import lite_read, lite_write
+from filmqnn_hw.sim.lite_sim import lite_read, lite_write
 
 MASK64 = (1 << 64) - 1
 

@@ -12,9 +12,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.burst_reader import AXI4BurstReader
-from filmqnn_hw.axi.mem_model import AXIMemoryModel, AXIProtocolError
-from filmqnn_hw.axi.signatures import AXI4Signature
+from filmqnn_hw.gateware.axi.burst_reader import AXI4BurstReader
+from filmqnn_hw.gateware.axi.signatures import AXI4Signature
+from filmqnn_hw.sim.mem_model import AXIMemoryModel, AXIProtocolError
 
 
 class Port(wiring.Component):

@@ -8,7 +8,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_hw.axi.signatures import AXI4LiteSignature, AXI4Signature, connect_read_write
+from filmqnn_hw.gateware.axi.signatures import AXI4LiteSignature, AXI4Signature, connect_read_write
 
 
 def test_lite_members():

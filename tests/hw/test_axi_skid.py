@@ -7,7 +7,7 @@ import random
 from amaranth import unsigned
 from amaranth.sim import Simulator
 
-from filmqnn_hw.axi.skid import StreamSkidBuffer
+from filmqnn_hw.gateware.axi.skid import StreamSkidBuffer
 
 
 def _run(p_valid: float, p_ready: float, n: int = 300, seed: int = 0) -> tuple[list, int]:

@@ -12,8 +12,8 @@ from amaranth.hdl import Fragment, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from filmqnn_hw.axi.lite_regs import AXI4LiteControl
-from filmqnn_hw.axi.verilog import convert_vivado, vivado_ports, write_vivado
+from filmqnn_hw.flows.verilog import convert_vivado, vivado_ports, write_vivado
+from filmqnn_hw.gateware.axi.lite_regs import AXI4LiteControl
 
 
 def ports_of(text: str, module: str) -> dict[str, str]:
@@ -73,7 +73,7 @@ def test_name_collision():
 
 
 def test_dma_ports_and_lint(tmp_path):
-    from filmqnn_hw.axi.dma import AXI4DMA
+    from filmqnn_hw.gateware.axi.dma import AXI4DMA
 
     dut = AXI4DMA("m_axi_gmem0", addr_width=32, data_width=128, id_width=1)
     text = write_vivado(dut, "filmqnn_dma", tmp_path / "dma.v")
@@ -90,8 +90,8 @@ def test_dma_ports_and_lint(tmp_path):
 
 
 def test_reader_writer_lint(tmp_path):
-    from filmqnn_hw.axi.burst_reader import AXI4BurstReader
-    from filmqnn_hw.axi.burst_writer import AXI4BurstWriter
+    from filmqnn_hw.gateware.axi.burst_reader import AXI4BurstReader
+    from filmqnn_hw.gateware.axi.burst_writer import AXI4BurstWriter
 
     write_vivado(AXI4BurstReader(data_width=512, max_outstanding=8), "rd", tmp_path / "rd.v")
     lint(tmp_path / "rd.v", "rd")
@@ -100,8 +100,8 @@ def test_reader_writer_lint(tmp_path):
 
 
 def test_dma_from_config():
-    from filmqnn_hw.axi.dma import AXI4DMA
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.gateware.axi.dma import AXI4DMA
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg = AcceleratorConfig.small()
     dma = AXI4DMA.from_config(cfg, 0)

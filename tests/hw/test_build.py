@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from filmqnn_hw.build import main
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 
 @pytest.mark.parametrize("board", ["zcu102", "pynq_z2"])
@@ -149,8 +149,8 @@ def test_build_hls_flag_and_default_out_dir(tmp_path, monkeypatch, capsys):
 
 def test_build_writes_the_verilog_top(tmp_path, capsys):
     """Without --no-rtl the build emits the accelerator top and its control map."""
-    from filmqnn_hw.accel.top import TOP_NAME
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.gateware.top import TOP_NAME
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
     cfg_file = tmp_path / "config.json"
@@ -171,7 +171,7 @@ def test_build_writes_the_verilog_top(tmp_path, capsys):
 
 
 def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg_file = tmp_path / "config.json"
     cfg_file.write_text(AcceleratorConfig.small(tn=6).replace(ddr_bytes_per_cycle=8.0).to_json())
@@ -188,8 +188,8 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
     skipped silently (exit 1)."""
     from test_program import small_network
 
-    from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
-    from filmqnn_hw.program import build_program
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
     from filmqnn_quant.export import write_export_dir
 
     cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from filmqnn_hw.config import (
+from filmqnn_hw.spec.config import (
     ACT_MAX,
     W8_MAX,
     AcceleratorConfig,
@@ -88,7 +88,7 @@ def test_n8_capacity_matches_slot_positions(tm, n8, cout):
 
 def test_config_module_imports_neither_torch_nor_amaranth():
     code = (
-        "import sys, filmqnn_hw.config, filmqnn_quant.numerics, filmqnn_quant.intgraph;"
+        "import sys, filmqnn_hw.spec.config, filmqnn_hw.spec.numerics, filmqnn_hw.spec.intgraph;"
         "bad = [m for m in ('torch', 'amaranth') if m in sys.modules];"
         "print(','.join(bad))"
     )

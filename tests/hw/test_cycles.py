@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filmqnn_hw.config import AcceleratorConfig, ConfigError
-from filmqnn_hw.cycles import (
+from filmqnn_hw.models.cycles import (
     BOUNDS,
     DEFAULT_TIMING,
     Timing,
@@ -19,7 +18,8 @@ from filmqnn_hw.cycles import (
     plan_fm_cache,
     px_options,
 )
-from filmqnn_hw.networks import Layer, get_network
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.networks import Layer, get_network
 
 TIM = Timing(t_dma=10, t_pipe=2, t_out=3, t_sync=1, t_layer=5, ots_beats_per_cycle=8)
 

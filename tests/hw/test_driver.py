@@ -1,7 +1,7 @@
-"""The host driver (:mod:`filmqnn_hw.driver`): register sequencing on a fake MMIO core, the
+"""The host driver (:mod:`filmqnn_hw.host.driver`): register sequencing on a fake MMIO core, the
 refusals (another config's weight image, a missing overlay, no pynq, a timeout), and end to
 end through :class:`SimBackend` (Verilator) equal to the golden model with ``==``, and the
-demo (``python -m filmqnn_hw.demo``) on one Fashion-MNIST image.
+demo (``python -m filmqnn_quant.demo``) on one Fashion-MNIST image.
 
 The Verilator build of the small config lives in the session's base temp directory
 (``driver_sim``) and is built once (the demo test reuses it through its stamp).
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from test_program import small_network as shared_small_network
 
-from filmqnn_hw.axi.lite_regs import AP_CTRL, IER, ISR, accelerator_control_map
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.driver import (
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.gateware.axi.lite_regs import AP_CTRL, IER, ISR, accelerator_control_map
+from filmqnn_hw.host.driver import (
     AP_DONE,
     AP_IDLE,
     AP_START,
@@ -34,7 +34,7 @@ from filmqnn_hw.driver import (
     SimBackend,
     decode_status,
 )
-from filmqnn_hw.program import build_program
+from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_quant.export import export_graph
 
 #: The driver tests' simulated accelerator (G=8 on 128-bit beats; builds in ~40 s).
@@ -131,7 +131,7 @@ class FakeCore(Backend):
         layers = self.regs[0x10] | self.regs[0x14] << 32
         mem = bytes(self.buf.device)
         # the program the host wrote sits at 'layers' inside the buffer
-        from filmqnn_hw.program import LayerProgram
+        from filmqnn_hw.spec.program import LayerProgram
 
         head, _ = LayerProgram.parse(mem[layers - self.phys:][:64 + 384 * len(self.graph.ops)
                                                              + 4], self.config)
@@ -139,7 +139,7 @@ class FakeCore(Backend):
         assert head["input_addr"] == prog.input_addr
         x = prog.read_tensor(b"\0" * self.phys + mem, prog.input_spec.name)
         y = self.graph.run(x[None])[0]
-        from filmqnn_hw.program import pack_logits
+        from filmqnn_hw.spec.program import pack_logits
 
         out = pack_logits(y)
         o = prog.output_addr - self.phys
@@ -251,7 +251,7 @@ def test_pynq_missing_is_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynq", None)  # import pynq -> ImportError
     with pytest.raises(DriverError, match="pynq is not installed"):
         PynqBackend(tmp_path / "a.bit")
-    assert "filmqnn_hw.driver" in sys.modules  # importing the driver never needs pynq
+    assert "filmqnn_hw.host.driver" in sys.modules  # importing the driver never needs pynq
 
 
 def test_pynq_backend_with_a_stub_module(tmp_path, monkeypatch):
@@ -358,7 +358,7 @@ def test_sim_timeout_message_has_registers(sim_backend, tmp_path):
 @pytest.mark.verilator
 @needs_verilator
 def test_demo_one_image(sim_backend, tmp_path, capsys):
-    """``python -m filmqnn_hw.demo`` on one test image with the small simulated config."""
+    """``python -m filmqnn_quant.demo`` on one test image with the small simulated config."""
     pytest.importorskip("torch")
     from filmqnn_quant.data import load_dataset
 
@@ -366,7 +366,7 @@ def test_demo_one_image(sim_backend, tmp_path, capsys):
         load_dataset("fashion_mnist", "test")
     except (FileNotFoundError, ValueError) as e:
         pytest.skip(f"Fashion-MNIST not installed: {e}")
-    from filmqnn_hw.demo import main, small_sim_config
+    from filmqnn_quant.demo import main, small_sim_config
 
     assert small_sim_config() == CFG  # so the cached build is reused
     rc = main(["--images", "1", "--sim-config", "small", "--out", str(tmp_path / "demo"),

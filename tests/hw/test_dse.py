@@ -8,9 +8,9 @@ import tomllib
 import pytest
 
 import boards
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.dse import DEFAULT_CAPS, DseError, design
-from filmqnn_hw.resources import predict
+from filmqnn_hw.models.resources import predict
+from filmqnn_hw.search.dse import DEFAULT_CAPS, DseError, design
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 
 @pytest.mark.parametrize("board", ["zcu102", "pynq_z2"])
@@ -32,7 +32,7 @@ def test_design_is_valid_and_within_caps(board):
     assert set(cfg.notes["fps"]) == {"resnet18", "resnet50", "mobilenet_v2"}
     assert AcceleratorConfig.from_json(cfg.to_json()) == cfg
     # the default schedule is what the RTL builds, and the RTL can build it
-    from filmqnn_hw.accel.limits import geometry
+    from filmqnn_hw.spec.geometry import geometry
 
     assert cfg.notes["schedule"] == "rtl" and r.provenance["schedule"] == "rtl"
     assert (cfg.kernel_packing, cfg.px_max, cfg.fm_cache_kbits) == (False, 1, 0)
@@ -43,8 +43,8 @@ def test_rtl_schedule_ranks_by_the_rtl_estimate():
     """The default search scores configs by what the generated RTL does (the chunk-level
     estimate), and among scores within the estimate's error band takes the most LUT
     headroom."""
-    from filmqnn_hw.accel.rtl_estimate import estimate_network
-    from filmqnn_hw.dse import RTL_TIE_BAND, search
+    from filmqnn_hw.models.rtl_estimate import estimate_network
+    from filmqnn_hw.search.dse import RTL_TIE_BAND, search
 
     cands = search("pynq_z2", networks=("resnet18",), top_arrays=6)
     best = max(c.score for c in cands)

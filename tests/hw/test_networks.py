@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from filmqnn_hw.networks import (
+from filmqnn_hw.spec.networks import (
     Layer,
     Network,
     NetworkError,
@@ -51,7 +51,7 @@ def test_json_roundtrip_and_errors():
 
 
 def test_from_intgraph():
-    from filmqnn_quant.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
+    from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
 
     def conv(name, src, dst, cin, cout, k, s, p, groups=1, kind="conv", residual=None):
         w = np.zeros((cout, cin // groups, k, k), np.int64)
@@ -94,11 +94,10 @@ def test_from_intgraph():
 def test_from_manifest_matches_intgraph(tmp_path):
     import json
 
-    from filmqnn_hw.networks import from_intgraph, from_manifest, resnet18
-    from filmqnn_quant.export import manifest_layers
-
     # a real network shape, as an IntGraph with zero weights, through the exporter's manifest
-    from filmqnn_quant.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
+    from filmqnn_hw.spec.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
+    from filmqnn_hw.spec.networks import from_intgraph, from_manifest, resnet18
+    from filmqnn_quant.export import manifest_layers
 
     net = resnet18()
     tensors = {"input": TensorSpec("input", 3, 224, 224, 1.0)}

@@ -13,8 +13,12 @@ import zlib
 import numpy as np
 import pytest
 
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.program import (
+from filmqnn_hw.compiler.program_builder import build_program
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.geometry import words_per_beat
+from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
+from filmqnn_hw.spec.numerics import quantize_multiplier
+from filmqnn_hw.spec.program import (
     DESC_SIZE,
     FIELDS,
     FLAG_LAST,
@@ -25,14 +29,10 @@ from filmqnn_hw.program import (
     LayerProgram,
     ProgramError,
     act_layout,
-    build_program,
     pack_activations,
     unpack_activations,
-    words_per_beat,
 )
-from filmqnn_quant.image import pack_conv_weights
-from filmqnn_quant.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_quant.numerics import quantize_multiplier
+from filmqnn_hw.spec.weight_image import pack_conv_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,8 +383,8 @@ def test_modes_from_cycle_model_when_bandwidth_known():
     assert head["flags"] & 1
     # the descriptors take the cycle model's modes; layer 0 runs in stem mode exactly when
     # the model finds that faster than the plain conv
-    from filmqnn_hw.cycles import layer_cycles, network_cycles
-    from filmqnn_hw.networks import from_intgraph
+    from filmqnn_hw.models.cycles import layer_cycles, network_cycles
+    from filmqnn_hw.spec.networks import from_intgraph
 
     net = from_intgraph(g)
     nc = network_cycles(cfg, net)
@@ -398,15 +398,15 @@ def test_modes_from_cycle_model_when_bandwidth_known():
     # on this 4x4-tile test array the stem's im2col loads cost more than its taps save (plain
     # conv); on the PYNQ-Z2 array ResNet-18's 3-channel 7x7 stem runs in stem mode
     assert descs[0].mode != "stem"
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.search.dse import design
 
     assert network_cycles(design("pynq_z2"), "resnet18").layers[0].mode == "stem"
 
 
 def test_stem_im2col_is_the_same_convolution():
     """The stem-mode input (im2col) with (ky, kx, c)-ordered 1x1 weights gives the conv's acc."""
-    from filmqnn_hw.program import im2col
-    from filmqnn_quant.intgraph import conv_accumulate
+    from filmqnn_hw.spec.intgraph import conv_accumulate
+    from filmqnn_hw.spec.program import im2col
 
     cfg = CFGS[0]
     rng = np.random.default_rng(9)

@@ -15,16 +15,11 @@ import pytest
 from amaranth import unsigned
 from amaranth.sim import Simulator
 
-from filmqnn_hw.config import ACT_MAX, AcceleratorConfig
-from filmqnn_hw.requant import (
-    REQUANT_LATENCY,
-    RequantBank,
-    RequantError,
-    RequantUnit,
-    requant_in_layout,
-)
-from filmqnn_hw.synth import to_verilog
-from filmqnn_quant.numerics import (
+from filmqnn_hw.flows.synth import to_verilog
+from filmqnn_hw.gateware.requant import RequantBank, RequantError, RequantUnit, requant_in_layout
+from filmqnn_hw.spec.config import ACT_MAX, AcceleratorConfig
+from filmqnn_hw.spec.geometry import REQUANT_LATENCY
+from filmqnn_hw.spec.numerics import (
     LOGIT_MAX,
     LOGIT_MIN,
     MULT_BITS,

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""RequantUnit proven by parts with yosys ``sat`` (miters in ``filmqnn_hw/formal.py``).
+"""RequantUnit proven by parts with yosys ``sat`` (miters in ``filmqnn_hw/verify/formal.py``).
 
 One miter of the whole unit against ``clip((acc*mult + offset + res*res_mult) >> shift)``
 does not finish (SAT and multipliers). The unit is a feed-forward pipeline, so it is cut at
@@ -60,8 +60,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from filmqnn_hw.config import ACT_BITS, AcceleratorConfig
-from filmqnn_hw.formal import (
+from filmqnn_hw.spec.config import ACT_BITS, AcceleratorConfig
+from filmqnn_hw.spec.geometry import REQUANT_LATENCY
+from filmqnn_hw.spec.numerics import MULT_BITS
+from filmqnn_hw.verify.formal import (
     BACK_STEPS,
     FRONT_STEPS,
     RequantBackMiter,
@@ -70,8 +72,6 @@ from filmqnn_hw.formal import (
     mul_cells,
     sat_prove,
 )
-from filmqnn_hw.requant import REQUANT_LATENCY
-from filmqnn_quant.numerics import MULT_BITS
 
 AB = AcceleratorConfig.small().acc_bits
 ACC_BITS = sorted({AB, 32})

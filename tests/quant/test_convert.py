@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.numerics import LOGIT_MAX, LOGIT_MIN, quantize_input
 from filmqnn_quant.convert import ConversionError, to_integer
 from filmqnn_quant.graph import GraphError
 from filmqnn_quant.models import build_model
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN, quantize_input
 from filmqnn_quant.qat import prepare_qat
 
 

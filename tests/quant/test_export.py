@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from test_image import random_graph
 
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.weight_image import graph_differences, pack_conv_weights, read_image
 from filmqnn_quant.__main__ import main
 from filmqnn_quant.export import (
     ExportError,
@@ -20,7 +21,6 @@ from filmqnn_quant.export import (
     export_graph,
     manifest_layers,
 )
-from filmqnn_quant.image import graph_differences, pack_conv_weights, read_image
 
 CFG = AcceleratorConfig.small()
 
@@ -108,7 +108,8 @@ def test_check_detects_corruption(exported: Path, capsys: pytest.CaptureFixture[
 def test_export_writes_the_layer_program(
     exported: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from filmqnn_hw.program import LayerProgram, build_program
+    from filmqnn_hw.compiler.program_builder import build_program
+    from filmqnn_hw.spec.program import LayerProgram
 
     m = json.loads((exported / "manifest.json").read_text())
     data = (exported / "program.bin").read_bytes()
@@ -390,7 +391,7 @@ def test_cli_export_board_smallcnn(tmp_path: Path, capsys: pytest.CaptureFixture
     rc = main(["export", "--model", "smallcnn", "--board", "pynq_z2", "--out", str(out),
                "--calib-batches", "1", "--batch-size", "4", "--quiet"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
-    from filmqnn_hw.dse import design
+    from filmqnn_hw.search.dse import design
 
     cfg = design("pynq_z2", 0.05)
     m = json.loads((out / "manifest.json").read_text())

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filmqnn_hw.config import AcceleratorConfig
-from filmqnn_quant.image import (
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
+from filmqnn_hw.spec.numerics import LOGIT_MAX, LOGIT_MIN
+from filmqnn_hw.spec.weight_image import (
     FORMAT_VERSION,
     HEADER_SIZE,
     MAGIC,
@@ -27,8 +29,6 @@ from filmqnn_quant.image import (
     unpack_image,
     write_image,
 )
-from filmqnn_quant.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_quant.numerics import LOGIT_MAX, LOGIT_MIN
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def test_magic_and_header_layout(image: bytes, cfg: AcceleratorConfig) -> None:
 
 def test_image_module_needs_no_torch_or_amaranth() -> None:
     code = (
-        "import sys, filmqnn_quant.image\n"
+        "import sys, filmqnn_hw.spec.weight_image\n"
         "bad = [m for m in ('torch', 'amaranth') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -361,7 +361,7 @@ def test_format_covers_every_ir_field() -> None:
         got = {f.name for f in dataclasses.fields(cls)}
         assert got == names, (
             f"{cls.__name__} fields changed ({sorted(got ^ names)}): store them in "
-            "filmqnn_quant/image.py, bump FORMAT_VERSION and update docs/weight-image.md"
+            "filmqnn_hw/spec/weight_image.py, bump FORMAT_VERSION and update docs/weight-image.md"
         )
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from filmqnn_quant.intgraph import (
+from filmqnn_hw.spec.intgraph import (
     AddOp,
     ConvOp,
     IntGraph,
@@ -19,7 +19,7 @@ from filmqnn_quant.intgraph import (
     TensorSpec,
     conv_accumulate,
 )
-from filmqnn_quant.numerics import NumericsError, requantize
+from filmqnn_hw.spec.numerics import NumericsError, requantize
 
 RNG = np.random.default_rng(7)
 

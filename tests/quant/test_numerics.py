@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from filmqnn_quant.numerics import (
+from filmqnn_hw.spec.numerics import (
     LOGIT_MAX,
     LOGIT_MIN,
     MULT_BITS,

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from filmqnn_hw.config import AcceleratorConfig
+from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.numerics import quantize_input
 from filmqnn_quant.models import build_model
-from filmqnn_quant.numerics import quantize_input
 from filmqnn_quant.qat import fake_quant_weight, prepare_qat
 
 
@@ -235,7 +235,7 @@ def test_eval_cache_follows_parameter_changes():
 def test_exact_conv_matches_golden_accumulate(cin, wmax, expect_f64):
     """Both paths of the eval mirror's convolution equal the golden model's accumulators,
     including weights/codes at their extremes and bounds right around 2**24."""
-    from filmqnn_quant.intgraph import conv_accumulate
+    from filmqnn_hw.spec.intgraph import conv_accumulate
     from filmqnn_quant.qat import exact_conv
 
     rng = np.random.default_rng(cin)

@@ -177,8 +177,8 @@ def test_qat_for_a_board_exports_as_trained(
 ) -> None:
     """--board: the trained 8-bit filters fill exactly the board's slots, so export needs no
     re-selection and the exported golden model is the trained one."""
+    from filmqnn_hw.spec.weight_image import read_image
     from filmqnn_quant.export import check_export, export
-    from filmqnn_quant.image import read_image
 
     ck, _ = fp32_ckpt
     out_ck = tmp_path / "qat_board.pt"
@@ -194,7 +194,7 @@ def test_qat_for_a_board_exports_as_trained(
                  log=lambda s: None)  # fmt: skip
     check_export(tmp_path / "exp")
     graph, _ = read_image(tmp_path / "exp" / "weights.bin")
-    from filmqnn_hw.config import AcceleratorConfig
+    from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg = AcceleratorConfig.from_dict(saved["config"])
     for op in graph.conv_ops():

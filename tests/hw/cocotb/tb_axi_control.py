@@ -12,7 +12,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from filmqnn_hw.axi.lite_regs import AP_CTRL, GIE, IER, ISR, accelerator_control_map
+from filmqnn_hw.gateware.axi.lite_regs import AP_CTRL, GIE, IER, ISR, accelerator_control_map
 
 
 def pauses(seed: int, p: float):

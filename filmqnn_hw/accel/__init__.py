@@ -1,1 +1,0 @@
-"""Amaranth accelerator: datapath blocks, top level and whole-system simulation."""

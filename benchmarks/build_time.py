@@ -3,7 +3,7 @@
     python benchmarks/build_time.py                     # pynq_z2, zcu102
     python benchmarks/build_time.py --boards zcu102
 
-The issue asks for the build (design search, report, Verilog top, Vivado project; no
+The goal is the build (design search, report, Verilog top, Vivado project; no
 ``--sim``/``--synth``) in under 30 s. Per board this measures, in one run:
 
 * the whole command, as a user runs it, in a fresh process (``build`` column);

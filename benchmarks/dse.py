@@ -6,7 +6,7 @@ Both schedules (``filmqnn_hw.search.dse.SCHEDULES``): ``rtl``, the default, what
 accelerator builds (the configs ``python -m filmqnn_hw.build`` emits), and ``target``, the
 full schedule of docs/architecture.md that the RTL does not build yet.
 
-Targets (issue 4; a benchmark, not a test): ZCU102 at 150 MHz ResNet-18 >= 470 FPS,
+Targets (a benchmark, not a test): ZCU102 at 150 MHz ResNet-18 >= 470 FPS,
 ResNet-50 >= 220, MobileNet-V2 >= 1100; PYNQ-Z2 >= 2x the paper. All numbers are MODEL
 predictions (resource model + cycle model); nothing is measured on hardware.
 """
@@ -54,8 +54,8 @@ def main() -> int:
         "schedule's cycle model (loop orders, activation striping, residency) for the same "
         "config, which is what `schedule=target` ranks by. The RTL's own cycles are in "
         "`rtl_model.md` / `rtl_sim.md`, its synthesised resources in `rtl_synth.md`. No Vivado "
-        "here. Paper: FILM-QNN Tables 5/6. DPU: as quoted in the project issue (ZCU102, "
-        "281 MHz).",
+        "here. Paper: FILM-QNN Tables 5/6. DPU: Vitis AI figures on ZCU102 at 281 MHz, "
+        "not re-verified here.",
         "",
     ]
     for board, schedule in itertools.product(("zcu102", "pynq_z2"), ("rtl", "target")):

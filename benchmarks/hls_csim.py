@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
              f"1 + {k} weight port(s) / {cfg.ddr_bytes_per_cycle:g} B per cycle"),
             ("RTL top: `cycles` register (simulated clock cycles)",
              f"{cyc:,} ({cfg.clock_mhz * 1e6 / cyc:.2f} FPS at {cfg.clock_mhz:g} MHz)"),
-            ("cycle model of the RTL (`accel/rtl_cycles.py`), same program and memory",
+            ("cycle model of the RTL (`models/rtl_cycles.py`), same program and memory",
              f"{pred.cycles:,} ({'equal to' if pred.cycles == cyc else '**differs from**'} "
              f"the RTL; model wall {t_pred:.1f} s)"),
             ("DSE cycle model (`filmqnn_hw.models.cycles`), same network and config",

@@ -4,8 +4,8 @@
     python benchmarks/rtl_calibrate.py --fit-only         # refit the recorded points
     python benchmarks/rtl_calibrate.py --points z24 --yosys pyosys
 
-For each calibration point (a config: the 16x16 test array, the PYNQ-Z2 array of the previous
-design search, ZCU102-shaped arrays of 12 and 24 lanes with 128 input channels) it runs, flat,
+For each calibration point (a config: the 16x16 test array, a 24x32 PYNQ-Z2
+array, ZCU102-shaped arrays of 12 and 24 lanes with 128 input channels) it runs, flat,
 ``synth_xilinx`` of the whole generated top (``filmqnn_hw.flows.verilog.emit_verilog``) and of the
 PE array alone (``filmqnn_hw.gateware.pe_array.PEArray``; on xcup also with ``-family xc7`` so the
 DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by least squares:

@@ -124,7 +124,7 @@ def render(data: dict) -> str:
           "the generated accelerator top, flattened, out of context; the model column is "
           "`filmqnn_hw.models.resources.predict` for the same config (the DSE's budget), which "
           "prices the RTL as built (its memories, requantization units, engines and the "
-          "control terms calibrated on these runs, docs/resource-model.md). The issue's bar is "
+          "control terms calibrated on these runs, docs/resource-model.md). The bar is "
           "within 10% (cells outside it are marked). yosys is not Vivado: on xcup it leaves the "
           "DSP48E2 pipeline registers in fabric, so the FF column subtracts them "
           "(`resources.yosys_ff_excess`: per DSP, the FF difference between the xcup and xc7 "

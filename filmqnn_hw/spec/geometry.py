@@ -1,8 +1,9 @@
-"""Static limits and derived sizes of the Amaranth accelerator (no amaranth import).
+"""Every size and latency derived from an :class:`~filmqnn_hw.spec.config.AcceleratorConfig`.
 
-Everything here is derived from :class:`~filmqnn_hw.spec.config.AcceleratorConfig` plus the
-RTL's fixed window limits, in one place: the engine, the top, the exporter's RTL check
-(:func:`check_program`) and the tests read these functions, nothing re-derives them.
+Buffer depths, record widths, AXI port use, unit and pipeline latencies, the AXI4 rules and
+the RTL's fixed window limits, in one place: the gateware, the models, the host's program
+check (:func:`check_program`) and the tests read these functions; nothing re-derives them.
+Pure Python (no amaranth).
 """
 
 from __future__ import annotations

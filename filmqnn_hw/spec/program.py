@@ -84,8 +84,6 @@ HEADER_SIZE = 64
 #: Every descriptor is this many little-endian 64-bit words.
 DESC_WORDS = 48
 DESC_SIZE = DESC_WORDS * 8
-#: Bytes of per-channel parameters (offset i64, mult u16, shift u8, bits u8, res_mult i32); the
-#: cycle model charges the same (``resources.PARAM_BITS``).
 #: Bits of per-output-channel parameters in DDR: offset i64, mult u16, shift u8, bits u8,
 #: res_mult i32 (:data:`PARAM_DTYPE`; res_mult needs up to ``numerics.RES_MULT_BITS`` = 31 bits).
 PARAM_BITS = 128

@@ -31,6 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
 CKPT_DIR = ROOT / "build" / "accuracy_ckpt"  # FP32 checkpoints: large for ResNet, not committed
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 #: (row label, ratio of 8-bit filters); None is the FP32 baseline.
 ROWS: list[tuple[str, float | None]] = [
@@ -143,9 +147,7 @@ def execute(model: str, seed: int, ratio: float | None, threads: int) -> dict | 
     r["process_wall_seconds"] = wall
     r["exit_code"] = proc.returncode
     r["finished_utc"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(r, indent=1))
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(r, indent=1))
     return r
 
 
@@ -326,9 +328,7 @@ def write_report(
     """Write the report atomically."""
     text = report(models, seeds, threads, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    atomic_write(out, text)
 
 
 def main(argv: list[str] | None = None) -> int:

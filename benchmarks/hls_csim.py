@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path[:1]:
     sys.path.insert(0, str(ROOT))  # measure this checkout, not another installed copy
 
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,11 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmpf = tempfile.mkstemp(dir=out_dir, prefix=".hls_csim.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
     name = "hls_csim.md" if args.board == "zcu102" else f"hls_csim_{args.board}.md"
-    os.replace(tmpf, out_dir / name)
+    atomic_write(out_dir / name, text)
     return 0 if equal else 1
 
 

@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 from filmqnn_hw.report import PAPER_FPS  # noqa: E402
 from filmqnn_hw.spec.config import AcceleratorConfig  # noqa: E402
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 #: 16x16 array, one 8-bit lane, G=8 on 128-bit beats, 8x8 tiles (the array of
 #: tests/hw/test_accel_top.py), with a DDR bandwidth of one port's full width (16 B/cycle) so
@@ -383,13 +384,6 @@ def render(data: dict) -> str:
     return "\n".join(md)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_child"]:
@@ -431,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("machine", "budget_s", "mem_gb"):
             disk[k] = data[k]
         data["configs"] = disk["configs"]
-        _atomic_write(jpath, json.dumps(disk, indent=1, sort_keys=True) + "\n")
-        _atomic_write(out / "rtl_sim.md", render(disk))
+        atomic_write(jpath, json.dumps(disk, indent=1, sort_keys=True) + "\n")
+        atomic_write(out / "rtl_sim.md", render(disk))
 
     for key in [k.strip() for k in args.configs.split(",") if k.strip()]:
         if key not in CONFIGS:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from filmqnn_hw.spec.files import atomic_write
+
 __all__ = [
     "DatasetMissingError",
     "DatasetFormatError",
@@ -165,11 +167,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     code = codes[dt]
     data = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     data += arr.astype(_IDX_DTYPES[code]).tobytes()
-    tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
 
 
 def _from_idx(

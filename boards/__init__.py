@@ -159,21 +159,8 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
         tab = data.get(table)
         if tab is None:
             raise BoardError(f"{where}: missing table [{table}] (keys: {', '.join(fields)})")
-        if not isinstance(tab, dict):
-            raise BoardError(f"{where}: [{table}] must be a table")
-        unk = sorted(set(tab) - set(fields))
-        if unk:
-            raise BoardError(
-                f"{where}: unknown key(s) {unk} in [{table}]; allowed: {', '.join(fields)}"
-            )
-        for key, (types, desc) in fields.items():
-            if key not in tab:
-                raise BoardError(f"{where}: missing key {table}.{key} ({desc})")
-            v = tab[key]
-            if isinstance(v, bool) or not isinstance(v, types):
-                tn = " or ".join(t.__name__ for t in types)
-                raise BoardError(f"{where}: {table}.{key} must be {tn}, not {v!r} ({desc})")
-            values[key] = v
+        _check_table(tab, table, fields, where)
+        values.update((key, tab[key]) for key in fields)
     vivado = _parse_vivado(data.get("vivado"), where)
     sources = data.get("sources")
     if not isinstance(sources, dict):
@@ -223,23 +210,31 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
                  vivado=vivado)
 
 
+def _check_table(tab: Any, table: str, fields: dict[str, tuple[tuple[type, ...], str]],
+                 where: str) -> None:
+    """Raise :class:`BoardError` unless ``tab`` is a table with exactly the keys of ``fields``
+    (``{key: (types, description)}``), each of one of its types (a bool is never a number)."""
+    if not isinstance(tab, dict):
+        raise BoardError(f"{where}: [{table}] must be a table")
+    unk = sorted(set(tab) - set(fields))
+    if unk:
+        raise BoardError(
+            f"{where}: unknown key(s) {unk} in [{table}]; allowed: {', '.join(fields)}"
+        )
+    for key, (types, desc) in fields.items():
+        if key not in tab:
+            raise BoardError(f"{where}: missing key {table}.{key} ({desc})")
+        v = tab[key]
+        if isinstance(v, bool) or not isinstance(v, types):
+            tn = " or ".join(t.__name__ for t in types)
+            raise BoardError(f"{where}: {table}.{key} must be {tn}, not {v!r} ({desc})")
+
+
 def _parse_vivado(tab: Any, where: str) -> BoardVivado | None:
     """Validate the optional ``[vivado]`` table (None if absent)."""
     if tab is None:
         return None
-    if not isinstance(tab, dict):
-        raise BoardError(f"{where}: [vivado] must be a table")
-    unk = sorted(set(tab) - set(_VIVADO_SCHEMA))
-    if unk:
-        raise BoardError(f"{where}: unknown key(s) {unk} in [vivado]; allowed: "
-                         f"{', '.join(_VIVADO_SCHEMA)}")
-    for key, (types, desc) in _VIVADO_SCHEMA.items():
-        if key not in tab:
-            raise BoardError(f"{where}: missing key vivado.{key} ({desc})")
-        v = tab[key]
-        if isinstance(v, bool) or not isinstance(v, types):
-            tn = " or ".join(t.__name__ for t in types)
-            raise BoardError(f"{where}: vivado.{key} must be {tn}, not {v!r} ({desc})")
+    _check_table(tab, "vivado", _VIVADO_SCHEMA, where)
     if tab["ps_ip"] not in _PS_IPS:
         raise BoardError(f"{where}: vivado.ps_ip must be one of {_PS_IPS}, not {tab['ps_ip']!r}")
     ports = tab["hp_ports"]

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from filmqnn_hw.host.driver import Accelerator, DriverError, SimBackend, describe_config
     from filmqnn_hw.spec.numerics import quantize_input
     from filmqnn_quant.data import load_dataset
-    from filmqnn_quant.export import ExportError, export
+    from filmqnn_quant.export import ExportError, ExportResult, export
 
     if args.threads:
         import torch
@@ -94,17 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         if msg.startswith("[export] !!!") or "accelerator config" in msg or "wrote" in msg:
             print("   " + msg, flush=True)
 
+    def timed_export(msg: str, dest: Path, **target: object) -> ExportResult | None:
+        """Print ``msg``, export the checkpoint to ``dest`` for ``target`` (``board=`` or
+        ``config_file=``) and print where it went and how long it took; on an
+        :class:`ExportError` print it and return None."""
+        t0 = time.perf_counter()
+        _step(msg)
+        try:
+            res = export("smallcnn", dest, checkpoint=ckpt, calib_data=args.calib_data,
+                         log=exlog, **target)
+        except ExportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return None
+        _step(f"      -> {res.out_dir} ({time.perf_counter() - t0:.1f} s)")
+        return res
+
     # ---- 1. export for the board ---------------------------------------------------------
-    t0 = time.perf_counter()
-    _step(f"[1/5] exporting {ckpt.name} for {args.board} (calibration: {args.calib_data}) ...")
-    try:
-        board_res = export("smallcnn", out / f"export_{args.board}", board=args.board,
-                           checkpoint=ckpt, calib_data=args.calib_data, log=exlog)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
+    board_res = timed_export(
+        f"[1/5] exporting {ckpt.name} for {args.board} (calibration: {args.calib_data}) ...",
+        out / f"export_{args.board}", board=args.board)
+    if board_res is None:
         return 2
     board_cfg, board_graph = board_res.config, board_res.graph
-    _step(f"      -> {board_res.out_dir} ({time.perf_counter() - t0:.1f} s)")
 
     # ---- 2. the simulated accelerator's export ---------------------------------------------
     if args.sim_config == "auto":
@@ -116,16 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         sim_cfg = small_sim_config()
         cfile = out / "sim_config.json"
         cfile.write_text(sim_cfg.to_json() + "\n")
-        t0 = time.perf_counter()
-        _step(f"[2/5] exporting again for the simulated config {describe_config(sim_cfg)} ...")
-        try:
-            sim_res = export("smallcnn", out / "export_sim", config_file=cfile,
-                             checkpoint=ckpt, calib_data=args.calib_data, log=exlog)
-        except ExportError as e:
-            print(f"error: {e}", file=sys.stderr)
+        sim_res = timed_export(
+            f"[2/5] exporting again for the simulated config {describe_config(sim_cfg)} ...",
+            out / "export_sim", config_file=cfile)
+        if sim_res is None:
             return 2
         sim_dir_export, sim_graph = sim_res.out_dir, sim_res.graph
-        _step(f"      -> {sim_dir_export} ({time.perf_counter() - t0:.1f} s)")
 
     # ---- 3. Verilog + Verilator ------------------------------------------------------------
     _step(f"[3/5] building the simulated accelerator {describe_config(sim_cfg)} ...")

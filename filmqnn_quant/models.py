@@ -46,7 +46,19 @@ def _scaled(c: int, width_mult: float) -> int:
     return max(1, int(round(c * width_mult)))
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """The end both ResNet blocks share: add the identity (through ``downsample`` when the
+    block changes shape) to the main path, then ReLU."""
+
+    relu: nn.Module
+    downsample: nn.Module | None
+
+    def _add_identity(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class BasicBlock(_ResidualBlock):
     """ResNet basic block: two 3x3 convolutions with a residual add."""
 
     expansion = 1
@@ -64,16 +76,12 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out = out + identity
-        return self.relu(out)
+        return self._add_identity(x, out)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     """ResNet-50 bottleneck (TorchVision v1.5: the stride sits on the 3x3 convolution)."""
 
     expansion = 4
@@ -93,14 +101,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out = out + identity
-        return self.relu(out)
+        return self._add_identity(x, out)
 
 
 class ResNet(nn.Module):

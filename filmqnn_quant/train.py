@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--board",
         default=None,
         help="train for this board's accelerator: the 8-bit filters of every layer fill exactly "
-        "its 8-bit slots per tile (filmqnn_hw.search.dse.design), so the checkpoint exports as trained",
+        "its 8-bit slots per tile (filmqnn_hw.search.dse.design), so the checkpoint exports as "
+        "trained",
     )
     p.add_argument(
         "--config", type=Path, default=None, help="accelerator config JSON instead of --board"
@@ -428,16 +429,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         return DDP(m, device_ids=None if d.device == "cpu" else [d.device])
 
-    # ---- FP32 ----
-    if epochs_fp32 > 0:
-        net = wrap(model)
-        opt = torch.optim.SGD(
+    def sgd(net, lr: float):
+        """The optimizer of both phases: SGD with Nesterov momentum and weight decay."""
+        return torch.optim.SGD(
             net.parameters(),
-            lr=args.lr,
+            lr=lr,
             momentum=args.momentum,
             nesterov=True,
             weight_decay=args.weight_decay,
         )
+
+    # ---- FP32 ----
+    if epochs_fp32 > 0:
+        net = wrap(model)
+        opt = sgd(net, args.lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=args.lr, total_steps=epochs_fp32 * len(loader)
         )
@@ -508,13 +513,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         metrics["freeze_after"] = freeze_after
         net = wrap(qmodel)
-        opt = torch.optim.SGD(
-            net.parameters(),
-            lr=args.qat_lr,
-            momentum=args.momentum,
-            nesterov=True,
-            weight_decay=args.weight_decay,
-        )
+        opt = sgd(net, args.qat_lr)
         steps = max(args.epochs_qat * len(loader), 1)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))

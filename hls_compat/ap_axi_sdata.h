@@ -12,29 +12,7 @@
 
 namespace hls_compat_detail {
 constexpr int side_w(int w) { return w > 0 ? w : 1; }
-}  // namespace hls_compat_detail
 
-template <int D, int U = 0, int TI = 0, int TD = 0> struct ap_axiu {
-  ap_uint<D> data;
-  ap_uint<(D + 7) / 8> keep;
-  ap_uint<(D + 7) / 8> strb;
-  ap_uint<hls_compat_detail::side_w(U)> user;
-  ap_uint<1> last;
-  ap_uint<hls_compat_detail::side_w(TI)> id;
-  ap_uint<hls_compat_detail::side_w(TD)> dest;
-};
-
-template <int D, int U = 0, int TI = 0, int TD = 0> struct ap_axis {
-  ap_int<D> data;
-  ap_uint<(D + 7) / 8> keep;
-  ap_uint<(D + 7) / 8> strb;
-  ap_uint<hls_compat_detail::side_w(U)> user;
-  ap_uint<1> last;
-  ap_uint<hls_compat_detail::side_w(TI)> id;
-  ap_uint<hls_compat_detail::side_w(TD)> dest;
-};
-
-namespace hls_compat_detail {
 // Bit width of an AXI-Stream payload type: W for ap_[u]int<W>, 8 * sizeof(T) otherwise.
 template <class T> struct data_bits { static constexpr int value = int(8 * sizeof(T)); };
 template <int W> struct data_bits<ap_int<W>> { static constexpr int value = W; };
@@ -54,5 +32,12 @@ template <class T, int U = 0, int TI = 0, int TD = 0> struct axis {
   ap_uint<hls_compat_detail::side_w(TD)> dest;
 };
 }  // namespace hls
+
+// ap_axiu / ap_axis: beats of D-bit unsigned / signed data, i.e. hls::axis of an ap_uint<D> /
+// ap_int<D> (same fields, same order).
+template <int D, int U = 0, int TI = 0, int TD = 0>
+using ap_axiu = hls::axis<ap_uint<D>, U, TI, TD>;
+template <int D, int U = 0, int TI = 0, int TD = 0>
+using ap_axis = hls::axis<ap_int<D>, U, TI, TD>;
 
 #endif  // FILMQNN_HLS_COMPAT_AP_AXI_SDATA_H

@@ -86,37 +86,45 @@ def _count_bits(wpb: int) -> int:
     return max(1, wpb.bit_length())
 
 
-class ActUnpacker(wiring.Component):
+class _BeatWordConverter(wiring.Component):
+    """Base of the two converters: a stream of beats and a stream of words.
+
+    ``config`` (:class:`AcceleratorConfig`) supplies ``act_pack`` (G) and ``axi_data_bits``.
+    Beats are ``StructLayout({"data": axi_data_bits, "words": bits(wpb)})`` (the beat and the
+    number of valid words in it); ``word_shape`` is the payload of the word stream. With
+    ``beats_in`` the beats come in on ``i`` and the words leave on ``o``, else the reverse.
+    """
+
+    def __init__(self, config: AcceleratorConfig, word_shape: data.Layout, *,
+                 beats_in: bool) -> None:
+        self._cfg = config
+        self._wpb = words_per_beat(config)
+        beat = stream.Signature(data.StructLayout(
+            {"data": unsigned(config.axi_data_bits), "words": unsigned(_count_bits(self._wpb))}
+        ))
+        word = stream.Signature(word_shape)
+        super().__init__({"i": In(beat), "o": Out(word)} if beats_in
+                         else {"i": In(word), "o": Out(beat)})
+
+    @property
+    def words_per_beat(self) -> int:
+        return self._wpb
+
+
+class ActUnpacker(_BeatWordConverter):
     """AXI beats to packed words (code vectors), one word per cycle.
 
     Latency 1 cycle (beat accepted -> first word valid); throughput one word per cycle, no
     bubble between beats. ``i.words`` (1..wpb) is the number of valid words in the beat
     (``wpb`` except at the end of a row); ``0`` or more than ``wpb`` is treated as ``wpb``.
 
-    Parameters
-    ----------
-    config : AcceleratorConfig
-        ``act_pack`` (G) and ``axi_data_bits``.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"data": axi_data_bits, "words": bits(wpb)})))
-    o : Out(stream.Signature(ArrayLayout(unsigned(5), G)))
+    Parameters as for :class:`_BeatWordConverter`. Members: ``i``, the beats
+    (``In(stream.Signature(StructLayout({"data": axi_data_bits, "words": bits(wpb)})))``);
+    ``o``, the words (``Out(stream.Signature(ArrayLayout(unsigned(5), G)))``).
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
-        self._cfg = config
-        self._wpb = words_per_beat(config)
-        beat = data.StructLayout(
-            {"data": unsigned(config.axi_data_bits), "words": unsigned(_count_bits(self._wpb))}
-        )
-        super().__init__(
-            {"i": In(stream.Signature(beat)), "o": Out(stream.Signature(word_layout(config)))}
-        )
-
-    @property
-    def words_per_beat(self) -> int:
-        return self._wpb
+        super().__init__(config, word_layout(config), beats_in=True)
 
     def elaborate(self, platform):
         m = Module()
@@ -152,7 +160,7 @@ class ActUnpacker(wiring.Component):
         return m
 
 
-class ActPacker(wiring.Component):
+class ActPacker(_BeatWordConverter):
     """Packed words (code vectors) to AXI beats, one word per cycle.
 
     A beat is emitted when it holds ``wpb`` words or when a word with ``last`` set arrives
@@ -160,33 +168,16 @@ class ActPacker(wiring.Component):
     the beat holds (for write strobes). Throughput one word per cycle; latency 1 cycle from the
     beat's last word to ``o.valid``.
 
-    Parameters
-    ----------
-    config : AcceleratorConfig
-        ``act_pack`` (G) and ``axi_data_bits``.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"word": ArrayLayout(unsigned(5), G), "last": 1})))
-    o : Out(stream.Signature(StructLayout({"data": axi_data_bits, "words": bits(wpb)})))
+    Parameters as for :class:`_BeatWordConverter`. Members: ``i``, the words with the row's
+    end (``In(stream.Signature(StructLayout({"word": ArrayLayout(unsigned(5), G),
+    "last": 1})))``); ``o``, the beats
+    (``Out(stream.Signature(StructLayout({"data": axi_data_bits, "words": bits(wpb)})))``).
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
-        self._cfg = config
-        self._wpb = words_per_beat(config)
-        cb = _count_bits(self._wpb)
         super().__init__(
-            {
-                "i": In(stream.Signature(data.StructLayout({"word": word_layout(config),
-                                                            "last": 1}))),
-                "o": Out(stream.Signature(data.StructLayout(
-                    {"data": unsigned(config.axi_data_bits), "words": unsigned(cb)}))),
-            }
+            config, data.StructLayout({"word": word_layout(config), "last": 1}), beats_in=False
         )
-
-    @property
-    def words_per_beat(self) -> int:
-        return self._wpb
 
     def elaborate(self, platform):
         m = Module()

@@ -54,6 +54,7 @@ references are caught. A monolithic miter of the whole unit does not finish (mul
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import ShapeLike
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,7 +79,6 @@ __all__ = [
     "RequantBank",
 ]
 
-#: Cycles from an accepted input to its result on ``o`` (no stalls).
 #: Width of the per-channel shift field (0..SHIFT_MAX = 46 fits 6 bits).
 SHIFT_BITS = SHIFT_MAX.bit_length()
 #: Output width: signed 16 bits holds both the 5-bit codes and the logits range.
@@ -147,7 +147,42 @@ class _Pipe:
         return s
 
 
-class RequantUnit(wiring.Component):
+class _RequantComponent(wiring.Component):
+    """What :class:`RequantUnit` and :class:`RequantBank` share: ``acc_bits``, ``residual``,
+    the latency and the members ``i``, ``lo``, ``hi``, ``o``; with ``lanes`` the streams carry
+    an ``ArrayLayout`` of that many lanes."""
+
+    def __init__(self, acc_bits: int, residual: bool, lanes: int | None = None) -> None:
+        self._acc_bits = acc_bits
+        self._residual = bool(residual)
+        in_shape: ShapeLike = requant_in_layout(acc_bits, residual)
+        out_shape: ShapeLike = signed(OUT_BITS)
+        if lanes is not None:
+            in_shape = data.ArrayLayout(in_shape, lanes)
+            out_shape = data.ArrayLayout(out_shape, lanes)
+        super().__init__(
+            {
+                "i": In(stream.Signature(in_shape)),
+                "lo": In(signed(OUT_BITS)),
+                "hi": In(signed(OUT_BITS)),
+                "o": Out(stream.Signature(out_shape)),
+            }
+        )
+
+    @property
+    def acc_bits(self) -> int:
+        return self._acc_bits
+
+    @property
+    def residual(self) -> bool:
+        return self._residual
+
+    @property
+    def latency(self) -> int:
+        return REQUANT_LATENCY
+
+
+class RequantUnit(_RequantComponent):
     """One output lane's requantization pipeline (``numerics.requantize``, exact).
 
     Latency :data:`REQUANT_LATENCY` (6) cycles, throughput one result per cycle (II = 1)
@@ -172,33 +207,12 @@ class RequantUnit(wiring.Component):
     """
 
     def __init__(self, acc_bits: int, *, residual: bool = True) -> None:
-        self._acc_bits = _check_acc_bits(acc_bits)
-        self._residual = bool(residual)
-        super().__init__(
-            {
-                "i": In(stream.Signature(requant_in_layout(acc_bits, residual))),
-                "lo": In(signed(OUT_BITS)),
-                "hi": In(signed(OUT_BITS)),
-                "o": Out(stream.Signature(signed(OUT_BITS))),
-            }
-        )
+        super().__init__(_check_acc_bits(acc_bits), residual)
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig, *, residual: bool = True) -> RequantUnit:
         """Unit for ``cfg.acc_bits``."""
         return cls(cfg.acc_bits, residual=residual)
-
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
-
-    @property
-    def residual(self) -> bool:
-        return self._residual
-
-    @property
-    def latency(self) -> int:
-        return REQUANT_LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -250,7 +264,7 @@ class RequantUnit(wiring.Component):
         return m
 
 
-class RequantBank(wiring.Component):
+class RequantBank(_RequantComponent):
     """``lanes`` :class:`RequantUnit` s in lock step, one stream, shared per-layer ``lo``/``hi``.
 
     Latency 6, one vector of ``lanes`` results per cycle. The lanes share ``valid``/``ready``
@@ -280,25 +294,11 @@ class RequantBank(wiring.Component):
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise RequantError(f"lanes must be a positive int, not {lanes!r}")
         self._lanes = lanes
-        self._acc_bits = config.acc_bits
-        self._residual = bool(residual)
-        lay = requant_in_layout(self._acc_bits, residual)
-        super().__init__(
-            {
-                "i": In(stream.Signature(data.ArrayLayout(lay, lanes))),
-                "lo": In(signed(OUT_BITS)),
-                "hi": In(signed(OUT_BITS)),
-                "o": Out(stream.Signature(data.ArrayLayout(signed(OUT_BITS), lanes))),
-            }
-        )
+        super().__init__(config.acc_bits, residual, lanes)
 
     @property
     def lanes(self) -> int:
         return self._lanes
-
-    @property
-    def latency(self) -> int:
-        return REQUANT_LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -284,15 +284,20 @@ class AXIMemoryModel:
             self._set(ctx, "bvalid", d["bvalid"])
         return d
 
+    def _address_handshake(self, ch: str, s: dict[str, int], d: dict[str, int]) -> _Burst | None:
+        """Check that address channel ``ch`` (``"ar"`` or ``"aw"``) holds still while stalled;
+        on a handshake at this edge, the accepted burst."""
+        fields = (s[ch + "addr"], s[ch + "len"], s[ch + "size"], s[ch + "burst"],
+                  s.get(ch + "id", 0))
+        hs = bool(s[ch + "valid"] and d[ch + "ready"])
+        self._check_stable(ch, s[ch + "valid"], fields, hs)
+        return self._accept_burst(ch.upper(), *fields) if hs else None
+
     def _step(self, s: dict[str, int], d: dict[str, int]) -> None:
         """Apply the handshakes that happened at this clock edge."""
         if self.read:
-            hs = bool(s["arvalid"] and d["arready"])
-            self._check_stable("ar", s["arvalid"], (s["araddr"], s["arlen"], s["arsize"],
-                                                    s["arburst"], s.get("arid", 0)), hs)
-            if hs:
-                b = self._accept_burst("AR", s["araddr"], s["arlen"], s["arsize"], s["arburst"],
-                                       s.get("arid", 0))
+            b = self._address_handshake("ar", s, d)
+            if b is not None:
                 jitter = self.rng.randint(0, self.latency_jitter) if self.latency_jitter else 0
                 b.ready_cycle = self.cycles + 1 + self.read_latency + jitter
                 self._reads.append(b)
@@ -306,12 +311,8 @@ class AXIMemoryModel:
                 if b.beat == b.beats:
                     self._reads.popleft()
         if self.write:
-            hs = bool(s["awvalid"] and d["awready"])
-            self._check_stable("aw", s["awvalid"], (s["awaddr"], s["awlen"], s["awsize"],
-                                                    s["awburst"], s.get("awid", 0)), hs)
-            if hs:
-                b = self._accept_burst("AW", s["awaddr"], s["awlen"], s["awsize"], s["awburst"],
-                                       s.get("awid", 0))
+            b = self._address_handshake("aw", s, d)
+            if b is not None:
                 self._writes.append(b)
                 self.write_bursts.append((b.addr, b.beats))
             whs = bool(s["wvalid"] and d["wready"])

@@ -28,6 +28,9 @@ Two build flavours, chosen by the platform at elaboration (or forced by ``flavou
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from amaranth import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -237,51 +240,68 @@ class PackedDspMultiplier(wiring.Component):
         return m
 
 
-class W4A5FilterPackedDsp(PackedDspMultiplier):
-    """Four W4A5 products per DSP (paper Fig. 1(c)): two output channels' weights x two activations.
+class _FixedLayoutPackedDsp(PackedDspMultiplier):
+    """A :class:`PackedDspMultiplier` on one of the fixed layouts of :mod:`filmqnn_hw.spec.packing`.
 
-    Lanes: ``[w0*x0, w0*x1, w1*x0, w1*x1]`` (10-bit signed ports; values 9-bit).
-    ``w0`` feeds A, ``w1`` feeds D at bit ``2*spacing``, ``x0``/``x1`` feed B at 0/``spacing``.
-    Latency 4, one set per cycle (see :class:`PackedDspMultiplier`).
+    Subclasses name the layout function in ``_make_layout``; the default spacing is that
+    function's own default.
 
     Parameters
     ----------
     family : ``"xc7"`` | ``"xcup"``
         DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
         (:class:`PackingError` if it does not fit).
-    spacing : int
-        Bit distance between packed fields (default 10: lanes of 10, 10, 10, 9 bits);
-        sets ``lane_width``.
+    spacing : int | None
+        Bit distance between packed fields; sets ``lane_width``. ``None``: the layout's
+        default (given in each subclass).
     full_range : bool
-        Include -8 in the weight domain (``PackedDotUnit.from_config`` passes
-        ``config.w4_min == -8``; the default configs use -7..7).
+        Include the most negative weight code (-8 for 4-bit, -128 for 8-bit weights) in the
+        weight domain (``PackedDotUnit.from_config`` passes ``config.w4_min == -8`` or
+        ``config.w8_min == -128``; the default configs use the symmetric range).
     flavour, registered :
         As for :class:`PackedDspMultiplier`.
 
-    Members
-    -------
-    w0, w1 : In(signed(4))
-    x0, x1 : In(unsigned(5))
-    valid_in : In(1)
-    lanes : Out(ArrayLayout(signed(spacing), 4))     in the order above
-    valid_out : Out(1)
+    Members as for :class:`PackedDspMultiplier`, the lanes ``signed(spacing)``; each subclass
+    names its operand ports and the order of its lanes.
     """
+
+    _make_layout: ClassVar[Callable[..., PackedLayout]]
 
     def __init__(
         self,
         family: str = "xc7",
         *,
-        spacing: int = 10,
+        spacing: int | None = None,
         full_range: bool = True,
         flavour: str | None = None,
         registered: bool = True,
     ) -> None:
-        super().__init__(
-            w4a5_filter_layout(family, spacing, full_range), flavour=flavour, registered=registered
+        make = type(self)._make_layout
+        layout = (
+            make(family, full_range=full_range)
+            if spacing is None
+            else make(family, spacing, full_range)
         )
+        super().__init__(layout, flavour=flavour, registered=registered)
 
 
-class W4A5KernelPackedDsp(PackedDspMultiplier):
+class W4A5FilterPackedDsp(_FixedLayoutPackedDsp):
+    """Four W4A5 products per DSP (paper Fig. 1(c)): two output channels' weights x two activations.
+
+    Lanes: ``[w0*x0, w0*x1, w1*x0, w1*x1]`` (10-bit signed ports; values 9-bit).
+    ``w0`` feeds A, ``w1`` feeds D at bit ``2*spacing``, ``x0``/``x1`` feed B at 0/``spacing``.
+    Latency 4, one set per cycle (see :class:`PackedDspMultiplier`).
+
+    Operands ``w0, w1``: ``In(signed(4))``, ``x0, x1``: ``In(unsigned(5))``; four lanes in
+    the order above. Parameters and members as for :class:`_FixedLayoutPackedDsp`:
+    ``spacing`` defaults to 10 (lanes of 10, 10, 10, 9 bits), ``full_range`` adds -8 to the
+    weight domain.
+    """
+
+    _make_layout = staticmethod(w4a5_filter_layout)
+
+
+class W4A5KernelPackedDsp(_FixedLayoutPackedDsp):
     """Six W4A5 MACs per DSP: three kernel-row weights times two activations (polynomial product).
 
     Lanes: ``[w0x0, w1x0 + w0x1, w2x0 + w1x1, w2x1]`` (10-bit signed). For a correlation
@@ -289,81 +309,24 @@ class W4A5KernelPackedDsp(PackedDspMultiplier):
     ``w2 << 2s`` feed D (one 5-bit borrow adder in fabric), ``x0``/``x1`` feed B.
     Latency 4, one set per cycle.
 
-    Parameters
-    ----------
-    family : ``"xc7"`` | ``"xcup"``
-        DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
-        (:class:`PackingError` if it does not fit).
-    spacing : int
-        Bit distance between packed fields (default 10: lanes of 10, 10, 10, 9 bits);
-        sets ``lane_width``.
-    full_range : bool
-        Include -8 in the weight domain (``PackedDotUnit.from_config`` passes
-        ``config.w4_min == -8``; the default configs use -7..7).
-    flavour, registered :
-        As for :class:`PackedDspMultiplier`.
-
-    Members
-    -------
-    w0, w1, w2 : In(signed(4))
-    x0, x1 : In(unsigned(5))
-    valid_in : In(1)
-    lanes : Out(ArrayLayout(signed(spacing), 4))     in the order above
-    valid_out : Out(1)
+    Operands ``w0, w1, w2``: ``In(signed(4))``, ``x0, x1``: ``In(unsigned(5))``; four lanes
+    in the order above. Parameters and members as for :class:`_FixedLayoutPackedDsp`:
+    ``spacing`` defaults to 10 (lanes of 10, 10, 10, 9 bits), ``full_range`` adds -8 to the
+    weight domain.
     """
 
-    def __init__(
-        self,
-        family: str = "xc7",
-        *,
-        spacing: int = 10,
-        full_range: bool = True,
-        flavour: str | None = None,
-        registered: bool = True,
-    ) -> None:
-        super().__init__(
-            w4a5_kernel_layout(family, spacing, full_range), flavour=flavour, registered=registered
-        )
+    _make_layout = staticmethod(w4a5_kernel_layout)
 
 
-class W8A5PackedDsp(PackedDspMultiplier):
+class W8A5PackedDsp(_FixedLayoutPackedDsp):
     """Two W8A5 products per DSP (paper Fig. 1(b)): one 8-bit weight times two activations.
 
     Lanes ``[x0*w, x1*w]`` (14-bit signed ports at spacing 14; values 13-bit). ``x0``/``x1``
     are concatenated onto A (no pre-adder), ``w`` feeds B. Latency 4, one set per cycle.
 
-    Parameters
-    ----------
-    family : ``"xc7"`` | ``"xcup"``
-        DSP48E1 (25-bit pre-adder) or DSP48E2 (27-bit); the layout is validated against it
-        (:class:`PackingError` if it does not fit).
-    spacing : int
-        Bit distance between packed fields (default 14: lanes of 14 and 13 bits);
-        sets ``lane_width``.
-    full_range : bool
-        Include -128 in the weight domain (``PackedDotUnit.from_config`` passes
-        ``config.w8_min == -128``; the default configs use -127..127).
-    flavour, registered :
-        As for :class:`PackedDspMultiplier`.
-
-    Members
-    -------
-    x0, x1 : In(unsigned(5))
-    w : In(signed(8))
-    valid_in : In(1)
-    lanes : Out(ArrayLayout(signed(spacing), 2))     ``[x0*w, x1*w]``
-    valid_out : Out(1)
+    Operands ``x0, x1``: ``In(unsigned(5))``, ``w``: ``In(signed(8))``; two lanes in the
+    order above. Parameters and members as for :class:`_FixedLayoutPackedDsp`: ``spacing``
+    defaults to 14 (lanes of 14 and 13 bits), ``full_range`` adds -128 to the weight domain.
     """
 
-    def __init__(
-        self,
-        family: str = "xc7",
-        *,
-        spacing: int = 14,
-        full_range: bool = True,
-        flavour: str | None = None,
-        registered: bool = True,
-    ) -> None:
-        super().__init__(
-            w8a5_layout(family, spacing, full_range), flavour=flavour, registered=registered
-        )
+    _make_layout = staticmethod(w8a5_layout)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, fifo, stream
 from amaranth.lib.wiring import In, Out
 
-from filmqnn_hw.gateware.axi.burst_split import BurstSplitter, check_master_params, command_layout
-from filmqnn_hw.gateware.axi.signatures import BURST_INCR, AXI4Signature
+from filmqnn_hw.gateware.axi.burst_reader import BurstMaster
+from filmqnn_hw.gateware.axi.burst_split import check_master_params
+from filmqnn_hw.gateware.axi.signatures import AXI4Signature
 
 __all__ = ["AXI4BurstWriter", "write_data_layout"]
 
@@ -18,7 +19,7 @@ def write_data_layout(data_width: int) -> data.StructLayout:
     return data.StructLayout({"data": data_width, "strb": data_width // 8})
 
 
-class AXI4BurstWriter(wiring.Component):
+class AXI4BurstWriter(BurstMaster):
     """Write ``beats`` bus words from the ``data`` stream to ``addr`` for every command.
 
     Commands are split into INCR bursts (<= ``max_burst`` beats, no 4 KiB crossing). An AW is
@@ -66,56 +67,24 @@ class AXI4BurstWriter(wiring.Component):
         check_master_params(addr_width, data_width, len_width, max_burst, max_outstanding)
         if not isinstance(strobes, bool):
             raise TypeError(f"strobes must be a bool, not {strobes!r}")
-        self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
-        self.len_width, self.max_burst, self.max_outstanding = len_width, max_burst, max_outstanding
         self.strobes = strobes
         data_shape = write_data_layout(data_width) if strobes else data_width
-        super().__init__({
-            "cmd": In(stream.Signature(command_layout(addr_width, len_width))),
-            "data": In(stream.Signature(data_shape)),
-            "m_axi": Out(axi),
-            "done": Out(1),
-            "busy": Out(1),
-            "error": Out(1),
-            "clear_error": In(1),
-        })
+        super().__init__(axi, In(stream.Signature(data_shape)), len_width=len_width,
+                         max_burst=max_burst, max_outstanding=max_outstanding,
+                         extra={"done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         axi = self.m_axi
-        m.submodules.split = split = BurstSplitter(self.addr_width, self.data_width,
-                                                   self.len_width, self.max_burst)
-        wiring.connect(m, wiring.flipped(self.cmd), split.cmd)
-        m.d.comb += split.clear_error.eq(self.clear_error)
+        split = self._splitter(m)
         # per burst in flight: its AWLEN for the W engine, its "final burst" flag for B
         m.submodules.wq = wq = fifo.SyncFIFO(width=8, depth=self.max_outstanding)
         m.submodules.bq = bq = fifo.SyncFIFO(width=1, depth=self.max_outstanding)
-
-        outstanding = Signal(range(self.max_outstanding + 1))
-        issue = Signal()
-        b_hs = Signal()
-
+        outstanding, issue = self._address_channel(m, split, "aw", [wq.w_rdy, bq.w_rdy])
         m.d.comb += [
-            axi.awsize.eq(axi.signature.size_code),
-            axi.awburst.eq(BURST_INCR),
-            axi.awcache.eq(0b0011),
-            axi.awprot.eq(0),
-            axi.awlock.eq(0),
-            axi.awqos.eq(0),
-        ]
-        if self.id_width:
-            m.d.comb += axi.awid.eq(0)
-        can_issue = (outstanding < self.max_outstanding) & wq.w_rdy & bq.w_rdy
-        with m.If(~axi.awvalid | axi.awready):
-            m.d.comb += issue.eq(split.burst.valid & can_issue)
-            m.d.sync += axi.awvalid.eq(issue)
-        m.d.comb += [
-            split.burst.ready.eq(issue),
             wq.w_en.eq(issue), wq.w_data.eq(split.burst.p.len),
             bq.w_en.eq(issue), bq.w_data.eq(split.burst.p.last),
         ]
-        with m.If(issue):
-            m.d.sync += [axi.awaddr.eq(split.burst.p.addr), axi.awlen.eq(split.burst.p.len)]
 
         # W: beats of the burst at the head of wq
         beat = Signal(8)
@@ -137,19 +106,9 @@ class AXI4BurstWriter(wiring.Component):
 
         # B: count responses, flag command completion and errors
         # (a B with nothing outstanding would be a slave protocol error: ignored, not counted)
+        b_hs = Signal()
         m.d.comb += [axi.bready.eq(1), b_hs.eq(axi.bvalid & bq.r_rdy), bq.r_en.eq(b_hs)]
         m.d.sync += self.done.eq(b_hs & bq.r_data[0])
-        with m.If(issue & ~b_hs):
-            m.d.sync += outstanding.eq(outstanding + 1)
-        with m.Elif(~issue & b_hs):
-            m.d.sync += outstanding.eq(outstanding - 1)
-        resp_err = Signal()
-        with m.If(b_hs & axi.bresp[1]):  # SLVERR or DECERR
-            m.d.sync += resp_err.eq(1)
-        with m.Elif(self.clear_error):
-            m.d.sync += resp_err.eq(0)
-        m.d.comb += [
-            self.error.eq(resp_err | split.error),
-            self.busy.eq(split.active | (outstanding != 0) | axi.awvalid | self.done),
-        ]
+        self._count_bursts(m, split, "aw", outstanding, issue, b_hs, b_hs, axi.bresp,
+                           busy_extra=self.done)
         return m

@@ -57,7 +57,47 @@ def _check_data_width(name: str, value: object, allowed: tuple[int, ...]) -> int
     return value
 
 
-class AXI4LiteSignature(wiring.Signature):
+def _address_members(ch: str, addr_width: int, id_width: int) -> dict[str, wiring.Member]:
+    """Manager-side members of the AXI4 address channel ``ch`` (``"aw"`` or ``"ar"``), in the
+    order of the specification (``id`` only when ``id_width > 0``)."""
+    members: dict[str, wiring.Member] = {f"{ch}id": Out(id_width)} if id_width else {}
+    members.update({
+        f"{ch}addr": Out(addr_width), f"{ch}len": Out(8), f"{ch}size": Out(3),
+        f"{ch}burst": Out(2), f"{ch}lock": Out(1), f"{ch}cache": Out(4), f"{ch}prot": Out(3),
+        f"{ch}qos": Out(4), f"{ch}valid": Out(1), f"{ch}ready": In(1),
+    })
+    return members
+
+
+class _AXISignatureBase(wiring.Signature):
+    """The address and data widths, and equality by class and :meth:`_key`, of the AXI4-Lite
+    and AXI4 signatures (a flipped signature never equals an unflipped one)."""
+
+    _addr_width: int
+    _data_width: int
+
+    @property
+    def addr_width(self) -> int:
+        """Byte address width."""
+        return self._addr_width
+
+    @property
+    def data_width(self) -> int:
+        """Data width in bits."""
+        return self._data_width
+
+    def _key(self) -> tuple:
+        return (self._addr_width, self._data_width)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, type(self))
+                and not isinstance(other, wiring.FlippedSignature) and self._key() == other._key())
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+
+class AXI4LiteSignature(_AXISignatureBase):
     """AXI4-Lite manager-side signature.
 
     Members (manager view): ``aw{addr,prot,valid}`` out, ``awready`` in;
@@ -84,29 +124,11 @@ class AXI4LiteSignature(wiring.Signature):
             "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
         })
 
-    @property
-    def addr_width(self) -> int:
-        """Byte address width."""
-        return self._addr_width
-
-    @property
-    def data_width(self) -> int:
-        """Data width in bits."""
-        return self._data_width
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, AXI4LiteSignature)
-                and not isinstance(other, wiring.FlippedSignature)
-                and (self.addr_width, self.data_width) == (other.addr_width, other.data_width))
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.addr_width, self.data_width))
-
     def __repr__(self) -> str:
         return f"AXI4LiteSignature(addr_width={self.addr_width}, data_width={self.data_width})"
 
 
-class AXI4Signature(wiring.Signature):
+class AXI4Signature(_AXISignatureBase):
     """AXI4 (full) manager-side signature, optionally read-only or write-only.
 
     Channels and members (manager view, ``id`` members only when ``id_width > 0``):
@@ -145,12 +167,8 @@ class AXI4Signature(wiring.Signature):
         self._read, self._write = bool(read), bool(write)
         members: dict[str, wiring.Member] = {}
         if write:
-            if id_width:
-                members["awid"] = Out(id_width)
+            members.update(_address_members("aw", addr_width, id_width))
             members.update({
-                "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3), "awburst": Out(2),
-                "awlock": Out(1), "awcache": Out(4), "awprot": Out(3), "awqos": Out(4),
-                "awvalid": Out(1), "awready": In(1),
                 "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
                 "wvalid": Out(1), "wready": In(1),
             })
@@ -158,13 +176,7 @@ class AXI4Signature(wiring.Signature):
                 members["bid"] = In(id_width)
             members.update({"bresp": In(2), "bvalid": In(1), "bready": Out(1)})
         if read:
-            if id_width:
-                members["arid"] = Out(id_width)
-            members.update({
-                "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-                "arlock": Out(1), "arcache": Out(4), "arprot": Out(3), "arqos": Out(4),
-                "arvalid": Out(1), "arready": In(1),
-            })
+            members.update(_address_members("ar", addr_width, id_width))
             if id_width:
                 members["rid"] = In(id_width)
             members.update({
@@ -172,16 +184,6 @@ class AXI4Signature(wiring.Signature):
                 "rvalid": In(1), "rready": Out(1),
             })
         super().__init__(members)
-
-    @property
-    def addr_width(self) -> int:
-        """Byte address width."""
-        return self._addr_width
-
-    @property
-    def data_width(self) -> int:
-        """Data width in bits."""
-        return self._data_width
 
     @property
     def id_width(self) -> int:
@@ -210,13 +212,6 @@ class AXI4Signature(wiring.Signature):
 
     def _key(self) -> tuple:
         return (self._addr_width, self._data_width, self._id_width, self._read, self._write)
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, AXI4Signature)
-                and not isinstance(other, wiring.FlippedSignature) and self._key() == other._key())
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._key()))
 
     def __repr__(self) -> str:
         extra = ""

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             if n not in NETWORKS:
                 raise NetworkError(f"unknown network {n!r}; known: {', '.join(NETWORKS)}")
         if ns.config is not None:
-            cfg = AcceleratorConfig.from_json(ns.config.read_text())
+            cfg = AcceleratorConfig.read(ns.config)
         else:
             from filmqnn_hw.search.dse import design
 

@@ -412,9 +412,9 @@ def load_config(board: str | None, config_file: str | os.PathLike | None, ratio:
         if not p.is_file():
             raise ExportError(f"--config {p} does not exist")
         try:
-            cfg = AcceleratorConfig.from_json(p.read_text())
-        except (ConfigError, json.JSONDecodeError, TypeError) as e:
-            raise ExportError(f"--config {p} is not a valid accelerator config: {e}") from None
+            cfg = AcceleratorConfig.read(p)
+        except ConfigError as e:
+            raise ExportError(f"--config {e}") from None
         if board is not None and board != cfg.board:
             raise ExportError(
                 f"--config {p} is for board {cfg.board!r}, but --board {board!r} was given; "

@@ -259,9 +259,9 @@ class PynqBackend(Backend):
                     f"the config.json the bitstream was built from next to {bit.name} (or pass "
                     "config=)")
             try:
-                config = AcceleratorConfig.from_json(cj.read_text())
-            except (ConfigError, json.JSONDecodeError, TypeError) as e:
-                raise DriverError(f"{cj} is not a valid accelerator config: {e}") from None
+                config = AcceleratorConfig.read(cj)
+            except ConfigError as e:
+                raise DriverError(str(e)) from None
         self.config = config
         self.addr_width = addr_width or (49 if config.family == "xcup" else 32)
         pynq = _import_pynq()
@@ -484,9 +484,9 @@ def load_export(directory: str | Path, config: AcceleratorConfig):
         if not p.is_file():
             raise DriverError(f"{d} has no {p.name}: not a complete export; re-export it")
     try:
-        ecfg = AcceleratorConfig.from_json(cj.read_text())
-    except (ConfigError, json.JSONDecodeError, TypeError) as e:
-        raise DriverError(f"{cj} is not a valid accelerator config: {e}") from None
+        ecfg = AcceleratorConfig.read(cj)
+    except ConfigError as e:
+        raise DriverError(str(e)) from None
     if ecfg.config_hash() != config.config_hash():
         raise ConfigMismatchError(
             f"export {d} was made for config {describe_config(ecfg)}, but this accelerator is "

@@ -583,12 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m filmqnn_hw.models.resources CONFIG.json``: the predicted resources."""
     import argparse
     import json
-    from pathlib import Path
 
     ap = argparse.ArgumentParser(prog="python -m filmqnn_hw.models.resources")
     ap.add_argument("config", help="config.json written by filmqnn_hw.build")
     ns = ap.parse_args(argv)
-    cfg = AcceleratorConfig.from_json(Path(ns.config).read_text())
+    cfg = AcceleratorConfig.read(ns.config)
     r = predict(cfg)
     print(json.dumps({"predicted": r.as_dict(), "parts": r.parts, "provenance": r.provenance},
                      indent=2))

@@ -26,7 +26,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -311,6 +313,19 @@ class AcceleratorConfig:
     @classmethod
     def from_json(cls, text: str) -> AcceleratorConfig:
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> AcceleratorConfig:
+        """The config in the JSON file ``path``; :class:`ConfigError` names the file and the
+        problem (missing, unreadable, not JSON, not a valid config)."""
+        try:
+            return cls.from_json(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} cannot be read: {e}") from None
+        except (ConfigError, json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
+            raise ConfigError(f"{path} is not a valid accelerator config: {e}") from None
 
     def config_hash(self) -> str:
         """SHA-256 (hex) over every field that affects hardware or image layout.

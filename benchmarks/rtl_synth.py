@@ -184,16 +184,16 @@ def render(data: dict) -> str:
     paths = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("deepest_path")]
     if paths:
         md += ["", "Deepest register-to-register path (LUT levels), as the nets along it in the "
-               "flattened netlist, source first (`filmqnn_hw.flows.synth.deepest_path`; unnamed nets "
-               "are yosys-internal):", ""]
+               "flattened netlist, source first (`filmqnn_hw.flows.synth.deepest_path`; "
+               "unnamed nets are yosys-internal):", ""]
         for n, r in paths:
             names = " -> ".join(f"`{x}`" for x in r["yosys"]["deepest_path"])
             md.append(f"* {n} ({r['yosys']['lut_levels']} levels): {names}")
     worst = [(n, data[n]) for n in sorted(data) if data[n].get("yosys", {}).get("worst_endpoints")]
     if worst:
-        md += ["", "The deepest paths by capturing register (`filmqnn_hw.flows.synth.worst_endpoints`: "
-               "one row per register or bus, its deepest fan-in; the source is the register "
-               "that path starts from):", "",
+        md += ["", "The deepest paths by capturing register "
+               "(`filmqnn_hw.flows.synth.worst_endpoints`: one row per register or bus, its "
+               "deepest fan-in; the source is the register that path starts from):", "",
                "| config | LUT levels | CARRY | from | to (port) |", "|---|---|---|---|---|"]
         for n, r in worst:
             for w in r["yosys"]["worst_endpoints"]:

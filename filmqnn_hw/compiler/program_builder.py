@@ -169,7 +169,8 @@ def build_program(
     """Plan the DDR memory map of ``graph`` on ``config`` and write one descriptor per op.
 
     Memory map from ``base`` (every region ALIGN-aligned): program, then per convolution its
-    weight block (weight-image layout, :func:`filmqnn_hw.spec.weight_image.pack_conv_weights`) and its
+    weight block (weight-image layout, :func:`filmqnn_hw.spec.weight_image.pack_conv_weights`) and
+    its
     parameter block, then the network input, the stem im2col input (stem mode only), the
     network output, then activation buffers. With ``reuse`` a buffer is recycled once its
     last reader has run; ``reuse=False`` gives every tensor its own region (for debugging).

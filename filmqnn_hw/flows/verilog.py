@@ -8,7 +8,8 @@ clock/reset from ``ap_clk``/``ap_rst_n`` (active-low reset, as Vivado HLS cores 
 :func:`convert_vivado` wraps the component in a tiny top level that
 
 * joins every flattened member path with a single ``_`` (so a member ``s_axi_control`` with an
-  :class:`~filmqnn_hw.gateware.axi.signatures.AXI4LiteSignature` becomes ``s_axi_control_awaddr`` ...),
+  :class:`~filmqnn_hw.gateware.axi.signatures.AXI4LiteSignature` becomes ``s_axi_control_awaddr``
+  ...),
 * drives the ``sync`` domain from ``ap_clk`` and an active-low synchronous reset ``ap_rst_n``,
 * tags the clock with ``X_INTERFACE_PARAMETER ASSOCIATED_BUSIF`` (all AXI members) and
   ``ASSOCIATED_RESET`` so Vivado associates the interfaces with the clock without manual edits.
@@ -244,7 +245,8 @@ def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = Non
     ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` ... with weight ports),
     ``interrupt``); written atomically to ``path``
     if given. Returns the text. The dot units and requantization lanes are emitted once per
-    kind and instantiated (:mod:`filmqnn_hw.gateware.module_sharing`); the ZCU102 top takes about 16 s.
+    kind and instantiated (:mod:`filmqnn_hw.gateware.module_sharing`); the ZCU102 top takes about
+    16 s.
     """
     text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)
     if path is not None:

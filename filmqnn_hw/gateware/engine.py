@@ -1,7 +1,8 @@
 """The layer-program engine: fetches descriptors from DDR and runs every layer, bit-exact.
 
 :class:`ProgramEngine` is the accelerator minus its bus blocks: it talks to DDR through the
-command/data streams of one :class:`~filmqnn_hw.gateware.axi.dma.AXI4DMA` (with write strobes) and to
+command/data streams of one :class:`~filmqnn_hw.gateware.axi.dma.AXI4DMA` (with write strobes) and
+to
 the host through the core side of :class:`~filmqnn_hw.gateware.axi.lite_regs.AXI4LiteControl`.
 :class:`~filmqnn_hw.gateware.top.FilmQnnAccelerator` wires the three together.
 
@@ -99,7 +100,8 @@ class ProgramEngine(wiring.Component):
     addr_width : int
         DDR byte-address width of the AXI master.
     cmap : ControlMap
-        Control map (default :func:`~filmqnn_hw.gateware.axi.lite_regs.accelerator_control_map`); must
+        Control map (default :func:`~filmqnn_hw.gateware.axi.lite_regs.accelerator_control_map`);
+        must
         have the ``layers`` argument and the ``cycles``, ``stall_*`` and ``status`` counters.
 
     Members

@@ -20,7 +20,8 @@ class RecordGearbox(wiring.Component):
     whole beat per cycle when ``record_bytes`` is a multiple of ``beat_bytes``); a beat is
     acknowledged (``beat_ready``) with its last unit. ``rec_valid`` pulses for one cycle with a
     complete record in ``rec`` (byte ``b`` of the record at bits ``8b .. 8b+7``); ``rec``
-    is read only then: it shifts with every unit taken and holds in cycles that take none. A partial record left at the end of the stream is
+    is read only then: it shifts with every unit taken and holds in cycles that take none. A
+    partial record left at the end of the stream is
     never emitted (``start`` clears it).
 
     Members

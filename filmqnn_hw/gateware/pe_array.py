@@ -1,7 +1,8 @@
 """The mixed-precision PE array: ``tm`` output lanes, two output pixels per pair of cycles.
 
 See :class:`PEArray` for the interface and timing, ``docs/architecture.md`` section 1 for its
-place in the datapath and :func:`filmqnn_hw.spec.weight_image.pack_conv_weights` for the weight record
+place in the datapath and :func:`filmqnn_hw.spec.weight_image.pack_conv_weights` for the weight
+record
 it reads.
 """
 

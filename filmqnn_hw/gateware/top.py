@@ -57,7 +57,8 @@ class FilmQnnAccelerator(wiring.Component):
         the program header carries its hash).
     addr_width : int
     cmap : ControlMap
-        The control register map (:func:`~filmqnn_hw.gateware.axi.lite_regs.accelerator_control_map`);
+        The control register map
+        (:func:`~filmqnn_hw.gateware.axi.lite_regs.accelerator_control_map`);
         ``cmap.offset_of("layers")`` etc. give the register offsets for a driver/testbench.
 
     Latency/throughput: see :class:`~filmqnn_hw.gateware.engine.ProgramEngine`; the ``cycles``

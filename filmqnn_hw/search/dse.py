@@ -265,8 +265,8 @@ def search(
     ranked: list[tuple[float, dict[str, int]]] = []
     for g in _pack_options(b.axi_data_bits):
         for a in _arrays(b, ratio, allcaps, kernel_packing, g, clock, schedule):
-            cfg = _make(b, clock, ratio, a, 14, 28 if tile_cols_fit_beats(28, g, b.axi_data_bits) else 30,
-                        kernel_packing)
+            tc0 = 28 if tile_cols_fit_beats(28, g, b.axi_data_bits) else 30
+            cfg = _make(b, clock, ratio, a, 14, tc0, kernel_packing)
             cyc = _compute_cycles(cfg, nets, timing)
             ranked.append((_geomean([1 / x for x in cyc]), a))
     if not ranked:
@@ -289,7 +289,8 @@ def search(
         tiles = []
         for tr in _TR:
             for tc in _TC:
-                if tr * tc > 1024 or tr * tc < 49 or not tile_cols_fit_beats(tc, a["g"], b.axi_data_bits):
+                if (tr * tc > 1024 or tr * tc < 49
+                        or not tile_cols_fit_beats(tc, a["g"], b.axi_data_bits)):
                     continue
                 cfg = _make(b, clock, ratio, a, tr, tc, kernel_packing)
                 r = predict(cfg, schedule=schedule)

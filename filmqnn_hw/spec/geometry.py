@@ -128,7 +128,8 @@ def record_bits(config: AcceleratorConfig) -> int:
     return record_rows(config) * config.tn * 8
 
 
-#: Cycles of the packed DSP multiplier inside a :class:`~filmqnn_hw.gateware.arith.dot.PackedDotUnit`.
+#: Cycles of the packed DSP multiplier inside a
+#: :class:`~filmqnn_hw.gateware.arith.dot.PackedDotUnit`.
 PACKED_MUL_LATENCY = 4
 
 

@@ -3,7 +3,8 @@
 An :class:`IntGraph` is a list of integer operations in execution order over named tensors
 of 5-bit codes. It is produced from a quantized torch model by
 :func:`filmqnn_quant.convert.to_integer`, serialised into weight images by
-:mod:`filmqnn_hw.spec.weight_image`, and executed here with numpy only (no torch, no amaranth), so the
+:mod:`filmqnn_hw.spec.weight_image`, and executed here with numpy only (no torch, no amaranth), so
+the
 hardware tests depend on nothing but this module and :mod:`filmqnn_hw.spec.numerics`.
 
 Exactness: convolutions are evaluated as float64 matrix products of integer-valued arrays.

@@ -4,7 +4,8 @@
 reader. It needs numpy and the rest of the specification layer: no torch, no amaranth.
 
 :func:`filmqnn_hw.compiler.program_builder.build_program` turns an
-:class:`~filmqnn_hw.spec.intgraph.IntGraph` into a :class:`LayerProgram`: a DDR memory map (program, weight and parameter blobs, activation
+:class:`~filmqnn_hw.spec.intgraph.IntGraph` into a :class:`LayerProgram`: a DDR memory map
+(program, weight and parameter blobs, activation
 buffers reused where lifetimes allow, network input and output) plus one descriptor per
 operation. After the host has written :meth:`LayerProgram.memory_image` (or the same regions
 one by one) to DDR and the program address to the ``layers`` control register, one

@@ -2,5 +2,6 @@
 block, AXI4 burst read/write masters, a pysim AXI memory model and a Vivado-naming Verilog
 emitter.
 
-Submodules import amaranth; import them directly (``from filmqnn_hw.gateware.axi.lite_regs import ...``).
+Submodules import amaranth; import them directly (``from filmqnn_hw.gateware.axi.lite_regs import
+...``).
 """

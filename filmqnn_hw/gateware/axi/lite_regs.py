@@ -200,7 +200,8 @@ class ControlMap:
 
     def c_header(self, prefix: str = "FILMQNN_CTRL") -> str:
         """C header with one ``#define <PREFIX>_<NAME> 0x..`` per word plus AP_CTRL bits."""
-        lines = [f"/* Generated from filmqnn_hw.gateware.axi.lite_regs.ControlMap; {self.size} bytes. */",
+        lines = [f"/* Generated from filmqnn_hw.gateware.axi.lite_regs.ControlMap; "
+                 f"{self.size} bytes. */",
                  f"#ifndef {prefix}_H", f"#define {prefix}_H"]
         for w in self.words:
             lines.append(f"#define {prefix}_{w.name.upper()} 0x{w.offset:02X} /* {w.access}: "

@@ -1,11 +1,17 @@
-"""Shared pytest setup: markers, tool discovery, deterministic torch threads."""
+"""Shared pytest setup: the helpers module on sys.path, markers, tool discovery, deterministic
+torch threads."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+# Test modules import their shared builders from tests/helpers.py, never from each other.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Training and simulation share two cores: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -11,7 +11,21 @@ import sys
 
 import numpy as np
 import pytest
-from test_program import conv_graph, graph_of, layer_cases, rand_conv, small_network
+from helpers import (
+    CFG_A,
+    CFG_B,
+    CFG_B2,
+    CFG_B4,
+    CFG_C,
+    CFG_D,
+    CFG_E,
+    CFG_E3,
+    conv_graph,
+    graph_of,
+    layer_cases,
+    rand_conv,
+    small_network,
+)
 
 from filmqnn_hw.accel.limits import RtlUnsupported, check_program, geometry
 from filmqnn_hw.accel.pysim import AcceleratorError, run_pysim
@@ -20,31 +34,6 @@ from filmqnn_hw.program import build_program
 
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))  # pysim of the 28x32 array
 
-# A: G=8 (40-bit words, byte aligned), 128-bit beats (3 words/beat), one 8-bit lane of 8.
-# B: G=4 (20-bit words) on 64-bit beats, tc = 3 = words per beat, tn=4 < tm=8, 7 4-bit lanes.
-# C: xcup, 32-bit beats (1 word/beat), tm=4 < tn=8, DSP and LUT lanes of both widths.
-CFG_A = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
-# B: four requantization units for eight lanes (two passes per pixel)
-CFG_B = AcceleratorConfig.small(tm=8, tn=4, n8_slots=1, act_pack=4, axi_data_bits=64, tr=3,
-                                tc=3).replace(requant_lanes=4)
-CFG_C = AcceleratorConfig.small(tm=4, tn=8, n8_slots=2, act_pack=4, axi_data_bits=32, tr=2,
-                                tc=2).replace(family="xcup", w4_dsp_lanes=1, w4_lut_lanes=1,
-                                              w8_dsp_lanes=1, w8_lut_lanes=1)
-# D: the PYNQ-Z2 design-space result's array (tm=24 with two 8-bit LUT lanes, 20 + 2 4-bit
-#    DSP/LUT lanes, tn=32, 16x30 tiles, 12 requantization units: two passes per pixel): the
-#    second accumulator bank crosses 2**8.
-CFG_D = AcceleratorConfig.small(tm=24, tn=32, n8_slots=2, act_pack=4, axi_data_bits=64, tr=16,
-                                tc=30).replace(w4_dsp_lanes=20, w4_lut_lanes=2, w8_dsp_lanes=0,
-                                               w8_lut_lanes=2, requant_lanes=12)
-# B with two / four AXI ports: the weights come through m_axi_gmem1 (B2) or are striped tap
-# record by tap record over m_axi_gmem1..3 into three weight memories (B4)
-CFG_B2 = CFG_B.replace(axi_ports=2)
-CFG_B4 = CFG_B.replace(axi_ports=4)
-# E: G=3 on 32-bit beats (2 words per beat, as on ZCU102): depthwise groups of 3 taps at
-#    stride 1 and of 2 at stride 2; E3: the same with two weight memories (AXI ports 1, 2)
-CFG_E = AcceleratorConfig.small(tm=6, tn=6, n8_slots=1, act_pack=3, axi_data_bits=32, tr=3,
-                                tc=4)
-CFG_E3 = CFG_E.replace(axi_ports=3)
 CFGS = {"A": CFG_A, "B": CFG_B, "C": CFG_C, "B2": CFG_B2, "B4": CFG_B4, "E": CFG_E,
         "E3": CFG_E3}
 

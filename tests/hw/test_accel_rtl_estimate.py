@@ -10,8 +10,7 @@ estimate fails here.
 from __future__ import annotations
 
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D
-from test_program import layer_cases, small_network
+from helpers import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D, layer_cases, small_network
 
 from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
 from filmqnn_hw.accel.rtl_estimate import estimate_network

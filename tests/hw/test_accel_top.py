@@ -1,8 +1,8 @@
 """The generated accelerator top as Verilog: emission, Verilator lint, and whole programs
 simulated with Verilator bit-exact against the golden model (``IntGraph.run``).
 
-Two Verilator builds per session (module fixture, built in parallel): the small ``CFG_A`` of
-``test_accel_engine.py`` (small network, inverted residual block) and a mid-size config
+Verilator builds per session (module fixture, built two at a time): the small ``CFG_A`` of
+the pysim tests (small network, inverted residual block) and a mid-size config
 (``MID``: 16x16 array, 8x8 tiles) that runs whole reduced ResNet-18 / MobileNet-V2 graphs
 after one ``ap_start``. Every tensor the program writes is compared with ``==``, not just
 the output (programs are built with ``reuse=False`` so no buffer is overwritten).
@@ -16,8 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
-from test_program import graph_of, rand_conv, small_network
+from helpers import (
+    CFG_A,
+    CFG_B,
+    CFG_B2,
+    CFG_B4,
+    converted_network,
+    graph_of,
+    rand_conv,
+    small_network,
+)
 
 from filmqnn_hw.accel.limits import check_program, geometry
 from filmqnn_hw.accel.pe_array import engine_plan
@@ -306,32 +314,6 @@ NETS = {
 }
 
 
-def _network(name, cfg):
-    torch = pytest.importorskip("torch")
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
-    from filmqnn_quant.qat import prepare_qat
-
-    kw, shape = NETS[name]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        m = build_model(name, **kw)
-        x = torch.rand(4, *shape)
-        qm = prepare_qat(m, cfg, ratio=0.1, example_input=x)
-        qm.train()
-        with torch.no_grad():
-            qm(x)  # calibrate activation ranges
-        qm.select_8bit(x)
-        qm.eval()
-        g = to_integer(qm, shape, cfg)
-    finally:
-        torch.set_num_threads(n)
-    return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
-
-
 @pytest.mark.verilator
 @pytest.mark.slow
 @needs_verilator
@@ -339,6 +321,6 @@ def _network(name, cfg):
                                              ("mobilenet_v2", None)])
 def test_whole_network(sims, vroot, name, stall_seed):
     """A converted network (fused residuals, depthwise, GAP, FC logits) after one start."""
-    g, codes = _network(name, MID)
+    g, codes = converted_network(name, MID, *NETS[name], batch=4)
     _run(sims, vroot, "MID", g, codes, stall_seed=stall_seed)
     assert len(np.unique(g.run(codes))) > 3

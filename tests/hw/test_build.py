@@ -186,7 +186,7 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
     """--sim runs an exported program.bin through the cycle model of the RTL; --synth
     synthesises the whole top; --verilator without a named network is reported, not
     skipped silently (exit 1)."""
-    from test_program import small_network
+    from helpers import small_network
 
     from filmqnn_hw.accel.rtl_cycles import DdrTiming, rtl_cycles
     from filmqnn_hw.program import build_program

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_program import small_network
+from helpers import small_network
 
 from filmqnn_hw.accel.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
 from filmqnn_hw.config import AcceleratorConfig

@@ -48,6 +48,7 @@ def test_every_layer_kind_within_tolerance(name, cfg):
     assert worst[0] <= TOL_CASE, f"{name}: {worst[1]} estimate off by {worst[0]:.1%}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
 def test_board_designs_on_reduced_networks(board):
     """The two default designs (several ports, the DDR cap, weight ports), ResNet-18 and

@@ -9,7 +9,6 @@ The Verilator build of the small config lives in the session's base temp directo
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import numpy as np
@@ -39,8 +38,6 @@ from filmqnn_quant.export import export_graph
 
 #: The driver tests' simulated accelerator (G=8 on 128-bit beats; builds in ~40 s).
 CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
-HAVE_VERILATOR = shutil.which("verilator") is not None
-needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
 CMAP = accelerator_control_map()
 
 
@@ -293,15 +290,12 @@ def test_pynq_backend_with_a_stub_module(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sim_backend(tmp_path_factory):
-    if not HAVE_VERILATOR:
-        pytest.skip("verilator not installed")
     be = SimBackend(CFG, sim_dir(tmp_path_factory), jobs=2)
     be.build()
     return be
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_end_to_end_export_dir(sim_backend, tmp_path):
     """Export directory in, class scores out, == the golden model for several frames."""
     g = small_network(CFG)
@@ -324,7 +318,6 @@ def test_sim_end_to_end_export_dir(sim_backend, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_graph_and_interrupt_status(sim_backend):
     g = small_network(CFG, seed=11)
     acc = Accelerator(sim_backend, graph=g, config=CFG, timeout_s=60)
@@ -339,7 +332,6 @@ def test_sim_graph_and_interrupt_status(sim_backend):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_timeout_message_has_registers(sim_backend, tmp_path):
     g = small_network(CFG)
     tiny = SimBackend(CFG, sim_backend.work_dir, max_cycles=500)  # same cached build
@@ -351,7 +343,6 @@ def test_sim_timeout_message_has_registers(sim_backend, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_demo_one_image(sim_backend, tmp_path, capsys):
     """``python -m filmqnn_hw.demo`` on one test image with the small simulated config."""
     pytest.importorskip("torch")

@@ -22,6 +22,7 @@ from filmqnn_hw.program import build_program
 CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
 
 
+@pytest.mark.slow
 def test_rtl_network_cycles():
     pytest.importorskip("torch")
     rec = rtl_network_cycles(CFG, "resnet18", 32)

@@ -1,11 +1,17 @@
-"""Shared pytest setup: markers, tool discovery, deterministic torch threads."""
+"""Shared pytest setup: the helpers module on sys.path, markers, tool discovery, deterministic
+torch threads."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+# Test modules import their shared builders from tests/helpers.py, never from each other.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Training and simulation share two cores: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -24,6 +30,12 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
-requires_verilator = pytest.mark.skipif(not have("verilator"), reason="verilator not installed")
-requires_iverilog = pytest.mark.skipif(not have("iverilog"), reason="iverilog not installed")
-requires_gxx = pytest.mark.skipif(not have("g++"), reason="g++ not installed")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Cases marked ``verilator`` are skipped when the binary is missing (the marker both
+    selects them and states the requirement)."""
+    if have("verilator"):
+        return
+    skip = pytest.mark.skip(reason="verilator not installed")
+    for item in items:
+        if item.get_closest_marker("verilator") is not None:
+            item.add_marker(skip)

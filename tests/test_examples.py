@@ -185,6 +185,7 @@ def _tiny_graph(cfg, rng) -> IntGraph:
     return g
 
 
+@pytest.mark.slow
 def test_accelerator_runs_program_from_user_top(soc_factory):
     soc = soc_factory()
     cfg = soc.config

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2
-from test_program import small_network
+from helpers import CFG_A, CFG_B, CFG_B2, graph_of, rand_conv, small_network
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
@@ -81,8 +80,6 @@ def test_max_cycles():
 
 def test_more_work_more_cycles():
     """A larger input through the same layers takes longer, layer by layer."""
-    from test_program import graph_of, rand_conv
-
     def one_conv(h):
         r = np.random.default_rng(0)
         op = rand_conv(r, CFG_A, "c", "x", "y", 8, 8, 3, 1, 1)

@@ -10,8 +10,7 @@ estimate fails here.
 from __future__ import annotations
 
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D
-from test_program import layer_cases, small_network
+from helpers import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D, layer_cases, small_network
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
@@ -49,6 +48,7 @@ def test_every_layer_kind_within_tolerance(name, cfg):
     assert worst[0] <= TOL_CASE, f"{name}: {worst[1]} estimate off by {worst[0]:.1%}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
 def test_board_designs_on_reduced_networks(board):
     """The two default designs (several ports, the DDR cap, weight ports), ResNet-18 and

@@ -1,8 +1,8 @@
 """The generated accelerator top as Verilog: emission, Verilator lint, and whole programs
 simulated with Verilator bit-exact against the golden model (``IntGraph.run``).
 
-Two Verilator builds per session (module fixture, built in parallel): the small ``CFG_A`` of
-``test_accel_engine.py`` (small network, inverted residual block) and a mid-size config
+Verilator builds per session (module fixture, built two at a time): the small ``CFG_A`` of
+the pysim tests (small network, inverted residual block) and a mid-size config
 (``MID``: 16x16 array, 8x8 tiles) that runs whole reduced ResNet-18 / MobileNet-V2 graphs
 after one ``ap_start``. Every tensor the program writes is compared with ``==``, not just
 the output (programs are built with ``reuse=False`` so no buffer is overwritten).
@@ -11,13 +11,20 @@ the output (programs are built with ``reuse=False`` so no buffer is overwritten)
 from __future__ import annotations
 
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_accel_engine import CFG_A, CFG_B, CFG_B2, CFG_B4
-from test_program import graph_of, rand_conv, small_network
+from helpers import (
+    CFG_A,
+    CFG_B,
+    CFG_B2,
+    CFG_B4,
+    converted_network,
+    graph_of,
+    rand_conv,
+    small_network,
+)
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.flows.verilog import emit_verilog
@@ -51,10 +58,6 @@ TREE2 = AcceleratorConfig.small(tm=6, tn=18, n8_slots=1, act_pack=6, axi_data_bi
 CFGS = {"A": CFG_A, "B": CFG_B, "B2": CFG_B2, "B4": CFG_B4, "MID": MID, "WPB4": WPB4,
         "WPB2": WPB2, "DW2": DW2, "TREE2": TREE2}
 
-HAVE_VERILATOR = shutil.which("verilator") is not None
-needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
-verilator = [pytest.mark.verilator, needs_verilator]
-
 _EMITTED: dict[str, str] = {}
 #: the testbench's default memory (read latency 40, write latency 10, no DDR cap)
 TB_TIMING = DdrTiming()
@@ -78,9 +81,6 @@ def vroot(tmp_path_factory):
 def sims(vroot):
     """Verilator executables for CFG_A, MID, CFG_B2 (two AXI ports) and DW2; emission of one
     overlaps another's build."""
-    if not HAVE_VERILATOR:
-        pytest.skip("verilator not installed")
-
     def build(key):
         path = _emit(key, vroot)
         return build_verilator(path, TOP_NAME, CFGS[key].axi_data_bits, vroot / f"build_{key}",
@@ -132,7 +132,8 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
 # ---------------------------------------------------------------------------------------------
 # emission and lint
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", ["A", "B", "B2", "B4"])
+@pytest.mark.parametrize("key", ["A", pytest.param("B", marks=pytest.mark.slow),
+                                 pytest.param("B2", marks=pytest.mark.slow), "B4"])
 def test_emit_verilog(key, vroot):
     cfg = CFGS[key]
     geometry(cfg)
@@ -156,7 +157,6 @@ def test_emit_verilog(key, vroot):
 
 @pytest.mark.parametrize("key", ["A", "B", "B2", "B4", "WPB4", "WPB2", "TREE2"])
 @pytest.mark.verilator
-@needs_verilator
 def test_verilator_lint(key, vroot):
     verilator_lint(_emit(key, vroot), TOP_NAME)
 
@@ -164,7 +164,6 @@ def test_verilator_lint(key, vroot):
 @pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
 @pytest.mark.verilator
 @pytest.mark.slow
-@needs_verilator
 def test_board_top_lint(board, tmp_path):
     """The tops `python -m filmqnn_hw.build BOARD` writes (the design search's configs) emit
     with one shared module per repeated unit and lint clean (PYNQ-Z2 about 15 s, ZCU102
@@ -190,6 +189,7 @@ def test_board_top_lint(board, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # programs in Verilator == golden model
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.verilator
 def test_small_network(sims, vroot):
     """One start runs the whole small network; random AXI back-pressure: same bits, more cycles."""
     g = small_network(CFG_A)
@@ -201,7 +201,6 @@ def test_small_network(sims, vroot):
 
 @pytest.mark.verilator
 @pytest.mark.slow
-@needs_verilator
 def test_two_stage_adder_trees(vroot):
     """A PE array whose dot units need two adder-tree stages (PE latency 7, as on ZCU102):
     the small network bit-exact, every counter and layer equal to the cycle model; with
@@ -218,6 +217,7 @@ def test_two_stage_adder_trees(vroot):
     assert stalled.counters["cycles"] > calm.counters["cycles"]
 
 
+@pytest.mark.verilator
 def test_small_network_two_ports(sims, vroot):
     """Parameters and weights through m_axi_gmem1: the same bits, calm and with random stalls
     on both ports."""
@@ -229,7 +229,6 @@ def test_small_network_two_ports(sims, vroot):
 
 
 @pytest.mark.verilator
-@needs_verilator
 @pytest.mark.parametrize("timing", [
     DdrTiming(read_latency=7, write_latency=3),
     DdrTiming(read_latency=90, write_latency=25, max_outstanding=2),
@@ -273,7 +272,6 @@ def _depthwise_chain(cfg, c, seed=4):
 
 
 @pytest.mark.verilator
-@needs_verilator
 @pytest.mark.parametrize("key", ["DW2", "A"])
 def test_depthwise_tap_groups(sims, vroot, key):
     """Depthwise kernel rows in tap groups: bits == golden, every layer's cycles == the
@@ -285,7 +283,6 @@ def test_depthwise_tap_groups(sims, vroot, key):
 
 
 @pytest.mark.verilator
-@needs_verilator
 @pytest.mark.parametrize("key,c,h,w", [("A", 8, 7, 5), ("MID", 16, 9, 11)])
 def test_inverted_residual_block(sims, vroot, key, c, h, w):
     g = _inverted_residual(CFGS[key], c, h, w)
@@ -306,39 +303,12 @@ NETS = {
 }
 
 
-def _network(name, cfg):
-    torch = pytest.importorskip("torch")
-    from filmqnn_hw.spec.numerics import quantize_input
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.qat import prepare_qat
-
-    kw, shape = NETS[name]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        m = build_model(name, **kw)
-        x = torch.rand(4, *shape)
-        qm = prepare_qat(m, cfg, ratio=0.1, example_input=x)
-        qm.train()
-        with torch.no_grad():
-            qm(x)  # calibrate activation ranges
-        qm.select_8bit(x)
-        qm.eval()
-        g = to_integer(qm, shape, cfg)
-    finally:
-        torch.set_num_threads(n)
-    return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
-
-
 @pytest.mark.verilator
 @pytest.mark.slow
-@needs_verilator
 @pytest.mark.parametrize("name,stall_seed", [("resnet18", 3), ("resnet18", None),
                                              ("mobilenet_v2", None)])
 def test_whole_network(sims, vroot, name, stall_seed):
     """A converted network (fused residuals, depthwise, GAP, FC logits) after one start."""
-    g, codes = _network(name, MID)
+    g, codes = converted_network(name, MID, *NETS[name], batch=4)
     _run(sims, vroot, "MID", g, codes, stall_seed=stall_seed)
     assert len(np.unique(g.run(codes))) > 3

@@ -5,7 +5,6 @@ AXI4 memory model (filmqnn_hw.sim.verilator)."""
 from __future__ import annotations
 
 import random
-import shutil
 import time
 
 import pytest
@@ -33,10 +32,6 @@ MEM_SIZE = 16384
 #: source crosses the 4 KiB boundary at 0x2000 for both widths, the copy the one at 0x3000
 LAYERS = 0x1C00
 TOP = "echo_top"
-
-needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None,
-                                     reason="verilator not installed")
-
 
 class EchoCore(wiring.Component):
     """On ap_start: read BEATS beats at ``layers``, write them byte-reversed per beat to
@@ -115,8 +110,6 @@ def expected(mem: bytes, width: int, layers: int = LAYERS) -> bytearray:
 
 @pytest.fixture(scope="module", params=[(64, 0), (128, 1)], ids=["B64", "B128-id1"])
 def built(request, tmp_path_factory):
-    if shutil.which("verilator") is None:
-        pytest.skip("verilator not installed")
     width, id_width = request.param
     d = tmp_path_factory.mktemp(f"vsim{width}")
     write_vivado(EchoCore(width, id_width=id_width), TOP, d / "echo.v")
@@ -126,7 +119,6 @@ def built(request, tmp_path_factory):
 
 
 @pytest.mark.verilator
-@needs_verilator
 @pytest.mark.parametrize("stall_seed", [None, 7], ids=["nostall", "stall"])
 def test_echo_memory(built, stall_seed, tmp_path):
     width, _, exe, _ = built
@@ -149,7 +141,6 @@ def test_echo_memory(built, stall_seed, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_read_latency_and_seed_are_used(built, tmp_path):
     width, _, exe, _ = built
     mem = random.Random(1).randbytes(MEM_SIZE)
@@ -166,7 +157,6 @@ def test_read_latency_and_seed_are_used(built, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_shared_ddr_bandwidth(built, tmp_path):
     """--ddr-beats-per-cycle caps reads and writes together: the echo's BEATS reads and
     BEATS writes, which overlap without a cap, take 2 BEATS / R cycles at R beats per cycle."""
@@ -184,7 +174,6 @@ def test_shared_ddr_bandwidth(built, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_build_is_cached(built):
     width, d, exe, first = built
     mtime = exe.stat().st_mtime_ns
@@ -195,7 +184,6 @@ def test_build_is_cached(built):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_timeout_reports_ap_ctrl(built, tmp_path):
     _, _, exe, _ = built
     with pytest.raises(VerilatorError, match=r"timed out.*AP_CTRL=0x00000001"):
@@ -203,7 +191,6 @@ def test_timeout_reports_ap_ctrl(built, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_out_of_range_is_an_error(built, tmp_path):
     width, _, exe, _ = built
     # the reads fit, the second half of the copy falls off the end of the 16 KiB image
@@ -216,7 +203,6 @@ def test_out_of_range_is_an_error(built, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_lint(built, tmp_path):
     _, d, _, _ = built
     verilator_lint(d / "echo.v", TOP)
@@ -227,7 +213,6 @@ def test_lint(built, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_build_failure_shows_log(built, tmp_path):
     width, d, _, _ = built
     broken = tmp_path / "broken.v"

@@ -130,12 +130,12 @@ int main(int argc, char** argv) {
 
 
 @pytest.mark.slow
+@pytest.mark.verilator
 @pytest.mark.parametrize("family", ["xc7", "xcup"])
 def test_primitive_flavour_matches_behavioural(family, tmp_path):
     """DSP48E1 (yosys model) / DSP48E2 (our model) cascade = behavioural chain, 200k cycles of
     random operands with extremes every 16 cycles (flavour equivalence; the arithmetic itself
     is covered by the extraction proof and the per-DSP exhaustive checks)."""
-    import shutil
     import subprocess
 
     from amaranth import Module
@@ -145,8 +145,6 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
     from filmqnn_hw.flows.synth import to_verilog
     from filmqnn_hw.gateware.arith.dsp48e2_model import dsp48e1_model, dsp48e2_model
 
-    if shutil.which("verilator") is None:
-        pytest.skip("verilator not installed")
     n = 3
 
     class H(wiring.Component):

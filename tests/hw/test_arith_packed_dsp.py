@@ -2,7 +2,6 @@
 """Packed DSP multipliers: exhaustive RTL checks of every flavour, latency, errors, DSP mapping."""
 
 import itertools
-import shutil
 
 import pytest
 from amaranth.sim import Simulator
@@ -23,10 +22,6 @@ from filmqnn_hw.spec.packing import (
 )
 from filmqnn_hw.verify.exhaustive import run_exhaustive
 
-requires_verilator = pytest.mark.skipif(
-    shutil.which("verilator") is None, reason="verilator not installed"
-)
-
 FAMILIES = ["xc7", "xcup"]
 UNITS = [W4A5FilterPackedDsp, W4A5KernelPackedDsp, W8A5PackedDsp]
 
@@ -38,7 +33,7 @@ class _NoBorrow(PackedDspMultiplier):
 
 
 @pytest.mark.slow
-@requires_verilator
+@pytest.mark.verilator
 def test_exhaustive_all_units_all_flavours():
     """Every lane of every unit, comb / registered / DSP-primitive flavour, both families,
     over every operand value (4,194,304 vectors = the whole kernel-packing domain).

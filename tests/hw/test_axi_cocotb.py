@@ -90,8 +90,7 @@ def test_accelerator_top_cocotb(tmp_path):
     """The emitted top (two AXI4 masters: activations and weights) runs three layer programs
     bit-exact on cocotbext-axi AxiRam with random pauses on every channel, programmed and
     polled through AxiLiteMaster (ap_start, ap_done clear-on-read, the ap_done interrupt)."""
-    from test_accel_engine import CFG_B2
-    from test_program import layer_cases, small_network
+    from helpers import CFG_B2, layer_cases, small_network
 
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.flows.verilog import emit_verilog

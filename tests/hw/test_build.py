@@ -87,6 +87,7 @@ def test_list_boards_subprocess():
     assert "zcu102" in r.stdout and "pynq_z2" in r.stdout and "xczu9eg" in r.stdout
 
 
+@pytest.mark.slow
 def test_build_user_board_file(tmp_path):
     import boards
 
@@ -182,11 +183,12 @@ def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.synth
 def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
     """--sim runs an exported program.bin through the cycle model of the RTL; --synth
     synthesises the whole top; --verilator without a named network is reported, not
     skipped silently (exit 1)."""
-    from test_program import small_network
+    from helpers import small_network
 
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles

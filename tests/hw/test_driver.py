@@ -9,12 +9,11 @@ The Verilator build of the small config lives in the session's base temp directo
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import numpy as np
 import pytest
-from test_program import small_network as shared_small_network
+from helpers import small_network
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.gateware.axi.lite_regs import AP_CTRL, IER, ISR, accelerator_control_map
@@ -39,14 +38,7 @@ from filmqnn_quant.export import export_graph
 
 #: The driver tests' simulated accelerator (G=8 on 128-bit beats; builds in ~40 s).
 CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128)
-HAVE_VERILATOR = shutil.which("verilator") is not None
-needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="verilator not installed")
 CMAP = accelerator_control_map()
-
-
-def small_network(cfg=CFG, seed=7):
-    """stem conv -> maxpool -> residual block -> gap -> fc logits (10 classes)."""
-    return shared_small_network(cfg, seed)
 
 
 def sim_dir(tmp_path_factory):
@@ -147,7 +139,7 @@ class FakeCore(Backend):
 
 
 def test_fake_core_register_sequence():
-    g = small_network()
+    g = small_network(CFG)
     core = FakeCore(CFG, g)
     acc = Accelerator(core, graph=g, poll_s=0)
     # the program was built for the buffer's physical address
@@ -174,7 +166,7 @@ def test_fake_core_register_sequence():
 
 
 def test_fake_core_timeout_message_has_registers():
-    g = small_network()
+    g = small_network(CFG)
     acc = Accelerator(FakeCore(CFG, g, hang=True), graph=g, timeout_s=0.05, poll_s=0.001)
     with pytest.raises(AcceleratorTimeout, match=r"AP_CTRL=0x00000001 \(ap_start\), "
                        r"status=0x00000000 \(ok\)") as ei:
@@ -183,7 +175,7 @@ def test_fake_core_timeout_message_has_registers():
 
 
 def test_fake_core_status_error_is_decoded():
-    g = small_network()
+    g = small_network(CFG)
     acc = Accelerator(FakeCore(CFG, g, status=5 | 3 << 8), graph=g, poll_s=0)
     with pytest.raises(AcceleratorStatusError,
                        match=r"code 5 \(unsupported descriptor\) at layer 3 \('b'\)") as ei:
@@ -193,7 +185,7 @@ def test_fake_core_status_error_is_decoded():
 
 
 def test_bad_input_shape_and_busy_core_are_refused():
-    g = small_network()
+    g = small_network(CFG)
     core = FakeCore(CFG, g)
     acc = Accelerator(core, graph=g, poll_s=0)
     with pytest.raises(DriverError, match=r"input must have shape \(3, 11, 11\)"):
@@ -208,7 +200,7 @@ def test_bad_input_shape_and_busy_core_are_refused():
 # ---------------------------------------------------------------------------------------------
 def test_weight_image_for_another_config_is_refused(tmp_path):
     other = CFG.replace(tr=2)  # same slots, different accelerator
-    g = small_network()
+    g = small_network(CFG)
     export_graph(tmp_path / "exp", g, other, log=lambda m: None)
     backend = SimBackend(CFG, tmp_path / "sim")  # lazy: nothing is built
     with pytest.raises(ConfigMismatchError) as ei:
@@ -258,7 +250,7 @@ def test_pynq_backend_with_a_stub_module(tmp_path, monkeypatch):
     """The PYNQ calls (Overlay, ip_dict, mmio, allocate, sync) on a stand-in module."""
     import types
 
-    g = small_network()
+    g = small_network(CFG)
     core = FakeCore(CFG, g, phys=0x3000_0000)
 
     class Buf(np.ndarray):
@@ -298,18 +290,15 @@ def test_pynq_backend_with_a_stub_module(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sim_backend(tmp_path_factory):
-    if not HAVE_VERILATOR:
-        pytest.skip("verilator not installed")
     be = SimBackend(CFG, sim_dir(tmp_path_factory), jobs=2)
     be.build()
     return be
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_end_to_end_export_dir(sim_backend, tmp_path):
     """Export directory in, class scores out, == the golden model for several frames."""
-    g = small_network()
+    g = small_network(CFG)
     export_graph(tmp_path / "exp", g, CFG, log=lambda m: None)
     acc = Accelerator(sim_backend, tmp_path / "exp", timeout_s=60)
     assert acc.program.base == 0
@@ -329,9 +318,8 @@ def test_sim_end_to_end_export_dir(sim_backend, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_graph_and_interrupt_status(sim_backend):
-    g = small_network(seed=11)
+    g = small_network(CFG, seed=11)
     acc = Accelerator(sim_backend, graph=g, config=CFG, timeout_s=60)
     sim_backend.write(IER, 1)
     sim_backend.write(0x04, 1)
@@ -344,9 +332,8 @@ def test_sim_graph_and_interrupt_status(sim_backend):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_sim_timeout_message_has_registers(sim_backend, tmp_path):
-    g = small_network()
+    g = small_network(CFG)
     tiny = SimBackend(CFG, sim_backend.work_dir, max_cycles=500)  # same cached build
     acc = Accelerator(tiny, graph=g, timeout_s=60)
     with pytest.raises(AcceleratorTimeout, match=r"max_cycles=500.*AP_CTRL=0x[0-9a-f]{8} "
@@ -356,7 +343,6 @@ def test_sim_timeout_message_has_registers(sim_backend, tmp_path):
 
 
 @pytest.mark.verilator
-@needs_verilator
 def test_demo_one_image(sim_backend, tmp_path, capsys):
     """``python -m filmqnn_quant.demo`` on one test image with the small simulated config."""
     pytest.importorskip("torch")

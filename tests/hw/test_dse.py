@@ -70,6 +70,7 @@ def test_target_schedule_searches_what_the_rtl_does_not_build():
     assert r.lut <= DEFAULT_CAPS["lut_cap"] * boards.load_board("zcu102").resources()["lut"]
 
 
+@pytest.mark.slow
 def test_tighter_caps_and_ratio_are_respected():
     cfg = design("pynq_z2", ratio=0.25, dsp_cap=0.6, lut_cap=0.6)
     assert cfg.n8_slots >= math.ceil(0.25 * cfg.tm)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_program import small_network
+from helpers import small_network
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.evaluate import (
@@ -22,6 +22,7 @@ from filmqnn_hw.spec.config import AcceleratorConfig
 CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
 
 
+@pytest.mark.slow
 def test_rtl_network_cycles():
     pytest.importorskip("torch")
     rec = rtl_network_cycles(CFG, "resnet18", 32)

@@ -12,13 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from test_program import (
-    conv_graph,
-    graph_of,
-    layer_cases,
-    rand_conv,
-    rand_input,
-)
+from helpers import conv_graph, converted_network, graph_of, layer_cases, rand_conv, rand_input
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.flows.hls import (
@@ -104,30 +98,6 @@ def test_extreme_weights_and_codes(exes):
         assert np.array_equal(prog.read_output(mem), g.run(x))
 
 
-def _network(name, kw, shape):
-    torch = pytest.importorskip("torch")
-    from filmqnn_hw.spec.numerics import quantize_input
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.qat import prepare_qat
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        m = build_model(name, **kw)
-        x = torch.rand(8, *shape)
-        qm = prepare_qat(m, CFG_A, ratio=0.1, example_input=x)
-        qm.train()
-        qm(x)  # calibrate activation ranges
-        qm.select_8bit(x)
-        qm.eval()
-        g = to_integer(qm, shape, CFG_A)
-    finally:
-        torch.set_num_threads(n)
-    return g, quantize_input(x[:2].numpy(), g.input.scale, g.input.zero_point)
-
-
 NETS = {
     "resnet18": (dict(width_mult=0.125, small_input=True, num_classes=10), (3, 16, 16)),
     "small_cnn": (dict(width_mult=0.375, num_classes=10, input_size=16), (1, 16, 16)),
@@ -138,7 +108,7 @@ NETS = {
 @pytest.mark.parametrize("name", list(NETS))
 def test_whole_network(exes, name):
     """A converted network (fused residuals / depthwise / GAP / FC logits) after one start."""
-    g, codes = _network(name, *NETS[name])
+    g, codes = converted_network(name, CFG_A, *NETS[name], batch=8, frames=2)
     prog = build_program(g, CFG_A)
     for i in range(codes.shape[0]):
         mem, _ = run_csim(exes[0]["A"], prog, codes[i : i + 1], exes[1] / "work")

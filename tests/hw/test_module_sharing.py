@@ -268,6 +268,7 @@ def test_fast_memory_init_blocks_overlap():
     assert rtlil.ModuleEmitter.emit_memory is original
 
 
+@pytest.mark.synth
 def test_both_yosys_paths_write_the_same_logic(monkeypatch):
     """The native (pyosys) and Amaranth's builtin RTLIL-to-Verilog give equivalent Verilog."""
     pytest.importorskip("pyosys")

@@ -1,23 +1,18 @@
-"""Layer program: activation layout, descriptor bytes, memory map, rejections.
-
-The graph builders here (``conv_graph`` and friends) are reused by ``test_hls.py``.
-"""
+"""Layer program: activation layout, descriptor bytes, memory map, rejections."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import struct
 import zlib
 
 import numpy as np
 import pytest
+from helpers import conv_graph, graph_of, mixed_network, rand_conv, rand_input
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.geometry import words_per_beat
-from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_hw.spec.numerics import quantize_multiplier
+from filmqnn_hw.spec.intgraph import AddOp
 from filmqnn_hw.spec.program import (
     DESC_SIZE,
     FIELDS,
@@ -33,144 +28,6 @@ from filmqnn_hw.spec.program import (
     unpack_activations,
 )
 from filmqnn_hw.spec.weight_image import pack_conv_weights
-
-
-# ---------------------------------------------------------------------------------------------
-# random single-layer / small graphs (integer parameters chosen so outputs are not all clipped)
-# ---------------------------------------------------------------------------------------------
-def _out(n: int, k: int, s: int, p: int) -> int:
-    return (n + 2 * p - k) // s + 1
-
-
-def rand_conv(rng, config, name, inp, out, cin, cout, k, stride=1, pad=0, *, depthwise=False,
-              residual=None, logits=False, linear=False, pad_code=0) -> ConvOp:
-    """A ConvOp with random codes in the config's slots and requant params that spread."""
-    kh, kw = (k, k) if isinstance(k, int) else k
-    cpg = 1 if depthwise else cin
-    bits = np.array([8 if config.is_8bit_slot(p) and rng.random() < 0.8 else 4
-                     for p in range(cout)])
-    qmax = np.where(bits == 8, 127, 7).reshape(-1, 1, 1, 1)
-    w = np.round(rng.uniform(-1, 1, (cout, cpg, kh, kw)) * qmax).astype(np.int64)
-    fan = cpg * kh * kw
-    ratio = 12.0 / (math.sqrt(fan) * 3.5 * 15.0 + 1.0)
-    if logits:
-        ratio *= 200
-    mult = np.empty(cout, np.int64)
-    shift = np.empty(cout, np.int64)
-    for c in range(cout):
-        m, s = quantize_multiplier(ratio * (1.0 if bits[c] == 4 else 7 / 127) * rng.uniform(0.5, 2))
-        mult[c], shift[c] = m, s
-    base = 0 if logits else 8
-    offset = np.array([(base << int(s)) + int(rng.integers(-(1 << int(s)), 1 << int(s)))
-                       + (1 << (int(s) - 1) if s else 0) for s in shift], dtype=np.int64)
-    res_mult = None
-    if residual is not None:
-        res_mult = np.array([min((1 << 15) - 1, int(rng.uniform(0.3, 1.2) * 2.0 ** int(s)))
-                             for s in shift], dtype=np.int64)
-    lo, hi = (-(1 << 15), (1 << 15) - 1) if logits else (int(rng.integers(0, 3)), 31)
-    return ConvOp(name, inp, out, w, bits, mult, offset, shift, (stride, stride), (pad, pad),
-                  cin if depthwise else 1, pad_code, lo, hi, residual, res_mult,
-                  "linear" if linear else ("depthwise" if depthwise else "conv"))
-
-
-def graph_of(ops, specs: dict[str, tuple[int, int, int]], inp: str, out: str, name="g",
-             logits=False) -> IntGraph:
-    tensors = {}
-    for n, (c, h, w) in specs.items():
-        lo, hi = (-(1 << 15), (1 << 15) - 1) if (logits and n == out) else (0, 31)
-        tensors[n] = TensorSpec(n, c, h, w, 0.1, 0, lo, hi)
-    g = IntGraph(tensors[inp], ops, out, {k: v for k, v in tensors.items() if k != inp}, name)
-    g.validate()
-    return g
-
-
-def conv_graph(rng, config, cin, cout, h, w, k, stride=1, pad=0, **kw) -> IntGraph:
-    """One convolution (dense, depthwise with ``depthwise=True``, FC with ``linear=True``)."""
-    kh, kwid = (k, k) if isinstance(k, int) else k
-    oh, ow = _out(h, kh, stride, pad), _out(w, kwid, stride, pad)
-    op = rand_conv(rng, config, "c0", "x", "y", cin, cout, k, stride, pad, **kw)
-    return graph_of([op], {"x": (cin, h, w), "y": (cout, oh, ow)}, "x", "y",
-                    logits=kw.get("logits", False))
-
-
-def residual_graph(rng, config, c, h, w) -> IntGraph:
-    """conv a -> conv b with the input fused in as residual (a ResNet basic block)."""
-    a = rand_conv(rng, config, "a", "x", "t", c, c, 3, 1, 1)
-    b = rand_conv(rng, config, "b", "t", "y", c, c, 3, 1, 1, residual="x")
-    return graph_of([a, b], {"x": (c, h, w), "t": (c, h, w), "y": (c, h, w)}, "x", "y")
-
-
-def pool_graph(rng, config, c, h, w, mode, k=None, stride=1, pad=0, pad_code=0) -> IntGraph:
-    """One pooling op; ``k=None`` with ``mode='avg'`` is global average pooling."""
-    if k is None:
-        oh = ow = 1
-        m, s = quantize_multiplier(1.0 / (h * w))
-    else:
-        oh, ow = _out(h, k, stride, pad), _out(w, k, stride, pad)
-        m, s = quantize_multiplier(1.0 / (k * k))
-    op = PoolOp("p", "x", "y", mode, None if k is None else (k, k), (stride, stride), (pad, pad),
-                pad_code, m, (1 << (s - 1)) if s else 0, s, 0, 31)
-    return graph_of([op], {"x": (c, h, w), "y": (c, oh, ow)}, "x", "y")
-
-
-def add_graph(rng, config, c, h, w) -> IntGraph:
-    a = rand_conv(rng, config, "a", "x", "t", c, c, 1)
-    add = AddOp("add", "t", "x", "y", 20000, 13000, (1 << 14) + 12345, 15, 1, 31)
-    return graph_of([a, add], {"x": (c, h, w), "t": (c, h, w), "y": (c, h, w)}, "x", "y")
-
-
-def rand_input(rng, g: IntGraph) -> np.ndarray:
-    return rng.integers(0, 32, (1,) + g.input.shape)
-
-
-def pool_op(inp, out, c, h, w, mode, k=None, stride=1, pad=0) -> PoolOp:
-    """The op of :func:`pool_graph`, reading ``inp`` and writing ``out`` (for bigger graphs)."""
-    op = pool_graph(np.random.default_rng(0), None, c, h, w, mode, k, stride, pad).ops[0]
-    return dataclasses.replace(op, name=f"pool_{out}", input=inp, output=out)
-
-
-def small_network(cfg, seed=7) -> IntGraph:
-    """stem conv -> maxpool -> residual block -> gap -> fc logits (10 classes), 3x11x11 in."""
-    r = np.random.default_rng(seed)
-    ops = [
-        rand_conv(r, cfg, "stem", "x", "s", 3, 8, 3, 2, 1),
-        pool_op("s", "p", 8, 6, 6, "max", 3, 2, 1),
-        rand_conv(r, cfg, "a", "p", "t", 8, 8, 3, 1, 1),
-        rand_conv(r, cfg, "b", "t", "u", 8, 8, 3, 1, 1, residual="p"),
-        pool_op("u", "v", 8, 3, 3, "avg"),
-        rand_conv(r, cfg, "fc", "v", "y", 8, 10, 1, linear=True, logits=True),
-    ]
-    return graph_of(ops, {"x": (3, 11, 11), "s": (8, 6, 6), "p": (8, 3, 3), "t": (8, 3, 3),
-                          "u": (8, 3, 3), "v": (8, 1, 1), "y": (10, 1, 1)}, "x", "y",
-                    logits=True)
-
-
-def layer_cases(cfg) -> dict[str, IntGraph]:
-    """One graph per layer kind the accelerators run, with odd shapes (seeded)."""
-    r = np.random.default_rng(11)
-    return {
-        "conv1x1": conv_graph(r, cfg, 13, 11, 5, 6, 1),
-        "conv1x1_s2_odd": conv_graph(r, cfg, 9, 7, 7, 9, 1, 2, 0),
-        "conv3x3_pad": conv_graph(r, cfg, 5, 10, 7, 9, 3, 1, 1),
-        "conv3x3_s2_odd": conv_graph(r, cfg, 7, 9, 9, 7, 3, 2, 1),
-        "conv3x3_nopad_padcode": conv_graph(r, cfg, 4, 3, 6, 5, 3, 1, 1, pad_code=5),
-        "conv7x7_s2_stem": conv_graph(r, cfg, 3, 9, 11, 13, 7, 2, 3),
-        "conv_1x1_spatial": conv_graph(r, cfg, 17, 6, 1, 1, 1),
-        "conv3x3_on_1x1": conv_graph(r, cfg, 6, 5, 1, 1, 3, 1, 1),
-        "conv_5x3_kernel": conv_graph(r, cfg, 4, 4, 6, 6, (5, 3), 1, 1),
-        "depthwise3x3": conv_graph(r, cfg, 10, 10, 6, 5, 3, 1, 1, depthwise=True),
-        "depthwise3x3_s2": conv_graph(r, cfg, 13, 13, 7, 7, 3, 2, 1, depthwise=True),
-        "fc_logits": conv_graph(r, cfg, 19, 10, 1, 1, 1, linear=True, logits=True),
-        "fc_flatten_3x3": conv_graph(r, cfg, 9, 7, 3, 3, 3, linear=True, logits=True),
-        "residual": residual_graph(r, cfg, 10, 5, 6),
-        "maxpool3s2p1": pool_graph(r, cfg, 9, 7, 7, "max", 3, 2, 1),
-        "maxpool2s2_odd": pool_graph(r, cfg, 5, 5, 7, "max", 2, 2, 0),
-        "avgpool2s2": pool_graph(r, cfg, 9, 6, 6, "avg", 2, 2, 0),
-        "avgpool3_pad": pool_graph(r, cfg, 4, 5, 5, "avg", 3, 1, 1, pad_code=2),
-        "gap": pool_graph(r, cfg, 11, 5, 3, "avg"),
-        "add": add_graph(r, cfg, 6, 3, 4),
-    }
-
 
 # ---------------------------------------------------------------------------------------------
 CFGS = [
@@ -227,27 +84,10 @@ def test_words_per_beat():
 
 
 # ---------------------------------------------------------------------------------------------
-def _net(rng, cfg):
-    """conv(stem) -> maxpool -> conv -> conv+res -> dw -> add -> gap -> fc(logits)."""
-    ops = [
-        rand_conv(rng, cfg, "stem", "x", "s", 3, 8, 3, 1, 1),
-        PoolOp("mp", "s", "m", "max", (2, 2), (2, 2), (0, 0), 0, 1, 0, 0, 0, 31),
-        rand_conv(rng, cfg, "c1", "m", "a", 8, 8, 3, 1, 1),
-        rand_conv(rng, cfg, "c2", "a", "b", 8, 8, 3, 1, 1, residual="m"),
-        rand_conv(rng, cfg, "dw", "b", "d", 8, 8, 3, 1, 1, depthwise=True),
-        AddOp("add", "d", "b", "e", 20000, 13000, 1 << 14, 15, 0, 31),
-        PoolOp("gap", "e", "g", "avg", None, (1, 1), (0, 0), 0, 16384, 1 << 17, 18, 0, 31),
-        rand_conv(rng, cfg, "fc", "g", "y", 8, 5, 1, linear=True, logits=True),
-    ]
-    specs = {"x": (3, 8, 8), "s": (8, 8, 8), "m": (8, 4, 4), "a": (8, 4, 4), "b": (8, 4, 4),
-             "d": (8, 4, 4), "e": (8, 4, 4), "g": (8, 1, 1), "y": (5, 1, 1)}
-    return graph_of(ops, specs, "x", "y", logits=True)
-
-
 def test_program_bytes_roundtrip_and_fields():
     cfg = CFGS[1]
     rng = np.random.default_rng(2)
-    g = _net(rng, cfg)
+    g = mixed_network(rng, cfg)
     prog = build_program(g, cfg)
     data = prog.to_bytes()
     assert len(data) == HEADER_SIZE + len(g.ops) * DESC_SIZE + 4
@@ -285,7 +125,7 @@ def test_program_bytes_roundtrip_and_fields():
 def test_buffers_do_not_clobber_live_tensors():
     """With reuse, no op writes over a tensor some later op still reads."""
     cfg = CFGS[0]
-    g = _net(np.random.default_rng(3), cfg)
+    g = mixed_network(np.random.default_rng(3), cfg)
     prog = build_program(g, cfg)
     reuse = build_program(g, cfg, reuse=False)
     assert prog.mem_bytes < reuse.mem_bytes  # buffers are recycled
@@ -376,7 +216,7 @@ def test_input_shape_checked():
 
 def test_modes_from_cycle_model_when_bandwidth_known():
     cfg = CFGS[1].replace(ddr_bytes_per_cycle=8.0)
-    g = _net(np.random.default_rng(8), cfg)
+    g = mixed_network(np.random.default_rng(8), cfg)
     prog = build_program(g, cfg)
     assert prog.from_cycle_model
     head, descs = LayerProgram.parse(prog.to_bytes())

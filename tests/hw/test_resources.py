@@ -244,6 +244,7 @@ def test_committed_arith_costs_are_used_per_family():
     assert math.isclose(sum(p["dsp"] for p in r.parts.values()), r.dsp)
 
 
+@pytest.mark.synth
 @pytest.mark.parametrize("family", ["xc7", "xcup"])
 def test_requant_lane_cost_is_what_yosys_measures(family):
     """The model's per-unit output-pipeline cost equals a fresh synthesis of the unit (2%)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_image import random_graph
+from helpers import random_graph
 
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.weight_image import graph_differences, pack_conv_weights, read_image

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import image_conv, random_graph
 
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_hw.spec.numerics import LOGIT_MAX, LOGIT_MIN
 from filmqnn_hw.spec.weight_image import (
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -29,61 +29,6 @@ from filmqnn_hw.spec.weight_image import (
     unpack_image,
     write_image,
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Hand-built graphs
-# ---------------------------------------------------------------------------------------------
-def _conv(rng, cfg, name, inp, out, cin, cout, k, *, stride=1, pad=0, groups=1, kind="conv",
-          residual=None, lo=0, hi=31, all8=False, pad_code=0):  # fmt: skip
-    pos = np.arange(cout)
-    slot8 = (pos % cfg.tm) < cfg.n8_slots
-    # 8-bit slots hold 8-bit filters, except some 4-bit filters parked in 8-bit slots.
-    bits = np.where(slot8 & (all8 | (rng.random(cout) < 0.7)), 8, 4)
-    qmax = np.where(bits == 8, cfg.w8_max, cfg.w4_max).reshape(-1, 1, 1, 1)
-    w = rng.integers(-qmax, qmax + 1, size=(cout, cin // groups, k, k))
-    w[0].flat[0] = -qmax[0, 0, 0, 0]  # extremes included
-    w[-1].flat[-1] = qmax[-1, 0, 0, 0]
-    shift = rng.integers(14, 20, size=cout)
-    mult = rng.integers(1 << 13, 1 << 15, size=cout)
-    offset = (1 << (shift - 1)) + rng.integers(-(1 << 16), 1 << 16, size=cout)
-    res_mult = rng.integers(1, 1 << 12, size=cout) if residual else None
-    return ConvOp(
-        name=name, input=inp, output=out, weight=w, bits=bits, mult=mult, offset=offset,
-        shift=shift, stride=(stride, stride), padding=(pad, pad), groups=groups,
-        pad_code=pad_code, lo=lo, hi=hi, residual=residual, res_mult=res_mult, kind=kind,
-        permutation=rng.permutation(cout), meta={"alpha": 0.25, "note": "test"},
-    )  # fmt: skip
-
-
-def random_graph(cfg: AcceleratorConfig, seed: int = 0, c1: int = 13, c2: int = 20) -> IntGraph:
-    """Partial tiles/chunks, depthwise, residual, add, max/avg/global pool and a linear layer."""
-    rng = np.random.default_rng(seed)
-    ops = [
-        _conv(rng, cfg, "conv1", "x", "t1", 3, c1, 3, pad=1),
-        PoolOp("pool1", "t1", "t2", "max", (3, 3), (2, 2), (1, 1)),
-        _conv(rng, cfg, "dw", "t2", "t3", c1, c1, 3, pad=1, groups=c1, kind="depthwise",
-              pad_code=2),  # fmt: skip
-        _conv(rng, cfg, "conv2", "t3", "t4", c1, c2, 1),
-        _conv(rng, cfg, "conv3", "t4", "t5", c2, c1, 3, pad=1, residual="t2"),
-        AddOp("add", "t5", "t3", "t6", 20000, 17000, 1 << 14, 15),
-        PoolOp("avg", "t6", "t7", "avg", (2, 2), (1, 1), (0, 0), 0, 19000, 1 << 16, 17),
-        PoolOp("gap", "t7", "t8", "avg", None, mult=21000, offset=1 << 17, shift=18),
-        _conv(rng, cfg, "fc", "t8", "logits", c1, 10, 1, kind="linear", lo=LOGIT_MIN,
-              hi=LOGIT_MAX),  # fmt: skip
-    ]
-    shapes = {"x": (3, 9, 9), "t1": (c1, 9, 9), "t2": (c1, 5, 5), "t3": (c1, 5, 5),
-              "t4": (c2, 5, 5), "t5": (c1, 5, 5), "t6": (c1, 5, 5), "t7": (c1, 4, 4),
-              "t8": (c1, 1, 1), "logits": (10, 1, 1)}  # fmt: skip
-    tensors = {
-        n: TensorSpec(n, *s, scale=float(rng.random()) / 7 + 1e-3, zero_point=int(n == "t3"))
-        for n, s in shapes.items()
-    }
-    tensors["logits"].lo, tensors["logits"].hi = LOGIT_MIN, LOGIT_MAX
-    g = IntGraph(input=tensors["x"], ops=ops, output="logits", tensors=tensors, name="testnet")
-    g.validate()
-    return g
-
 
 CONFIGS = [
     AcceleratorConfig.small(),  # tm=8, tn=8, n8=1: 7 nibbles (odd), partial tiles/chunks
@@ -316,7 +261,7 @@ def test_reject_out_of_range_code_at_read(cfg: AcceleratorConfig) -> None:
 
 def test_reject_grouped_conv(cfg: AcceleratorConfig) -> None:
     rng = np.random.default_rng(0)
-    op = _conv(rng, cfg, "g", "x", "y", 4, 4, 1, groups=2)
+    op = image_conv(rng, cfg, "g", "x", "y", 4, 4, 1, groups=2)
     t = {n: TensorSpec(n, 4, 2, 2, 0.1) for n in ("x", "y")}
     g = IntGraph(t["x"], [op], "y", t)
     with pytest.raises(WeightImageError, match="grouped convolution"):

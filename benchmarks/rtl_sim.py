@@ -49,7 +49,7 @@ from filmqnn_hw.spec.config import AcceleratorConfig  # noqa: E402
 from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 #: 16x16 array, one 8-bit lane, G=8 on 128-bit beats, 8x8 tiles (the array of
-#: tests/hw/test_accel_top.py), with a DDR bandwidth of one port's full width (16 B/cycle) so
+#: tests/gateware/test_top.py), with a DDR bandwidth of one port's full width (16 B/cycle) so
 #: that the layer program takes its modes from the cycle model, as for the boards
 MID = AcceleratorConfig.small(tm=16, tn=16, n8_slots=1, act_pack=8, axi_data_bits=128, tr=8,
                               tc=8).replace(ddr_bytes_per_cycle=16.0)

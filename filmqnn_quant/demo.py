@@ -36,7 +36,7 @@ SIM_CONFIGS = ("small", "board")
 
 
 def small_sim_config():
-    """The simulated accelerator of ``--sim-config small`` (same as tests/hw/test_driver.py)."""
+    """The simulated accelerator of ``--sim-config small`` (same as tests/host/test_driver.py)."""
     from filmqnn_hw.spec.config import AcceleratorConfig
 
     return AcceleratorConfig.small(act_pack=8, axi_data_bits=128)

@@ -156,7 +156,7 @@ def _emit_memory_init(self, cell_idx, cell) -> None:
     Amaranth 0.5 builds a memory's ``$meminit_v2`` DATA one ``Net`` object per bit (9.6
     million for the ZCU102 top's buffers: about 20 s); this writes the same text (the
     sigspec of an all-constant value is ``<width>'<bits, MSB first>``) from the rows.
-    ``tests/hw/test_module_sharing.py`` checks the text is identical to Amaranth's."""
+    ``tests/gateware/test_module_sharing.py`` checks the text is identical to Amaranth's."""
     memory_info = self.memories[cell_idx]
     w = cell.width
     mask = (1 << w) - 1

@@ -28,7 +28,7 @@ Rules for a shared child (checked where they can be):
   synchronous reset), as in :func:`~filmqnn_hw.flows.verilog.convert_vivado`'s top: the shared
   module is converted on its own and would not see a parent's other domain settings.
 
-``tests/hw/test_module_sharing.py`` proves with yosys that the shared and unshared netlists
+``tests/gateware/test_module_sharing.py`` proves with yosys that the shared and unshared netlists
 of the PE array (every engine kind) and of the requantization bank are the same logic;
 every Verilator test simulates the shared top against the golden model.
 

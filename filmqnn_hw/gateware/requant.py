@@ -41,10 +41,10 @@ and must be held constant while a layer's data is in flight. Any ``lo``/``hi`` g
 ``min(max(q, lo), hi)`` (as ``numpy.clip``); the activation clamp is ``[lo, 31]`` and the
 logits mode is ``[LOGIT_MIN, LOGIT_MAX]`` (signed 16 bits).
 
-Verification (``tests/hw/test_requant.py``): pysim against ``numerics.requantize`` with
+Verification (``tests/gateware/test_requant.py``): pysim against ``numerics.requantize`` with
 ``==`` on extreme and random vectors including stalls (offsets pushing ``y`` to both edges of
 ``|y| < 2**47``, ``res_mult`` up to ``2**31 - 1``, ``res`` up to 31), and a yosys ``sat``
-proof by parts (``tests/hw/test_requant_proof.py``, ``filmqnn_hw/verify/formal.py``): stages 1-2
+proof by parts (``tests/verify/test_formal.py``, ``filmqnn_hw/verify/formal.py``): stages 1-2
 proven for every input with each of the 32 ``res`` values as a constant, stages 3-6 from every
 stage-2 state, the one ``acc * mult`` multiplier checked structurally (a single ``$mul`` of the
 declared operand widths and signedness), stalls covered by the single shared enable; mutated

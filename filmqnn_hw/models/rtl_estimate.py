@@ -28,7 +28,7 @@ stretched by the excess (:func:`_shared_ddr_delay`). Latencies are the engine's
 own (divider, PE array, requantization pipeline) and the testbench's memory
 (:class:`~filmqnn_hw.models.rtl_cycles.DdrTiming`). It is an estimate: the tests hold it to
 :func:`~filmqnn_hw.models.rtl_cycles.rtl_cycles` within a stated tolerance per network
-(``tests/hw/test_accel_rtl_estimate.py``); the clock-exact model and Verilator stay the reference.
+(``tests/models/test_rtl_estimate.py``); the clock-exact model and Verilator stay the reference.
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def rtl_memories(config: AcceleratorConfig, *, tile_banks: bool = True
                  ) -> tuple[RtlMemory, ...]:
     """Every on-chip memory the engine builds for ``config`` (both banks included).
 
-    The engine (``engine.py``) builds exactly these; ``tests/hw/test_accel_limits.py`` compares
+    The engine (``engine.py``) builds exactly these; ``tests/spec/test_geometry.py`` compares
     this list with the memories of the elaborated engine. The resource model maps them onto
     BRAM36 (a memory with two read ports is built twice, one read port each).
 

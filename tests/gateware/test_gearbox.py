@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 from filmqnn_hw.gateware.gearbox import RecordGearbox
 
 # (beat bytes, record bytes): RecordGearbox(BB, wbuf_slice_bytes / dw_rec_bytes / PARAM_SIZE)
-# as geometry() gives them for tests/hw/test_accel_engine.py's configs and the board designs
+# as geometry() gives them for tests/gateware/test_engine.py's configs and the board designs
 ENGINE_SIZES = [
     (16, 8),    # A: weight slice of half a beat (two records per beat)
     (16, 5),    # A: depthwise record, byte units, 16 units per beat

@@ -5,7 +5,7 @@ streams are driven with random idle cycles and random consumer back-pressure. Ch
 read beat equals RAM contents and ``last`` marks each command's end; every written byte lands
 (compared after the matching number of ``wr_done`` pulses); no sticky error.
 
-Parameters (environment, set by tests/hw/test_axi_cocotb.py): DMA_ADDR_WIDTH, DMA_DATA_WIDTH.
+Parameters (environment, set by tests/gateware/axi/test_cocotb.py): DMA_ADDR_WIDTH, DMA_DATA_WIDTH.
 """
 
 from __future__ import annotations

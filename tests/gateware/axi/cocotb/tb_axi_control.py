@@ -1,6 +1,6 @@
 """cocotb testbench: AXI4LiteControl (Vivado-named Verilog) driven by cocotbext-axi's AxiLiteMaster.
 
-Run through tests/hw/test_axi_cocotb.py (cocotb_tools.runner, Icarus -g2005).
+Run through tests/gateware/axi/test_cocotb.py (cocotb_tools.runner, Icarus -g2005).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Vivado hand-off: the generated build_bitstream.tcl agrees with the Verilog, the config and
 the board, and runs as Tcl against a recording stand-in for the Vivado commands.
 
-No Vivado here: ``tests/hw/vivado_stub.tcl`` defines every Vivado command the script
+No Vivado here: ``tests/flows/vivado_stub.tcl`` defines every Vivado command the script
 uses, models the module reference from the Verilog's ports, and logs each call; the tests run
 the script with ``tclsh`` and check the recorded sequence and the copied overlay files.
 """

@@ -1,9 +1,8 @@
 """The accelerator runs layer programs bit-exact: pysim of the whole top against the golden model.
 
 Every case builds a layer program with :func:`filmqnn_hw.compiler.program_builder.build_program`,
-runs the
-generated top (AXI4-Lite control, AXI4 master on a memory model, engine) in Amaranth's
-simulator, and compares the output tensor with ``IntGraph.run`` using ``==``.
+runs the generated top (AXI4-Lite control, AXI4 master on a memory model, engine) in
+Amaranth's simulator, and compares the output tensor with ``IntGraph.run`` using ``==``.
 
 The tests are parametrized over :class:`Run` values (a config, a graph, how it is built, its
 input, the memory's stalls, an edit of the program). The module fixture ``pysim`` collects the

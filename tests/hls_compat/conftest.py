@@ -11,7 +11,7 @@ from hls_compat import compile_csim
 
 HERE = Path(__file__).resolve().parent
 
-#: Test program (tests/hls/<name>.cpp) -> extra g++ flags on top of hls_compat.CXXFLAGS.
+#: Test program (tests/hls_compat/<name>.cpp) -> extra g++ flags on top of hls_compat.CXXFLAGS.
 PROGRAMS: dict[str, list[str]] = {
     "ap_int_ops": [],
     "ap_int_api": ["-Werror"],

@@ -1,6 +1,6 @@
 # vivado_stub.tcl -- a recording stand-in for the Vivado Tcl commands that
 # filmqnn_hw/flows/vivado.py's build_bitstream.tcl uses, so the script can be run with a plain
-# `tclsh` (tests/hw/test_vivado.py). It is NOT Vivado: it checks names and order, not
+# `tclsh` (tests/flows/test_vivado.py). It is NOT Vivado: it checks names and order, not
 # hardware.
 #
 #   tclsh:  source vivado_stub.tcl; source build_bitstream.tcl

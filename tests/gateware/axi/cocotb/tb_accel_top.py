@@ -9,7 +9,7 @@ counters read. cocotbext-axi checks the AXI handshakes it takes part in (bursts,
 4 KiB boundaries, response ordering) and raises on a protocol error.
 
 The case comes from the JSON file named by ``ACCEL_CASE`` (written by
-``tests/hw/test_axi_cocotb.py``): ``ports``, ``mem_size``, ``runs`` (each: ``image`` and
+``tests/gateware/axi/test_cocotb.py``): ``ports``, ``mem_size``, ``runs`` (each: ``image`` and
 ``result`` file paths and ``layers`` address), ``offsets`` (control register offsets by
 name). For every run the memory is loaded from ``image``; after ``ap_done`` the final memory
 and the counters are written to ``result`` (``.bin`` and ``.json``) for pytest to compare

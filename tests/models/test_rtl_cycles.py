@@ -2,7 +2,7 @@
 
 Its exactness against the generated Verilog (every counter and every layer's cycles equal,
 ``==``, over several configurations, networks and memory timings) is checked where the
-Verilator runs are: ``tests/hw/test_accel_top.py::_run``. Here: its bookkeeping, its
+Verilator runs are: ``tests/gateware/test_top.py::_run``. Here: its bookkeeping, its
 response to the memory's timing, and its refusals.
 """
 

@@ -1,4 +1,4 @@
-// Test driver for hls_compat/ap_int.h (compiled by tests/hls/test_ap_int.py).
+// Test driver for hls_compat/ap_int.h (compiled by tests/hls_compat/test_ap_int.py).
 //
 // Reads lines from stdin and prints, for each, one line of tokens "name:W:S:value", where W/S
 // are the width/signedness of the result type (W = 0 for bool/C-int results) and value is the

@@ -161,7 +161,7 @@ def test_build_writes_the_verilog_top(tmp_path, capsys):
     v = (out / "rtl" / f"{TOP_NAME}.v").read_text()
     assert f"module {TOP_NAME}(" in v and "m_axi_gmem0_awaddr" in v and "s_axi_control_araddr" in v
     assert (out / "rtl" / "control_map.json").exists()
-    # the Vivado hand-off next to it (tests/hw/test_vivado.py checks the script itself)
+    # the Vivado hand-off next to it (tests/flows/test_vivado.py checks the script itself)
     tcl = (out / "vivado" / "build_bitstream.tcl").read_text()
     assert "set fq_part {xczu9eg-ffvb1156-2-e}" in tcl and "fq_path {../rtl/filmqnn_top.v}" in tcl
     assert "-reference filmqnn_top" in tcl and "set fq_ctrl_base 0xA0000000" in tcl

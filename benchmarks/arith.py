@@ -245,9 +245,10 @@ def render_md(results: list[dict], costs: dict, n: int) -> str:
         "ltp -noff t:FD* t:BUFG %u t:DSP48* %u %n`. LUT levels = LUTs on the deepest "
         "register-to-register path of the mapped netlist.\n",
         "Correctness is checked separately: every packed multiplier exhaustively over every "
-        "operand value incl. -8/-128, in all build flavours (`tests/gateware/arith/test_packed_dsp.py`"
-        "); LUT multipliers exhaustively (`test_arith_lut_mul.py`); accumulators at the "
-        "fan-in bound (`test_arith_dot.py`, `test_arith_cascade.py`).\n",
+        "operand value incl. -8/-128, in all build flavours "
+        "(`tests/gateware/arith/test_packed_dsp.py`); LUT multipliers exhaustively "
+        "(`test_lut_mul.py`); accumulators at the fan-in bound (`test_dot.py`, "
+        "`test_cascade.py`).\n",
         "## Summary against the goals (resource-model coefficients, see Corrections)\n",
     ]
     L += _md_table(

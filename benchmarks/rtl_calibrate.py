@@ -19,8 +19,8 @@ DSP48E2 registers yosys leaves in fabric can be subtracted). Then it fits, by le
 (on :data:`FIT_POINTS` only; the other points are out-of-sample checks) and writes the data,
 the fitted coefficients and every point's model-vs-synthesis ratio to
 ``benchmarks/results/rtl_calibration.json`` / ``.md``. The coefficients are copied into
-``filmqnn_hw/models/resources.py`` by hand (the test ``tests/models/test_resources.py`` holds the model
-to these measurements within 10%). A synthesis of a ZCU102-sized top takes an hour; the
+``filmqnn_hw/models/resources.py`` by hand (the test ``tests/models/test_resources.py`` holds the
+model to these measurements within 10%). A synthesis of a ZCU102-sized top takes an hour; the
 points here take 1-17 minutes each with ``--yosys pyosys``.
 """
 

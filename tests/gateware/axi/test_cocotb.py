@@ -2,7 +2,8 @@
 """Emitted Verilog under Icarus (-g2005), driven by cocotb + cocotbext-axi: the AXI blocks
 alone and the whole accelerator top running layer programs.
 
-The testbenches live in tests/gateware/axi/cocotb/ (tb_axi_control.py, tb_axi_dma.py, tb_accel_top.py).
+The testbenches live in tests/gateware/axi/cocotb/ (tb_axi_control.py, tb_axi_dma.py,
+tb_accel_top.py).
 That directory must stay a plain folder (no __init__.py): as a namespace portion it never
 shadows the real ``cocotb`` package on sys.path.
 """

@@ -1,7 +1,7 @@
 """The chunk-level estimate of the RTL's cycles (``filmqnn_hw/models/rtl_estimate.py``).
 
 It is held to the clock-exact cycle model of the RTL (``rtl_cycles``, itself equal to
-Verilator in ``test_accel_top.py``) on every layer kind of the test configurations and on
+Verilator in ``tests/gateware/test_top.py``) on every layer kind of the test configurations and on
 reduced networks on the two board designs. The tolerances are what the estimate is
 documented to meet (docs/rtl.md); a drift of the RTL's schedule that is not mirrored in the
 estimate fails here.

@@ -2,9 +2,9 @@
 Verilator cross-check, whole-top synthesis. Used by ``python -m filmqnn_hw.build --sim /
 --verilator / --synth`` and by the benchmarks.
 
-* :func:`random_network`: a benchmark network (seeded random weights, QAT-prepared,
-  calibrated and converted with ``to_integer``) and one quantized input frame. The weights
-  do not change the cycles; they make the bits worth checking.
+* :func:`random_network`: a benchmark network with seeded random weights and
+  requantization (:mod:`filmqnn_hw.random_graph`, no torch) and one random input frame. The
+  weights do not change the cycles; they make the bits worth checking.
 * :func:`rtl_network_cycles`: one frame's cycles, stall counters and per-layer cycles from
   :mod:`filmqnn_hw.accel.rtl_cycles` (exact against Verilator), next to the DSE model.
 * :func:`verilator_check`: emit the top, build it with Verilator, run a frame; bit-exact
@@ -22,11 +22,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import AcceleratorConfig
+
+if TYPE_CHECKING:
+    from filmqnn_quant.intgraph import IntGraph
 
 __all__ = ["random_network", "rtl_network_cycles", "rtl_program_cycles", "verilator_check",
            "synthesize_top"]
@@ -39,17 +42,44 @@ def _quiet(msg: str) -> None:
 
 
 def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, width: float = 1.0,
-                   seed: int = 0, num_classes: int = 1000):
-    """``(IntGraph, codes)``: network ``name`` (``filmqnn_quant.models.build_model``) at a
-    ``3 x size x size`` input with seeded random weights, QAT-prepared for ``cfg`` (8-bit
-    filters at ``cfg.ratio_8bit``), calibrated on two random frames, converted; ``codes`` is
-    the first frame quantized (shape ``(1, 3, size, size)``)."""
-    import torch
+                   seed: int = 0, num_classes: int = 1000) -> tuple[IntGraph, np.ndarray]:
+    """``(IntGraph, codes)``: benchmark network ``name`` (:data:`filmqnn_hw.networks.NETWORKS`)
+    at a ``3 x size x size`` input with ``num_classes`` outputs, its layers in the export's
+    order (:func:`filmqnn_hw.random_graph.export_order`), seeded random weights and
+    requantization for ``cfg`` (:func:`filmqnn_hw.random_graph.random_graph`, every 8-bit slot
+    holding an 8-bit filter), and one seeded random input frame of shape
+    ``(1, 3, size, size)``. Needs numpy only.
 
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.numerics import quantize_input
-    from filmqnn_quant.qat import prepare_qat
+    ``width != 1.0`` needs the width-scaled torch models (:mod:`filmqnn_quant.models`, which
+    the layer lists of :mod:`filmqnn_hw.networks` do not scale): such a network is built,
+    QAT-prepared for ``cfg``, calibrated on two random frames and converted with ``to_integer``
+    instead."""
+    if width != 1.0:
+        return _torch_network(name, cfg, size, width, seed, num_classes)
+    from .networks import NETWORKS, NetworkError
+    from .random_graph import export_order, random_graph, random_input
+
+    key = name.lower().replace("-", "_")
+    key = {"mobilenetv2": "mobilenet_v2"}.get(key, key)
+    if key not in NETWORKS:
+        raise NetworkError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
+    g = random_graph(export_order(NETWORKS[key](size, num_classes)), cfg, seed)
+    return g, random_input(g, seed)
+
+
+def _torch_network(name: str, cfg: AcceleratorConfig, size: int, width: float, seed: int,
+                   num_classes: int) -> tuple[IntGraph, np.ndarray]:
+    """:func:`random_network` through the torch models (for a width multiplier)."""
+    try:
+        import torch
+
+        from filmqnn_quant.convert import to_integer
+        from filmqnn_quant.models import build_model
+        from filmqnn_quant.numerics import quantize_input
+        from filmqnn_quant.qat import prepare_qat
+    except ImportError as e:
+        raise ImportError(f"a width multiplier ({width:g}) needs torch to build the scaled "
+                          f"model ({e}); without torch only width 1.0 is available") from e
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -85,7 +115,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
     from .program import ProgramError, build_program
 
     t0 = time.perf_counter()
-    progress(f"  {name} 3x{size}x{size}: converting a seeded random model ...")
+    progress(f"  {name} 3x{size}x{size}: building a seeded random network ...")
     g, _ = random_network(name, cfg, size)
     dse = network_cycles(cfg, from_intgraph(g))
     rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}",

@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     from filmqnn_hw.search.dse import design
 
     cfg = design(args.board, 0.05)
-    graph, codes = random_network("resnet18", cfg, args.size, args.width)
+    if args.width == 1.0:
+        graph, codes = random_network("resnet18", cfg, args.size)
+    else:
+        from filmqnn_quant.convert import seeded_network
+
+        graph, codes = seeded_network("resnet18", cfg, (3, args.size, args.size),
+                                      model_kw={"width_mult": args.width})
     prog = build_program(graph, cfg)
     macs = sum(int(np.prod(op.weight.shape)) * graph.tensors[op.output].height
                * graph.tensors[op.output].width for op in graph.conv_ops())

@@ -156,9 +156,14 @@ def emit_and_build(cfg: AcceleratorConfig, out: Path, budget_s: float, mem_gb: f
 # networks
 # ---------------------------------------------------------------------------------------------
 def make_graph(name: str, cfg: AcceleratorConfig, size: int, width: float):
-    from filmqnn_hw.evaluate import random_network
+    """A seeded random network: numpy-built at width 1.0, through the quantizer otherwise."""
+    if width == 1.0:
+        from filmqnn_hw.evaluate import random_network
 
-    return random_network(name, cfg, size, width)
+        return random_network(name, cfg, size)
+    from filmqnn_quant.convert import seeded_network
+
+    return seeded_network(name, cfg, (3, size, size), model_kw={"width_mult": width})
 
 
 def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float, work: Path,

@@ -2,9 +2,9 @@
 Verilator cross-check, whole-top synthesis. Used by ``python -m filmqnn_hw.build --sim /
 --verilator / --synth`` and by the benchmarks.
 
-* :func:`random_network`: a benchmark network (seeded random weights, QAT-prepared,
-  calibrated and converted with ``to_integer``) and one quantized input frame. The weights
-  do not change the cycles; they make the bits worth checking.
+* :func:`random_network`: a benchmark network with seeded random weights and
+  requantization (:mod:`filmqnn_hw.sim.random_graph`, no torch) and one random input frame. The
+  weights do not change the cycles; they make the bits worth checking.
 * :func:`rtl_network_cycles`: one frame's cycles, stall counters and per-layer cycles from
   :mod:`filmqnn_hw.models.rtl_cycles` (exact against Verilator), next to the DSE model.
 * :func:`verilator_check`: emit the top, build it with Verilator, run a frame; bit-exact
@@ -22,11 +22,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from filmqnn_hw.spec.config import AcceleratorConfig
+
+if TYPE_CHECKING:
+    from filmqnn_hw.spec.intgraph import IntGraph
 
 __all__ = ["random_network", "rtl_network_cycles", "rtl_program_cycles", "verilator_check",
            "synthesize_top"]
@@ -38,36 +41,24 @@ def _quiet(msg: str) -> None:
     pass
 
 
-def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, width: float = 1.0,
-                   seed: int = 0, num_classes: int = 1000):
-    """``(IntGraph, codes)``: network ``name`` (``filmqnn_quant.models.build_model``) at a
-    ``3 x size x size`` input with seeded random weights, QAT-prepared for ``cfg`` (8-bit
-    filters at ``cfg.ratio_8bit``), calibrated on two random frames, converted; ``codes`` is
-    the first frame quantized (shape ``(1, 3, size, size)``)."""
-    import torch
+def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, seed: int = 0,
+                   num_classes: int = 1000) -> tuple[IntGraph, np.ndarray]:
+    """``(IntGraph, codes)``: benchmark network ``name`` (:data:`filmqnn_hw.spec.networks.NETWORKS`)
+    at a ``3 x size x size`` input with ``num_classes`` outputs, its layers in the export's
+    order (:func:`filmqnn_hw.sim.random_graph.export_order`), seeded random weights and
+    requantization for ``cfg`` (:func:`filmqnn_hw.sim.random_graph.random_graph`, every 8-bit
+    slot holding an 8-bit filter), and one seeded random input frame of shape
+    ``(1, 3, size, size)``. Needs numpy only; networks with a width multiplier come from the
+    quantizer (:func:`filmqnn_quant.convert.seeded_network`)."""
+    from filmqnn_hw.sim.random_graph import export_order, random_graph, random_input
+    from filmqnn_hw.spec.networks import NETWORKS, NetworkError
 
-    from filmqnn_hw.spec.numerics import quantize_input
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.qat import prepare_qat
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        shape = (3, size, size)
-        torch.manual_seed(seed)
-        model = build_model(name, width_mult=width, num_classes=num_classes)
-        x = torch.rand(2, *shape)
-        qm = prepare_qat(model, cfg, ratio=cfg.ratio_8bit, example_input=x)
-        qm.train()
-        with torch.no_grad():
-            qm(x)
-        qm.select_8bit(x)
-        qm.eval()
-        g = to_integer(qm, shape, cfg)
-    finally:
-        torch.set_num_threads(threads)
-    return g, quantize_input(x[:1].numpy(), g.input.scale, g.input.zero_point)
+    key = name.lower().replace("-", "_")
+    key = {"mobilenetv2": "mobilenet_v2"}.get(key, key)
+    if key not in NETWORKS:
+        raise NetworkError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
+    g = random_graph(export_order(NETWORKS[key](size, num_classes)), cfg, seed)
+    return g, random_input(g, seed)
 
 
 def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
@@ -86,7 +77,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
     from filmqnn_hw.spec.program import ProgramError
 
     t0 = time.perf_counter()
-    progress(f"  {name} 3x{size}x{size}: converting a seeded random model ...")
+    progress(f"  {name} 3x{size}x{size}: building a seeded random network ...")
     g, _ = random_network(name, cfg, size)
     dse = network_cycles(cfg, from_intgraph(g))
     rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}",

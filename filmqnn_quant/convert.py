@@ -30,11 +30,12 @@ import torch
 
 from filmqnn_hw.spec.config import ACT_MAX, AcceleratorConfig, accumulator_bits
 from filmqnn_hw.spec.intgraph import ConvOp, IntGraph, PoolOp, TensorSpec
-from filmqnn_hw.spec.numerics import NumericsError, check_requant_range
+from filmqnn_hw.spec.numerics import NumericsError, check_requant_range, quantize_input
 from filmqnn_quant.graph import GraphError, LayerNode, PoolNode
 from filmqnn_quant.qat import QuantModel, pool_integer_params
 
-__all__ = ["to_integer", "group_permutations", "ConversionError", "GraphError"]
+__all__ = ["to_integer", "group_permutations", "seeded_network", "ConversionError",
+           "GraphError"]
 
 
 class ConversionError(ValueError):
@@ -240,3 +241,34 @@ def to_integer(
     except NumericsError as e:
         raise ConversionError(f"converted graph is invalid: {e}") from e
     return graph
+
+
+def seeded_network(name: str, cfg: AcceleratorConfig, shape: tuple[int, ...], *,
+                   model_kw: dict | None = None, ratio: float | None = None, batch: int = 2,
+                   frames: int = 1, seed: int = 0) -> tuple[IntGraph, np.ndarray]:
+    """``(IntGraph, codes)``: ``build_model(name, **model_kw)`` with torch seed ``seed``,
+    QAT-prepared for ``cfg`` (8-bit filters at ``ratio``, default ``cfg.ratio_8bit``), its
+    activation ranges calibrated on ``batch`` random inputs of ``shape`` and 8-bit filters
+    selected on them, converted with :func:`to_integer`; ``codes`` are the first ``frames``
+    inputs quantized. For networks :mod:`filmqnn_hw.random_graph` cannot describe (width
+    multipliers, the small CNN) and for tests of the conversion itself."""
+    from filmqnn_quant.models import build_model
+    from filmqnn_quant.qat import prepare_qat
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = build_model(name, **(model_kw or {}))
+        x = torch.rand(batch, *shape)
+        qm = prepare_qat(model, cfg, ratio=cfg.ratio_8bit if ratio is None else ratio,
+                         example_input=x)
+        qm.train()
+        with torch.no_grad():
+            qm(x)  # calibrate the activation ranges
+        qm.select_8bit(x)
+        qm.eval()
+        g = to_integer(qm, shape, cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return g, quantize_input(x[:frames].numpy(), g.input.scale, g.input.zero_point)

@@ -13,7 +13,6 @@ import dataclasses
 import math
 
 import numpy as np
-import pytest
 
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
@@ -264,29 +263,9 @@ def random_graph(cfg: AcceleratorConfig, seed: int = 0, c1: int = 13, c2: int = 
 # ---------------------------------------------------------------------------------------------
 def converted_network(name: str, cfg: AcceleratorConfig, kw: dict, shape: tuple[int, ...], *,
                       batch: int, frames: int = 1) -> tuple[IntGraph, np.ndarray]:
-    """``(IntGraph, codes)``: ``build_model(name, **kw)`` (torch seed 0) QAT-prepared for
-    ``cfg`` with 10 % 8-bit filters, activation ranges calibrated on ``batch`` random inputs
-    of ``shape``, converted; ``codes`` are the first ``frames`` inputs quantized. Skips the
-    test without torch."""
-    torch = pytest.importorskip("torch")
-    from filmqnn_hw.spec.numerics import quantize_input
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.models import build_model
-    from filmqnn_quant.qat import prepare_qat
+    """``(IntGraph, codes)``: ``build_model(name, **kw)`` (torch seed 0) with 10 % 8-bit
+    filters, calibrated on ``batch`` random inputs of ``shape`` and converted
+    (:func:`filmqnn_quant.convert.seeded_network`)."""
+    from filmqnn_quant.convert import seeded_network
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        m = build_model(name, **kw)
-        x = torch.rand(batch, *shape)
-        qm = prepare_qat(m, cfg, ratio=0.1, example_input=x)
-        qm.train()
-        with torch.no_grad():
-            qm(x)  # calibrate activation ranges
-        qm.select_8bit(x)
-        qm.eval()
-        g = to_integer(qm, shape, cfg)
-    finally:
-        torch.set_num_threads(n)
-    return g, quantize_input(x[:frames].numpy(), g.input.scale, g.input.zero_point)
+    return seeded_network(name, cfg, shape, model_kw=kw, ratio=0.1, batch=batch, frames=frames)

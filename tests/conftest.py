@@ -26,6 +26,19 @@ def pytest_configure(config: pytest.Config) -> None:
         pass
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytest.mark.usefixtures``): tiny models gain
+    nothing from threads, and two OpenMP threads on a busy 2-core machine spin-wait and run
+    ~10x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 

@@ -1,6 +1,8 @@
 """Shared test helpers: the accelerator configs of the whole-top tests, seeded random graphs
-(single layers, small networks, the weight image's test network) and seeded torch networks
-converted to integer graphs.
+(single layers, small networks, the weight image's test network), seeded torch networks
+converted to integer graphs, and the simulation plumbing of the gateware tests (the clocked
+Amaranth bench, stream producers and consumers, AXI burst splitting, Verilator lint, driving
+pipelined units) and of the C-simulation tests (a program fed lines on stdin).
 
 Test modules import from here (``tests/conftest.py`` puts this directory on ``sys.path``),
 never from each other. Every builder is deterministic in its seed, so the tests that share a
@@ -11,8 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
+from amaranth.sim import Simulator
 
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp, TensorSpec
@@ -269,3 +276,139 @@ def converted_network(name: str, cfg: AcceleratorConfig, kw: dict, shape: tuple[
     from filmqnn_quant.convert import seeded_network
 
     return seeded_network(name, cfg, shape, model_kw=kw, ratio=0.1, batch=batch, frames=frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# Amaranth simulation: the clocked bench, stream producers and consumers
+# ---------------------------------------------------------------------------------------------
+def simulate(dut, *benches, background=()) -> None:
+    """Simulate ``dut`` on a 100 MHz clock until every testbench of ``benches`` returns; the
+    ``background`` ones (e.g. a memory model's ``serve``) are added first and run beside them."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
+async def produce(ctx, stream, payloads, gap=None) -> None:
+    """Offer every payload on ``stream`` in turn until it is taken; before each, stay idle
+    (``valid`` low) one cycle at a time while ``gap()`` is true. Leaves ``valid`` low."""
+    for payload in payloads:
+        while gap is not None and gap():
+            ctx.set(stream.valid, 0)
+            await ctx.tick()
+        ctx.set(stream.payload, payload)
+        ctx.set(stream.valid, 1)
+        await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def consume(ctx, stream, count, ready=None, max_cycles=None) -> tuple[list, int]:
+    """Take ``count`` payloads from ``stream``, ``ready`` high in the cycles where ``ready()`` is
+    true (every cycle without it); return (the payloads, the cycles it took). With
+    ``max_cycles`` the stream must deliver in fewer cycles."""
+    got = []
+    cycles = 0
+    while len(got) < count:
+        take = 1 if ready is None else ready()
+        ctx.set(stream.ready, take)
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid and take:
+            got.append(payload)
+        cycles += 1
+        assert max_cycles is None or cycles < max_cycles, f"{len(got)}/{count} in {cycles} cycles"
+    return got, cycles
+
+
+def run_pipelined(dut, cycles_of_inputs, collect) -> list:
+    """Drive a unit with ``valid_in``/``clear`` and a fixed ``latency``: one (operand name ->
+    value dict, clear) per cycle, then ``latency + 1`` idle cycles; return ``collect(ctx)`` of
+    every cycle with ``valid_out`` high."""
+    out = []
+
+    async def bench(ctx):
+        for i in range(len(cycles_of_inputs) + dut.latency + 1):
+            if i < len(cycles_of_inputs):
+                ops, clear = cycles_of_inputs[i]
+                for name, vals in ops.items():
+                    ctx.set(getattr(dut, name), vals)
+                ctx.set(dut.valid_in, 1)
+                ctx.set(dut.clear, clear)
+            else:
+                ctx.set(dut.valid_in, 0)
+            await ctx.tick()
+            if ctx.get(dut.valid_out):
+                out.append(collect(ctx))
+
+    simulate(dut, bench)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# AXI bursts: the reference splitting and the command streams of the burst masters
+# ---------------------------------------------------------------------------------------------
+AXI_PAGE = 4096
+
+#: name -> [(address, beats)] commands of the burst master tests: length and 4 KiB page edges
+BURST_CASES = {
+    "len1": [(0x100, 1)],
+    "exact256": [(0x0, 256)],
+    "len257": [(0x400, 257)],
+    "cross4k": [(0x1000 - 8, 6)],
+    "cross4k_long": [(0x2000 - 0x40, 300)],
+    "back_to_back": [(0x10, 3), (0x800, 1), (0x3000 - 4, 2), (0x20, 17), (0x1FFC, 1)],
+}
+
+
+def expected_bursts(addr: int, beats: int, beat_bytes: int, max_burst: int = 256
+                    ) -> list[tuple[int, int]]:
+    """(address, beats) of each AXI burst of one command: as long as ``max_burst`` and the
+    4 KiB page allow."""
+    out = []
+    while beats:
+        n = min(beats, max_burst, (AXI_PAGE - addr % AXI_PAGE) // beat_bytes)
+        out.append((addr, n))
+        addr += n * beat_bytes
+        beats -= n
+    return out
+
+
+async def send_commands(ctx, cmd, cmds, gap=None) -> None:
+    """Offer the (address, beats) commands ``cmds`` on the command stream ``cmd`` (see
+    :func:`produce`)."""
+    await produce(ctx, cmd, [{"addr": addr, "beats": beats} for addr, beats in cmds], gap)
+
+
+# ---------------------------------------------------------------------------------------------
+# external programs: Verilator lint, C-simulation executables fed on stdin
+# ---------------------------------------------------------------------------------------------
+def assert_verilator_lints(units: dict) -> None:
+    """Every ``name -> component`` of ``units``, as Verilog, passes ``verilator --lint-only``
+    (width warnings off)."""
+    from filmqnn_hw.flows.synth import to_verilog
+
+    for name, comp in units.items():
+        work = Path(tempfile.mkdtemp(prefix=f"{name}_lint_"))
+        try:
+            (work / f"{name}.v").write_text(to_verilog(comp, name))
+            proc = subprocess.run(
+                ["verilator", "--lint-only", "-Wno-WIDTH", f"{name}.v", "--top-module", name],
+                cwd=work, capture_output=True, text=True,
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def run_lines(exe: Path, lines: list[str]) -> list[str]:
+    """Feed ``lines`` to the program ``exe`` on stdin; return its output, one line per line."""
+    proc = subprocess.run(
+        [str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert len(out) == len(lines)
+    return out

@@ -33,7 +33,7 @@ from filmqnn_hw.gateware.arith.dsp48e2_model import dsp48e1_model, dsp48e2_model
 from filmqnn_hw.gateware.arith.packed_dsp import PackedDspMultiplier
 from filmqnn_hw.spec.packing import PackedLayout
 
-__all__ = ["ExhaustiveResult", "LaneHarness", "run_exhaustive"]
+__all__ = ["ExhaustiveResult", "LaneHarness", "build_with_dsp_models", "run_exhaustive"]
 
 
 class LaneHarness(wiring.Component):
@@ -149,6 +149,45 @@ int main(int argc, char** argv) {
 """
 
 
+def build_with_dsp_models(work: Path, top: str, verilog: str, driver: str, *,
+                          timeout: float = 600.0) -> Path:
+    """Build the Verilog ``verilog`` (top module ``top``) with the DSP48E1 and DSP48E2 models and
+    the C++ driver ``driver`` into a Verilator executable in ``work``; return its path.
+
+    Raises ``RuntimeError`` with the tail of the log if the build fails.
+    """
+    (work / f"{top}.v").write_text(verilog)
+    (work / "dsp48e1.v").write_text(dsp48e1_model())
+    (work / "dsp48e2.v").write_text(dsp48e2_model())
+    (work / "tb.cpp").write_text(driver)
+    cmd = [
+        "verilator",
+        "--cc",
+        "--exe",
+        "--build",
+        "-O1",
+        "-j",
+        "2",
+        "-Wno-fatal",
+        "-Wno-lint",
+        "-Wno-style",
+        "--top-module",
+        top,
+        "-o",
+        "tb",
+        f"{top}.v",
+        "dsp48e1.v",
+        "dsp48e2.v",
+        "tb.cpp",
+        "-CFLAGS",
+        "-O1",
+    ]
+    b = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+    if b.returncode != 0:
+        raise RuntimeError("verilator build failed:\n" + (b.stdout + b.stderr)[-3000:])
+    return work / "obj_dir" / "tb"
+
+
 @dataclass
 class ExhaustiveResult:
     """Outcome of one Verilator run: vectors walked; per layout, vectors counted and failures."""
@@ -180,42 +219,14 @@ def run_exhaustive(
     text = to_verilog(h, "harness")
     work = Path(tempfile.mkdtemp(prefix="filmqnn_exh_"))
     try:
-        (work / "harness.v").write_text(text)
-        (work / "dsp48e1.v").write_text(dsp48e1_model())
-        (work / "dsp48e2.v").write_text(dsp48e2_model())
         tb = (
             _TB.replace("IDX_BITS", str(h.idx_bits))
             .replace("LATENCY", str(LaneHarness.LATENCY))
             .replace("NLAYOUTS", str(len(layouts)))
         )
-        (work / "tb.cpp").write_text(tb)
-        cmd = [
-            "verilator",
-            "--cc",
-            "--exe",
-            "--build",
-            "-O1",
-            "-j",
-            "2",
-            "-Wno-fatal",
-            "-Wno-lint",
-            "-Wno-style",
-            "--top-module",
-            "harness",
-            "-o",
-            "tb",
-            "harness.v",
-            "dsp48e1.v",
-            "dsp48e2.v",
-            "tb.cpp",
-            "-CFLAGS",
-            "-O1",
-        ]
-        b = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
-        if b.returncode != 0:
-            raise RuntimeError("verilator build failed:\n" + (b.stdout + b.stderr)[-3000:])
+        exe = build_with_dsp_models(work, "harness", text, tb, timeout=timeout)
         r = subprocess.run(
-            [str(work / "obj_dir" / "tb")],
+            [str(exe)],
             cwd=work,
             capture_output=True,
             text=True,

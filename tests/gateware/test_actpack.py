@@ -4,16 +4,11 @@
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from helpers import assert_verilator_lints, consume, produce, simulate
 
-from filmqnn_hw.flows.synth import to_verilog
 from filmqnn_hw.gateware.actpack import ActPacker, ActPackError, ActUnpacker, pack_row, unpack_row
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.geometry import words_per_beat
@@ -44,14 +39,6 @@ def test_reference_layout_known_bits():
         unpack_row(cfg, beats, 7)
 
 
-def _run(dut, benches):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for b in benches:
-        sim.add_testbench(b)
-    sim.run()
-
-
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"G{c.act_pack}_axi{c.axi_data_bits}")
 def test_unpacker_rows(cfg):
     rng = np.random.default_rng(cfg.act_pack)
@@ -68,25 +55,15 @@ def test_unpacker_rows(cfg):
     prng = random.Random(1)
 
     async def producer(ctx):
-        for beat, n in beats:
-            while prng.random() < 0.25:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, {"data": beat, "words": n})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await produce(ctx, dut.i, [{"data": beat, "words": n} for beat, n in beats],
+                      gap=lambda: prng.random() < 0.25)
 
     async def consumer(ctx):
         crng = random.Random(2)
-        while len(got) < len(expect):
-            ready = crng.random() < 0.7
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if ready and valid:
-                got.append(list(payload))
+        words, _ = await consume(ctx, dut.o, len(expect), ready=lambda: crng.random() < 0.7)
+        got.extend(list(w) for w in words)
 
-    _run(dut, [producer, consumer])
+    simulate(dut, producer, consumer)
     assert got == expect
 
 
@@ -105,26 +82,15 @@ def test_packer_rows(cfg):
 
     async def producer(ctx):
         prng = random.Random(3)
-        for w, last in words:
-            while prng.random() < 0.25:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, {"word": w, "last": last})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await produce(ctx, dut.i, [{"word": w, "last": last} for w, last in words],
+                      gap=lambda: prng.random() < 0.25)
 
     async def consumer(ctx):
         crng = random.Random(4)
-        while len(got) < len(expect):
-            ready = crng.random() < 0.6
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, data_, n = await ctx.tick().sample(
-                dut.o.valid, dut.o.payload.data, dut.o.payload.words)
-            if ready and valid:
-                got.append((data_, n))
+        beats, _ = await consume(ctx, dut.o, len(expect), ready=lambda: crng.random() < 0.6)
+        got.extend((b.data, b.words) for b in beats)
 
-    _run(dut, [producer, consumer])
+    simulate(dut, producer, consumer)
     assert got == expect
 
 
@@ -137,11 +103,7 @@ def test_unpacker_full_rate():
     stamps = []
 
     async def producer(ctx):
-        for beat in pack_row(cfg, row):
-            ctx.set(dut.i.payload, {"data": beat, "words": wpb})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await produce(ctx, dut.i, [{"data": beat, "words": wpb} for beat in pack_row(cfg, row)])
 
     async def consumer(ctx):
         ctx.set(dut.o.ready, 1)
@@ -150,7 +112,7 @@ def test_unpacker_full_rate():
             if valid:
                 stamps.append(cyc)
 
-    _run(dut, [producer, consumer])
+    simulate(dut, producer, consumer)
     assert len(stamps) == len(row)
     assert stamps == list(range(stamps[0], stamps[0] + len(row)))
 
@@ -158,14 +120,4 @@ def test_unpacker_full_rate():
 @pytest.mark.verilator
 def test_actpack_verilog_lints():
     cfg = AcceleratorConfig.small()
-    for name, comp in [("act_unpacker", ActUnpacker(cfg)), ("act_packer", ActPacker(cfg))]:
-        work = Path(tempfile.mkdtemp(prefix="act_lint_"))
-        try:
-            (work / f"{name}.v").write_text(to_verilog(comp, name))
-            proc = subprocess.run(
-                ["verilator", "--lint-only", "-Wno-WIDTH", f"{name}.v", "--top-module", name],
-                cwd=work, capture_output=True, text=True,
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        assert proc.returncode == 0, proc.stderr
+    assert_verilator_lints({"act_unpacker": ActUnpacker(cfg), "act_packer": ActPacker(cfg)})

@@ -107,13 +107,18 @@ def test_mismatched_key_is_refused():
         rtlil.convert(_TwoUnits(), ports={}, platform=ModuleSharing("t"))
 
 
+class _Nibble(wiring.Component):
+    """A component with one 4-bit input ``a`` and one 4-bit output ``y``; subclasses give the
+    logic."""
+
+    def __init__(self):
+        super().__init__({"a": In(4), "y": Out(4)})
+
+
 def _unit_class(op):
     """A fresh class per call: every one is named ``Unit`` with the same qualname."""
 
-    class Unit(wiring.Component):
-        def __init__(self):
-            super().__init__({"a": In(4), "y": Out(4)})
-
+    class Unit(_Nibble):
         def elaborate(self, platform):
             m = Module()
             m.d.comb += self.y.eq(op(self.a))
@@ -148,10 +153,10 @@ def test_classes_of_one_name_never_share():
 
 
 def test_nested_sharing_names_are_unique():
-    class Node(wiring.Component):
+    class Node(_Nibble):
         def __init__(self, depth):
             self.depth = depth
-            super().__init__({"a": In(4), "y": Out(4)})
+            super().__init__()
 
         def elaborate(self, platform):
             m = Module()
@@ -163,10 +168,7 @@ def test_nested_sharing_names_are_unique():
                 m.d.comb += self.y.eq(self.a)
             return m
 
-    class Top(wiring.Component):
-        def __init__(self):
-            super().__init__({"a": In(4), "y": Out(4)})
-
+    class Top(_Nibble):
         def elaborate(self, platform):
             m = Module()
             c = Node(2)
@@ -180,11 +182,11 @@ def test_nested_sharing_names_are_unique():
     assert len(mods) == len(set(mods))
 
 
-class _Loose(wiring.Component):
+class _Loose(_Nibble):
     """Holds a signal outside its signature: an instance could not connect it."""
 
     def __init__(self):
-        super().__init__({"a": In(4), "y": Out(4)})
+        super().__init__()
         self.internal = Signal(4)
 
     def elaborate(self, platform):
@@ -193,10 +195,7 @@ class _Loose(wiring.Component):
         return m
 
 
-class _SlowDomain(wiring.Component):
-    def __init__(self):
-        super().__init__({"a": In(4), "y": Out(4)})
-
+class _SlowDomain(_Nibble):
     def elaborate(self, platform):
         m = Module()
         m.d.slow += self.y.eq(self.a)

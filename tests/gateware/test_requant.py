@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from amaranth import unsigned
-from amaranth.sim import Simulator
+from helpers import assert_verilator_lints, consume, produce, simulate
 
-from filmqnn_hw.flows.synth import to_verilog
 from filmqnn_hw.gateware.requant import RequantBank, RequantError, RequantUnit, requant_in_layout
 from filmqnn_hw.spec.config import ACT_MAX, AcceleratorConfig
 from filmqnn_hw.spec.geometry import REQUANT_LATENCY
@@ -82,37 +77,21 @@ def _reference(vecs: list[dict], lo: int, hi: int) -> list[int]:
 
 def _run_unit(dut: RequantUnit, vecs: list[dict], lo: int, hi: int, seed: int,
               stall: bool) -> tuple[list[int], int]:
+    # one generator for both sides: the stall pattern depends on how their draws interleave
     rng = random.Random(seed)
-    got: list[int] = []
-    cycles = [0]
+    result = {}
 
     async def producer(ctx):
         ctx.set(dut.lo, lo)
         ctx.set(dut.hi, hi)
-        for v in vecs:
-            while stall and rng.random() < 0.2:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, v)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await produce(ctx, dut.i, vecs, gap=lambda: stall and rng.random() < 0.2)
 
     async def consumer(ctx):
-        while len(got) < len(vecs):
-            ready = not (stall and rng.random() < 0.3)
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            cycles[0] += 1
-            if ready and valid:
-                got.append(payload)
+        result["got"], result["cycles"] = await consume(
+            ctx, dut.o, len(vecs), ready=lambda: not (stall and rng.random() < 0.3))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got, cycles[0]
+    simulate(dut, producer, consumer)
+    return result["got"], result["cycles"]
 
 
 @pytest.mark.parametrize("lo,hi", [(0, ACT_MAX), (LOGIT_MIN, LOGIT_MAX), (3, 20)])
@@ -153,26 +132,14 @@ def test_requant_bank_lanes():
     async def producer(ctx):
         ctx.set(bank.lo, 0)
         ctx.set(bank.hi, ACT_MAX)
-        for g in groups:
-            ctx.set(bank.i.payload, g)
-            ctx.set(bank.i.valid, 1)
-            await ctx.tick().until(bank.i.ready)
-        ctx.set(bank.i.valid, 0)
+        await produce(ctx, bank.i, groups)
 
     async def consumer(ctx):
         r = random.Random(2)
-        while len(got) < len(groups):
-            ready = r.random() < 0.7
-            ctx.set(bank.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(bank.o.valid, bank.o.payload)
-            if ready and valid:
-                got.append(list(payload))
+        payloads, _ = await consume(ctx, bank.o, len(groups), ready=lambda: r.random() < 0.7)
+        got.extend(list(p) for p in payloads)
 
-    sim = Simulator(bank)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(bank, producer, consumer)
     flat = [x for g in got for x in g]
     assert flat == _reference([v for g in groups for v in g], 0, ACT_MAX)
 
@@ -205,16 +172,5 @@ def test_requant_bad_params():
 
 @pytest.mark.verilator
 def test_requant_verilog_lints():
-    for name, comp in [("requant_unit", RequantUnit.from_config(CFG)),
-                       ("requant_bank", RequantBank(CFG, 2))]:
-        text = to_verilog(comp, name)
-        work = Path(tempfile.mkdtemp(prefix="rq_lint_"))
-        try:
-            (work / f"{name}.v").write_text(text)
-            proc = subprocess.run(
-                ["verilator", "--lint-only", "-Wno-WIDTH", f"{name}.v", "--top-module", name],
-                cwd=work, capture_output=True, text=True,
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        assert proc.returncode == 0, proc.stderr
+    assert_verilator_lints({"requant_unit": RequantUnit.from_config(CFG),
+                            "requant_bank": RequantBank(CFG, 2)})

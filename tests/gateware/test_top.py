@@ -23,6 +23,7 @@ from helpers import (
     converted_network,
     graph_of,
     rand_conv,
+    rand_input,
     small_network,
 )
 
@@ -129,6 +130,16 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
     return run
 
 
+def _stalls_cost_cycles(sims, vroot, key, seed, stall_seed):
+    """The small network on the top for ``key``, calm and with random stalls (``stall_seed``):
+    both bit-exact (checked in ``_run``), the stalled run takes more cycles."""
+    g = small_network(CFGS[key])
+    x = rand_input(np.random.default_rng(seed), g)
+    calm = _run(sims, vroot, key, g, x)
+    stalled = _run(sims, vroot, key, g, x, stall_seed=stall_seed)
+    assert stalled.counters["cycles"] > calm.counters["cycles"]
+
+
 # ---------------------------------------------------------------------------------------------
 # emission and lint
 # ---------------------------------------------------------------------------------------------
@@ -192,11 +203,7 @@ def test_board_top_lint(board, tmp_path):
 @pytest.mark.verilator
 def test_small_network(sims, vroot):
     """One start runs the whole small network; random AXI back-pressure: same bits, more cycles."""
-    g = small_network(CFG_A)
-    x = np.random.default_rng(0).integers(0, 32, (1,) + g.input.shape)
-    calm = _run(sims, vroot, "A", g, x)
-    stalled = _run(sims, vroot, "A", g, x, stall_seed=5)
-    assert stalled.counters["cycles"] > calm.counters["cycles"]
+    _stalls_cost_cycles(sims, vroot, "A", seed=0, stall_seed=5)
 
 
 @pytest.mark.verilator
@@ -210,22 +217,14 @@ def test_two_stage_adder_trees(vroot):
     assert pe_latency(TREE2) == 7
     sim = build_verilator(_emit("TREE2", vroot), TOP_NAME, TREE2.axi_data_bits,
                           vroot / "build_TREE2", jobs=2)
-    g = small_network(TREE2)
-    x = np.random.default_rng(4).integers(0, 32, (1,) + g.input.shape)
-    calm = _run({"TREE2": sim}, vroot, "TREE2", g, x)
-    stalled = _run({"TREE2": sim}, vroot, "TREE2", g, x, stall_seed=3)
-    assert stalled.counters["cycles"] > calm.counters["cycles"]
+    _stalls_cost_cycles({"TREE2": sim}, vroot, "TREE2", seed=4, stall_seed=3)
 
 
 @pytest.mark.verilator
 def test_small_network_two_ports(sims, vroot):
     """Parameters and weights through m_axi_gmem1: the same bits, calm and with random stalls
     on both ports."""
-    g = small_network(CFG_B2)
-    x = np.random.default_rng(1).integers(0, 32, (1,) + g.input.shape)
-    two = _run(sims, vroot, "B2", g, x)
-    stalled = _run(sims, vroot, "B2", g, x, stall_seed=7)
-    assert stalled.counters["cycles"] > two.counters["cycles"]
+    _stalls_cost_cycles(sims, vroot, "B2", seed=1, stall_seed=7)
 
 
 @pytest.mark.verilator

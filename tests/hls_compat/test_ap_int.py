@@ -15,6 +15,7 @@ from pathlib import Path
 import apref
 import pytest
 from apref import T
+from helpers import run_lines
 
 # Must match CONFIGS in ap_int_ops.cpp: index -> (A, B).
 CONFIGS: dict[int, tuple[T, T]] = {
@@ -52,16 +53,6 @@ def ops_exe(hls_programs: dict[str, Path]) -> Path:
     return hls_programs["ap_int_ops"]
 
 
-def run(exe: Path, lines: list[str]) -> list[str]:
-    proc = subprocess.run(
-        [str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.splitlines()
-    assert len(out) == len(lines)
-    return out
-
-
 def check(out: list[str], expected: list[dict[str, str]]) -> int:
     """Compare every line's tokens; return the number of compared values."""
     bad = []
@@ -93,7 +84,7 @@ def test_binary_exhaustive_small(ops_exe: Path) -> None:
                 lines.append(f"B {cfg} {a} {b}")
                 exp.append(apref.expect_binary(a, ta, b, tb))
     assert len(lines) == 16 * 32 + 256 * 32 + 32 * 16 + 16 * 16 + 8 * 16 + 2 * 2 + 2 * 4
-    n = check(run(ops_exe, lines), exp)
+    n = check(run_lines(ops_exe, lines), exp)
     assert n > 300_000
 
 
@@ -106,7 +97,7 @@ def test_binary_wide_random_and_extremes(ops_exe: Path) -> None:
         for a, b in wide_pairs(rng, ta, tb, 400):
             lines.append(f"B {cfg} {a} {b}")
             exp.append(apref.expect_binary(a, ta, b, tb))
-    check(run(ops_exe, lines), exp)
+    check(run_lines(ops_exe, lines), exp)
 
 
 def test_unary_and_conversions(ops_exe: Path) -> None:
@@ -120,7 +111,7 @@ def test_unary_and_conversions(ops_exe: Path) -> None:
         for a in values:
             lines.append(f"U {cfg} {a}")
             exp.append(apref.expect_unary(a, ta))
-    check(run(ops_exe, lines), exp)
+    check(run_lines(ops_exe, lines), exp)
 
 
 def test_range_and_bit_select(ops_exe: Path) -> None:
@@ -142,7 +133,7 @@ def test_range_and_bit_select(ops_exe: Path) -> None:
         for a, hi, lo, v in cases:
             lines.append(f"R {cfg} {a} {hi} {lo} {v}")
             exp.append(apref.expect_range(a, ta, hi, lo, v))
-    check(run(ops_exe, lines), exp)
+    check(run_lines(ops_exe, lines), exp)
 
 
 def test_shifts_both_directions(ops_exe: Path) -> None:
@@ -159,7 +150,7 @@ def test_shifts_both_directions(ops_exe: Path) -> None:
         for a, n in cases:
             lines.append(f"S {cfg} {a} {n}")
             exp.append(apref.expect_shift(a, ta, n))
-    check(run(ops_exe, lines), exp)
+    check(run_lines(ops_exe, lines), exp)
 
 
 def test_reference_model_sanity() -> None:

@@ -12,11 +12,11 @@ contract's domain (|y| < 2**47) including its extremes.
 from __future__ import annotations
 
 import random
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_lines
 
 from filmqnn_hw.spec.numerics import LOGIT_MAX, LOGIT_MIN, MULT_BITS, SHIFT_MAX, Y_BITS, requantize
 
@@ -31,22 +31,12 @@ def exe(hls_programs: dict[str, Path]) -> Path:
     return hls_programs["kernel_patterns"]
 
 
-def run(exe: Path, lines: list[str]) -> list[str]:
-    proc = subprocess.run(
-        [str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.splitlines()
-    assert len(out) == len(lines)
-    return out
-
-
 def test_pack_four_4bit_weights(exe: Path) -> None:
     """Every 4-bit code in every nibble position (65536 words would be overkill: 16**2 x 4)."""
     rng = random.Random(3)
     cases = [[a, b, a ^ 5, b] for a in range(-8, 8) for b in range(-8, 8)]
     cases += [[rng.randint(-8, 7) for _ in range(4)] for _ in range(500)]
-    out = run(exe, [f"P4 {' '.join(map(str, w))}" for w in cases])
+    out = run_lines(exe, [f"P4 {' '.join(map(str, w))}" for w in cases])
     for w, line in zip(cases, out, strict=True):
         packed = sum((v & 0xF) << (4 * k) for k, v in enumerate(w))
         assert line == " ".join(map(str, [packed, *w]))
@@ -56,7 +46,7 @@ def test_pack_eight_5bit_activations(exe: Path) -> None:
     rng = random.Random(4)
     cases = [[v] * 8 for v in range(32)] + [list(range(k, k + 8)) for k in range(25)]
     cases += [[rng.randint(0, 31) for _ in range(8)] for _ in range(500)]
-    out = run(exe, [f"P5 {' '.join(map(str, a))}" for a in cases])
+    out = run_lines(exe, [f"P5 {' '.join(map(str, a))}" for a in cases])
     for a, line in zip(cases, out, strict=True):
         packed = sum(v << (5 * k) for k, v in enumerate(a))
         assert line == " ".join(map(str, [packed, *a]))
@@ -74,7 +64,7 @@ def test_packed_mac_into_ap_int26(exe: Path) -> None:
                           [rng.randint(0, 31) for _ in range(n)]))
     lines = [f"M {b} {len(w)} {' '.join(map(str, w))} {' '.join(map(str, a))}"
              for b, w, a in cases]
-    out = run(exe, lines)
+    out = run_lines(exe, lines)
     for (_, w, a), line in zip(cases, out, strict=True):
         exact = sum(x * y for x, y in zip(w, a, strict=True))
         assert ACC_MIN <= exact <= ACC_MAX
@@ -123,7 +113,7 @@ def requant_vectors(rng: random.Random, n_random: int) -> np.ndarray:
 def test_requantize_matches_numeric_contract(exe: Path) -> None:
     rows = requant_vectors(random.Random(6), 5000)
     assert len(rows) > 5000
-    out = run(exe, ["Q " + " ".join(map(str, r)) for r in rows.tolist()])
+    out = run_lines(exe, ["Q " + " ".join(map(str, r)) for r in rows.tolist()])
     got = np.array([[int(t) for t in line.split()] for line in out], dtype=np.int64)
     acc, mult, off, shift, lo, hi, res, rmult = rows.T
     y = acc * mult + off + res * rmult

@@ -14,15 +14,7 @@ from filmqnn_quant.graph import GraphError
 from filmqnn_quant.models import build_model
 from filmqnn_quant.qat import prepare_qat
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions gain nothing from threads; two OpenMP threads on a busy 2-core
-    machine spin-wait and run ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CASES = {

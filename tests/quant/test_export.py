@@ -24,16 +24,7 @@ from filmqnn_quant.export import (
 
 CFG = AcceleratorConfig.small()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The exports here are tiny: one thread avoids OpenMP spin-waits on a shared machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

@@ -4,13 +4,14 @@ parameter checks and seeded determinism."""
 
 from __future__ import annotations
 
+import functools
 import gc
 
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-from amaranth.sim import Simulator
+from helpers import send_commands, simulate
 
 from filmqnn_hw.gateware.axi.burst_reader import AXI4BurstReader
 from filmqnn_hw.gateware.axi.signatures import AXI4Signature
@@ -30,12 +31,17 @@ class Port(wiring.Component):
         return m
 
 
-async def ar(ctx, p, addr, length, size=2, burst=1, ident=0):
-    for sig, v in ((p.araddr, addr), (p.arlen, length), (p.arsize, size), (p.arburst, burst),
-                   (p.arid, ident), (p.arvalid, 1)):
-        ctx.set(sig, v)
-    await ctx.tick().until(p.arready)
-    ctx.set(p.arvalid, 0)
+async def _address(ch, ctx, p, addr, length, size=2, burst=1, ident=0):
+    """One address beat on channel ``ch`` ("ar" or "aw"), held until it is taken."""
+    for name, v in (("addr", addr), ("len", length), ("size", size), ("burst", burst),
+                    ("id", ident), ("valid", 1)):
+        ctx.set(getattr(p, ch + name), v)
+    await ctx.tick().until(getattr(p, ch + "ready"))
+    ctx.set(getattr(p, ch + "valid"), 0)
+
+
+ar = functools.partial(_address, "ar")
+aw = functools.partial(_address, "aw")
 
 
 async def r_beats(ctx, p, n):
@@ -45,14 +51,6 @@ async def r_beats(ctx, p, n):
         out.append(await ctx.tick().sample(p.rdata, p.rresp, p.rlast, p.rid).until(p.rvalid))
     ctx.set(p.rready, 0)
     return out
-
-
-async def aw(ctx, p, addr, length, size=2, burst=1, ident=0):
-    for sig, v in ((p.awaddr, addr), (p.awlen, length), (p.awsize, size), (p.awburst, burst),
-                   (p.awid, ident), (p.awvalid, 1)):
-        ctx.set(sig, v)
-    await ctx.tick().until(p.awready)
-    ctx.set(p.awvalid, 0)
 
 
 async def w(ctx, p, data, strb, last):
@@ -70,11 +68,7 @@ async def b(ctx, p):
 
 
 def run(dut, model, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[model.serve])
 
 
 def test_narrow_unaligned_and_responses():
@@ -176,11 +170,7 @@ def _reader_cycles(seed: int) -> tuple[int, list]:
     result = {}
 
     async def bench(ctx):
-        ctx.set(dut.cmd.p.addr, 0x100)
-        ctx.set(dut.cmd.p.beats, 64)
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
+        await send_commands(ctx, dut.cmd, [(0x100, 64)])
         ctx.set(dut.data.ready, 1)
         n = 0
         while n < 64:

@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from helpers import run_pipelined
 
 from filmqnn_hw.gateware.arith.cascade import SPACING, W8A5CascadeDotUnit
 from filmqnn_hw.spec.config import AcceleratorConfig
@@ -37,28 +37,9 @@ def test_lane_sum_extraction_exhaustive():
 
 
 def _run(dut, inputs):
-    out = []
-
-    async def tb(ctx):
-        for i in range(len(inputs) + dut.latency + 1):
-            if i < len(inputs):
-                (x0, x1, w), clear = inputs[i]
-                ctx.set(dut.x0, x0)
-                ctx.set(dut.x1, x1)
-                ctx.set(dut.w, w)
-                ctx.set(dut.valid_in, 1)
-                ctx.set(dut.clear, clear)
-            else:
-                ctx.set(dut.valid_in, 0)
-            await ctx.tick()
-            if ctx.get(dut.valid_out):
-                out.append([ctx.get(dut.acc[0]), ctx.get(dut.acc[1])])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    """Drive ((x0, x1, w), clear) per cycle; return both lane accumulators per valid_out."""
+    ops = [({"x0": x0, "x1": x1, "w": w}, clear) for (x0, x1, w), clear in inputs]
+    return run_pipelined(dut, ops, lambda ctx: [ctx.get(dut.acc[0]), ctx.get(dut.acc[1])])
 
 
 @pytest.mark.parametrize("family", ["xc7", "xcup"])
@@ -143,7 +124,7 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
     from amaranth.lib.wiring import In, Out
 
     from filmqnn_hw.flows.synth import to_verilog
-    from filmqnn_hw.gateware.arith.dsp48e2_model import dsp48e1_model, dsp48e2_model
+    from filmqnn_hw.verify.exhaustive import build_with_dsp_models
 
     n = 3
 
@@ -180,37 +161,8 @@ def test_primitive_flavour_matches_behavioural(family, tmp_path):
             ]
             return m
 
-    (tmp_path / "h.v").write_text(to_verilog(H(), "h"))
-    (tmp_path / "m1.v").write_text(dsp48e1_model())
-    (tmp_path / "m2.v").write_text(dsp48e2_model())
-    (tmp_path / "tb.cpp").write_text(_TB)
-    b = subprocess.run(
-        [
-            "verilator",
-            "--cc",
-            "--exe",
-            "--build",
-            "-O1",
-            "-j",
-            "2",
-            "-Wno-fatal",
-            "-Wno-lint",
-            "-Wno-style",
-            "--top-module",
-            "h",
-            "-o",
-            "tb",
-            "h.v",
-            "m1.v",
-            "m2.v",
-            "tb.cpp",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert b.returncode == 0, (b.stdout + b.stderr)[-3000:]
-    r = subprocess.run([str(tmp_path / "obj_dir" / "tb")], capture_output=True, text=True)
+    exe = build_with_dsp_models(tmp_path, "h", to_verilog(H(), "h"), _TB)
+    r = subprocess.run([str(exe)], capture_output=True, text=True)
     kv = dict(tok.split("=") for tok in r.stdout.split())
     assert int(kv["valid"]) > 199000
     assert int(kv["fails"]) == 0, r.stdout

@@ -10,7 +10,7 @@ from amaranth import Module, signed
 from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
+from helpers import run_pipelined
 
 from filmqnn_hw.gateware.arith.dot import LutDotUnit, PackedDotUnit, pipelined_sum
 from filmqnn_hw.spec.config import (
@@ -26,38 +26,14 @@ FAN_IN = AcceleratorConfig.small().max_fan_in  # 4608, 3x3x512
 N = 4
 
 
-def _run(dut, cycles_of_inputs, collect):
-    """Drive a list of (operand dict, clear) per cycle; collect acc on every valid_out."""
-    out = []
-
-    async def tb(ctx):
-        for i in range(len(cycles_of_inputs) + dut.latency + 1):
-            if i < len(cycles_of_inputs):
-                ops, clear = cycles_of_inputs[i]
-                for name, vals in ops.items():
-                    ctx.set(getattr(dut, name), vals)
-                ctx.set(dut.valid_in, 1)
-                ctx.set(dut.clear, clear)
-            else:
-                ctx.set(dut.valid_in, 0)
-            await ctx.tick()
-            if ctx.get(dut.valid_out):
-                out.append(collect(ctx))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
-
-
 def _const_run(dut, ops, cycles):
     """Same operands every cycle, clear on the first; returns the final accumulator(s)."""
     inputs = [(ops, i == 0) for i in range(cycles)]
     if isinstance(dut, LutDotUnit):
-        res = _run(dut, inputs, lambda ctx: ctx.get(dut.acc))
+        res = run_pipelined(dut, inputs, lambda ctx: ctx.get(dut.acc))
     else:
-        res = _run(dut, inputs, lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
+        res = run_pipelined(dut, inputs,
+                            lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
     assert len(res) == cycles
     return res[-1]
 
@@ -138,7 +114,7 @@ def test_packed_dot_random_with_clear(kind, n):
         cur = lane if clear else [c + v for c, v in zip(cur, lane, strict=True)]
         inputs.append((ops, clear))
         ref.append(cur)
-    got = _run(dut, inputs, lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
+    got = run_pipelined(dut, inputs, lambda ctx: [ctx.get(dut.acc[k]) for k in range(len(dut.acc))])
     assert got == ref
 
 
@@ -158,7 +134,7 @@ def test_lut_dot_random_with_clear(w_bits, n, latency):
         cur = s if clear else cur + s
         inputs.append(({"w": w, "x": x}, clear))
         ref.append(cur)
-    assert _run(dut, inputs, lambda ctx: ctx.get(dut.acc)) == ref
+    assert run_pipelined(dut, inputs, lambda ctx: ctx.get(dut.acc)) == ref
 
 
 def test_tree_stages():

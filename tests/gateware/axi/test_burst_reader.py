@@ -6,22 +6,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
+from helpers import BURST_CASES, consume, expected_bursts, send_commands, simulate
 
 from filmqnn_hw.gateware.axi.burst_reader import AXI4BurstReader
 from filmqnn_hw.sim.mem_model import AXIMemoryModel
 
 MEM_BYTES = 1 << 14
-
-
-def expected_bursts(addr, beats, nbytes, max_burst=256):
-    out = []
-    while beats:
-        n = min(beats, max_burst, (4096 - addr % 4096) // nbytes)
-        out.append((addr, n))
-        addr += n * nbytes
-        beats -= n
-    return out
 
 
 def run_reader(cmds, *, data_width=32, seed=0, stall=0.0, consumer_stall=0.0, max_outstanding=4,
@@ -41,27 +31,14 @@ def run_reader(cmds, *, data_width=32, seed=0, stall=0.0, consumer_stall=0.0, ma
 
     async def producer(ctx):
         rng = random.Random(seed + 1)
-        for addr, beats in cmds:
-            while stall and rng.random() < 0.3:
-                await ctx.tick()
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
+        await send_commands(ctx, dut.cmd, cmds, gap=lambda: stall and rng.random() < 0.3)
 
     async def consumer(ctx):
         rng = random.Random(seed + 2)
-        cycles = 0
-        while len(got) < total:
-            ready = int(not (consumer_stall and rng.random() < consumer_stall))
-            ctx.set(dut.data.ready, ready)
-            _, _, valid, data, last = await ctx.tick().sample(dut.data.valid, dut.data.p.data,
-                                                              dut.data.p.last)
-            if valid and ready:
-                got.append((data, last))
-            cycles += 1
-            assert cycles < max_cycles, "reader stalled"
+        beats, cycles = await consume(
+            ctx, dut.data, total, max_cycles=max_cycles,
+            ready=lambda: int(not (consumer_stall and rng.random() < consumer_stall)))
+        got.extend((b.data, b.last) for b in beats)
         ctx.set(dut.data.ready, 0)
         await ctx.tick().repeat(8)
         flags["busy"] = ctx.get(dut.busy)
@@ -69,12 +46,7 @@ def run_reader(cmds, *, data_width=32, seed=0, stall=0.0, consumer_stall=0.0, ma
         flags["valid_after"] = ctx.get(dut.data.valid)
         flags["cycles"] = cycles
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer, background=[model.serve])
     return got, model, mem, flags
 
 
@@ -87,20 +59,10 @@ def reference(mem, cmds, nb):
     return out
 
 
-CASES = {
-    "len1": [(0x100, 1)],
-    "exact256": [(0x0, 256)],
-    "len257": [(0x400, 257)],
-    "cross4k": [(0x1000 - 8, 6)],
-    "cross4k_long": [(0x2000 - 0x40, 300)],
-    "back_to_back": [(0x10, 3), (0x800, 1), (0x3000 - 4, 2), (0x20, 17), (0x1FFC, 1)],
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(BURST_CASES))
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_reader_cases(case, stall):
-    cmds = CASES[case]
+    cmds = BURST_CASES[case]
     got, model, mem, flags = run_reader(cmds, seed=7, stall=stall,
                                         consumer_stall=0.3 if stall else 0.0)
     assert got == reference(mem, cmds, 4)
@@ -147,29 +109,16 @@ def test_reader_bad_commands_dropped():
     got = []
 
     async def bench(ctx):
-        for addr, beats in ((0x2, 1), (0x10, 0), (0x20, 2)):
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        ctx.set(dut.data.ready, 1)
-        while len(got) < 2:
-            _, _, v, d, last = await ctx.tick().sample(dut.data.valid, dut.data.p.data,
-                                                       dut.data.p.last)
-            if v:
-                got.append((d, last))
+        await send_commands(ctx, dut.cmd, [(0x2, 1), (0x10, 0), (0x20, 2)])
+        beats, _ = await consume(ctx, dut.data, 2)
+        got.extend((b.data, b.last) for b in beats)
         assert ctx.get(dut.error) == 1
         ctx.set(dut.clear_error, 1)
         await ctx.tick()
         ctx.set(dut.clear_error, 0)
         assert ctx.get(dut.error) == 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[model.serve])
     assert model.read_bursts == [(0x20, 2)]
     assert got == [(0x23222120, 0), (0x27262524, 1)]
 

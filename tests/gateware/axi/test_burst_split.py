@@ -14,23 +14,17 @@ from __future__ import annotations
 import random
 
 import pytest
-from amaranth.sim import Simulator
+from helpers import AXI_PAGE as PAGE
+from helpers import expected_bursts, send_commands, simulate
 
 from filmqnn_hw.gateware.axi.burst_split import BurstSplitter, check_master_params
-
-PAGE = 4096
 
 
 def reference_bursts(addr: int, beats: int, beat_bytes: int, max_burst: int
                      ) -> list[tuple[int, int, int]]:
     """(address, AxLEN, last) of each burst of one command."""
-    out = []
-    while beats:
-        n = min(beats, max_burst, (PAGE - addr % PAGE) // beat_bytes)
-        beats -= n
-        out.append((addr, n - 1, int(beats == 0)))
-        addr += n * beat_bytes
-    return out
+    bursts = expected_bursts(addr, beats, beat_bytes, max_burst)
+    return [(a, n - 1, int(i == len(bursts) - 1)) for i, (a, n) in enumerate(bursts)]
 
 
 def check_legal(cmds, bursts, beat_bytes: int, max_burst: int) -> None:
@@ -63,14 +57,7 @@ def run_splitter(cmds, *, data_width: int = 32, addr_width: int = 32, len_width:
 
     async def producer(ctx):
         rng = random.Random(seed + 1)
-        for addr, beats in cmds:
-            while rng.random() >= p_cmd:
-                await ctx.tick()
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
+        await send_commands(ctx, dut.cmd, cmds, gap=lambda: rng.random() >= p_cmd)
 
     async def consumer(ctx):
         rng = random.Random(seed + 2)
@@ -99,11 +86,7 @@ def run_splitter(cmds, *, data_width: int = 32, addr_width: int = 32, len_width:
         flags["error"] = ctx.get(dut.error)
         flags["valid_after"] = ctx.get(dut.burst.valid)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     return bursts, flags
 
 
@@ -172,21 +155,14 @@ def test_bad_commands_dropped_and_error_sticky():
     bursts = []
     seen = {}
 
-    async def send(ctx, addr, beats):
-        ctx.set(dut.cmd.p.addr, addr)
-        ctx.set(dut.cmd.p.beats, beats)
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-
     async def bench(ctx):
         ctx.set(dut.burst.ready, 1)
         assert ctx.get(dut.error) == 0
-        await send(ctx, 0x2, 1)  # address not aligned to the 4-byte beat
+        await send_commands(ctx, dut.cmd, [(0x2, 1)])  # address not aligned to the 4-byte beat
         await ctx.tick()
         seen["after_unaligned"] = (ctx.get(dut.error), ctx.get(dut.active),
                                    ctx.get(dut.burst.valid))
-        await send(ctx, 0x20, 2)  # a good command does not clear the error
+        await send_commands(ctx, dut.cmd, [(0x20, 2)])  # a good command does not clear the error
         await ctx.tick().until(~dut.active)
         seen["after_good"] = ctx.get(dut.error)
         ctx.set(dut.clear_error, 1)
@@ -195,7 +171,7 @@ def test_bad_commands_dropped_and_error_sticky():
         seen["cleared"] = ctx.get(dut.error)
         # a bad command in the same cycle as clear_error: the error stays set
         ctx.set(dut.clear_error, 1)
-        await send(ctx, 0x40, 0)  # zero beats
+        await send_commands(ctx, dut.cmd, [(0x40, 0)])  # zero beats
         ctx.set(dut.clear_error, 0)
         await ctx.tick()
         seen["bad_wins_over_clear"] = ctx.get(dut.error)
@@ -209,11 +185,7 @@ def test_bad_commands_dropped_and_error_sticky():
             if valid and ready:
                 bursts.append((addr, ln, last))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[monitor])
     assert seen["after_unaligned"] == (1, 0, 0)
     assert seen["after_good"] == 1
     assert seen["cleared"] == 0
@@ -236,10 +208,7 @@ def test_active_while_splitting_and_cmd_ready_only_when_idle():
             await ctx.tick()
             ctx.set(dut.cmd.valid, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     # accepted in cycle 0, bursts of 4, 4, 2 beats in cycles 1-3, idle again in cycle 4
     assert trace == [(1, 0, 0), (0, 1, 1), (0, 1, 1), (0, 1, 1), (1, 0, 0), (1, 0, 0)]
 

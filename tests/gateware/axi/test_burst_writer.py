@@ -8,7 +8,7 @@ import random
 import pytest
 from amaranth.hdl import Fragment, unsigned
 from amaranth.lib import data
-from amaranth.sim import Simulator
+from helpers import BURST_CASES, expected_bursts, produce, send_commands, simulate
 
 from filmqnn_hw.gateware.axi.burst_writer import AXI4BurstWriter, write_data_layout
 from filmqnn_hw.gateware.axi.dma import AXI4DMA
@@ -19,19 +19,16 @@ MEM_BYTES = 1 << 14
 FILL = 0xA5
 
 
-def expected_bursts(addr, beats, nbytes, max_burst=256):
-    out = []
-    while beats:
-        n = min(beats, max_burst, (4096 - addr % 4096) // nbytes)
-        out.append((addr, n))
-        addr += n * nbytes
-        beats -= n
-    return out
-
-
 def random_strobes(rng, nb):
     """A beat's strobe: none, all, one lane, or random lanes."""
     return rng.choice([0, (1 << nb) - 1, 1 << rng.randrange(nb), rng.getrandbits(nb)])
+
+
+def write_lanes(ref: bytearray, addr: int, word: int, strb: int, nb: int) -> None:
+    """The reference write of one ``nb``-byte beat at ``addr``: the bytes whose strobe is set."""
+    for lane, byte in enumerate(word.to_bytes(nb, "little")):
+        if strb >> lane & 1:
+            ref[addr + lane] = byte
 
 
 def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max_burst=256,
@@ -52,10 +49,7 @@ def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max
             w = rng_data.getrandbits(data_width)
             strb = random_strobes(rng_strb, nb) if strobes else (1 << nb) - 1
             words.append((w, strb))
-            a = addr + i * nb
-            for lane, byte in enumerate(w.to_bytes(nb, "little")):
-                if strb >> lane & 1:
-                    ref[a + lane] = byte
+            write_lanes(ref, addr + i * nb, w, strb, nb)
     dut = AXI4BurstWriter(addr_width=16, data_width=data_width, id_width=1, len_width=12,
                           max_outstanding=max_outstanding, max_burst=max_burst, strobes=strobes)
     model = AXIMemoryModel(dut.m_axi, mem, seed=seed, stall=stall, write_latency=write_latency,
@@ -64,28 +58,12 @@ def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max
 
     async def commands(ctx):
         rng = random.Random(seed + 1)
-        for addr, beats in cmds:
-            while stall and rng.random() < 0.3:
-                await ctx.tick()
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-            ctx.set(dut.cmd.valid, 0)
+        await send_commands(ctx, dut.cmd, cmds, gap=lambda: stall and rng.random() < 0.3)
 
     async def data(ctx):
         rng = random.Random(seed + 2)
-        for w, strb in words:
-            while stall and rng.random() < 0.3:
-                await ctx.tick()
-            if strobes:
-                ctx.set(dut.data.payload.data, w)
-                ctx.set(dut.data.payload.strb, strb)
-            else:
-                ctx.set(dut.data.payload, w)
-            ctx.set(dut.data.valid, 1)
-            await ctx.tick().until(dut.data.ready)
-            ctx.set(dut.data.valid, 0)
+        payloads = [{"data": w, "strb": strb} if strobes else w for w, strb in words]
+        await produce(ctx, dut.data, payloads, gap=lambda: stall and rng.random() < 0.3)
 
     async def monitor(ctx):
         cycles = 0
@@ -101,30 +79,14 @@ def run_writer(cmds, *, data_width=32, seed=0, stall=0.0, max_outstanding=4, max
         # when the last done pulse came, every byte had landed
         flags["landed_at_done"] = bytes(mem) == bytes(ref)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(commands)
-    sim.add_testbench(data)
-    sim.add_testbench(monitor)
-    sim.run()
+    simulate(dut, commands, data, monitor, background=[model.serve])
     return mem, ref, model, flags
 
 
-CASES = {
-    "len1": [(0x100, 1)],
-    "exact256": [(0x0, 256)],
-    "len257": [(0x400, 257)],
-    "cross4k": [(0x1000 - 8, 6)],
-    "cross4k_long": [(0x2000 - 0x40, 300)],
-    "back_to_back": [(0x10, 3), (0x800, 1), (0x3000 - 4, 2), (0x20, 17), (0x1FFC, 1)],
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(BURST_CASES))
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_writer_cases(case, stall):
-    cmds = CASES[case]
+    cmds = BURST_CASES[case]
     mem, ref, model, flags = run_writer(cmds, seed=3, stall=stall,
                                         write_latency=4 if stall else 0)
     assert mem == ref
@@ -170,27 +132,14 @@ def test_writer_bad_commands_dropped():
     model = AXIMemoryModel(dut.m_axi, mem)
 
     async def bench(ctx):
-        for addr, beats in ((0x2, 1), (0x10, 0), (0x20, 2)):
-            ctx.set(dut.cmd.p.addr, addr)
-            ctx.set(dut.cmd.p.beats, beats)
-            ctx.set(dut.cmd.valid, 1)
-            await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        for w in (0x11223344, 0x55667788):
-            ctx.set(dut.data.payload, w)
-            ctx.set(dut.data.valid, 1)
-            await ctx.tick().until(dut.data.ready)
-        ctx.set(dut.data.valid, 0)
+        await send_commands(ctx, dut.cmd, [(0x2, 1), (0x10, 0), (0x20, 2)])
+        await produce(ctx, dut.data, [0x11223344, 0x55667788])
         await ctx.tick().until(dut.done)
         assert ctx.get(dut.error) == 1
         await ctx.tick()
         assert ctx.get(dut.busy) == 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[model.serve])
     assert model.write_bursts == [(0x20, 2)]
     assert mem[0x20:0x28] == bytes.fromhex("4433221188776655")
     assert not any(mem[:0x20]) and not any(mem[0x28:])
@@ -229,23 +178,11 @@ def test_writer_strobes_lanes_exact():
              (0xDDEEFF00, 0b1111)]
 
     async def bench(ctx):
-        ctx.set(dut.cmd.p.addr, 0x100)
-        ctx.set(dut.cmd.p.beats, len(beats))
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        for w, strb in beats:
-            ctx.set(dut.data.payload, {"data": w, "strb": strb})
-            ctx.set(dut.data.valid, 1)
-            await ctx.tick().until(dut.data.ready)
-        ctx.set(dut.data.valid, 0)
+        await send_commands(ctx, dut.cmd, [(0x100, len(beats))])
+        await produce(ctx, dut.data, [{"data": w, "strb": strb} for w, strb in beats])
         await ctx.tick().until(dut.done)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[model.serve])
     exp = bytearray(orig)
     exp[0x100] = 0x44
     exp[0x105], exp[0x107] = 0x77, 0x55
@@ -284,30 +221,15 @@ def test_dma_strobes():
     beats = [(rng.getrandbits(64), random_strobes(rng, 8)) for _ in range(10)]
     ref = bytearray(mem)
     for i, (w, strb) in enumerate(beats):
-        for lane, byte in enumerate(w.to_bytes(8, "little")):
-            if strb >> lane & 1:
-                ref[0x200 + 8 * i + lane] = byte
+        write_lanes(ref, 0x200 + 8 * i, w, strb, 8)
 
     async def bench(ctx):
-        ctx.set(dut.wr_cmd.p.addr, 0x200)
-        ctx.set(dut.wr_cmd.p.beats, len(beats))
-        ctx.set(dut.wr_cmd.valid, 1)
-        await ctx.tick().until(dut.wr_cmd.ready)
-        ctx.set(dut.wr_cmd.valid, 0)
-        for w, strb in beats:
-            ctx.set(dut.wr_data.payload.data, w)
-            ctx.set(dut.wr_data.payload.strb, strb)
-            ctx.set(dut.wr_data.valid, 1)
-            await ctx.tick().until(dut.wr_data.ready)
-        ctx.set(dut.wr_data.valid, 0)
+        await send_commands(ctx, dut.wr_cmd, [(0x200, len(beats))])
+        await produce(ctx, dut.wr_data, [{"data": w, "strb": strb} for w, strb in beats])
         await ctx.tick().until(dut.wr_done)
         assert ctx.get(dut.wr_error) == 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(model.serve, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, background=[model.serve])
     assert mem == ref
     assert model.write_bursts == [(0x200, 4), (0x220, 4), (0x240, 2)]
 

@@ -54,8 +54,8 @@ class PysimJob:
 @dataclass
 class PysimRun:
     """A job's result: the final DDR image, the counter registers, the simulated cycles from
-    the job's reset to its last register read, and ``error`` when there is no result (the
-    job did not finish, or an earlier job of the simulation did not)."""
+    the end of the job's reset to its last register read, and ``error`` when there is no
+    result (the job did not finish, or an earlier job of the simulation did not)."""
 
     memory: bytearray
     counters: dict[str, int]
@@ -133,9 +133,7 @@ def run_pysim_jobs(config: AcceleratorConfig, jobs: Sequence[PysimJob]) -> list[
                 await ctx.tick().repeat(64)
                 n += 64
                 v = await lite_read(ctx, bus, AP_CTRL)
-                if v & 2:
-                    break
-                if n > job.max_cycles:
+                if v & 2 or n > job.max_cycles:
                     break
             if not v & 2:
                 runs.append(PysimRun(mem, {}, models[0].cycles,

@@ -408,6 +408,19 @@ def test_unsupported_descriptor_is_refused_with_layer_index(pysim, run):
     assert bytes(res.memory[out:out + 64]) == bytes(mem[out:out + 64])  # nothing written
 
 
+@pytest.mark.slow
+def test_a_run_that_does_not_finish_is_named_and_stops_the_rest():
+    """A run that misses its cycle budget has no result, and the runs after it in the same
+    simulation are not started (their engine may still be busy with its bursts)."""
+    p = _prepare(_layer("A", "conv1x1"))
+    job = PysimJob(p.memory, p.prog.base)
+    hung, after = run_pysim_jobs(CFG_A, [PysimJob(p.memory, p.prog.base, max_cycles=64), job])
+    with pytest.raises(AcceleratorError, match="did not finish within 64 cycles"):
+        hung.check()
+    with pytest.raises(AcceleratorError, match="not run: job 0 did not finish"):
+        after.check()
+
+
 def test_rtl_limits_refused_at_export():
     r = np.random.default_rng(0)
     g = conv_graph(r, CFG_A, 3, 4, 12, 12, 9, 1, 4)

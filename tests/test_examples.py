@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from helpers import simulate
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.gateware.axi.lite_regs import AP_CTRL, GIE, IER, ISR
@@ -36,16 +36,6 @@ from my_soc import MySoC, main, my_config  # noqa: E402
 @pytest.fixture(scope="module")
 def soc_factory():
     return lambda: MySoC(heartbeat_bits=6)
-
-
-def _sim(dut, *testbenches, background=()):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for tb in background:
-        sim.add_testbench(tb, background=True)
-    for tb in testbenches:
-        sim.add_testbench(tb)
-    sim.run()
 
 
 # -- (a) the packed multiplier behind the user's own registers --------------------------------
@@ -82,7 +72,7 @@ def test_packed_multiplier_against_python(soc_factory):
                 got.append(([lanes[k] for k in range(4)], [sums[0], sums[1]]))
             assert i < 3 * len(vectors)
 
-    _sim(soc, tb)
+    simulate(soc, tb)
     names = [lane.products[0] for lane in soc.mul.layout.lanes]
     for (w, x), (lanes, sums) in zip(vectors, got, strict=True):
         ops = {"w0": w[0], "w1": w[1], "x0": x[0], "x1": x[1]}
@@ -105,7 +95,7 @@ def test_packed_multiplier_latency(soc_factory):
                 seen.append(c)
             await ctx.tick()
 
-    _sim(soc, tb)
+    simulate(soc, tb)
     assert seen == [soc.mul_latency] == [6]
 
 
@@ -149,7 +139,7 @@ def test_pe_array_dense_pairs_against_numpy(soc_factory):
             if ctx.get(pe.valid_out):
                 got.append(ctx.get(pe.sum))
 
-    _sim(soc, tb)
+    simulate(soc, tb)
     assert soc.pe_array.latency == 6  # DSP engines present
     assert len(got) == len(pairs)
     for (_, _, expect), s in zip(pairs, got, strict=True):
@@ -228,7 +218,7 @@ def test_accelerator_runs_program_from_user_top(soc_factory):
         await ctx.tick()
         assert not ctx.get(soc.interrupt) and not ctx.get(soc.leds) & 1
 
-    _sim(soc, host, background=[model.serve])
+    simulate(soc, host, background=[model.serve])
     assert counters["status"] == 0 and counters["cycles"] > 0
     assert seen["busy_led"]
     out = prog.read_output(mem)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from filmqnn_hw.spec.config import ACT_MAX, AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.geometry import record_rows
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp
 from filmqnn_hw.spec.numerics import NumericsError, check_requant_range
 from filmqnn_hw.spec.program import (
@@ -27,7 +28,7 @@ from filmqnn_hw.spec.program import (
     HEADER_SIZE,
     LAYOUT_I16,
     MODES,
-    OPS,
+    OP_CODES,
     ORDERS,
     PARAM_DTYPE,
     PARAM_SIZE,
@@ -169,9 +170,8 @@ def build_program(
     """Plan the DDR memory map of ``graph`` on ``config`` and write one descriptor per op.
 
     Memory map from ``base`` (every region ALIGN-aligned): program, then per convolution its
-    weight block (weight-image layout, :func:`filmqnn_hw.spec.weight_image.pack_conv_weights`) and
-    its
-    parameter block, then the network input, the stem im2col input (stem mode only), the
+    weight block (weight-image layout, :func:`filmqnn_hw.spec.weight_image.pack_conv_weights`)
+    and its parameter block, then the network input, the stem im2col input (stem mode only), the
     network output, then activation buffers. With ``reuse`` a buffer is recycled once its
     last reader has run; ``reuse=False`` gives every tensor its own region (for debugging).
 
@@ -229,7 +229,7 @@ def build_program(
         blobs[wa], blobs[pa] = wb, pb
         regions += [Region(op.name, "weights", wa, len(wb)), Region(op.name, "params", pa, len(pb))]
         chunks = math.ceil(cpg / lanes)
-        rows = config.n8_slots + (config.tm - config.n8_slots + 1) // 2
+        rows = record_rows(config)
         wpar[op.name] = (wa, len(wb), lanes, chunks, rows, pa, len(pb))
         if op is graph.ops[0] and modes and modes[0][0] == "stem":
             # the same filters as a 1x1 conv over the im2col input (channel (ky kw + kx) C + c),
@@ -322,7 +322,7 @@ def build_program(
                     "not match the convolution's weights, stride and padding"
                 )
             wa, wl, lanes, chunks, rows, pa, pl = wpar[op.name]
-            w.update(op=OPS.index(kind) + 1, kh=op.kernel[0], kw=op.kernel[1],
+            w.update(op=OP_CODES[kind], kh=op.kernel[0], kw=op.kernel[1],
                      stride_h=op.stride[0], stride_w=op.stride[1], pad_h=op.padding[0],
                      pad_w=op.padding[1], groups=op.groups, pad_code=op.pad_code, lo=op.lo,
                      hi=op.hi, w_addr=wa, w_bytes=wl, w_lanes=lanes, w_chunks=chunks, w_rows=rows,
@@ -355,7 +355,7 @@ def build_program(
                 if op.mode not in ("max", "avg"):
                     raise ProgramError(f"pool {op.name!r}: unknown mode {op.mode!r}")
                 k, s, p = op.kernel, op.stride, op.padding
-            w.update(op=OPS.index(kind) + 1, kh=k[0], kw=k[1], stride_h=s[0], stride_w=s[1],
+            w.update(op=OP_CODES[kind], kh=k[0], kw=k[1], stride_h=s[0], stride_w=s[1],
                      pad_h=p[0], pad_w=p[1], groups=ic, pad_code=op.pad_code, lo=op.lo, hi=op.hi,
                      mult=op.mult, offset=op.offset, shift=op.shift)
             if kind == "maxpool":
@@ -364,7 +364,7 @@ def build_program(
             if shapes[op.a] != shapes[op.b] or shapes[op.a] != shapes[op.output]:
                 raise ProgramError(f"add {op.name!r}: operands and output must have one shape")
             rrow, rplane, _ = act_layout(config, *shapes[op.b])
-            w.update(op=OPS.index("add") + 1, kh=1, kw=1, stride_h=1, stride_w=1, groups=ic,
+            w.update(op=OP_CODES["add"], kh=1, kw=1, stride_h=1, stride_w=1, groups=ic,
                      lo=op.lo, hi=op.hi, mult=op.mult_a, mult_b=op.mult_b, offset=op.offset,
                      shift=op.shift, res_addr=treg[op.b].addr, res_row_bytes=rrow,
                      res_plane_bytes=rplane)

@@ -58,6 +58,15 @@ static acc_t mac(int bits, const std::vector<wword_t>& wwords, const std::vector
   return acc;
 }
 
+// The N integers next on an input line, as codes of type T.
+template <class T, int N> static void read_codes(std::istream& in, T (&codes)[N]) {
+  for (int k = 0; k < N; ++k) {
+    int v;
+    in >> v;
+    codes[k] = v;
+  }
+}
+
 template <class Q> static long long clip(const Q& q, int lo, int hi) {
   if (q < lo) return lo;
   if (q > hi) return hi;
@@ -73,21 +82,13 @@ int main() {
     in >> kind;
     if (kind == "P4") {
       w4_t w[4];
-      for (int k = 0; k < 4; ++k) {
-        int v;
-        in >> v;
-        w[k] = v;
-      }
+      read_codes(in, w);
       wword_t p = pack4(w);
       std::cout << p;
       for (int k = 0; k < 4; ++k) std::cout << ' ' << w4_t(p.range(4 * k + 3, 4 * k));
     } else if (kind == "P5") {
       act_t a[8];
-      for (int k = 0; k < 8; ++k) {
-        int v;
-        in >> v;
-        a[k] = v;
-      }
+      read_codes(in, a);
       aword_t p = pack5(a);
       std::cout << p;
       for (int k = 0; k < 8; ++k) std::cout << ' ' << act_t(p(5 * k + 4, 5 * k));

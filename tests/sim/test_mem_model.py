@@ -67,10 +67,6 @@ async def b(ctx, p):
     return got
 
 
-def run(dut, model, bench):
-    simulate(dut, bench, background=[model.serve])
-
-
 def test_narrow_unaligned_and_responses():
     dut = Port()
     p = dut.m_axi
@@ -99,7 +95,7 @@ def test_narrow_unaligned_and_responses():
         await w(ctx, p, 0x1, 0xF, 1)
         assert await b(ctx, p) == (3, 2)
 
-    run(dut, model, bench)
+    simulate(dut, bench, background=[model.serve])
     assert mem[0x10:0x18] == bytes([0xDD, 0x11, 0xBB, 0x13, 0x44, 0x33, 0x22, 0x11])
     assert model.read_bursts == [(0x404, 2), (0x401, 3), (0x3FC, 1), (0x4FC, 2)]
     assert model.write_bursts == [(0x410, 2), (0x3F8, 1)]
@@ -146,7 +142,7 @@ def test_protocol_errors(case, match):
         await ctx.tick().repeat(4)
 
     with pytest.raises(AXIProtocolError, match=match):
-        run(dut, model, bench)
+        simulate(dut, bench, background=[model.serve])
     gc.collect()  # finalise the abandoned testbench coroutine inside this (filtered) test
 
 
@@ -178,7 +174,7 @@ def _reader_cycles(seed: int) -> tuple[int, list]:
             n += v
         result["cycles"] = model.cycles
 
-    run(dut, model, bench)
+    simulate(dut, bench, background=[model.serve])
     return result["cycles"], model.read_bursts
 
 

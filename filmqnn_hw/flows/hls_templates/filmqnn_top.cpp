@@ -52,23 +52,12 @@ struct Tensor {
     uint64_t addr, row, plane;
 };
 
-// Byte address of the beat that holds code (c, y, x) of a packed tensor.
-static uint64_t act_beat_addr(const Tensor &t, int c, int y, int x) {
-#pragma HLS INLINE
-    return t.addr + (uint64_t)(c / FQ_G) * t.plane + (uint64_t)y * t.row +
-           (uint64_t)(x / FQ_WPB) * FQ_BEAT_BYTES;
-}
-
-// Lowest bit of code (c, ., x) in its beat.
-static unsigned act_bit(int c, int x) {
-#pragma HLS INLINE
-    return (unsigned)(x % FQ_WPB) * FQ_WORD_BITS + (unsigned)(c % FQ_G) * 5;
-}
-
 static act_t act_get(beat_t *gmem, const Tensor &t, int c, int y, int x) {
 #pragma HLS INLINE
-    beat_t b = gmem[act_beat_addr(t, c, y, x) / FQ_BEAT_BYTES];
-    unsigned lo = act_bit(c, x);
+    uint64_t a = t.addr + (uint64_t)(c / FQ_G) * t.plane + (uint64_t)y * t.row +
+                 (uint64_t)(x / FQ_WPB) * FQ_BEAT_BYTES;
+    beat_t b = gmem[a / FQ_BEAT_BYTES];
+    unsigned lo = (unsigned)(x % FQ_WPB) * FQ_WORD_BITS + (unsigned)(c % FQ_G) * 5;
     return b.range(lo + 4, lo);
 }
 
@@ -82,9 +71,10 @@ static void out_put(beat_t *gmem, const Tensor &t, bool logits, int c, int y, in
         wr8(gmem, a + 1, s.range(15, 8));
         return;
     }
-    uint64_t a = act_beat_addr(t, c, y, x);
+    uint64_t a = t.addr + (uint64_t)(c / FQ_G) * t.plane + (uint64_t)y * t.row +
+                 (uint64_t)(x / FQ_WPB) * FQ_BEAT_BYTES;
     beat_t b = gmem[a / FQ_BEAT_BYTES];
-    unsigned lo = act_bit(c, x);
+    unsigned lo = (unsigned)(x % FQ_WPB) * FQ_WORD_BITS + (unsigned)(c % FQ_G) * 5;
     b.range(lo + 4, lo) = (act_t)v;
     gmem[a / FQ_BEAT_BYTES] = b;
 }
@@ -97,12 +87,6 @@ static int64_t clip(int64_t v, int64_t lo, int64_t hi) {
 struct Desc {
     int64_t w[FQ_DESC_WORDS];
 };
-
-// The tensor whose base address and row / plane strides are descriptor words addr, row, plane.
-static Tensor desc_tensor(const Desc &d, int addr, int row, int plane) {
-#pragma HLS INLINE
-    return {(uint64_t)d.w[addr], (uint64_t)d.w[row], (uint64_t)d.w[plane]};
-}
 
 // Per-channel parameters of one tile of tm output channels (PARAM_SIZE bytes per channel):
 // offset i64 @0, mult u16 @8, shift u8 @10, bits u8 @11, res_mult i32 @12.
@@ -184,9 +168,12 @@ static uint64_t run_conv(beat_t *gmem, const Desc &d, bool dw) {
     const bool has_res = d.w[FQ_D_FLAGS] & FQ_FLAG_RESIDUAL;
     const bool logits = d.w[FQ_D_FLAGS] & FQ_FLAG_LOGITS;
     const int mult_ch = dw ? out_c / in_c : 1;  // depthwise channel multiplier
-    const Tensor in = desc_tensor(d, FQ_D_IN_ADDR, FQ_D_IN_ROW_BYTES, FQ_D_IN_PLANE_BYTES);
-    const Tensor res = desc_tensor(d, FQ_D_RES_ADDR, FQ_D_RES_ROW_BYTES, FQ_D_RES_PLANE_BYTES);
-    const Tensor out = desc_tensor(d, FQ_D_OUT_ADDR, FQ_D_OUT_ROW_BYTES, FQ_D_OUT_PLANE_BYTES);
+    const Tensor in = {(uint64_t)d.w[FQ_D_IN_ADDR], (uint64_t)d.w[FQ_D_IN_ROW_BYTES],
+                       (uint64_t)d.w[FQ_D_IN_PLANE_BYTES]};
+    const Tensor res = {(uint64_t)d.w[FQ_D_RES_ADDR], (uint64_t)d.w[FQ_D_RES_ROW_BYTES],
+                        (uint64_t)d.w[FQ_D_RES_PLANE_BYTES]};
+    const Tensor out = {(uint64_t)d.w[FQ_D_OUT_ADDR], (uint64_t)d.w[FQ_D_OUT_ROW_BYTES],
+                        (uint64_t)d.w[FQ_D_OUT_PLANE_BYTES]};
     const uint64_t w_addr = d.w[FQ_D_W_ADDR], p_addr = d.w[FQ_D_P_ADDR];
     const int n_mo = (out_c + FQ_TM - 1) / FQ_TM;
     const int n_sr = (out_h + FQ_TR - 1) / FQ_TR, n_sc = (out_w + FQ_TC - 1) / FQ_TC;
@@ -316,8 +303,10 @@ static uint64_t run_pool(beat_t *gmem, const Desc &d, bool is_max) {
     const ap_uint<16> mult = d.w[FQ_D_MULT];
     const ap_int<48> offset = d.w[FQ_D_OFFSET];
     const ap_uint<6> shift = d.w[FQ_D_SHIFT];
-    const Tensor in = desc_tensor(d, FQ_D_IN_ADDR, FQ_D_IN_ROW_BYTES, FQ_D_IN_PLANE_BYTES);
-    const Tensor out = desc_tensor(d, FQ_D_OUT_ADDR, FQ_D_OUT_ROW_BYTES, FQ_D_OUT_PLANE_BYTES);
+    const Tensor in = {(uint64_t)d.w[FQ_D_IN_ADDR], (uint64_t)d.w[FQ_D_IN_ROW_BYTES],
+                       (uint64_t)d.w[FQ_D_IN_PLANE_BYTES]};
+    const Tensor out = {(uint64_t)d.w[FQ_D_OUT_ADDR], (uint64_t)d.w[FQ_D_OUT_ROW_BYTES],
+                        (uint64_t)d.w[FQ_D_OUT_PLANE_BYTES]};
     uint64_t iters = 0;
     ap_int<32> acc[FQ_TM];
 #pragma HLS ARRAY_PARTITION variable=acc complete
@@ -367,9 +356,12 @@ static uint64_t run_add(beat_t *gmem, const Desc &d) {
     const ap_int<32> ma = d.w[FQ_D_MULT], mb = d.w[FQ_D_MULT_B];
     const ap_int<48> offset = d.w[FQ_D_OFFSET];
     const ap_uint<6> shift = d.w[FQ_D_SHIFT];
-    const Tensor a = desc_tensor(d, FQ_D_IN_ADDR, FQ_D_IN_ROW_BYTES, FQ_D_IN_PLANE_BYTES);
-    const Tensor b = desc_tensor(d, FQ_D_RES_ADDR, FQ_D_RES_ROW_BYTES, FQ_D_RES_PLANE_BYTES);
-    const Tensor out = desc_tensor(d, FQ_D_OUT_ADDR, FQ_D_OUT_ROW_BYTES, FQ_D_OUT_PLANE_BYTES);
+    const Tensor a = {(uint64_t)d.w[FQ_D_IN_ADDR], (uint64_t)d.w[FQ_D_IN_ROW_BYTES],
+                      (uint64_t)d.w[FQ_D_IN_PLANE_BYTES]};
+    const Tensor b = {(uint64_t)d.w[FQ_D_RES_ADDR], (uint64_t)d.w[FQ_D_RES_ROW_BYTES],
+                      (uint64_t)d.w[FQ_D_RES_PLANE_BYTES]};
+    const Tensor out = {(uint64_t)d.w[FQ_D_OUT_ADDR], (uint64_t)d.w[FQ_D_OUT_ROW_BYTES],
+                        (uint64_t)d.w[FQ_D_OUT_PLANE_BYTES]};
     uint64_t iters = 0;
     for (int c = 0; c < ch_n; c++)
         for (int y = 0; y < h; y++)

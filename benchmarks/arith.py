@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from filmqnn_hw.gateware.arith.packed_dsp import (  # noqa: E402
 )
 from filmqnn_hw.models.arith_costs import ARITH_COSTS_PATH, FORMAT_VERSION  # noqa: E402
 from filmqnn_hw.spec.config import AcceleratorConfig  # noqa: E402
+from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
 FAMILIES = ("xc7", "xcup")
 #: Paper (FILM-QNN, Fig. 3, ZCU102 fits read from the plot): LUTs per multiply.
@@ -66,13 +66,6 @@ PAPER_MACS_PER_DSP = {
     "w4a5_lut": "-",
     "w8a5_lut": "-",
 }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def jobs_for(n: int) -> list[tuple[str, str, str, object, int]]:
@@ -352,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         raw = json.loads(args.from_json.read_text())
         prov, results = raw["provenance"], raw["results"]
         costs = build_costs(prov, results, raw.get("n_per_unit", args.n))
-        _write_atomic(args.out / "arith.md", render_md(results, costs, costs["n_per_unit"]))
-        _write_atomic(args.costs, json.dumps(costs, indent=1, sort_keys=True) + "\n")
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out / "arith.md", render_md(results, costs, costs["n_per_unit"]))
+        atomic_write(args.costs, json.dumps(costs, indent=1, sort_keys=True) + "\n")
         print(f"[arith] re-rendered from {args.from_json}")
         return 0
     jobs = jobs_for(args.n)
@@ -371,9 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     costs = build_costs(prov, results, args.n)
     raw = {"provenance": prov, "n_per_unit": args.n, "results": results}
-    _write_atomic(args.out / "arith.json", json.dumps(raw, indent=1, sort_keys=True) + "\n")
-    _write_atomic(args.out / "arith.md", render_md(results, costs, args.n))
-    _write_atomic(args.costs, json.dumps(costs, indent=1, sort_keys=True) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "arith.json", json.dumps(raw, indent=1, sort_keys=True) + "\n")
+    atomic_write(args.out / "arith.md", render_md(results, costs, args.n))
+    atomic_write(args.costs, json.dumps(costs, indent=1, sort_keys=True) + "\n")
     print(
         f"[arith] {len(results)} syntheses in {time.time() - t0:.0f} s; wrote "
         f"{args.out / 'arith.md'}, {args.out / 'arith.json'}, {args.costs}"

@@ -35,6 +35,7 @@ import numpy as np
 
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
+from filmqnn_hw.spec.files import atomic_write
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp
 from filmqnn_hw.spec.program import VERSION as PROGRAM_VERSION
 from filmqnn_hw.spec.program import LayerProgram, ProgramError
@@ -272,12 +273,6 @@ def _check_out_dir(out: Path) -> None:
         raise ExportError(f"cannot create --out {out}: {parent} is not a writable directory")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _build_program(graph: IntGraph, config: AcceleratorConfig) -> Any:
     """The layer program (descriptors + DDR map) for ``graph`` on ``config``."""
     try:
@@ -363,8 +358,8 @@ def write_export_dir(
         }
         if "torch" in sys.modules:
             manifest["created_with"]["torch"] = sys.modules["torch"].__version__
-        _write_text_atomic(tmp / MANIFEST_FILE, _dump_manifest(manifest))
-        _write_text_atomic(tmp / CONFIG_FILE, config.to_json() + "\n")
+        atomic_write(tmp / MANIFEST_FILE, _dump_manifest(manifest))
+        atomic_write(tmp / CONFIG_FILE, config.to_json() + "\n")
         os.chmod(tmp, 0o755)
         old = None
         if out.exists():

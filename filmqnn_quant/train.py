@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from filmqnn_hw.spec.files import atomic_write
 from filmqnn_hw.spec.numerics import INPUT_SCALE
 from filmqnn_quant.data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
 
@@ -648,9 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json_out is not None and int(os.environ.get("RANK", "0")) == 0:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json_out.with_name(args.json_out.name + ".tmp")
-        tmp.write_text(json.dumps(metrics, indent=1, default=float))
-        os.replace(tmp, args.json_out)
+        atomic_write(args.json_out, json.dumps(metrics, indent=1, default=float))
     _summary(metrics)
     bad = metrics.get("pred_mismatches", 0) or metrics.get("logit_code_mismatches", 0)
     return 1 if bad else 0

@@ -424,7 +424,7 @@ class ProgramEngine(wiring.Component):
         # c0n = bx0 WPB - xb, the bank column of word 0 of the first beat relative to the
         # rectangle, is -(xlo mod WPB) when xb >= 0 (xlo = xb) and -xb in 1..PMAX when xb < 0
         # (xlo = 0): its floor quotient and remainder by WPB come from the divider's remainder
-        # or a small table, registered in SETUP (a signed divide here was 10 LUT levels)
+        # or a small table, registered in SETUP (a signed divide here would be a deep path)
         nxb = Signal(range(PMAX + 1))
         m.d.comb += nxb.eq((0 - ld_xb)[:len(nxb)])
         with m.FSM(name="loader"):

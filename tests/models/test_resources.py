@@ -104,8 +104,8 @@ def test_hand_computed_case_rtl_schedule():
     assert (one["count"], one["read_ports"]) == (1, 2)
     assert one["bram36"] == bram36_for_memory(one["width"], one["depth"], 80, 2) == 2 * (
         bram36_for_memory(one["width"], one["depth"], 80))
-    # output tiles: two banks; the single-bank tiles of the earlier engine are kept for the
-    # calibration points synthesised with them
+    # output tiles: two banks; single-bank tiles are kept for the calibration points that
+    # record no tile_banks
     old = rtl_buffers(big, tile_banks=False)
     assert old["obuf"]["depth"] * 2 == rtl_buffers(big)["obuf"]["depth"]
     assert old["rbuf"]["read_ports"] == 2 and old["rbuf"]["count"] == 1
@@ -179,9 +179,9 @@ def test_calibration_points_within_ten_percent():
             dw = dw_tap_logic(cfg)
             want["lut"] -= dw["lut"]
             want["ff"] -= dw["ff"]
-        if "tile_banks" not in d:  # ... before the banked residual and output tiles
+        if "tile_banks" not in d:  # a point without banked residual and output tiles
             want["bram36"] -= tile_bank_bram36(cfg)
-        if "tree_pipeline" not in d:  # ... before the PE adder trees were pipelined
+        if "tree_pipeline" not in d:  # a point without adder-tree pipeline registers
             want["ff"] -= p.parts.get("tree_pipeline", {}).get("ff", 0.0)
         t = d["top"]
         got = {"lut": t["lut"], "ff": t["ff"] - yosys_ff_excess(cfg), "dsp": t["dsp"],

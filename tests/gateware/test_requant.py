@@ -41,7 +41,7 @@ def _vectors(rng: random.Random, n_random: int) -> list[dict]:
     accs = [-ACC_BOUND, -1, 0, 1, ACC_BOUND]
     mults = [0, 1, 1 << 14, MMAX]
     shifts = [0, 1, 15, 31, SHIFT_MAX]
-    # res_mult: 0, 2**15 (bit 15 must not be dropped), 2**26 (ResNets),
+    # res_mult: 0, 2**15 - 1 (the largest conv multiplier), 2**26 (ResNets),
     # the 31-bit maximum
     grid = itertools.product(accs, mults, shifts, [0, ACT_MAX], [0, MMAX, 1 << 26, RMMAX])
     for acc, mult, shift, res, rm in grid:

@@ -212,9 +212,9 @@ def _output_kinds(net: Network) -> dict[str, str]:
 def _filter_bits(channels: int, config: AcceleratorConfig, ratio: float | None) -> np.ndarray:
     """Per-position filter widths of a layer with ``channels`` filters, in the reordered form
     the quantizer writes: 8-bit filters in the first 8-bit slots, in ascending order."""
-    slots = np.nonzero((np.arange(channels) % config.tm) < config.n8_slots)[0]
-    n8 = len(slots) if ratio is None else min(int(math.floor(ratio * channels + 0.5)),
-                                               len(slots))
+    slots = [c for c in range(channels) if config.is_8bit_slot(c)]
+    n8 = (config.n8_capacity(channels) if ratio is None
+          else min(int(round_half_up(ratio * channels)), len(slots)))
     bits = np.full(channels, 4, dtype=np.int64)
     bits[slots[:n8]] = 8
     return bits

@@ -143,6 +143,14 @@ class AXIMemoryModel:
         self._prev: dict[str, tuple] = {}
 
     # ---------------------------------------------------------------- helpers
+    def reset(self, memory: bytearray | int, **behaviour) -> None:
+        """Start over on ``memory`` with new behaviour (the keyword arguments of the
+        constructor) on the same port: queues, bursts in flight, counters and the random
+        generator are those of a new model. Only while the port is idle (the master in reset),
+        so that no handshake is under way; :func:`filmqnn_hw.sim.pysim.run_pysim_jobs` runs
+        one simulation's jobs through it."""
+        self.__init__(self.port, memory, **behaviour)
+
     def _set(self, ctx, name: str, value: int) -> None:
         if self._out.get(name) != value:
             ctx.set(getattr(self.port, name), value)

@@ -103,7 +103,7 @@ def run_pysim_jobs(config: AcceleratorConfig, jobs: Sequence[PysimJob]) -> list[
     ports = [dut.m_axi_gmem0] + [getattr(dut, f"m_axi_gmem{k}")
                                  for k in range(1, dut.geo.weight_ports + 1)]
     # one model per port for the whole simulation (its serve() runs throughout); each job
-    # replaces the models' state with that of new models over the job's memory
+    # resets the models onto the job's memory
     models = [AXIMemoryModel(p, 0, max_bursts=8) for p in ports]
     cmap = dut.cmap
     runs: list[PysimRun] = []
@@ -121,9 +121,8 @@ def run_pysim_jobs(config: AcceleratorConfig, jobs: Sequence[PysimJob]) -> list[
             # the models are idle (checked after the previous job) and the engine in reset,
             # so no handshake is under way while their state is replaced
             for k, mm in enumerate(models):
-                fresh = AXIMemoryModel(mm.port, mem, seed=job.seed + k, stall=job.stall,
-                                       read_latency=job.read_latency, max_bursts=8)
-                mm.__dict__.update(fresh.__dict__)
+                mm.reset(mem, seed=job.seed + k, stall=job.stall, read_latency=job.read_latency,
+                         max_bursts=8)
             ctx.set(cd.rst, 0)
             await lite_write(ctx, bus, cmap.offset_of("layers"), job.layers_addr & 0xFFFF_FFFF)
             await lite_write(ctx, bus, cmap.offset_of("layers") + 4, job.layers_addr >> 32)

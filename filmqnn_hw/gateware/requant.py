@@ -148,13 +148,14 @@ class _Pipe:
 
 
 class _RequantComponent(wiring.Component):
-    """What :class:`RequantUnit` and :class:`RequantBank` share: ``acc_bits``, ``residual``,
-    the latency and the members ``i``, ``lo``, ``hi``, ``o``; with ``lanes`` the streams carry
-    an ``ArrayLayout`` of that many lanes."""
+    """What :class:`RequantUnit` and :class:`RequantBank` share: the attributes ``acc_bits``,
+    ``residual`` and ``latency`` (:data:`REQUANT_LATENCY`) and the members ``i``, ``lo``,
+    ``hi``, ``o``; with ``lanes`` the streams carry an ``ArrayLayout`` of that many lanes."""
 
     def __init__(self, acc_bits: int, residual: bool, lanes: int | None = None) -> None:
-        self._acc_bits = acc_bits
-        self._residual = bool(residual)
+        self.acc_bits = acc_bits
+        self.residual = bool(residual)
+        self.latency = REQUANT_LATENCY
         in_shape: ShapeLike = requant_in_layout(acc_bits, residual)
         out_shape: ShapeLike = signed(OUT_BITS)
         if lanes is not None:
@@ -168,18 +169,6 @@ class _RequantComponent(wiring.Component):
                 "o": Out(stream.Signature(out_shape)),
             }
         )
-
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
-
-    @property
-    def residual(self) -> bool:
-        return self._residual
-
-    @property
-    def latency(self) -> int:
-        return REQUANT_LATENCY
 
 
 class RequantUnit(_RequantComponent):
@@ -220,7 +209,7 @@ class RequantUnit(_RequantComponent):
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         p = _Pipe(m, en)
         ip = self.i.payload
-        ab = self._acc_bits
+        ab = self.acc_bits
 
         # stage 1: operand registers
         v1 = p.reg(self.i.valid, 1, "v1")
@@ -228,14 +217,14 @@ class RequantUnit(_RequantComponent):
         mult1 = p.reg(ip.mult, unsigned(MULT_BITS), "mult1")
         off1 = p.reg(ip.offset, signed(Y_BITS), "off1")
         sh1 = p.reg(ip.shift, unsigned(SHIFT_BITS), "sh1")
-        if self._residual:
+        if self.residual:
             res1 = p.reg(ip.res, unsigned(ACT_BITS), "res1")
             rm1 = p.reg(ip.res_mult, unsigned(RES_MULT_BITS), "rm1")
 
         # stage 2: product and residual + offset
         v2 = p.reg(v1, 1, "v2")
         m2 = p.reg(acc1 * mult1, signed(ab + MULT_BITS + 1), "m2")
-        if self._residual:
+        if self.residual:
             r_val = off1 + _shift_add(res1, rm1, RES_MULT_BITS)  # exact: < 2**47 + 2**36
         else:
             r_val = off1
@@ -293,18 +282,14 @@ class RequantBank(_RequantComponent):
         lanes = config.out_lanes if lanes is None else lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
             raise RequantError(f"lanes must be a positive int, not {lanes!r}")
-        self._lanes = lanes
+        self.lanes = lanes
         super().__init__(config.acc_bits, residual, lanes)
-
-    @property
-    def lanes(self) -> int:
-        return self._lanes
 
     def elaborate(self, platform):
         m = Module()
-        for k in range(self._lanes):
-            u = RequantUnit(self._acc_bits, residual=self._residual)
-            m.submodules[f"lane{k}"] = share(platform, u, (self._acc_bits, self._residual))
+        for k in range(self.lanes):
+            u = RequantUnit(self.acc_bits, residual=self.residual)
+            m.submodules[f"lane{k}"] = share(platform, u, (self.acc_bits, self.residual))
             m.d.comb += [
                 u.i.payload.eq(self.i.payload[k]),
                 u.i.valid.eq(self.i.valid),

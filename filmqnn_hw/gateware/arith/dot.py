@@ -130,6 +130,12 @@ class PackedDotUnit(wiring.Component):
     valid_in, clear : In(1)
     acc : Out(ArrayLayout(signed(acc_bits), n_lanes))   accumulator ``k`` sums lane ``k``
     valid_out : Out(1)                                    ``acc`` updated this cycle
+
+    Attributes
+    ----------
+    layout, n, acc_bits : the parameters and the accumulator width
+    macs : int   MACs per cycle
+    latency : int   cycles from ``valid_in`` to ``valid_out``
     """
 
     #: Latency of the registered packed multiplier (A/B/D, M, P and lane registers).
@@ -151,13 +157,15 @@ class PackedDotUnit(wiring.Component):
         _check_n(n)
         _check_fan_in(max_fan_in)
         layout.validate()
-        self._layout = layout
-        self._n = n
+        self.layout = layout
+        self.n = n
         self._max_fan_in = max_fan_in
         self._flavour = flavour
         w_ops = [op for op in layout.operands if op.signed]
         self._w_abs = max(max(-op.lo, op.hi) for op in w_ops)
-        self._acc_bits = accumulator_bits(max_fan_in, self._w_abs, ACT_MAX)
+        self.acc_bits = accumulator_bits(max_fan_in, self._w_abs, ACT_MAX)
+        self.macs = n * layout.macs
+        self.latency = self.latency_of(n)
         sig = {
             op.name: In(data.ArrayLayout(signed(op.bits) if op.signed else unsigned(op.bits), n))
             for op in layout.operands
@@ -165,7 +173,7 @@ class PackedDotUnit(wiring.Component):
         sig.update(
             valid_in=In(1),
             clear=In(1),
-            acc=Out(data.ArrayLayout(signed(self._acc_bits), len(layout.lanes))),
+            acc=Out(data.ArrayLayout(signed(self.acc_bits), len(layout.lanes))),
             valid_out=Out(1),
         )
         super().__init__(sig)
@@ -179,39 +187,18 @@ class PackedDotUnit(wiring.Component):
         return cls(PACKED_KINDS[kind](cfg.family, full_range=full), n, cfg.max_fan_in, **kw)
 
     @property
-    def layout(self) -> PackedLayout:
-        return self._layout
-
-    @property
-    def n(self) -> int:
-        return self._n
-
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
-
-    @property
-    def macs(self) -> int:
-        """MACs per cycle."""
-        return self._n * self._layout.macs
-
-    @property
-    def latency(self) -> int:
-        return self.latency_of(self._n)
-
-    @property
     def products_per_lane(self) -> list[int]:
         """Products each accumulator receives per cycle."""
-        return [self._n * len(lane.products) for lane in self._layout.lanes]
+        return [self.n * len(lane.products) for lane in self.layout.lanes]
 
     def port(self, name: str):
         return getattr(self, name)
 
     def elaborate(self, platform):
         m = Module()
-        lay = self._layout
+        lay = self.layout
         units = []
-        for i in range(self._n):
+        for i in range(self.n):
             u = PackedDspMultiplier(lay, flavour=self._flavour)
             m.submodules[f"mul{i}"] = u
             for op in lay.operands:
@@ -222,11 +209,11 @@ class PackedDotUnit(wiring.Component):
             raise RuntimeError(f"packed multiplier latency {units[0].latency} differs from "
                                f"PackedDotUnit.MUL_LATENCY = {self.MUL_LATENCY}")
         # clear travels with the operands through the multiplier pipeline and the tree
-        stages = tree_stages(self._n)
+        stages = tree_stages(self.n)
         tree_clear = delay_line(m, self.clear, self.MUL_LATENCY + stages, "clear")
         tree_valid = delay_line(m, units[0].valid_out, stages, "tree_valid")
         for k in range(len(lay.lanes)):
-            tree = pipelined_sum(m, [u.lanes[k] for u in units], signed(self._acc_bits),
+            tree = pipelined_sum(m, [u.lanes[k] for u in units], signed(self.acc_bits),
                                  f"tree{k}")
             with m.If(tree_valid):
                 m.d.sync += self.acc[k].eq(Mux(tree_clear, 0, self.acc[k]) + tree)
@@ -260,6 +247,12 @@ class LutDotUnit(wiring.Component):
     valid_in, clear : In(1)
     acc : Out(signed(acc_bits))
     valid_out : Out(1)
+
+    Attributes
+    ----------
+    n, acc_bits : the multipliers and the accumulator width
+    macs : int   MACs per cycle (``n``)
+    latency : int   cycles from ``valid_in`` to ``valid_out``
     """
 
     @staticmethod
@@ -288,15 +281,17 @@ class LutDotUnit(wiring.Component):
                 f"weight domain [{w_lo}, {w_hi}] is not inside the signed {w_bits}-bit range"
             )
         self._w_bits = w_bits
-        self._n = n
-        self._acc_bits = accumulator_bits(max_fan_in, max(-w_lo, w_hi), ACT_MAX)
+        self.n = n
+        self.acc_bits = accumulator_bits(max_fan_in, max(-w_lo, w_hi), ACT_MAX)
+        self.macs = n
+        self.latency = self.latency_of(n)
         super().__init__(
             {
                 "w": In(data.ArrayLayout(signed(w_bits), n)),
                 "x": In(data.ArrayLayout(unsigned(ACT_BITS), n)),
                 "valid_in": In(1),
                 "clear": In(1),
-                "acc": Out(signed(self._acc_bits)),
+                "acc": Out(signed(self.acc_bits)),
                 "valid_out": Out(1),
             }
         )
@@ -310,30 +305,18 @@ class LutDotUnit(wiring.Component):
             return cls(8, n, cfg.max_fan_in, w_lo=cfg.w8_min, w_hi=cfg.w8_max)
         raise PackingError(f"the configuration defines 4- and 8-bit weights, not {w_bits}-bit")
 
-    @property
-    def acc_bits(self) -> int:
-        return self._acc_bits
-
-    @property
-    def macs(self) -> int:
-        return self._n
-
-    @property
-    def latency(self) -> int:
-        return self.latency_of(self._n)
-
     def elaborate(self, platform):
         m = Module()
         prods = []
-        for i in range(self._n):
+        for i in range(self.n):
             p = Signal(signed(self._w_bits + ACT_BITS), name=f"prod{i}")
             m.d.sync += p.eq(lut_product(self.w[i], self.x[i]))
             prods.append(p)
         # valid and clear travel with the products through the product register and the tree
-        stages = 1 + tree_stages(self._n)
+        stages = 1 + tree_stages(self.n)
         v = delay_line(m, self.valid_in, stages, "valid")
         c = delay_line(m, self.clear, stages, "clear")
-        tree = pipelined_sum(m, prods, signed(self._acc_bits), "tree")
+        tree = pipelined_sum(m, prods, signed(self.acc_bits), "tree")
         with m.If(v):
             m.d.sync += self.acc.eq(Mux(c, 0, self.acc) + tree)
         m.d.sync += self.valid_out.eq(v)

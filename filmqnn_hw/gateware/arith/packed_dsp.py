@@ -35,6 +35,7 @@ from amaranth import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from filmqnn_hw.spec.geometry import PACKED_MUL_LATENCY
 from filmqnn_hw.spec.packing import (
     DSP_PORTS,
     PackedLayout,
@@ -101,6 +102,13 @@ class PackedDspMultiplier(wiring.Component):
     lanes : Out(ArrayLayout(signed(lane_width), n_lanes))
         Lane ``k`` equals the sum of ``layout.lanes[k].products``.
     valid_out : Out(1)
+
+    Attributes
+    ----------
+    layout : PackedLayout   ``layout.lanes[k].products`` names the products summed in lane ``k``
+    lane_width : int   width of every ``lanes`` element (the widest lane field)
+    latency : int   cycles from ``valid_in`` to ``valid_out``: 4, or 0 unregistered
+    macs : int   exact products delivered per cycle
     """
 
     #: Add the borrow of the lanes below back into each lane (tests switch it off to show
@@ -115,38 +123,20 @@ class PackedDspMultiplier(wiring.Component):
         if flavour == "primitive" and not registered:
             raise PackingError("the primitive flavour is always registered (registered=True)")
         layout.validate()
-        self._layout = layout
+        self.layout = layout
         self._flavour = flavour
         self._registered = registered
-        self._lane_width = max(lane.width for lane in layout.lanes)
+        self.lane_width = max(lane.width for lane in layout.lanes)
+        self.latency = PACKED_MUL_LATENCY if registered else 0
+        self.macs = layout.macs
         sig = {
             op.name: In(signed(op.bits) if op.signed else unsigned(op.bits))
             for op in layout.operands
         }
         sig["valid_in"] = In(1)
-        sig["lanes"] = Out(data.ArrayLayout(signed(self._lane_width), len(layout.lanes)))
+        sig["lanes"] = Out(data.ArrayLayout(signed(self.lane_width), len(layout.lanes)))
         sig["valid_out"] = Out(1)
         super().__init__(sig)
-
-    @property
-    def layout(self) -> PackedLayout:
-        """The packing; ``layout.lanes[k].products`` names the products summed in lane ``k``."""
-        return self._layout
-
-    @property
-    def latency(self) -> int:
-        """Cycles from ``valid_in`` to ``valid_out``: 4, or 0 with ``registered=False``."""
-        return 4 if self._registered else 0
-
-    @property
-    def macs(self) -> int:
-        """Exact products delivered per cycle."""
-        return self._layout.macs
-
-    @property
-    def lane_width(self) -> int:
-        """Width of every ``lanes`` element (the widest lane field)."""
-        return self._lane_width
 
     def port(self, name: str) -> Signal:
         """The input port of operand ``name``."""
@@ -178,7 +168,7 @@ class PackedDspMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lay = self._layout
+        lay = self.layout
         ports = DSP_PORTS[lay.family]
         flavour = self._flavour or platform_flavour(platform, lay.family)
         if flavour == "primitive" and not self._registered:

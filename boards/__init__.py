@@ -2,7 +2,7 @@
 
 A board file (``boards/<name>.toml``) has four tables::
 
-    [board]      name, description, part, family ("xc7" | "xcup"), clock_mhz
+    [board]      name, description, part, family ("xc7" | "xcup"), clock_mhz, max_clock_mhz
     [resources]  lut, ff, dsp, bram36, uram            (device totals, integers >= 0)
     [memory]     axi_ports, axi_data_bits, ddr_peak_gbps, ddr_efficiency
     [sources]    one entry per field above: where the number comes from
@@ -37,6 +37,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "part": ((str,), "full Xilinx part number"),
         "family": ((str,), "'xc7' (7-series, DSP48E1) or 'xcup' (UltraScale+, DSP48E2)"),
         "clock_mhz": ((int, float), "default accelerator clock in MHz"),
+        "max_clock_mhz": ((int, float), "highest clock the device's clocked primitives allow "
+                          "(a datasheet ceiling, not a timing-closure claim)"),
     },
     "resources": {
         "lut": ((int,), "LUTs (6-input) in the device"),
@@ -90,6 +92,7 @@ class Board:
     part: str
     family: str
     clock_mhz: float
+    max_clock_mhz: float
     lut: int
     ff: int
     dsp: int
@@ -190,6 +193,9 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
             raise BoardError(f"{where}: resources.{key} must be positive, not 0")
     if values["clock_mhz"] <= 0:
         raise BoardError(f"{where}: board.clock_mhz must be positive, not {values['clock_mhz']}")
+    if values["max_clock_mhz"] < values["clock_mhz"]:
+        raise BoardError(f"{where}: board.max_clock_mhz ({values['max_clock_mhz']}) is below "
+                         f"board.clock_mhz ({values['clock_mhz']})")
     if values["axi_ports"] < 1:
         raise BoardError(f"{where}: memory.axi_ports must be >= 1, not {values['axi_ports']}")
     if values["axi_data_bits"] not in (32, 64, 128, 256, 512):
@@ -204,6 +210,7 @@ def parse_board(data: dict[str, Any], origin: str = "<memory>") -> Board:
             f"{where}: memory.ddr_efficiency must be in (0, 1], not {values['ddr_efficiency']}"
         )
     values["clock_mhz"] = float(values["clock_mhz"])
+    values["max_clock_mhz"] = float(values["max_clock_mhz"])
     values["ddr_peak_gbps"] = float(values["ddr_peak_gbps"])
     values["ddr_efficiency"] = float(values["ddr_efficiency"])
     return Board(**values, sources={k: str(v) for k, v in sources.items()}, path=origin,

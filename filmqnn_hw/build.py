@@ -75,7 +75,72 @@ def _parser() -> argparse.ArgumentParser:
                     help="add yosys synthesis of the whole top (resources, LUT levels)")
     ap.add_argument("--synth-timeout", type=float, default=3600.0,
                     help="seconds allowed for --synth (default 3600)")
+    ap.add_argument("--force", action="store_true",
+                    help="build a --config that exceeds the board's resources anyway (for "
+                         "studies); the report says it does not fit")
     return ap
+
+
+#: What a build writes into ``--out``: a rebuild removes them first, so no output of an
+#: earlier build (another config, or a step not asked for now) stays beside the new ones.
+BUILD_OUTPUTS = ("config.json", "report.json", "report.md", "report.png", "rtl", "vivado",
+                 "hls", "verilator")
+#: Made from the build's outputs by the Vivado script; removed only when the config changes.
+CONFIG_OUTPUTS = ("overlay",)
+
+
+def _check_buildable(cfg: AcceleratorConfig, board, ns: argparse.Namespace) -> list[str]:
+    """Refuse a config that is not for ``board``, clocked beyond it, or (without ``--force``)
+    over its resources; returns the report's warnings (an over-budget config under
+    ``--force``)."""
+    from filmqnn_hw.models.resources import predict
+
+    src = f"--config {ns.config}" if ns.config is not None else "the design search's config"
+    mine = (board.name, board.part, board.family)
+    theirs = (cfg.board, cfg.part, cfg.family)
+    if theirs != mine:
+        raise ConfigError(f"{src} is for board {cfg.board!r} ({cfg.part}, {cfg.family}), not "
+                          f"{board.name!r} ({board.part}, {board.family}): build it for its "
+                          "own board, or drop --config to search a design for this one")
+    if cfg.clock_mhz > board.max_clock_mhz:
+        raise ConfigError(f"{src} runs at {cfg.clock_mhz:g} MHz, above {board.name}'s ceiling "
+                          f"of {board.max_clock_mhz:g} MHz (board.max_clock_mhz, "
+                          f"{board.path}): lower its clock_mhz")
+    use = predict(cfg, schedule=ns.schedule).utilisation(board.resources())
+    over = {k: v for k, v in use.items() if v > 1.0}
+    if not over:
+        return []
+    what = ", ".join(f"{k.upper()} {100 * v:.0f}%" for k, v in over.items())
+    if not ns.force:
+        raise ConfigError(f"{src} does not fit {board.name} by the resource model ({what} of "
+                          "the device): shrink it, or add --force to build it for a study")
+    return [f"built with --force: this config does not fit {board.name} by the resource "
+            f"model ({what} of the device)"]
+
+
+def _clear_previous_build(out: Path, cfg: AcceleratorConfig) -> list[str]:
+    """Remove what an earlier build wrote into ``out`` (:data:`BUILD_OUTPUTS`; also
+    :data:`CONFIG_OUTPUTS` if that build was of another config), only where
+    ``out/config.json`` marks ``out`` as a build folder; returns the names removed."""
+    import shutil
+
+    prev = out / "config.json"
+    if not prev.is_file():
+        return []
+    try:
+        same = AcceleratorConfig.read(prev).config_hash() == cfg.config_hash()
+    except (ConfigError, OSError):
+        same = False
+    removed = []
+    for name in BUILD_OUTPUTS + (() if same else CONFIG_OUTPUTS):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+            removed.append(name + "/")
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+            removed.append(name)
+    return removed
 
 
 def _write_rtl(cfg: AcceleratorConfig, out: Path) -> Path:
@@ -116,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sim-size must be at least 8")
     if ns.board is None:
         ap.error("give a BOARD (see --list-boards)")
+    if ns.config is not None and ns.clock is not None:
+        ap.error("--clock sets the design search's clock; a --config keeps its own clock_mhz: "
+                 "give one of them")
+    if ns.force and ns.config is None:
+        ap.error("--force builds a given --config over budget; the design search never "
+                 "exceeds the board")
     if ns.out is None:
         ns.out = Path("build") / Path(ns.board).stem
     t0 = time.time()
@@ -130,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from filmqnn_hw.search.dse import design
 
+            t = time.time()
+            print(f"searching the design space of {board.name} for {', '.join(nets)}...",
+                  flush=True)
             cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
                          lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap,
                          schedule=ns.schedule)
+            print(f"  done in {time.time() - t:.1f} s", flush=True)
+        warnings = _check_buildable(cfg, board, ns)
         from filmqnn_hw.report import write_report
         from filmqnn_hw.spec.networks import from_manifest
 
@@ -141,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
 
             geometry(cfg)  # refuse before writing anything, with the reason
         extra = tuple(from_manifest(str(m)) for m in ns.manifest)
-        report = write_report(cfg, board, ns.out, nets + extra)
+        removed = _clear_previous_build(ns.out, cfg)
+        stale = [n for n in removed if not n.startswith(("config.json", "report."))]
+        if stale:
+            print(f"removed the previous build's {', '.join(stale)} from {ns.out}", flush=True)
+        report = write_report(cfg, board, ns.out, nets + extra, warnings=warnings)
         hls_dir = None
         if ns.hls:
             from filmqnn_hw.flows.hls import HlsError, write_hls
@@ -162,9 +242,15 @@ def main(argv: list[str] | None = None) -> int:
                 vivado_note = str(e)
         if ns.sim or ns.synth:
             sim, synth = _measure(cfg, ns, nets)
-            report = write_report(cfg, board, ns.out, nets + extra, sim=sim, synth=synth)
-    except (BoardError, ConfigError, NetworkError, OSError) as e:
+            report = write_report(cfg, board, ns.out, nets + extra, sim=sim, synth=synth,
+                                  warnings=warnings)
+    except (BoardError, ConfigError, NetworkError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; choose another --out or free "
+              "the space", file=sys.stderr)
         return 1
     nets_r = report["networks"]
     if all("rtl_estimate" in d for d in nets_r.values()):

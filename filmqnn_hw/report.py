@@ -136,6 +136,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"> **{report['note']}**",
         "",
+        *[f"> **Warning: {w}**\n" for w in report.get("warnings", [])],
         "## Configuration",
         "",
         f"- array: tm={c['tm']} x tn={c['tn']} ({report['peak_macs_per_cycle']} MAC/cycle, "
@@ -369,16 +370,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def write_report(cfg: AcceleratorConfig, board: Board, out: Path,
                  networks: tuple[str | Network, ...] = ("resnet18", "resnet50", "mobilenet_v2"),
                  *, sim: dict[str, Any] | None = None, synth: dict[str, Any] | None = None,
-                 ) -> dict[str, Any]:
+                 warnings: list[str] | None = None) -> dict[str, Any]:
     """Write ``config.json``, ``report.json``, ``report.md``, ``report.png`` into ``out``.
 
     ``sim`` (``{"networks": {name: record}, "verilator": record}``, records of
     :mod:`filmqnn_hw.evaluate`) and ``synth`` (:func:`filmqnn_hw.evaluate.synthesize_top`)
-    add the measured sections.
+    add the measured sections; ``warnings`` (e.g. a config built over budget) head both
+    reports.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report, _ = build_report(cfg, board, networks)
+    if warnings:
+        report["warnings"] = list(warnings)
     paper = PAPER_FPS.get(board.name, {})
     if sim is not None:
         for n, d in sim["networks"].items():

@@ -58,6 +58,15 @@ CFG_E3 = CFG_E.replace(axi_ports=3)
 # ---------------------------------------------------------------------------------------------
 # random single-layer / small graphs (integer parameters chosen so outputs are not all clipped)
 # ---------------------------------------------------------------------------------------------
+def on_board(cfg: AcceleratorConfig, board: str) -> AcceleratorConfig:
+    """``cfg`` labelled for ``board`` (its name, part and family), as a build for that board
+    requires."""
+    from boards import load_board
+
+    b = load_board(board)
+    return cfg.replace(board=b.name, part=b.part, family=b.family)
+
+
 def _out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
 

@@ -59,6 +59,8 @@ def test_unknown_board_lists_known():
         (lambda d: d["resources"].update(ff="many"), r"resources.ff must be int"),
         (lambda d: d["resources"].update(bram36=True), r"resources.bram36 must be int"),
         (lambda d: d["board"].update(clock_mhz=0), r"clock_mhz must be positive"),
+        (lambda d: d["board"].update(max_clock_mhz=50.0), r"max_clock_mhz \(50.0\) is below"),
+        (lambda d: d["sources"].pop("max_clock_mhz"), r"no source for: max_clock_mhz"),
         (lambda d: d["memory"].update(axi_ports=0), r"axi_ports must be >= 1"),
         (lambda d: d["memory"].update(axi_data_bits=100), r"axi_data_bits must be"),
         (lambda d: d["memory"].update(ddr_efficiency=1.5), r"ddr_efficiency must be in"),

@@ -499,8 +499,16 @@ def load_export(directory: str | Path, config: AcceleratorConfig):
         cls = ConfigMismatchError if "packed for config" in str(e) else DriverError
         raise cls(f"{wb}: {e}") from None
     manifest = {}
-    if (d / "manifest.json").is_file():
-        manifest = json.loads((d / "manifest.json").read_text())
+    mj = d / "manifest.json"
+    if mj.is_file():
+        try:
+            manifest = json.loads(mj.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DriverError(f"{mj} is not a readable JSON manifest ({e}): copy the export "
+                              "again or re-export it") from None
+        if not isinstance(manifest, dict):
+            raise DriverError(f"{mj} is not a filmqnn manifest (its top level is not an "
+                              "object): copy the export again or re-export it")
     prog = (d / "program.bin").read_bytes() if (d / "program.bin").is_file() else None
     return graph, manifest, prog
 

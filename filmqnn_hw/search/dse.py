@@ -94,6 +94,10 @@ def _check_inputs(board: Board, ratio: float, clock: float, caps: dict[str, floa
         raise DseError(f"ratio (fraction of 8-bit filters) must be in [0, 1], not {ratio!r}")
     if not isinstance(clock, (int, float)) or clock <= 0:
         raise DseError(f"clock must be a positive frequency in MHz, not {clock!r}")
+    if clock > board.max_clock_mhz:
+        raise DseError(f"clock {clock:g} MHz is above {board.name}'s ceiling of "
+                       f"{board.max_clock_mhz:g} MHz (board.max_clock_mhz, a datasheet limit "
+                       f"of the device; {board.path or 'the board file'}): give a lower clock")
     for k, v in caps.items():
         if k not in DEFAULT_CAPS:
             raise DseError(f"unknown cap {k!r}; known: {', '.join(DEFAULT_CAPS)}")

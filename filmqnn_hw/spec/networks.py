@@ -375,8 +375,33 @@ def from_manifest(manifest: dict[str, Any] | str | Any, name: str | None = None)
     """
     from pathlib import Path
 
+    where = "manifest"
     if not isinstance(manifest, dict):
-        manifest = json.loads(Path(manifest).read_text())
+        where = str(manifest)
+        try:
+            manifest = json.loads(Path(manifest).read_text())
+        except FileNotFoundError:
+            raise NetworkError(f"{where} does not exist") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise NetworkError(f"{where} cannot be read: {e}") from None
+        except json.JSONDecodeError as e:
+            raise NetworkError(f"{where} is not JSON ({e.msg} at line {e.lineno}): give the "
+                               "manifest.json that `python -m filmqnn_quant export` wrote, "
+                               "or export again") from None
+    try:
+        return _network_of_manifest(manifest, name)
+    except NetworkError as e:
+        raise NetworkError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise NetworkError(f"{where} is not a filmqnn manifest ({type(e).__name__}: {e}): "
+                           "give the manifest.json that `python -m filmqnn_quant export` "
+                           "wrote, or export again") from None
+
+
+def _network_of_manifest(manifest: Any, name: str | None) -> Network:
+    """:func:`from_manifest` of a parsed manifest."""
+    if not isinstance(manifest, dict):
+        raise TypeError(f"the top level is a {type(manifest).__name__}, not an object")
     try:
         inp = manifest["input"]
         c0, h0, w0 = (int(x) for x in inp["shape"][-3:])

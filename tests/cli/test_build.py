@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from helpers import on_board
 
 from filmqnn_hw.build import main
 from filmqnn_hw.spec.config import AcceleratorConfig
@@ -153,7 +155,8 @@ def test_build_writes_the_verilog_top(tmp_path, capsys):
     from filmqnn_hw.gateware.top import TOP_NAME
     from filmqnn_hw.spec.config import AcceleratorConfig
 
-    cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
+    cfg = on_board(AcceleratorConfig.small(act_pack=8, axi_data_bits=128), "zcu102").replace(
+        ddr_bytes_per_cycle=8.0)
     cfg_file = tmp_path / "config.json"
     cfg_file.write_text(cfg.to_json())
     out = tmp_path / "o"
@@ -175,11 +178,104 @@ def test_build_refuses_a_config_the_rtl_cannot_build(tmp_path, capsys):
     from filmqnn_hw.spec.config import AcceleratorConfig
 
     cfg_file = tmp_path / "config.json"
-    cfg_file.write_text(AcceleratorConfig.small(tn=6).replace(ddr_bytes_per_cycle=8.0).to_json())
+    cfg_file.write_text(on_board(AcceleratorConfig.small(tn=6), "zcu102").replace(
+        ddr_bytes_per_cycle=8.0).to_json())
     out = tmp_path / "o"
     assert main(["zcu102", "--out", str(out), "--config", str(cfg_file)]) == 1
     assert "tn=6 is not a multiple of act_pack" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written
+
+
+def _shipped_config(tmp_path, board: str, **changes) -> Path:
+    """The design search's config for ``board`` (with ``changes``), as a config file."""
+    from filmqnn_hw.search.dse import design
+
+    path = tmp_path / f"{board}.json"
+    path.write_text(design(board).replace(**changes).to_json())
+    return path
+
+
+def test_build_refuses_another_boards_config_before_any_output(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["pynq_z2", "--out", str(out), "--config",
+                 str(_shipped_config(tmp_path, "zcu102"))]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is for board 'zcu102'" in err and "not 'pynq_z2'" in err
+    assert not out.exists()
+
+
+def test_build_refuses_a_clock_beyond_the_board(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--clock", "1000"]) == 1
+    assert "clock 1000 MHz is above pynq_z2's ceiling of 464 MHz" in capsys.readouterr().err
+    fast = _shipped_config(tmp_path, "pynq_z2", clock_mhz=500.0)
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--config", str(fast)]) == 1
+    assert "runs at 500 MHz, above pynq_z2's ceiling" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["pynq_z2", "--out", str(out), "--config", str(fast), "--clock", "100"])
+    assert e.value.code == 2 and "give one of them" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_build_refuses_an_over_budget_config_unless_forced(tmp_path, capsys):
+    big = _shipped_config(tmp_path, "pynq_z2", tm=64, w4_dsp_lanes=56, w4_lut_lanes=6,
+                          requant_lanes=16)
+    out = tmp_path / "o"
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--config", str(big)]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit pynq_z2 by the resource model (LUT" in err and "--force" in err
+    assert not out.exists()
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--config", str(big), "--force"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["warnings"][0].startswith("built with --force: this config does not fit")
+    assert "Warning: built with --force" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["pynq_z2", "--out", str(out), "--force"])  # the search never exceeds the board
+    assert "--force builds a given --config" in capsys.readouterr().err
+
+
+def test_a_rebuild_removes_the_previous_builds_outputs(tmp_path, capsys):
+    out = tmp_path / "o"
+    cfg = _shipped_config(tmp_path, "pynq_z2")
+    assert main(["pynq_z2", "--out", str(out), "--config", str(cfg), "--hls"]) == 0
+    (out / "overlay").mkdir()
+    (out / "overlay" / "filmqnn.bit").write_bytes(b"bitstream of this config")
+    (out / "mine.txt").write_text("the user's own file")
+    capsys.readouterr()
+    # the same config again, report only: the old RTL, Vivado and HLS outputs go
+    assert main(["pynq_z2", "--out", str(out), "--config", str(cfg), "--no-rtl"]) == 0
+    assert "removed the previous build's rtl/, vivado/, hls/" in capsys.readouterr().out
+    assert not (out / "rtl").exists() and not (out / "hls").exists()
+    assert (out / "overlay" / "filmqnn.bit").exists()  # made from this very config
+    # another config: its overlay is stale as well
+    other = _shipped_config(tmp_path, "pynq_z2", tr=8)
+    assert main(["pynq_z2", "--out", str(out), "--config", str(other), "--no-rtl"]) == 0
+    assert "overlay/" in capsys.readouterr().out and not (out / "overlay").exists()
+    assert (out / "mine.txt").read_text() == "the user's own file"
+
+
+def test_build_output_files_have_normal_modes(tmp_path):
+    out = tmp_path / "o"
+    old = os.umask(0o022)
+    try:
+        assert main(["pynq_z2", "--out", str(out), "--no-rtl"]) == 0
+    finally:
+        os.umask(old)
+    for f in ("config.json", "report.json", "report.md"):
+        assert (out / f).stat().st_mode & 0o777 == 0o644, f
+
+
+@pytest.mark.parametrize(("text", "what"), [('{"input": ', "is not JSON"),
+                                            ("garbage", "is not JSON"),
+                                            ("[1, 2]", "is not a filmqnn manifest")])
+def test_build_refuses_a_malformed_manifest_in_one_line(tmp_path, capsys, text, what):
+    bad = tmp_path / "manifest.json"
+    bad.write_text(text)
+    out = tmp_path / "o"
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--manifest", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad} {what}") and "\n" not in err
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -194,7 +290,8 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
     from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
     from filmqnn_quant.export import write_export_dir
 
-    cfg = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_per_cycle=8.0)
+    cfg = on_board(AcceleratorConfig.small(act_pack=8, axi_data_bits=128), "pynq_z2").replace(
+        ddr_bytes_per_cycle=8.0)
     cfg_file = tmp_path / "config.json"
     cfg_file.write_text(cfg.to_json())
     g = small_network(cfg)

@@ -218,6 +218,18 @@ def test_weight_image_for_another_config_is_refused(tmp_path):
     assert backend.exe is None
 
 
+@pytest.mark.parametrize(("text", "what"), [('{"layers": [', "is not a readable JSON manifest"),
+                                            ("[]", "is not a filmqnn manifest")])
+def test_a_damaged_manifest_is_refused_naming_it(tmp_path, text, what):
+    from filmqnn_hw.host.driver import DriverError, load_export
+
+    export_graph(tmp_path / "exp", small_network(CFG), CFG, log=lambda m: None)
+    (tmp_path / "exp" / "manifest.json").write_text(text)
+    with pytest.raises(DriverError, match=what) as ei:
+        load_export(tmp_path / "exp", CFG)
+    assert str(tmp_path / "exp" / "manifest.json") in str(ei.value)
+
+
 def test_graph_that_does_not_fit_the_slots_is_refused(tmp_path):
     g = small_network(AcceleratorConfig.small(act_pack=8, axi_data_bits=128, n8_slots=4))
     with pytest.raises(ConfigMismatchError, match="does not fit"):

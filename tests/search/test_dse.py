@@ -85,6 +85,7 @@ def test_tighter_caps_and_ratio_are_respected():
         ({"ratio": 1.5}, r"ratio .* must be in \[0, 1\]"),
         ({"ratio": -0.1}, r"ratio .* must be in \[0, 1\]"),
         ({"clock_mhz": 0}, r"clock must be a positive"),
+        ({"clock_mhz": 1000}, r"clock 1000 MHz is above zcu102's ceiling of 775 MHz"),
         ({"dsp_cap": 0.0}, r"dsp_cap must be a utilisation fraction"),
         ({"lut_cap": 1.5}, r"lut_cap must be a utilisation fraction"),
         ({"uram_cap": 0.5}, r"unknown cap 'uram_cap'"),

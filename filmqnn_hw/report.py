@@ -19,7 +19,7 @@ from typing import Any
 
 from boards import Board
 from filmqnn_hw.models.cycles import NetworkCycles, network_cycles
-from filmqnn_hw.models.resources import SCHEDULES, predict
+from filmqnn_hw.models.resources import SCHEDULES, axi_ports_built, predict
 from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
 from filmqnn_hw.spec.files import atomic_write
 from filmqnn_hw.spec.networks import Network, get_network
@@ -97,7 +97,8 @@ def build_report(cfg: AcceleratorConfig, board: Board,
         "peak_gops": round(2 * cfg.peak_macs_per_cycle * cfg.clock_mhz / 1e3, 1),
         "ddr": {"sustained_gbps": round(board.ddr_sustained_gbps, 3),
                 "peak_gbps": board.ddr_peak_gbps, "ports": cfg.axi_ports,
-                "port_gbps": round(board.port_gbps(cfg.clock_mhz), 3)},
+                "masters_built": axi_ports_built(cfg),
+                "port_gbps": round(cfg.axi_data_bits / 8 * cfg.clock_mhz / 1e3, 3)},
         "resources": {
             "predicted": res.as_dict(),
             "device": device,
@@ -148,7 +149,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['w8_dsp_lanes']}, 8-bit LUT {c['w8_lut_lanes']} (n8_slots={c['n8_slots']}, "
         f"R={c['ratio_8bit']})",
         f"- tiles: tr={c['tr']} x tc={c['tc']}; G={c['act_pack']}; "
-        f"{c['axi_ports']} x {c['axi_data_bits']}-bit AXI ports; kernel packing "
+        f"{report['ddr']['masters_built']} x {c['axi_data_bits']}-bit AXI masters in the "
+        f"RTL (of the config's {c['axi_ports']} ports); kernel packing "
         f"{'on' if c['kernel_packing'] else 'off'}; wfill_cycles={c['wfill_cycles']}; "
         f"requant_lanes={c['requant_lanes'] or c['tm']}; feature-map store "
         f"{c['fm_cache_kbits']} kbit",

@@ -54,7 +54,7 @@ def test_top_level_fields(pynq_report):
     assert rep["peak_macs_per_cycle_kernel_mode"] == cfg.tm * cfg.kernel_slots
     assert rep["peak_gops"] == round(2 * 64 * 100.0 / 1e3, 1) == 12.8
     assert rep["ddr"] == {"sustained_gbps": round(PYNQ.ddr_sustained_gbps, 3),
-                          "peak_gbps": PYNQ.ddr_peak_gbps, "ports": 1,
+                          "peak_gbps": PYNQ.ddr_peak_gbps, "ports": 1, "masters_built": 1,
                           "port_gbps": round(8 * 100e6 / 1e9, 3)}
     res = rep["resources"]
     assert res["predicted"] == predict(cfg, schedule="rtl").as_dict()
@@ -67,6 +67,22 @@ def test_top_level_fields(pynq_report):
     assert res["parts"] and res["provenance"]
     assert list(rep["networks"]) == ["resnet18", "mobilenet_v2"]
     json.dumps(rep)  # report.json is this dictionary
+
+
+def test_ports_are_the_masters_in_the_verilog_at_the_configs_width():
+    """The report counts the AXI masters the emitted top has (not the config's port budget)
+    and prices one port at the config's data width (not the board's)."""
+    import re
+
+    from filmqnn_hw.flows.verilog import emit_verilog
+
+    cfg = small_cfg(axi_data_bits=128).replace(axi_ports=4)
+    rep, _ = build_report(cfg, PYNQ, NETS[:1])
+    masters = set(re.findall(r"\bm_axi_gmem(\d+)_araddr\b", emit_verilog(cfg)))
+    assert rep["ddr"]["masters_built"] == len(masters) == geometry(cfg).axi_ports
+    assert rep["ddr"]["ports"] == 4 and PYNQ.axi_data_bits == 64
+    assert rep["ddr"]["port_gbps"] == round(16 * cfg.clock_mhz / 1e3, 3)
+    assert f"{len(masters)} x 128-bit AXI masters in the RTL" in markdown(rep)
 
 
 def test_target_model_fps_and_paper_ratios(pynq_report):

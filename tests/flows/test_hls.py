@@ -166,6 +166,21 @@ def test_generated_sources(tmp_path):
     assert man["config_hash"] == ZCU.config_hash() and man["registers"] == regs
 
 
+
+def test_docs_register_table_gives_the_generated_offsets():
+    """docs/hls.md's HLS column states the offsets the generated header defines."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/hls.md").read_text()
+    regs = register_map()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)`[^|]*\|[^|]*\| ([^|]+)\|",
+                                                        doc, re.M)}
+    assert rows["cycles"].startswith(f"0x{regs['cycles']:02X}/0x{regs['cycles'] + 4:02X} ")
+    assert f"`ap_vld` at 0x{regs['cycles'] + 8:02X}" in rows["cycles"]
+    assert rows["status"].startswith(f"0x{regs['status']:02X} ")
+    assert f"`ap_vld` at 0x{regs['status'] + 4:02X}" in rows["status"]
+    assert rows["gmem"].strip() == f"0x{regs['gmem']:02X}/0x{regs['gmem'] + 4:02X}"
+
 def test_sim_config_tcl_refuses_to_synthesise(tmp_path):
     generate_hls(CFG_A, tmp_path)
     assert 'error "config' in (tmp_path / "run_hls.tcl").read_text()

@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
 
             geometry(cfg)  # refuse before writing anything, with the reason
         extra = tuple(from_manifest(str(m)) for m in ns.manifest)
+        from filmqnn_hw.spec.geometry import RtlUnsupported, check_network
+
+        for m, net in zip(ns.manifest, extra, strict=True):
+            try:
+                check_network(net)
+            except RtlUnsupported as e:
+                raise ConfigError(f"--manifest {m}: {e}") from None
         removed = _clear_previous_build(ns.out, cfg)
         stale = [n for n in removed if not n.startswith(("config.json", "report."))]
         if stale:

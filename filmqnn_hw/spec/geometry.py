@@ -43,7 +43,9 @@ __all__ = [
     "RtlGeometry",
     "RtlUnsupported",
     "geometry",
+    "check_network",
     "check_program",
+    "check_window",
     "RtlMemory",
     "rtl_memories",
     "weight_slicing",
@@ -411,6 +413,28 @@ def weight_slicing(rec_bytes: int, dw_rec_bytes: int, beat_bytes: int,
     return f, depth // (2 * f)
 
 
+def check_window(what: str, kernel: tuple[int, int], stride: tuple[int, int],
+                 pad: tuple[int, int]) -> None:
+    """Refuse (:class:`RtlUnsupported`, naming ``what``) a window, stride or padding beyond
+    :data:`KMAX`, :data:`SMAX`, :data:`PMAX`."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    if max(kh, kw) > KMAX or max(sh, sw) > SMAX or max(ph, pw) > PMAX:
+        raise RtlUnsupported(
+            f"{what}: window {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw} exceeds the "
+            f"accelerator's limits (window <= {KMAX}, stride <= {SMAX}, padding <= {PMAX})")
+
+
+def check_network(net) -> None:
+    """Refuse, naming the layer, a :class:`filmqnn_hw.spec.networks.Network` with a window,
+    stride or padding the accelerator does not run (:func:`check_window`; a global average
+    pooling's window is its whole input map)."""
+    for ly in net.layers:
+        what = f"layer {ly.name!r} of {net.name!r}"
+        if ly.kind == "gap":
+            what += f" (global average pooling of a {ly.in_h}x{ly.in_w} map)"
+        check_window(what, (ly.kh, ly.kw), (ly.stride, ly.stride), (ly.pad, ly.pad))
+
+
 def check_program(program, config: AcceleratorConfig) -> None:
     """Refuse, naming the layer, any descriptor the RTL would report as unsupported.
 
@@ -420,14 +444,8 @@ def check_program(program, config: AcceleratorConfig) -> None:
     geometry(config)
     for i, f in enumerate(program.descriptors):
         name = repr(f.name) if f.name else f"#{i}"
-        kh, kw = int(f["kh"]), int(f["kw"])
-        sh, sw = int(f["stride_h"]), int(f["stride_w"])
-        ph, pw = int(f["pad_h"]), int(f["pad_w"])
-        if max(kh, kw) > KMAX or max(sh, sw) > SMAX or max(ph, pw) > PMAX:
-            raise RtlUnsupported(
-                f"layer {name} (descriptor {i}): window {kh}x{kw}, stride {sh}x{sw}, padding "
-                f"{ph}x{pw} exceeds the accelerator's limits (window <= {KMAX}, stride <= "
-                f"{SMAX}, padding <= {PMAX})")
+        check_window(f"layer {name} (descriptor {i})", (int(f["kh"]), int(f["kw"])),
+                     (int(f["stride_h"]), int(f["stride_w"])), (int(f["pad_h"]), int(f["pad_w"])))
         op = int(f["op"])
         if op == 2 and int(f["out_c"]) != int(f["in_c"]):
             raise RtlUnsupported(f"layer {name} (descriptor {i}): depthwise with a channel "

@@ -265,6 +265,34 @@ def test_build_output_files_have_normal_modes(tmp_path):
         assert (out / f).stat().st_mode & 0o777 == 0o644, f
 
 
+def _manifest(tmp_path, size: int, stride: int) -> Path:
+    """A manifest of a conv (``stride``) and a global average pooling of what it leaves."""
+    conv = {"kind": "conv", "name": "features.7.conv", "input": "x", "output": "c",
+            "kernel": [3, 3], "stride": [stride, stride], "padding": [1, 1],
+            "out_channels": 8, "groups": 1}
+    gap = {"kind": "global_avgpool", "name": "pool", "input": "c", "output": "p"}
+    path = tmp_path / f"manifest_{size}_{stride}.json"
+    path.write_text(json.dumps({"model": "mine", "input": {"tensor": "x", "shape": [3, size, size]},
+                                "layers": [conv, gap]}))
+    return path
+
+
+@pytest.mark.parametrize(("size", "stride", "what"), [
+    (16, 1, "layer 'pool' of 'mine' (global average pooling of a 16x16 map): window 16x16"),
+    (15, 3, "layer 'features.7.conv' of 'mine': window 3x3, stride 3x3")])
+def test_build_refuses_a_manifest_the_accelerator_cannot_run(tmp_path, capsys, size, stride,
+                                                             what):
+    out = tmp_path / "o"
+    m = _manifest(tmp_path, size, stride)
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--manifest", str(m)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --manifest {m}: {what}") and "\n" not in err
+    assert not out.exists()
+    ok = _manifest(tmp_path, 7, 1)
+    assert main(["pynq_z2", "--out", str(out), "--no-rtl", "--manifest", str(ok),
+                 "--networks", "resnet18"]) == 0
+
+
 @pytest.mark.parametrize(("text", "what"), [('{"input": ', "is not JSON"),
                                             ("garbage", "is not JSON"),
                                             ("[1, 2]", "is not a filmqnn manifest")])

@@ -34,6 +34,9 @@ from boards import BoardError, list_boards, load_board
 from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
 from filmqnn_hw.spec.networks import NETWORKS, NetworkError
 
+#: The design search's objective without ``--networks`` and ``--manifest``.
+DEFAULT_NETWORKS = ("resnet18", "resnet50", "mobilenet_v2")
+
 __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,8 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--list-boards", action="store_true", help="list known boards and exit")
     ap.add_argument("--ratio", type=float, default=0.05, help="fraction of 8-bit filters R")
     ap.add_argument("--clock", type=float, default=None, help="clock in MHz (board default)")
-    ap.add_argument("--networks", default="resnet18,resnet50,mobilenet_v2",
-                    help=f"comma-separated objective networks ({', '.join(NETWORKS)})")
+    ap.add_argument("--networks", default=None,
+                    help=f"comma-separated benchmark networks of the design search's objective "
+                         f"and the report ({', '.join(NETWORKS)}); default: all three, or none "
+                         "when --manifest gives your own networks (then only those are "
+                         "optimised for; name benchmarks here to add them)")
     ap.add_argument("--schedule", choices=("rtl", "target"), default="rtl",
                     help="rtl (default): search only what the Amaranth accelerator builds, "
                          "sized by its calibrated resource model; target: the target schedule "
@@ -54,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", type=Path, default=None,
                     help="report this config.json instead of searching")
     ap.add_argument("--manifest", type=Path, action="append", default=[],
-                    help="also report an exported network (manifest.json of filmqnn_quant "
-                         "export); repeatable")
+                    help="an exported network (manifest.json of `python -m filmqnn_quant "
+                         "export`) to optimise the design for and report; repeatable")
     for cap, default in (("dsp", 0.85), ("lut", 0.80), ("ff", 0.80), ("bram", 0.90)):
         ap.add_argument(f"--{cap}-cap", type=float, default=default,
                         help=f"{cap.upper()} utilisation cap (default {default})")
@@ -116,6 +122,23 @@ def _check_buildable(cfg: AcceleratorConfig, board, ns: argparse.Namespace) -> l
                           "the device): shrink it, or add --force to build it for a study")
     return [f"built with --force: this config does not fit {board.name} by the resource "
             f"model ({what} of the device)"]
+
+
+def _read_manifests(paths: list[Path]) -> tuple:
+    """The networks of ``--manifest`` files, each checked against the accelerator's limits
+    (one line naming the file and the layer otherwise)."""
+    from filmqnn_hw.spec.geometry import RtlUnsupported, check_network
+    from filmqnn_hw.spec.networks import from_manifest
+
+    nets = []
+    for m in paths:
+        net = from_manifest(str(m))
+        try:
+            check_network(net)
+        except RtlUnsupported as e:
+            raise ConfigError(f"--manifest {m}: {e}") from None
+        nets.append(net)
+    return tuple(nets)
 
 
 def _clear_previous_build(out: Path, cfg: AcceleratorConfig) -> list[str]:
@@ -192,38 +215,35 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         board = load_board(ns.board)
+        if ns.networks is None:
+            ns.networks = "" if ns.manifest else ",".join(DEFAULT_NETWORKS)
         nets = tuple(n.strip() for n in ns.networks.split(",") if n.strip())
         for n in nets:
             if n not in NETWORKS:
                 raise NetworkError(f"unknown network {n!r}; known: {', '.join(NETWORKS)}")
+        extra = _read_manifests(ns.manifest)
+        if not nets + extra:
+            raise NetworkError("--networks names no network and no --manifest is given: name "
+                               f"one of {', '.join(NETWORKS)} or give an export's manifest")
         if ns.config is not None:
             cfg = AcceleratorConfig.read(ns.config)
         else:
             from filmqnn_hw.search.dse import design
 
             t = time.time()
-            print(f"searching the design space of {board.name} for {', '.join(nets)}...",
-                  flush=True)
-            cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
+            names = ", ".join([*nets, *(n.name for n in extra)])
+            print(f"searching the design space of {board.name} for {names}...", flush=True)
+            cfg = design(board, ns.ratio, nets + extra, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
                          lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap,
                          schedule=ns.schedule)
             print(f"  done in {time.time() - t:.1f} s", flush=True)
         warnings = _check_buildable(cfg, board, ns)
         from filmqnn_hw.report import write_report
-        from filmqnn_hw.spec.networks import from_manifest
 
         if not ns.no_rtl:
             from filmqnn_hw.spec.geometry import geometry
 
             geometry(cfg)  # refuse before writing anything, with the reason
-        extra = tuple(from_manifest(str(m)) for m in ns.manifest)
-        from filmqnn_hw.spec.geometry import RtlUnsupported, check_network
-
-        for m, net in zip(ns.manifest, extra, strict=True):
-            try:
-                check_network(net)
-            except RtlUnsupported as e:
-                raise ConfigError(f"--manifest {m}: {e}") from None
         removed = _clear_previous_build(ns.out, cfg)
         stale = [n for n in removed if not n.startswith(("config.json", "report."))]
         if stale:

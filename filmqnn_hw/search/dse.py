@@ -48,7 +48,7 @@ from filmqnn_hw.models.resources import SCHEDULES, arith_costs, predict, requant
 from filmqnn_hw.models.rtl_estimate import estimate_network
 from filmqnn_hw.spec.config import ACT_BITS, AcceleratorConfig, ConfigError
 from filmqnn_hw.spec.geometry import tile_cols_fit_beats
-from filmqnn_hw.spec.networks import Network, get_network
+from filmqnn_hw.spec.networks import Layer, Network, get_network
 
 __all__ = ["DseError", "design", "search", "Candidate", "DEFAULT_CAPS"]
 
@@ -339,12 +339,32 @@ def search(
     return cands
 
 
+@dataclass(frozen=True)
+class _NetKey:
+    """A :class:`Network` as a hashable key of :func:`design`'s cache (by its layers)."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    input: str
+    output: str
+
+    @classmethod
+    def of(cls, net: Network) -> _NetKey:
+        if not isinstance(net, Network):
+            raise DseError(f"networks are names or Network objects, not {net!r}")
+        return cls(net.name, tuple(net.layers), net.input, net.output)
+
+    def network(self) -> Network:
+        return Network(self.name, list(self.layers), self.input, self.output)
+
+
 @functools.lru_cache(maxsize=32)
 def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float | None,
                    kernel_packing: bool | None, schedule: str, caps: tuple
                    ) -> AcceleratorConfig:
     board = board_key
-    cands = search(board, ratio, networks, clock_mhz=clock, kernel_packing=kernel_packing,
+    nets = tuple(n if isinstance(n, str) else n.network() for n in networks)
+    cands = search(board, ratio, nets, clock_mhz=clock, kernel_packing=kernel_packing,
                    schedule=schedule, **dict(caps))
     best = cands[0]
     notes = {
@@ -363,11 +383,14 @@ def _design_cached(board_key: Any, ratio: float, networks: tuple, clock: float |
 
 def design(
     board: str | Board, ratio: float = 0.05,
-    networks: tuple[str, ...] | list[str] = ("resnet18", "resnet50", "mobilenet_v2"), *,
+    networks: tuple[str | Network, ...] | list[str | Network] = ("resnet18", "resnet50",
+                                                                 "mobilenet_v2"), *,
     clock_mhz: float | None = None, kernel_packing: bool | None = None, schedule: str = "rtl",
     **caps: float,
 ) -> AcceleratorConfig:
-    """The configuration with the highest geometric-mean FPS on ``networks`` for ``board``.
+    """The configuration with the highest geometric-mean FPS on ``networks`` (benchmark names
+    or :class:`Network` objects, e.g. a user's export through ``networks.from_manifest``) for
+    ``board``.
 
     ``board`` is a name, a path to a board file or a :class:`boards.Board`; ``ratio`` is R,
     the fraction of 8-bit filters (``n8_slots = ceil(R tm)``); ``caps`` are utilisation caps
@@ -382,10 +405,7 @@ def design(
     """
     b = load_board(board)
     _check_inputs(b, ratio, b.clock_mhz if clock_mhz is None else clock_mhz, caps)
-    nets = tuple(n if isinstance(n, str) else n.name for n in networks)
-    for n in networks:
-        if not isinstance(n, str):
-            raise DseError("design() takes network names; use search() for Network objects")
+    nets = tuple(n if isinstance(n, str) else _NetKey.of(n) for n in networks)
     full = {**DEFAULT_CAPS, **caps}
     _check_schedule(schedule, kernel_packing)
     return _design_cached(b, float(ratio), nets, clock_mhz, kernel_packing, schedule,

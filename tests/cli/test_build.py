@@ -113,10 +113,10 @@ def test_build_reports_an_exported_manifest(tmp_path):
     out = tmp_path / "base"
     assert main(["pynq_z2", "--out", str(out), "--no-rtl"]) == 0
     manifest = {
-        "model": "tiny", "input": {"tensor": "x", "shape": [3, 32, 32]},
+        "model": "tiny", "input": {"tensor": "x", "shape": [3, 14, 14]},
         "layers": [
             {"name": "c1", "kind": "conv", "input": "x", "output": "a", "in_channels": 3,
-             "out_channels": 16, "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],
+             "out_channels": 16, "kernel": [3, 3], "stride": [2, 2], "padding": [1, 1],
              "groups": 1, "residual": None},
             {"name": "gap", "kind": "global_avgpool", "input": "a", "output": "b",
              "kernel": None, "stride": [1, 1], "padding": [0, 0]},
@@ -131,8 +131,21 @@ def test_build_reports_an_exported_manifest(tmp_path):
     assert main(["pynq_z2", "--out", str(again), "--config", str(out / "config.json"),
                  "--manifest", str(m), "--no-rtl"]) == 0
     rep = json.loads((again / "report.json").read_text())
-    assert rep["networks"]["tiny"]["macs"] == 16 * 3 * 9 * 32 * 32 + 16 * 10
+    assert rep["networks"]["tiny"]["macs"] == 16 * 3 * 9 * 7 * 7 + 16 * 10
     assert rep["networks"]["tiny"]["layers"][0]["mode"] == "stem"
+    assert set(rep["networks"]) == {"tiny"}  # benchmarks only when --networks names them
+    # without --config the design search optimises for the manifest's network alone; named
+    # benchmarks join the objective
+    own = tmp_path / "own"
+    assert main(["pynq_z2", "--out", str(own), "--manifest", str(m), "--no-rtl"]) == 0
+    cfg = json.loads((own / "config.json").read_text())
+    assert cfg["notes"]["objective"] == "geomean FPS over tiny"
+    assert set(json.loads((own / "report.json").read_text())["networks"]) == {"tiny"}
+    both = tmp_path / "both"
+    assert main(["pynq_z2", "--out", str(both), "--manifest", str(m), "--networks", "resnet18",
+                 "--no-rtl"]) == 0
+    cfg = json.loads((both / "config.json").read_text())
+    assert cfg["notes"]["objective"] == "geomean FPS over resnet18, tiny"
 
 
 def test_build_hls_flag_and_default_out_dir(tmp_path, monkeypatch, capsys):

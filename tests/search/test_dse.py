@@ -112,3 +112,19 @@ def test_board_too_small_and_unknown(tmp_path):
         design(str(f))
     with pytest.raises(boards.BoardError, match="known boards"):
         design("nonesuch")
+
+
+def test_design_optimises_for_a_network_object():
+    """A user's network (a Network, e.g. from an export's manifest) is an objective like a
+    benchmark name; equal networks share the cached result."""
+    from filmqnn_hw.spec.networks import resnet18
+
+    net = resnet18(size=32)
+    net.name = "mine"
+    cfg = design("pynq_z2", networks=(net,))
+    assert cfg.notes["objective"] == "geomean FPS over mine"
+    again = resnet18(size=32)
+    again.name = "mine"
+    assert design("pynq_z2", networks=(again,)) is cfg
+    with pytest.raises(DseError, match="names or Network objects"):
+        design("pynq_z2", networks=(42,))

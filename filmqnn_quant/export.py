@@ -49,6 +49,7 @@ __all__ = [
     "export",
     "export_graph",
     "check_export",
+    "check_runs_on",
     "manifest_layers",
     "write_export_dir",
 ]
@@ -281,6 +282,31 @@ def _build_program(graph: IntGraph, config: AcceleratorConfig) -> Any:
         raise ExportError(f"cannot build the layer program: {e}") from None
 
 
+def check_runs_on(graph: IntGraph, config: AcceleratorConfig) -> None:
+    """Refuse (:class:`ExportError`, naming the layer by the model's own module path) a graph
+    the accelerator cannot run: a window, stride or padding beyond its limits (a global average
+    pooling counts its whole input map as the window), a grouped convolution, or a layer the
+    generated RTL of ``config`` refuses (``geometry.check_program``)."""
+    from filmqnn_hw.spec.geometry import RtlUnsupported, check_network, check_program, geometry
+    from filmqnn_hw.spec.networks import NetworkError, from_intgraph
+
+    try:
+        check_network(from_intgraph(graph))
+    except (RtlUnsupported, NetworkError) as e:
+        raise ExportError(f"the accelerator cannot run {graph.name or 'this network'}: {e}; "
+                          "change that layer of the model (docs/rtl.md lists the limits)"
+                          ) from None
+    try:
+        geometry(config)
+    except RtlUnsupported:
+        return  # a target-schedule config: no generated RTL to check the program against
+    try:
+        check_program(_build_program(graph, config), config)
+    except RtlUnsupported as e:
+        raise ExportError(f"the accelerator of config {config.config_hash()[:12]} cannot run "
+                          f"{graph.name or 'this network'}: {e}") from None
+
+
 def write_export_dir(
     out: str | os.PathLike,
     graph: IntGraph,
@@ -296,6 +322,7 @@ def write_export_dir(
     """
     out = Path(out).absolute()
     _check_out_dir(out)
+    check_runs_on(graph, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

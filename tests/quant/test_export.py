@@ -196,6 +196,54 @@ def test_manifest_layers_kinds() -> None:
                      "global_avgpool", "linear"]  # fmt: skip
 
 
+def _user_net(stride: int, pool_map: int):
+    """A user's model: a conv block (``features.0``, ``stride``) then global average pooling
+    of a ``pool_map`` square map and a classifier."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride, 1), nn.ReLU())
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+    return Net(), (3, pool_map * stride, pool_map * stride)
+
+
+@pytest.mark.parametrize(("stride", "pool_map", "what"), [
+    (1, 16, "global average pooling of a 16x16 map"),
+    (3, 5, "layer 'features.0' of"),
+])
+def test_export_refuses_a_network_the_accelerator_cannot_run(
+    tmp_path: Path, stride: int, pool_map: int, what: str
+) -> None:
+    """Named by the model's own module path or op, refused before anything is written."""
+    import torch
+
+    from filmqnn_quant.convert import to_integer
+    from filmqnn_quant.qat import prepare_qat
+
+    cfg = AcceleratorConfig.small()
+    net, shape = _user_net(stride, pool_map)
+    x = torch.rand(2, *shape)
+    qm = prepare_qat(net, cfg, example_input=x)
+    with torch.no_grad():
+        qm(x)
+    qm.select_8bit(x)
+    qm.eval()
+    g = to_integer(qm, shape, cfg)
+    out = tmp_path / "exp"
+    with pytest.raises(ExportError, match="the accelerator cannot run") as e:
+        export_graph(out, g, cfg, log=lambda m: None)
+    assert what in str(e.value) and "\n" not in str(e.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_cli_check_subprocess(exported: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     r = subprocess.run([sys.executable, "-m", "filmqnn_quant", "check", str(exported)],

@@ -17,16 +17,25 @@ prediction and golden-model prediction, then cycles per frame and FPS.
 * ``board``: the board's own config (PYNQ-Z2: 28x32 array). Its Verilog takes ~30 s to emit
   and its Verilator build is long (see ``docs/rtl.md``, "Driver and demo"); cycles and FPS are
   then the board config's, measured in simulation (RTL schedule).
+
+Every flag is checked before any work (the test-image range against the Fashion-MNIST test set,
+which is loaded first: it takes well under a second), and a run that fails removes the
+directories it created while they are still empty.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from filmqnn_quant.data import ArrayDataset
 
 __all__ = ["main", "build_parser", "SIM_CONFIGS", "DEFAULT_CHECKPOINT", "small_sim_config"]
 
@@ -71,14 +80,132 @@ def _step(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _dir_problem(path: Path, option: str) -> str | None:
+    """Why ``path`` cannot be a directory this run creates and writes into, or None."""
+    if path.exists() and not path.is_dir():
+        return f"{option} {path} exists and is not a directory; choose another path"
+    parent = path.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if parent.is_dir():
+        # A nameless temporary file: permissions, read-only mounts and pseudo file systems
+        # all refuse it, also for root (for whom os.access says yes).
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                return None
+        except OSError:
+            pass
+    return (
+        f"cannot write {option} {path}: {parent} is not a writable directory; choose another "
+        "path"
+    )
+
+
+def _args_problem(args: argparse.Namespace) -> str | None:
+    """The first wrong flag (one line naming it, the problem and what to do), or None.
+
+    Only cheap checks: no dataset, model or hardware is loaded here.
+    """
+    if args.images < 1:
+        return f"--images must be at least 1, not {args.images}"
+    if args.first_image < 0:
+        return f"--first-image must be at least 0, not {args.first_image}"
+    if args.jobs < 1:
+        return f"--jobs must be at least 1, not {args.jobs}"
+    if args.threads is not None and args.threads < 1:
+        return f"--threads must be at least 1, not {args.threads}"
+    try:
+        from boards import list_boards
+    except ImportError:  # the export reports the board itself
+        known: list[str] = []
+    else:
+        known = list_boards()
+    if known and args.board not in known:
+        return f"--board: unknown board {args.board!r}; valid boards: {', '.join(known)}"
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        return (
+            f"--checkpoint {args.checkpoint} does not exist; give a smallcnn checkpoint "
+            "(python -m filmqnn_quant train --checkpoint-out) or omit it"
+        )
+    if args.checkpoint is None and not DEFAULT_CHECKPOINT.is_file():
+        return f"the default checkpoint {DEFAULT_CHECKPOINT} is missing; pass --checkpoint FILE"
+    from filmqnn_quant.data import DATASETS
+
+    calib = args.calib_data
+    if calib.startswith("folder:"):
+        if not Path(calib[len("folder:") :]).expanduser().is_dir():
+            return (
+                f"--calib-data {calib}: {calib[len('folder:') :]} is not a directory; give a "
+                "folder dataset (PATH/train/<class>/<image>)"
+            )
+    elif calib.replace("-", "_").lower() not in DATASETS:
+        return (
+            f"--calib-data: unknown dataset {calib!r}; use one of {', '.join(DATASETS)} or "
+            "folder:PATH"
+        )
+    for option, path in (("--out", args.out), ("--sim-dir", args.sim_dir)):
+        if path is not None and (problem := _dir_problem(Path(path), option)):
+            return problem
+    return None
+
+
+def _range_problem(args: argparse.Namespace, n_test: int) -> str | None:
+    """Why ``--first-image``/``--images`` do not fit a test set of ``n_test`` images, or None."""
+    if args.images > n_test:
+        return (
+            f"--images {args.images} is more than the Fashion-MNIST test set's {n_test} images; "
+            f"choose at most {n_test}"
+        )
+    last = args.first_image + args.images - 1
+    if last >= n_test:
+        return (
+            f"--first-image {args.first_image} with --images {args.images} needs test images "
+            f"{args.first_image}..{last}, but the Fashion-MNIST test set has {n_test} "
+            f"(0..{n_test - 1}); choose --first-image at most {n_test - args.images}"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.images < 1:
-        print("error: --images must be at least 1", file=sys.stderr)
+    problem = _args_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
+    from filmqnn_quant.data import load_dataset
+
+    # The test images first: the range is known only from the dataset, and a wrong one must be
+    # refused before minutes of export and Verilator build.
+    try:
+        ds = load_dataset("fashion_mnist", "test")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: Fashion-MNIST test set: {e}", file=sys.stderr)
+        return 2
+    problem = _range_problem(args, len(ds))
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    # Directories this run creates, deepest first: removed again if it fails while they are
+    # still empty, so a failed run leaves no empty output folder behind.
+    targets = [Path(args.out)] + ([Path(args.sim_dir)] if args.sim_dir else [])
+    created = {q for t in targets for q in (t.absolute(), *t.absolute().parents) if not q.exists()}
+    rc = 1
+    try:
+        rc = _run(args, ds)
+    finally:
+        if rc != 0:
+            for q in sorted(created, key=lambda q: len(q.parts), reverse=True):
+                try:
+                    q.rmdir()
+                except OSError:  # not empty (or already gone): keep what the run produced
+                    pass
+    return rc
+
+
+def _run(args: argparse.Namespace, ds: ArrayDataset) -> int:
+    """The demo on validated arguments and the loaded test set; returns the exit status."""
     from filmqnn_hw.host.driver import Accelerator, DriverError, SimBackend, describe_config
     from filmqnn_hw.spec.numerics import quantize_input
-    from filmqnn_quant.data import load_dataset
     from filmqnn_quant.export import ExportError, ExportResult, export
 
     if args.threads:
@@ -145,16 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    # ---- 4. images -------------------------------------------------------------------------
-    try:
-        ds = load_dataset("fashion_mnist", "test")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: Fashion-MNIST test set: {e}", file=sys.stderr)
-        return 2
+    # ---- 4. images (the range was checked against ds before any work) ----------------------
     lo, hi = args.first_image, args.first_image + args.images
-    if hi > len(ds):
-        print(f"error: the test set has {len(ds)} images", file=sys.stderr)
-        return 2
     _step(f"[4/5] running test images {lo}..{hi - 1} through the simulated hardware ...")
     rows, cycles = [], []
     for i in range(lo, hi):

@@ -38,7 +38,7 @@ from filmqnn_hw.spec.config import AcceleratorConfig, ConfigError
 from filmqnn_hw.spec.files import atomic_write
 from filmqnn_hw.spec.intgraph import AddOp, ConvOp, IntGraph, PoolOp
 from filmqnn_hw.spec.program import VERSION as PROGRAM_VERSION
-from filmqnn_hw.spec.program import LayerProgram, ProgramError
+from filmqnn_hw.spec.program import LayerProgram, ProgramCorruptError, ProgramError
 from filmqnn_hw.spec.weight_image import FORMAT_VERSION, WeightImageError, read_image, write_image
 
 __all__ = [
@@ -798,9 +798,11 @@ def check_export(directory: str | os.PathLike) -> str:
 
     Checks: the three files exist and parse; config.json's hash equals the manifest's; the
     image passes every reader check against config.json (magic, version, length, CRC-32,
-    config hash, code ranges); the image's SHA-256 equals the manifest's; the manifest's
-    layer list agrees with the image's operations field by field (including weight
-    offsets, mult and shift).
+    config hash, code ranges); the image's SHA-256 equals the manifest's; program.bin is
+    intact (length, CRC-32: a damaged file is reported as damaged) before its SHA-256 is
+    compared with the manifest's (a mismatch there means another export), is built for
+    config.json and is the program of the image; the manifest's layer list agrees with the
+    image's operations field by field (including weight offsets, mult and shift).
     """
     d = Path(directory)
     if not d.is_dir():
@@ -857,10 +859,22 @@ def check_export(directory: str | os.PathLike) -> str:
     if not isinstance(pinfo, dict) or not (d / PROGRAM_FILE).is_file():
         raise ExportError(f"{d} has no {PROGRAM_FILE} listed in {MANIFEST_FILE}: re-export it")
     pdata = (d / PROGRAM_FILE).read_bytes()
+    # Integrity (length, CRC-32) before provenance (SHA-256 against the manifest): a damaged
+    # file also differs from the manifest's hash, and must be reported as damaged, not as
+    # a file of another export.
+    try:
+        LayerProgram.parse(pdata)
+    except ProgramCorruptError as e:
+        raise ExportError(
+            f"{d / PROGRAM_FILE} is damaged: {e.problem}; copy it again from the original "
+            "export or re-export"
+        ) from None
+    except ProgramError as e:
+        raise ExportError(f"{d / PROGRAM_FILE}: {e}") from None
     if hashlib.sha256(pdata).hexdigest() != pinfo.get("sha256"):
         raise ExportError(
-            f"{PROGRAM_FILE} does not match the SHA-256 in {MANIFEST_FILE}: "
-            "the files come from different exports"
+            f"{d / PROGRAM_FILE} is intact but does not match the SHA-256 in {MANIFEST_FILE}: "
+            "the files come from different exports; re-export the directory"
         )
     try:
         LayerProgram.parse(pdata, config)

@@ -18,6 +18,10 @@
 
 Input pixels are in [0, 1] with no normalisation (the hardware input scale is 1/31).
 
+The command line requires ``--checkpoint-out`` and/or ``--json-out`` (a run that saves nothing
+is refused), and :func:`check_args` refuses wrong values, missing inputs and unwritable
+outputs before any data is loaded.
+
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is initialised from the
 environment (gloo on CPU, nccl on CUDA), each rank trains on its
 :class:`~torch.utils.data.DistributedSampler` shard through
@@ -33,6 +37,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +47,20 @@ import numpy as np
 
 from filmqnn_hw.spec.files import atomic_write
 from filmqnn_hw.spec.numerics import INPUT_SCALE
-from filmqnn_quant.data import ArrayDataset, load_dataset, make_loader, set_epoch, subset_indices
+from filmqnn_quant.data import (
+    DATASETS,
+    ArrayDataset,
+    load_dataset,
+    make_loader,
+    set_epoch,
+    subset_indices,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "TrainError",
     "build_parser",
+    "check_args",
     "main",
     "run",
     "evaluate",
@@ -136,8 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, default=None, help="train on a seeded stratified subset")
     p.add_argument("--test-subset", type=int, default=None, help="evaluate on a subset")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--checkpoint-in", type=Path, default=None)
-    p.add_argument("--checkpoint-out", type=Path, default=None)
+    p.add_argument("--checkpoint-in", type=Path, default=None, help="continue from this checkpoint")
+    p.add_argument(
+        "--checkpoint-out",
+        type=Path,
+        default=None,
+        help="write the trained model here (this and/or --json-out is required)",
+    )
     p.add_argument(
         "--qat-monitor-images",
         type=int,
@@ -151,9 +170,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the integer golden-model evaluation (faster, but the agreement is unchecked)",
     )
-    p.add_argument("--json-out", type=Path, default=None, help="write the metrics as JSON")
+    p.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="write the metrics as JSON (this and/or --checkpoint-out is required)",
+    )
     p.add_argument("--quiet", action="store_true", help="only the final summary")
     return p
+
+
+#: Options that must be at least the given value when they are set.
+_MINIMUM = (
+    ("epochs_fp32", 0),
+    ("epochs_qat", 0),
+    ("freeze_after", 0),
+    ("batch_size", 1),
+    ("eval_batch_size", 1),
+    ("calib_batches", 1),
+    ("subset", 1),
+    ("test_subset", 1),
+    ("threads", 1),
+    ("qat_monitor_images", 0),
+)
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Refuse an output file that cannot be written, without creating anything."""
+    if path.is_dir():
+        raise TrainError(f"{option} {path} is a directory; give a file name inside it")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if parent.is_dir():
+        # A nameless temporary file: permissions, read-only mounts and pseudo file systems
+        # all refuse it, also for root (for whom os.access says yes).
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                return
+        except OSError:
+            pass
+    raise TrainError(
+        f"cannot write {option} {path}: {parent} is not a writable directory; choose another path"
+    )
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse a request with wrong arguments before any data is loaded or model trained.
+
+    Raises :class:`TrainError` naming the option, the problem and what to do.
+    """
+    if not 0.0 <= args.ratio <= 1.0:
+        raise TrainError(f"--ratio must be in [0, 1], not {args.ratio}")
+    for name, low in _MINIMUM:
+        value = getattr(args, name)
+        if value is not None and value < low:
+            option = "--" + name.replace("_", "-")
+            raise TrainError(f"{option} must be at least {low}, not {value}")
+    dataset = args.dataset.replace("-", "_").lower()
+    if not args.dataset.startswith("folder:") and dataset not in DATASETS:
+        raise TrainError(
+            f"--dataset: unknown dataset {args.dataset!r}; use one of {', '.join(DATASETS)} "
+            "or folder:PATH"
+        )
+    if args.checkpoint_in is not None and not args.checkpoint_in.is_file():
+        raise TrainError(
+            f"--checkpoint-in {args.checkpoint_in} does not exist; give a checkpoint written "
+            "by --checkpoint-out"
+        )
+    if args.config is not None and not args.config.is_file():
+        raise TrainError(f"--config {args.config} does not exist; give an accelerator config JSON")
+    for option, path in (("--checkpoint-out", args.checkpoint_out), ("--json-out", args.json_out)):
+        if path is not None:
+            _check_output_file(path, option)
 
 
 # -- distributed ---------------------------------------------------------------------------------
@@ -341,6 +430,7 @@ def _model_kwargs(args: argparse.Namespace, train: ArrayDataset) -> dict[str, An
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Carry out one training request; returns the metrics (rank 0's are complete)."""
+    check_args(args)
     import torch
 
     if args.threads:
@@ -350,8 +440,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
-    if not 0.0 <= args.ratio <= 1.0:
-        raise TrainError(f"--ratio must be in [0, 1], not {args.ratio}")
     config = None
     if args.board is not None or args.config is not None:
         from filmqnn_quant.export import ExportError, load_config
@@ -640,7 +728,15 @@ def _integer_check(qmodel, test: ArrayDataset, fq_out: np.ndarray, d: Dist, q: b
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (``python -m filmqnn_quant train ...``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.checkpoint_out is None and args.json_out is None:
+        # Training takes minutes; a run that keeps neither the model nor its metrics would
+        # throw both away, so it is refused before any work (usage and exit status 2).
+        parser.error(
+            "the following arguments are required: --checkpoint-out FILE.pt and/or "
+            "--json-out FILE.json (without them the run trains and saves nothing)"
+        )
     try:
         metrics = run(args)
         metrics["argv"] = argv

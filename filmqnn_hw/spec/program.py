@@ -65,6 +65,7 @@ __all__ = [
     "ST_AXI",
     "ST_ALIGN",
     "ProgramError",
+    "ProgramCorruptError",
     "Region",
     "Descriptor",
     "LayerProgram",
@@ -150,6 +151,16 @@ STATUS = {ST_OK: "ok", ST_MAGIC: "bad magic", ST_VERSION: "unsupported program v
 
 class ProgramError(ValueError):
     """A layer program that cannot be built or read. The message says what to do."""
+
+
+class ProgramCorruptError(ProgramError):
+    """Program bytes damaged after they were built: truncated, trailing bytes, header sizes that
+    do not add up, or a CRC-32 mismatch. ``problem`` is the damage alone (no advice), for
+    callers that name the file and say what to do themselves."""
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem = problem
 
 
 def align_up(n: int, a: int = ALIGN) -> int:
@@ -357,8 +368,9 @@ class LayerProgram:
     def parse(data: bytes | memoryview, config: AcceleratorConfig | None = None):
         """Verify and decode program bytes; return ``(header dict, [Descriptor])``.
 
-        Raises :class:`ProgramError` for a bad magic, version, length or CRC, and (with
-        ``config``) for a program built for another configuration.
+        Raises :class:`ProgramError` for a bad magic or version and (with ``config``) for a
+        program built for another configuration; its subclass :class:`ProgramCorruptError`
+        for damaged bytes (truncated, trailing bytes, inconsistent header sizes, CRC-32).
         """
         buf = bytes(data)
         if buf[:8] != MAGIC[: len(buf[:8])] or len(buf) < 8:
@@ -366,7 +378,7 @@ class LayerProgram:
                 f"not a filmqnn layer program: bad magic {buf[:8]!r} (expected {MAGIC!r})"
             )
         if len(buf) < HEADER_SIZE:
-            raise ProgramError(
+            raise ProgramCorruptError(
                 f"layer program truncated: expected at least {HEADER_SIZE} bytes, got {len(buf)}"
             )
         (magic, version, hsize, dsize, n, total, flags, chash, mem, in_a, out_a) = (
@@ -378,24 +390,26 @@ class LayerProgram:
                 f"{VERSION}; rebuild the program with this version (build_program)"
             )
         if hsize != HEADER_SIZE or dsize != DESC_SIZE or total != HEADER_SIZE + n * DESC_SIZE + 4:
-            raise ProgramError(
+            raise ProgramCorruptError(
                 "layer program header is inconsistent (header/descriptor sizes or total length "
-                "do not add up); the program is corrupt: rebuild it"
+                "do not add up)",
+                "the program is corrupt: rebuild it",
             )
         if len(buf) < total:
-            raise ProgramError(
+            raise ProgramCorruptError(
                 f"layer program truncated: expected {total} bytes (from its header), got {len(buf)}"
             )
         if len(buf) > total:
-            raise ProgramError(
+            raise ProgramCorruptError(
                 f"layer program has trailing bytes: expected {total} bytes, got {len(buf)}"
             )
         (crc,) = struct.unpack_from("<I", buf, total - 4)
         calc = zlib.crc32(buf[: total - 4])
         if crc != calc:
-            raise ProgramError(
+            raise ProgramCorruptError(
                 f"layer program corrupt: CRC-32 mismatch (stored 0x{crc:08x}, computed "
-                f"0x{calc:08x}); rewrite it to DDR or rebuild it"
+                f"0x{calc:08x})",
+                "rewrite it to DDR or rebuild it",
             )
         if config is not None and chash != bytes.fromhex(config.config_hash())[:16]:
             raise ProgramError(

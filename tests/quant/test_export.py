@@ -117,6 +117,38 @@ def test_export_writes_the_layer_program(
     assert "program.bin" in _fails(exported, capsys)
 
 
+def test_check_tells_a_damaged_program_from_another_export(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flipped byte or a truncated program.bin is damaged (CRC / length, copy again or
+    re-export); only an intact program.bin of another export is from different exports."""
+    from filmqnn_hw.spec.program import HEADER_SIZE, LayerProgram, ProgramCorruptError
+
+    path = exported / "program.bin"
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[HEADER_SIZE + 9] ^= 0x10
+    cases = [(bytes(flipped), "CRC-32 mismatch"), (data[:-5], "truncated"),
+             (data[: HEADER_SIZE // 2], "truncated")]  # fmt: skip
+    for bad, what in cases:
+        with pytest.raises(ProgramCorruptError, match=what):
+            LayerProgram.parse(bad)
+        path.write_bytes(bad)
+        err = _fails(exported, capsys)
+        assert err.count("\n") == 1, err
+        assert f"{path} is damaged: " in err and what in err
+        assert "copy it again" in err and "re-export" in err
+        assert "different exports" not in err
+    other = tmp_path / "other"
+    export_graph(other, random_graph(CFG, c1=9), CFG, log=lambda m: None)
+    assert (other / "program.bin").read_bytes() != data
+    path.write_bytes((other / "program.bin").read_bytes())
+    err = _fails(exported, capsys)
+    assert "is intact" in err and "different exports" in err and "is damaged" not in err
+    path.write_bytes(data)
+    assert main(["check", str(exported)]) == 0
+
+
 def test_check_detects_config_mismatch(exported: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = CFG.replace(tn=4, w4_lut_lanes=0)
     (exported / "config.json").write_text(other.to_json())

@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                          "exact against Verilator)")
     ap.add_argument("--verilator", action="store_true",
                     help="with --sim: also simulate the Verilog top in Verilator on the first "
-                         "network at --sim-size (bit-exact and cycle-exact check)")
+                         "--manifest's export (its weights, at its input size), else on the "
+                         "first network at --sim-size (bit-exact and cycle-exact check)")
     ap.add_argument("--sim-size", type=int, default=32,
                     help="input height/width of the Verilator run (default 32)")
     ap.add_argument("--synth", action="store_true",
@@ -347,14 +348,16 @@ def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ..
             prog_file = Path(m).parent / "program.bin"
             name = get_network_name(m)
             sim["networks"][name] = rtl_program_cycles(cfg, prog_file, name, progress=say)
-        if ns.verilator:
-            if nets:
-                say(f"--verilator: {nets[0]} at 3x{ns.sim_size}x{ns.sim_size}")
-                sim["verilator"] = verilator_check(cfg, nets[0], ns.sim_size,
-                                                   ns.out / "verilator", progress=say)
-            else:
-                sim["verilator"] = {"network": "-", "input": "-",
-                                    "error": "no named network to simulate (--networks)"}
+        if ns.verilator and ns.manifest:
+            m = ns.manifest[0]
+            name = get_network_name(m)
+            say(f"--verilator: {name} (the export in {Path(m).parent})")
+            sim["verilator"] = verilator_check(cfg, name, 0, ns.out / "verilator",
+                                               progress=say, export_dir=Path(m).parent)
+        elif ns.verilator:
+            say(f"--verilator: {nets[0]} at 3x{ns.sim_size}x{ns.sim_size}")
+            sim["verilator"] = verilator_check(cfg, nets[0], ns.sim_size,
+                                               ns.out / "verilator", progress=say)
     if ns.synth:
         say("--synth: whole-top synthesis")
         synth = synthesize_top(cfg, ns.synth_timeout, progress=say)

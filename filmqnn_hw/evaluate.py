@@ -31,7 +31,8 @@ from filmqnn_hw.spec.config import AcceleratorConfig
 if TYPE_CHECKING:
     from filmqnn_hw.spec.intgraph import IntGraph
 
-__all__ = ["random_network", "rtl_network_cycles", "rtl_program_cycles", "verilator_check",
+__all__ = ["export_network", "random_network", "rtl_network_cycles", "rtl_program_cycles",
+           "verilator_check",
            "synthesize_top"]
 
 Progress = Callable[[str], None]
@@ -135,11 +136,26 @@ def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: s
     return rec
 
 
+def export_network(cfg: AcceleratorConfig, export_dir: str | Path, seed: int = 0
+                   ) -> tuple[IntGraph, np.ndarray]:
+    """``(IntGraph, codes)``: the network of an export directory (its ``weights.bin`` read for
+    ``cfg``: :func:`filmqnn_hw.spec.weight_image.read_image`) and one seeded random input
+    frame in its input code range."""
+    from filmqnn_hw.sim.random_graph import random_input
+    from filmqnn_hw.spec.weight_image import read_image
+
+    g, _ = read_image(Path(export_dir) / "weights.bin", cfg)
+    return g, random_input(g, seed)
+
+
 def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str | Path,
-                    progress: Progress = _quiet, timeout: float = 7200.0) -> dict[str, Any]:
-    """Emit the top, build it with Verilator and run one ``size x size`` frame of ``name``
-    (DDR capped at the config's bandwidth): bit-exact against ``IntGraph.run`` (``==``)
-    and every counter and layer equal to the RTL model's. Records build and run times."""
+                    progress: Progress = _quiet, timeout: float = 7200.0,
+                    export_dir: str | Path | None = None) -> dict[str, Any]:
+    """Emit the top, build it with Verilator and run one frame (DDR capped at the config's
+    bandwidth): benchmark network ``name`` at ``size x size`` (:func:`random_network`), or
+    with ``export_dir`` the exported network there at its own input size
+    (:func:`export_network`); bit-exact against ``IntGraph.run`` (``==``) and every counter
+    and layer equal to the RTL model's. Records build and run times."""
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.flows.verilog import emit_verilog
     from filmqnn_hw.gateware.top import TOP_NAME
@@ -153,7 +169,12 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
         return rec
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    g, codes = random_network(name, cfg, size)
+    if export_dir is None:
+        g, codes = random_network(name, cfg, size)
+    else:
+        g, codes = export_network(cfg, export_dir)
+        rec["input"] = "x".join(str(d) for d in codes.shape[1:])
+        rec["export"] = str(export_dir)
     prog = build_program(g, cfg)
     check_program(prog, cfg)
     t0 = time.perf_counter()
@@ -168,7 +189,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
         return rec
     rec["build_s"] = round(time.perf_counter() - t0, 1)
     beats = cfg.ddr_beats_per_cycle if cfg.ddr_bytes_per_cycle > 0 else 0.0
-    progress(f"  running {name} 3x{size}x{size} in Verilator ...")
+    progress(f"  running {name} {rec['input']} in Verilator ...")
     t0 = time.perf_counter()
     try:
         run = run_verilator(exe, prog.memory_image(codes), prog.base, work / "run",

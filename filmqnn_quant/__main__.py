@@ -27,24 +27,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,check,train}")
     e = sub.add_parser("export", help="quantize a model for a board and write weights.bin")
-    e.add_argument("--model", required=True, help="resnet18, resnet50, mobilenet_v2, smallcnn")
+    e.add_argument("--model", required=True,
+                   help="resnet18, resnet50, mobilenet_v2, smallcnn, or your own model as "
+                        "FILE.py:FUNCTION (a function returning an nn.Module; "
+                        "docs/own-model.md)")
+    e.add_argument("--name", default=None,
+                   help="your model's name in the manifest and reports (default: FUNCTION)")
     e.add_argument("--board", default=None, help="board name for filmqnn_hw.search.dse.design")
     e.add_argument("--config", default=None, help="accelerator config JSON instead of --board")
     e.add_argument("--out", required=True, help="output directory (replaced atomically)")
     e.add_argument("--checkpoint", default=None, help="state_dict or train checkpoint")
     e.add_argument("--ratio", type=float, default=None, help="fraction of 8-bit filters (0.05)")
-    e.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None)
-    e.add_argument("--num-classes", type=int, default=None)
+    e.add_argument("--input-size", type=int, nargs="+", metavar="N", default=None,
+                   help="[C] H W of one input image (C defaults to 3; required for your own "
+                        "model)")
+    e.add_argument("--num-classes", type=int, default=None,
+                   help="classes (passed to your FUNCTION as num_classes)")
     e.add_argument(
         "--model-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra build_model option, e.g. width_mult=0.5 (repeatable)",
+        help="extra model option, e.g. width_mult=0.5, passed to build_model or to your "
+        "FUNCTION (repeatable)",
     )
     e.add_argument("--calib-batches", type=int, default=2, help="calibration batches (2)")
     e.add_argument("--batch-size", type=int, default=8, help="calibration batch size (8)")
-    e.add_argument("--calib-data", default=None, help="dataset name for calibration images")
+    e.add_argument("--calib-data", default=None,
+                   help="calibration images: a dataset name (fashion_mnist, mnist, digits, "
+                        "folder:PATH), a .npy array (N, C, H, W) or a folder of images, in "
+                        "[0, 1] or uint8 (default: random images, said loudly)")
     e.add_argument("--seed", type=int, default=0, help="seed of random init / random images")
     e.add_argument(
         "--reselect",
@@ -114,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         res = export(
             args.model,
             args.out,
+            name=args.name,
             board=args.board,
             config_file=args.config,
             checkpoint=args.checkpoint,

@@ -36,6 +36,7 @@ import numpy as np
 from filmqnn_hw.spec.files import atomic_write
 
 __all__ = [
+    "load_images",
     "DatasetMissingError",
     "DatasetFormatError",
     "ArrayDataset",
@@ -317,6 +318,45 @@ def _folder(root: Path, split: str) -> ArrayDataset:
         classes,
         f"folder:{root}/{split}",
     )
+
+
+def load_images(source: str | os.PathLike) -> np.ndarray:
+    """Float32 ``(N, C, H, W)`` images in [0, 1] from a ``.npy`` array (``(N, C, H, W)`` or
+    ``(N, H, W, C)``, uint8 0..255 or float in [0, 1]; ``(N, H, W)`` is one channel) or from
+    every image and ``.npy`` file below a folder (any layout, sorted by path; all one shape).
+    For calibration data that is not a labelled dataset."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() == ".npy":
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DatasetFormatError(f"{path}: not a readable .npy array ({e})") from None
+        if a.ndim == 3:
+            a = a[:, None]
+        if a.ndim != 4:
+            raise DatasetFormatError(f"{path}: expected (N, C, H, W) or (N, H, W, C) images, "
+                                     f"not an array of shape {a.shape}")
+        if a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
+            a = np.moveaxis(a, -1, 1)
+        if a.dtype == np.uint8:
+            return np.ascontiguousarray(a, dtype=np.float32) / np.float32(255.0)
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if a.size and (a.min() < 0.0 or a.max() > 1.0):
+            raise DatasetFormatError(f"{path}: float pixels must lie in [0, 1] (found "
+                                     f"{a.min():g}..{a.max():g}); scale them or store uint8")
+        return a
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and (p.suffix.lower() == ".npy" or p.suffix.lower() in _IMAGE_SUFFIXES))
+        if not files:
+            raise DatasetFormatError(f"{path}: no .npy or image files in this folder")
+        imgs = [_load_image_file(f) for f in files]
+        shapes = {a.shape for a in imgs}
+        if len(shapes) != 1:
+            raise DatasetFormatError(f"{path}: the images have different shapes "
+                                     f"{sorted(shapes)[:4]}; resize them to one shape first")
+        return np.ascontiguousarray(np.stack(imgs))
+    raise DatasetMissingError(f"{path} is neither a .npy file nor a folder of images")
 
 
 def load_dataset(name: str, split: str) -> ArrayDataset:

@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "export_graph",
     "check_export",
     "check_runs_on",
+    "design_for",
     "manifest_layers",
     "write_export_dir",
 ]
@@ -427,8 +428,11 @@ def export_graph(
 # =============================================================================================
 # The full pipeline
 # =============================================================================================
-def load_config(board: str | None, config_file: str | os.PathLike | None, ratio: float):
-    """The accelerator config: from ``config_file`` if given, else ``dse.design(board, ratio)``."""
+def load_config(board: str | None, config_file: str | os.PathLike | None, ratio: float,
+                networks: tuple[Any, ...] | None = None):
+    """The accelerator config: from ``config_file`` if given, else ``dse.design(board, ratio)``
+    for ``networks`` (``filmqnn_hw.spec.networks.Network`` objects; default the benchmark
+    networks, the objective of ``python -m filmqnn_hw.build BOARD``)."""
     if config_file is not None:
         p = Path(config_file)
         if not p.is_file():
@@ -451,6 +455,8 @@ def load_config(board: str | None, config_file: str | os.PathLike | None, ratio:
         "update the repository, or pass --config FILE.json with an accelerator config",
     )
     try:
+        if networks:
+            return dse.design(board, ratio, networks)
         return dse.design(board, ratio)
     except (KeyError, FileNotFoundError, ValueError) as e:
         boards = _known_boards()
@@ -458,6 +464,17 @@ def load_config(board: str | None, config_file: str | os.PathLike | None, ratio:
         if boards and board not in boards:
             msg = f"unknown board {board!r}; valid boards: {', '.join(boards)}"
         raise ExportError(msg) from None
+
+
+def design_for(model: Any, board: str, input_shape: tuple[int, ...], *, name: str = "model",
+               ratio: float = 0.05) -> AcceleratorConfig:
+    """The accelerator config the design search picks on ``board`` for the float ``model``
+    at ``input_shape`` (``[C,] H, W``), as :func:`export` does for a user's model; for the
+    QAT path (``prepare_qat(model, config)``, your training loop, ``to_integer``,
+    :func:`export_graph`; ``docs/own-model.md``). Refuses a model the accelerator cannot run."""
+    shape = _input_shape(tuple(input_shape), 3)
+    network = _checked_network(model, shape, name)
+    return load_config(board, None, ratio, (network,))
 
 
 def _known_boards() -> list[str]:
@@ -526,24 +543,37 @@ def _sha256_file(path: Path) -> str:
 
 
 def export(
-    model: str,
+    model: str | Any,
     out: str | os.PathLike,
     *,
+    name: str | None = None,
     board: str | None = None,
     config_file: str | os.PathLike | None = None,
     checkpoint: str | os.PathLike | None = None,
     ratio: float | None = None,
-    input_size: tuple[int, int] | None = None,
+    input_size: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     calib_batches: int = 2,
     batch_size: int = 8,
-    calib_data: str | None = None,
+    calib_data: str | os.PathLike | Iterable[Any] | None = None,
     seed: int = 0,
     reselect: bool = False,
     model_args: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Build, quantize, convert and export ``model`` for a board (see module docstring).
+
+    ``model`` is a built-in name (``resnet18``, ...), a user's ``FILE.py:FUNCTION`` that
+    returns an ``nn.Module`` (called with ``model_args`` and ``num_classes``), or an
+    ``nn.Module`` (``docs/own-model.md``); ``name`` names a user's model in the manifest and
+    reports (default: the function or class name). A user's model needs ``input_size``
+    (``(H, W)`` for three channels, or ``(C, H, W)``), and with ``board`` the design search
+    optimises the accelerator for that model (``build BOARD --manifest DIR/manifest.json``
+    finds the same config). ``calib_data``: a dataset name (``filmqnn_quant.data``), a
+    ``.npy`` array or a folder of images, or (Python) an iterable of image batches in [0, 1]
+    such as a ``DataLoader`` (a batch may be an ``(images, labels)`` pair); default random
+    images, said loudly. The model's layers are checked against the accelerator's limits
+    before any calibration (:func:`filmqnn_quant.network.network_of`).
 
     ``reselect`` (QAT checkpoints only): choose the 8-bit filters again for this accelerator's
     slots (paper Eq. 4 on calibration images) instead of keeping the trained selection; needed
@@ -554,12 +584,12 @@ def export(
     times: dict[str, float] = {}
     t_all = time.perf_counter()
     ratio_explicit = ratio is not None
-    key = _canonical_model(model)
+    user_model = _user_model_name(model, name)
+    key = user_model or _canonical_model(model)
     out = Path(out)
     _check_out_dir(out.absolute())
     import torch
 
-    models = _need("filmqnn_quant.models", "building the model")
     qat = _need("filmqnn_quant.qat", "quantization-aware preparation and calibration")
     convert = _need("filmqnn_quant.convert", "conversion to the integer graph")
 
@@ -567,7 +597,7 @@ def export(
     ck: dict[str, Any] | None = None
     ck_info: dict[str, Any] | None = None
     model_kwargs: dict[str, Any] = {}
-    in_shape = DEFAULT_INPUT[key]
+    in_shape: tuple[int, ...] = DEFAULT_INPUT.get(key, (3, 0, 0))
     qat_state = None
     if checkpoint is not None:
         cpath = Path(checkpoint)
@@ -593,12 +623,16 @@ def export(
             ck_info.update(format=ck["format"], precision=ck.get("precision"))
     ratio = 0.05 if ratio is None else float(ratio)
     if input_size is not None:
-        if ck is not None and tuple(input_size) != tuple(in_shape[1:]) and "format" in ck:
+        new_shape = _input_shape(input_size, in_shape[0])
+        if ck is not None and new_shape != tuple(in_shape) and "format" in ck:
             raise ExportError(
-                f"--input-size {input_size[0]} {input_size[1]} differs from the checkpoint's "
-                f"input {in_shape[1]}x{in_shape[2]}; drop --input-size"
+                f"--input-size {' '.join(map(str, input_size))} differs from the checkpoint's "
+                f"input {'x'.join(map(str, in_shape))}; drop --input-size"
             )
-        in_shape = (in_shape[0], int(input_size[0]), int(input_size[1]))
+        in_shape = new_shape
+    elif user_model:
+        raise ExportError(f"give --input-size [C] H W for your model {key!r} (the shape of one "
+                          "input image; C defaults to 3)")
     if num_classes is not None:
         model_kwargs["num_classes"] = int(num_classes)
     for k, v in (model_args or {}).items():
@@ -611,13 +645,29 @@ def export(
         if in_shape[1] != in_shape[2]:
             raise ExportError(f"smallcnn needs a square input, not {in_shape[1]}x{in_shape[2]}")
         model_kwargs.setdefault("input_size", in_shape[1])
-    elif min(in_shape[1:]) <= 64:
+    elif not user_model and min(in_shape[1:]) <= 64:
         model_kwargs.setdefault("small_input", True)
-    model_kwargs.setdefault("in_channels", in_shape[0])
+    if not user_model:
+        model_kwargs.setdefault("in_channels", in_shape[0])
+
+    # ---- model, and its layers against the accelerator's limits (before any calibration) ----
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    net = _build_net(model, key, user_model, model_kwargs)
+    network = _checked_network(net, tuple(in_shape), key)
+    if reselect and qat_state is None:
+        raise ExportError(
+            "--reselect only applies to QAT checkpoints (a float model is always selected for "
+            "the config during export)"
+        )
+    batches: list[Any] = []
+    if qat_state is None or reselect:
+        batches = _calibration_batches(
+            calib_data, in_shape, calib_batches, batch_size, seed, log, qat_state is None
+        )
 
     # ---- accelerator config ----
-    t0 = time.perf_counter()
-    config = load_config(board, config_file, ratio)
+    config = load_config(board, config_file, ratio, (network,) if user_model else None)
     if config_file is not None:
         if ratio_explicit and ratio != config.ratio_8bit:
             raise ExportError(
@@ -628,16 +678,13 @@ def export(
     times["config"] = time.perf_counter() - t0
     log(
         f"[export] accelerator config {config.config_hash()[:12]} for board {config.board} "
-        f"(tm={config.tm}, tn={config.tn}, n8_slots={config.n8_slots}; {times['config']:.1f} s)"
+        f"(tm={config.tm}, tn={config.tn}, n8_slots={config.n8_slots}"
+        + (f"; designed for {key}" if user_model and config_file is None else "")
+        + f"; {times['config']:.1f} s)"
     )
 
-    # ---- model ----
+    # ---- weights ----
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    try:
-        net = models.build_model(key, **model_kwargs)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
     random_init = checkpoint is None
     if ck is not None and qat_state is None:
         sd = ck.get("state_dict", ck) if isinstance(ck.get("state_dict"), dict) else ck
@@ -646,16 +693,7 @@ def export(
     if random_init:
         log("[export] !!! " + RANDOM_INIT_WARNING)
     net.eval()
-    batches: list[Any] = []
-    if reselect and qat_state is None:
-        raise ExportError(
-            "--reselect only applies to QAT checkpoints (a float model is always selected for "
-            "the config during export)"
-        )
-    if qat_state is None or reselect:
-        batches = _calibration_batches(
-            calib_data, in_shape, calib_batches, batch_size, seed, log, qat_state is None
-        )
+    if batches:
         example = batches[0][:2]  # prepare_qat's initial pass; calibrate() sets the ranges
     if qat_state is not None:
         example = torch.rand((1, *in_shape), generator=torch.Generator().manual_seed(seed))
@@ -683,11 +721,11 @@ def export(
                 qmodel.freeze_selection()
             calib["source"] = (
                 "checkpoint scales; 8-bit filters RE-SELECTED for this config on "
-                + (calib_data or "random images in [0, 1]")
+                + _calib_source(calib_data, batches)
             )
     else:
         calib = {
-            "source": calib_data or "random images in [0, 1]",
+            "source": _calib_source(calib_data, batches),
             "batches": calib_batches,
             "batch_size": batch_size,
             "seed": seed,
@@ -751,8 +789,114 @@ def export(
     return res
 
 
+def _user_model_name(model: Any, name: str | None) -> str | None:
+    """The manifest name of a user's model (``FILE.py:FUNCTION`` or an ``nn.Module``), or
+    None for a built-in name."""
+    from filmqnn_quant.user_model import is_factory_spec
+
+    if isinstance(model, str):
+        if not is_factory_spec(model):
+            return None
+        return name or model.rpartition(":")[2]
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"model must be a built-in name, FILE.py:FUNCTION or an nn.Module, "
+                          f"not {type(model).__name__}")
+    return name or type(model).__name__
+
+
+def _input_shape(input_size: tuple[int, ...], channels: int) -> tuple[int, int, int]:
+    dims = tuple(int(v) for v in input_size)
+    if len(dims) not in (2, 3) or min(dims) < 1:
+        raise ExportError(f"--input-size takes [C] H W, positive, not {' '.join(map(str, dims))}")
+    return dims if len(dims) == 3 else (channels, *dims)  # type: ignore[return-value]
+
+
+def _build_net(model: Any, key: str, user_model: str | None, kwargs: dict[str, Any]) -> Any:
+    """The float ``nn.Module``: a built-in by name, a user's factory called with ``kwargs``,
+    or the given module."""
+    if user_model is None:
+        models = _need("filmqnn_quant.models", "building the model")
+        try:
+            return models.build_model(key, **kwargs)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+    if not isinstance(model, str):
+        if kwargs:
+            raise ExportError(f"model arguments {sorted(kwargs)} apply to a factory "
+                              "(FILE.py:FUNCTION), not to a given nn.Module")
+        return model
+    from filmqnn_quant.user_model import UserModelError, build_user_model
+
+    try:
+        return build_user_model(model, kwargs)
+    except UserModelError as e:
+        raise ExportError(str(e)) from None
+
+
+def _checked_network(net: Any, in_shape: tuple[int, int, int], key: str) -> Any:
+    """The model's layer list (:func:`filmqnn_quant.network.network_of`), refused (naming the
+    layer by its module path) if the quantizer cannot represent it or the accelerator cannot
+    run it."""
+    from filmqnn_hw.spec.geometry import RtlUnsupported, check_network
+    from filmqnn_hw.spec.networks import NetworkError
+    from filmqnn_quant.graph import GraphError
+    from filmqnn_quant.network import network_of
+
+    try:
+        network = network_of(net, in_shape, key)
+        check_network(network)
+    except (GraphError, NetworkError) as e:
+        raise ExportError(f"cannot export {key}: {e}") from None
+    except RtlUnsupported as e:
+        raise ExportError(f"the accelerator cannot run {key}: {e}; change that layer of the "
+                          "model (docs/rtl.md lists the limits)") from None
+    except RuntimeError as e:  # the forward pass of the shape propagation
+        raise ExportError(f"cannot run {key} on a {'x'.join(map(str, in_shape))} input: "
+                          f"{e}; check --input-size") from None
+    return network
+
+
+def _calib_source(calib_data: Any, batches: list[Any]) -> str:
+    """What the manifest says the calibration images were."""
+    if calib_data is None:
+        return "random images in [0, 1]"
+    if isinstance(calib_data, (str, os.PathLike)):
+        return str(calib_data)
+    return f"your data ({len(batches)} batches)"
+
+
+def _user_batches(batches: Iterable[Any], in_shape: tuple[int, ...], n: int,
+                  log: Callable[[str], None], for_calibration: bool) -> list[Any]:
+    """The first ``n`` batches of a user's iterable (a ``DataLoader``, a list of tensors or
+    arrays; ``(images, labels)`` pairs give their images), checked for shape and range."""
+    import torch
+
+    out = []
+    for b in batches:
+        if isinstance(b, (tuple, list)):
+            b = b[0]
+        t = torch.as_tensor(np.asarray(b) if not isinstance(b, torch.Tensor) else b)
+        t = t.float()
+        if t.ndim != 4 or tuple(t.shape[1:]) != tuple(in_shape):
+            raise ExportError(f"calib_data: a batch of shape {tuple(t.shape)}, the model takes "
+                              f"(N, {', '.join(map(str, in_shape))}) batches")
+        if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+            raise ExportError("calib_data: pixels must lie in [0, 1] (the accelerator's input "
+                              "codes); scale the images, do not normalise them")
+        out.append(t)
+        if len(out) == n:
+            break
+    if not out:
+        raise ExportError("calib_data gave no batches")
+    what = "calibration" if for_calibration else "8-bit re-selection"
+    log(f"[export] using {sum(len(t) for t in out)} images of your data for {what}")
+    return out
+
+
 def _calibration_batches(
-    calib_data: str | None,
+    calib_data: str | os.PathLike | Iterable[Any] | None,
     in_shape: tuple[int, ...],
     n: int,
     batch_size: int,
@@ -768,19 +912,25 @@ def _calibration_batches(
         log("[export] !!! " + (RANDOM_CALIB_WARNING if for_calibration else RANDOM_SELECT_WARNING))
         g = torch.Generator().manual_seed(seed + 1)
         return [torch.rand((batch_size, *in_shape), generator=g) for _ in range(n)]
+    if not isinstance(calib_data, (str, os.PathLike)):
+        return _user_batches(calib_data, in_shape, n, log, for_calibration)
     data = _need("filmqnn_quant.data", "loading calibration images")
+    source = str(calib_data)
     try:
-        ds = data.load_dataset(calib_data, "train")
+        if source.lower().endswith(".npy") or Path(source).expanduser().is_dir():
+            images = data.load_images(source)
+        else:
+            images = data.load_dataset(source, "train").images
     except (FileNotFoundError, ValueError) as e:
         raise ExportError(f"--calib-data {calib_data}: {e}") from None
-    if tuple(ds.input_shape) != tuple(in_shape):
+    if tuple(images.shape[1:]) != tuple(in_shape):
         raise ExportError(
-            f"--calib-data {calib_data} has images of shape {ds.input_shape}, the model takes "
-            f"{tuple(in_shape)}; use --input-size to match"
+            f"--calib-data {calib_data} has images of shape {tuple(images.shape[1:])}, the "
+            f"model takes {tuple(in_shape)}; use --input-size to match"
         )
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(ds), size=min(len(ds), n * batch_size), replace=False)
-    imgs = torch.from_numpy(ds.images[np.sort(pick)])
+    pick = rng.choice(len(images), size=min(len(images), n * batch_size), replace=False)
+    imgs = torch.from_numpy(np.ascontiguousarray(images[np.sort(pick)]))
     what = "calibration" if for_calibration else "8-bit re-selection"
     log(f"[export] using {len(imgs)} images of {calib_data} for {what}")
     return [imgs[i : i + batch_size] for i in range(0, len(imgs), batch_size)]
@@ -798,7 +948,8 @@ def check_export(directory: str | os.PathLike) -> str:
 
     Checks: the three files exist and parse; config.json's hash equals the manifest's; the
     image passes every reader check against config.json (magic, version, length, CRC-32,
-    config hash, code ranges); the image's SHA-256 equals the manifest's; program.bin is
+    config hash, code ranges); the accelerator can run the image's network
+    (:func:`check_runs_on`); the image's SHA-256 equals the manifest's; program.bin is
     intact (length, CRC-32: a damaged file is reported as damaged) before its SHA-256 is
     compared with the manifest's (a mismatch there means another export), is built for
     config.json and is the program of the image; the manifest's layer list agrees with the
@@ -843,6 +994,7 @@ def check_export(directory: str | os.PathLike) -> str:
         graph, _ = read_image(d / IMAGE_FILE, config, blocks=blocks)
     except WeightImageError as e:
         raise ExportError(f"{d / IMAGE_FILE}: {e}") from None
+    check_runs_on(graph, config)
     sha = _sha256_file(d / IMAGE_FILE)
     img = manifest.get("image", {})
     if img.get("sha256") != sha:

@@ -72,6 +72,7 @@ class LayerNode:
     bn: str | None = None
     residual: str | None = None
     act: str | None = None  # None | "relu" | "relu6"
+    node: str = ""  # the torch.fx node that calls the layer (QGraph.gm)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class PoolNode:
     kernel: tuple[int, int] | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    node: str = ""  # the torch.fx node of the pooling (QGraph.gm)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class QGraph:
     tensors: dict[str, TensorNode]
     output: str
     parent: dict[str, str] = field(default_factory=dict)
+    gm: fx.GraphModule | None = None  # the traced model; PoolNode names are its node names
 
     def find(self, name: str) -> str:
         """Union-find root of a tensor's channel group."""
@@ -265,7 +268,7 @@ class _Builder:
                     f"unsupported fx node {node.name!r} ({node.op} {node.target}): parameters "
                     "used directly in forward() are not supported; use nn.Modules"
                 )
-        g = QGraph(self.ops, self.tensors, self.output, self.parent)
+        g = QGraph(self.ops, self.tensors, self.output, self.parent, self.gm)
         for t in g.tensors:  # compress
             g.find(t)
         return g
@@ -292,7 +295,7 @@ class _Builder:
                 "supported (give every call its own module)"
             )
         self.layer_names.add(name)
-        layer = LayerNode(name=name, kind=kind, input=inp)
+        layer = LayerNode(name=name, kind=kind, input=inp, node=node.name)
         self.val[node] = _Pending(layer, len(node.users))
 
     def add_act(self, node: fx.Node, act: str, what: str) -> None:
@@ -306,24 +309,28 @@ class _Builder:
         p.layer.act = act
         self.val[node] = p
 
-    def add_pool(self, node: fx.Node, mode: str, kernel, stride, padding, flat=False) -> None:
+    def add_pool(self, node: fx.Node, mode: str, kernel, stride, padding, flat=False,
+                 name: str | None = None) -> None:
+        """A pooling op, named ``name`` (a module's path) or by its fx node."""
+        name = name or node.name
         inp = self.materialize(self._arg(node))
         src = self.tensors[inp]
         if mode == "max":
-            t = TensorNode(node.name, "shared", signed=src.signed, cap=src.cap, quant_of=inp)
+            t = TensorNode(name, "shared", signed=src.signed, cap=src.cap, quant_of=inp)
         else:
-            t = TensorNode(node.name, "act", signed=src.signed, cap=src.cap, flat=flat)
+            t = TensorNode(name, "act", signed=src.signed, cap=src.cap, flat=flat)
         out = self._new_tensor(t)
         self._union(inp, out)
         self.ops.append(
             PoolNode(
-                node.name,
+                name,
                 mode,
                 inp,
                 out,
                 None if kernel is None else _pair(kernel),
                 _pair(stride if stride is not None else kernel or 1),
                 _pair(padding),
+                node.name,
             )
         )
         self.val[node] = out
@@ -423,18 +430,18 @@ class _Builder:
         elif isinstance(m, nn.MaxPool2d):
             if _pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices:
                 raise GraphError(f"MaxPool2d {name!r}: dilation/ceil_mode are not supported")
-            self.add_pool(node, "max", m.kernel_size, m.stride, m.padding)
+            self.add_pool(node, "max", m.kernel_size, m.stride, m.padding, name=name)
         elif isinstance(m, nn.AvgPool2d):
             if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
                 raise GraphError(
                     f"AvgPool2d {name!r}: only ceil_mode=False, count_include_pad=True, no "
                     "divisor_override are supported"
                 )
-            self.add_pool(node, "avg", m.kernel_size, m.stride, m.padding)
+            self.add_pool(node, "avg", m.kernel_size, m.stride, m.padding, name=name)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             if _pair(m.output_size) != (1, 1):  # type: ignore[arg-type]
                 raise GraphError(f"AdaptiveAvgPool2d {name!r}: only output size 1 is supported")
-            self.add_pool(node, "gavg", None, 1, 0)
+            self.add_pool(node, "gavg", None, 1, 0, name=name)
         elif isinstance(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
                 raise GraphError(f"Flatten {name!r}: only start_dim=1, end_dim=-1")

@@ -421,3 +421,57 @@ def run_lines(exe: Path, lines: list[str]) -> list[str]:
     out = proc.stdout.splitlines()
     assert len(out) == len(lines)
     return out
+
+
+#: A user's own model file, as ``python -m filmqnn_quant export --model FILE.py:make`` takes
+#: it: odd channel counts, 5x5 and 7x7 kernels, stride 2 on odd sizes, a residual block with a
+#: downsampling shortcut, a depthwise conv, global average pooling and a classifier.
+OWN_MODEL_SOURCE = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(y + self.down(x))
+
+
+class OwnNet(nn.Module):
+    def __init__(self, num_classes=10, width=13):
+        super().__init__()
+        w2 = 2 * width + 1
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 5, 1, 2, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.block = Block(width, w2, 2)
+        self.dw = nn.Sequential(nn.Conv2d(w2, w2, 3, 1, 1, groups=w2, bias=False),
+                                nn.BatchNorm2d(w2), nn.ReLU())
+        self.big = nn.Sequential(nn.Conv2d(w2, 24, 7, 2, 3), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, num_classes)
+
+    def forward(self, x):
+        x = self.big(self.dw(self.block(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def make(num_classes=10, width=13):
+    return OwnNet(num_classes, width)
+"""
+
+
+def own_model_file(directory: Path) -> Path:
+    """Write :data:`OWN_MODEL_SOURCE` as ``directory/ownnet.py``; returns its path."""
+    path = Path(directory) / "ownnet.py"
+    path.write_text(OWN_MODEL_SOURCE)
+    return path

@@ -358,3 +358,28 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
     assert "verilator" in capsys.readouterr().err
     rep = json.loads((out / "report.json").read_text())
     assert "no named network" in rep["sim"]["verilator"]["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_own_model_end_to_end_in_verilator(tmp_path, capsys):
+    """A model the project has never seen, from the user's file: export (the design search
+    optimising for it), build with its manifest, the RTL model's cycles and a Verilator run of
+    the export's own weights, bit-exact against the golden model."""
+    from helpers import own_model_file
+
+    from filmqnn_quant.__main__ import main as quant
+
+    exp = tmp_path / "exp"
+    assert quant(["export", "--model", f"{own_model_file(tmp_path)}:make", "--board", "pynq_z2",
+                  "--input-size", "27", "27", "--num-classes", "7", "--out", str(exp),
+                  "--quiet"]) == 0
+    out = tmp_path / "build"
+    assert main(["pynq_z2", "--manifest", str(exp / "manifest.json"), "--out", str(out),
+                 "--sim", "--verilator"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    v = rep["sim"]["verilator"]
+    assert v["network"] == "make" and v["input"] == "3x27x27" and v["export"] == str(exp)
+    assert v["bit_exact"] is True and v["model_equal"] is True
+    assert rep["sim"]["networks"]["make"]["cycles"] == v["cycles"]
+    assert "Verilator: make 3x27x27 bit-exact True" in capsys.readouterr().out

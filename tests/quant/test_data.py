@@ -157,3 +157,32 @@ def test_loader_is_deterministic() -> None:
 
     assert order(7) == order(7)
     assert len(order(7)) == 30 and sorted(set(order(7))) == [0, 1, 2, 3, 4]
+
+
+def test_load_images_from_npy_and_any_folder(tmp_path: Path) -> None:
+    from filmqnn_quant.data import DatasetFormatError, DatasetMissingError, load_images
+
+    rng = np.random.default_rng(0)
+    nhwc = rng.integers(0, 256, (4, 5, 6, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", nhwc)
+    got = load_images(tmp_path / "a.npy")
+    assert got.shape == (4, 3, 5, 6) and got.dtype == np.float32
+    assert np.array_equal(got, np.moveaxis(nhwc, -1, 1).astype(np.float32) / 255)
+    np.save(tmp_path / "gray.npy", rng.random((2, 5, 6), dtype=np.float32))
+    assert load_images(tmp_path / "gray.npy").shape == (2, 1, 5, 6)
+    (tmp_path / "f" / "deep").mkdir(parents=True)
+    for i in range(3):
+        np.save(tmp_path / "f" / ("deep" if i else ".") / f"{i}.npy",
+                rng.random((1, 5, 6), dtype=np.float32))
+    assert load_images(tmp_path / "f").shape == (3, 1, 5, 6)
+    np.save(tmp_path / "neg.npy", -rng.random((2, 1, 5, 6), dtype=np.float32))
+    with pytest.raises(DatasetFormatError, match=r"must lie in \[0, 1\]"):
+        load_images(tmp_path / "neg.npy")
+    np.save(tmp_path / "flat.npy", np.zeros(7))
+    with pytest.raises(DatasetFormatError, match=r"not an array of shape \(7,\)"):
+        load_images(tmp_path / "flat.npy")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetFormatError, match="no .npy or image files"):
+        load_images(tmp_path / "empty")
+    with pytest.raises(DatasetMissingError, match="neither a .npy file nor a folder"):
+        load_images(tmp_path / "nothing")

@@ -500,3 +500,143 @@ def test_cli_ratio_conflicts_with_config(tmp_path: Path, capsys: pytest.CaptureF
     rc, out = _export_sc(tmp_path, "r", "--ratio", "0.1")
     assert rc == 2 and "differs from the ratio_8bit 0.05" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a user's own model
+# ---------------------------------------------------------------------------------------------
+def test_own_model_file_through_the_cli_and_the_build_finds_its_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FILE.py:FUNCTION with options; the design search optimises for the model, and
+    `build --manifest` of the export reaches the same config (so the export runs on it)."""
+    from helpers import own_model_file
+
+    from filmqnn_hw.build import main as build
+
+    spec = f"{own_model_file(tmp_path)}:make"
+    out = tmp_path / "exp"
+    args = ["export", "--model", spec, "--board", "pynq_z2", "--out", str(out), "--quiet"]
+    assert main(args) == 2  # no --input-size: refused before any work
+    assert "give --input-size [C] H W for your model 'make'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, "--input-size", "27", "27", "--num-classes", "7", "--model-arg",
+                 "width=11", "--name", "ownnet"]) == 0
+    assert check_export(out).startswith("OK")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"] == "ownnet" and m["input"]["shape"][-3:] == [3, 27, 27]
+    assert m["model_kwargs"] == {"num_classes": 7, "width": 11}
+    assert m["config"]["notes"]["objective"] == "geomean FPS over ownnet"
+    built = tmp_path / "build"
+    assert build(["pynq_z2", "--manifest", str(out / "manifest.json"), "--out", str(built),
+                  "--no-rtl"]) == 0
+    assert json.loads((built / "report.json").read_text())["config_hash"] == m["config_hash"]
+
+
+def test_own_model_module_with_a_data_loader(tmp_path: Path) -> None:
+    """The Python API: an nn.Module and the user's batches (image, label) for calibration."""
+    import torch
+
+    from filmqnn_quant.export import export
+
+    torch.manual_seed(1)
+    loader = [(torch.rand(4, 1, 14, 14), torch.zeros(4)) for _ in range(3)]
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 9, 3, 2, 1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(9, 3))
+    res = export(model, tmp_path / "exp", board="pynq_z2", input_size=(1, 14, 14),
+                 calib_data=loader, log=lambda m: None)
+    assert res.manifest["model"] == "Sequential"
+    assert res.manifest["calibration"]["source"] == "your data (2 batches)"  # calib_batches
+    assert check_export(tmp_path / "exp").startswith("OK")
+    with pytest.raises(ExportError, match=r"pixels must lie in \[0, 1\]"):
+        export(model, tmp_path / "bad", board="pynq_z2", input_size=(1, 14, 14),
+               calib_data=[torch.randn(4, 1, 14, 14)], log=lambda m: None)
+    with pytest.raises(ExportError, match=r"a batch of shape \(4, 3, 14, 14\)"):
+        export(model, tmp_path / "bad", board="pynq_z2", input_size=(1, 14, 14),
+               calib_data=[torch.rand(4, 3, 14, 14)], log=lambda m: None)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_calibration_images_from_a_npy_file_and_a_folder(tmp_path: Path) -> None:
+    import torch
+
+    from filmqnn_quant.export import export
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 1, 1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 2))
+    rng = np.random.default_rng(0)
+    arr = tmp_path / "calib.npy"
+    np.save(arr, rng.integers(0, 256, (10, 6, 6, 3), dtype=np.uint8))  # N, H, W, C
+    folder = tmp_path / "imgs" / "any" / "layout"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        np.save(folder / f"{i}.npy", rng.random((3, 6, 6), dtype=np.float32))
+    for src in (arr, tmp_path / "imgs"):
+        res = export(model, tmp_path / f"exp_{src.name}", board="pynq_z2", input_size=(6, 6),
+                     calib_data=str(src), log=lambda m: None)
+        assert res.manifest["calibration"]["source"] == str(src)
+    with pytest.raises(ExportError, match=r"has images of shape \(3, 6, 6\), the model takes "
+                                          r"\(3, 7, 7\)"):
+        export(model, tmp_path / "bad", board="pynq_z2", input_size=(7, 7),
+               calib_data=str(arr), log=lambda m: None)
+
+
+def test_check_refuses_an_export_the_accelerator_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export written before the exporter checked the limits is refused by `check`."""
+    import filmqnn_quant.export as ex
+
+    g = random_graph(CFG)
+    ok = tmp_path / "ok"
+    export_graph(ok, g, CFG, log=lambda m: None)
+    assert check_export(ok).startswith("OK")
+    monkeypatch.setattr(ex, "check_runs_on", lambda graph, config: None)
+    net, shape = _user_net(1, 16)
+    import torch
+
+    from filmqnn_quant.convert import to_integer
+    from filmqnn_quant.qat import prepare_qat
+
+    x = torch.rand(2, *shape)
+    qm = prepare_qat(net, CFG, example_input=x)
+    with torch.no_grad():
+        qm(x)
+    qm.select_8bit(x)
+    qm.eval()
+    bad = tmp_path / "bad"
+    export_graph(bad, to_integer(qm, shape, CFG), CFG, log=lambda m: None)
+    monkeypatch.undo()
+    with pytest.raises(ExportError, match="global average pooling of a 16x16 map"):
+        check_export(bad)
+
+
+def test_the_documented_qat_path(tmp_path: Path) -> None:
+    """docs/own-model.md's QAT snippet: a config designed for the model, prepare_qat, a few
+    steps of the user's own training loop, to_integer, export_graph; the export checks."""
+    import torch
+
+    from filmqnn_quant.convert import to_integer
+    from filmqnn_quant.export import design_for
+    from filmqnn_quant.qat import prepare_qat
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, 2, 1), torch.nn.BatchNorm2d(12),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    loader = [(torch.rand(8, 3, 12, 12), torch.randint(0, 4, (8,))) for _ in range(3)]
+    cfg = design_for(model, "pynq_z2", (3, 12, 12), name="mynet")
+    qm = prepare_qat(model.train(), cfg, example_input=loader[0][0])
+    opt = torch.optim.SGD(qm.parameters(), lr=0.01)
+    for x, y in loader:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qm(x), y).backward()
+        opt.step()
+    qm.freeze_selection()
+    qm.eval()
+    export_graph(tmp_path / "mynet", to_integer(qm, (3, 12, 12), cfg), cfg, model="mynet",
+                 log=lambda m: None)
+    assert check_export(tmp_path / "mynet").startswith("OK")
+    assert cfg.notes["objective"] == "geomean FPS over mynet"

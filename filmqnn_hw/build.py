@@ -26,6 +26,7 @@ Measured figures, each a longer step with progress lines, added to the report:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="add yosys synthesis of the whole top (resources, LUT levels)")
     ap.add_argument("--synth-timeout", type=float, default=3600.0,
                     help="seconds allowed for --synth (default 3600)")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="search and emit again instead of reusing the build cache "
+                         "($FILMQNN_CACHE_DIR, default ~/.cache/filmqnn; keyed by the inputs "
+                         "and the generator sources)")
     ap.add_argument("--force", action="store_true",
                     help="build a --config that exceeds the board's resources anyway (for "
                          "studies); the report says it does not fit")
@@ -123,6 +128,36 @@ def _check_buildable(cfg: AcceleratorConfig, board, ns: argparse.Namespace) -> l
                           "the device): shrink it, or add --force to build it for a study")
     return [f"built with --force: this config does not fit {board.name} by the resource "
             f"model ({what} of the device)"]
+
+
+def _design(board, ns: argparse.Namespace, nets: tuple) -> AcceleratorConfig:
+    """The design search's pick for ``nets`` (names or Networks), from the build cache when
+    the board file, the options, the networks and the generator sources are unchanged."""
+    from filmqnn_hw.flows import cache
+    from filmqnn_hw.search.dse import design
+
+    caps = {"dsp_cap": ns.dsp_cap, "lut_cap": ns.lut_cap, "ff_cap": ns.ff_cap,
+            "bram_cap": ns.bram_cap}
+    board_text = Path(board.path).read_text() if board.path else repr(board)
+    key = cache.cache_key("design", board_text, repr((ns.ratio, ns.clock, sorted(caps.items()),
+                                                      ns.schedule)),
+                          *(n if isinstance(n, str) else repr((n.name, n.layers, n.input,
+                                                               n.output)) for n in nets))
+    names = ", ".join(n if isinstance(n, str) else n.name for n in nets)
+    text = cache.load("design", key) if not ns.no_cache else None
+    if text is not None:
+        try:
+            cfg = AcceleratorConfig.from_dict(json.loads(text))
+            print(f"design search of {board.name} for {names}: from the build cache", flush=True)
+            return cfg
+        except (ConfigError, ValueError, TypeError, KeyError, AttributeError):
+            pass  # a damaged entry: search again
+    t = time.time()
+    print(f"searching the design space of {board.name} for {names}...", flush=True)
+    cfg = design(board, ns.ratio, nets, clock_mhz=ns.clock, schedule=ns.schedule, **caps)
+    print(f"  done in {time.time() - t:.1f} s", flush=True)
+    cache.store("design", key, json.dumps(cfg.to_dict()))  # the notes' order as searched
+    return cfg
 
 
 def _read_manifests(paths: list[Path]) -> tuple:
@@ -167,20 +202,29 @@ def _clear_previous_build(out: Path, cfg: AcceleratorConfig) -> list[str]:
     return removed
 
 
-def _write_rtl(cfg: AcceleratorConfig, out: Path) -> Path:
+def _write_rtl(cfg: AcceleratorConfig, out: Path, use_cache: bool) -> Path:
     """Emit the accelerator top into ``out/rtl`` (Verilog + control map), with progress."""
+    from filmqnn_hw.flows import cache
     from filmqnn_hw.flows.verilog import emit_verilog
     from filmqnn_hw.gateware.axi.lite_regs import accelerator_control_map
     from filmqnn_hw.gateware.top import TOP_NAME
+    from filmqnn_hw.spec.files import atomic_write
 
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
-    t = time.time()
-    print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array)...", flush=True)
     path = rtl / f"{TOP_NAME}.v"
-    emit_verilog(cfg, path)
-    (rtl / "control_map.json").write_text(accelerator_control_map().to_json())
-    print(f"  done in {time.time() - t:.1f} s", flush=True)
+    key = cache.cache_key("verilog", cfg.config_hash(), TOP_NAME)
+    text = cache.load("verilog", key) if use_cache else None
+    if text is not None:
+        atomic_write(path, text)
+        print("Verilog top: from the build cache (same config and generator sources)",
+              flush=True)
+    else:
+        t = time.time()
+        print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array)...", flush=True)
+        cache.store("verilog", key, emit_verilog(cfg, path))
+        print(f"  done in {time.time() - t:.1f} s", flush=True)
+    atomic_write(rtl / "control_map.json", accelerator_control_map().to_json())
     return path
 
 
@@ -229,15 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.config is not None:
             cfg = AcceleratorConfig.read(ns.config)
         else:
-            from filmqnn_hw.search.dse import design
-
-            t = time.time()
-            names = ", ".join([*nets, *(n.name for n in extra)])
-            print(f"searching the design space of {board.name} for {names}...", flush=True)
-            cfg = design(board, ns.ratio, nets + extra, clock_mhz=ns.clock, dsp_cap=ns.dsp_cap,
-                         lut_cap=ns.lut_cap, ff_cap=ns.ff_cap, bram_cap=ns.bram_cap,
-                         schedule=ns.schedule)
-            print(f"  done in {time.time() - t:.1f} s", flush=True)
+            cfg = _design(board, ns, nets + extra)
         warnings = _check_buildable(cfg, board, ns)
         from filmqnn_hw.report import write_report
 
@@ -261,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         rtl_path = vivado_dir = None
         vivado_note = ""
         if not ns.no_rtl:
-            rtl_path = _write_rtl(cfg, ns.out)
+            rtl_path = _write_rtl(cfg, ns.out, not ns.no_cache)
             from filmqnn_hw.flows.vivado import VivadoError, write_vivado_project
 
             try:

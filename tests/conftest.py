@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Training and simulation share two cores: keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# The build cache of a test run is its own (and starts empty), not the user's.
+os.environ["FILMQNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="filmqnn-test-cache-")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -475,3 +475,21 @@ def own_model_file(directory: Path) -> Path:
     path = Path(directory) / "ownnet.py"
     path.write_text(OWN_MODEL_SOURCE)
     return path
+
+
+def quantized_graph(model, cfg: AcceleratorConfig, shape: tuple[int, int, int], seed: int = 0
+                    ) -> IntGraph:
+    """A torch ``model`` QAT-prepared for ``cfg``, its ranges calibrated and 8-bit filters
+    selected on two random inputs of ``shape`` (seeded), converted with ``to_integer``."""
+    import torch
+
+    from filmqnn_quant.convert import to_integer
+    from filmqnn_quant.qat import prepare_qat
+
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(seed))
+    qm = prepare_qat(model, cfg, example_input=x)
+    with torch.no_grad():
+        qm(x)
+    qm.select_8bit(x)
+    qm.eval()
+    return to_integer(qm, shape, cfg)

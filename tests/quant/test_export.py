@@ -255,20 +255,11 @@ def test_export_refuses_a_network_the_accelerator_cannot_run(
     tmp_path: Path, stride: int, pool_map: int, what: str
 ) -> None:
     """Named by the model's own module path or op, refused before anything is written."""
-    import torch
-
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.qat import prepare_qat
+    from helpers import quantized_graph
 
     cfg = AcceleratorConfig.small()
     net, shape = _user_net(stride, pool_map)
-    x = torch.rand(2, *shape)
-    qm = prepare_qat(net, cfg, example_input=x)
-    with torch.no_grad():
-        qm(x)
-    qm.select_8bit(x)
-    qm.eval()
-    g = to_integer(qm, shape, cfg)
+    g = quantized_graph(net, cfg, shape)
     out = tmp_path / "exp"
     with pytest.raises(ExportError, match="the accelerator cannot run") as e:
         export_graph(out, g, cfg, log=lambda m: None)
@@ -587,6 +578,8 @@ def test_check_refuses_an_export_the_accelerator_cannot_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An export written before the exporter checked the limits is refused by `check`."""
+    from helpers import quantized_graph
+
     import filmqnn_quant.export as ex
 
     g = random_graph(CFG)
@@ -595,19 +588,8 @@ def test_check_refuses_an_export_the_accelerator_cannot_run(
     assert check_export(ok).startswith("OK")
     monkeypatch.setattr(ex, "check_runs_on", lambda graph, config: None)
     net, shape = _user_net(1, 16)
-    import torch
-
-    from filmqnn_quant.convert import to_integer
-    from filmqnn_quant.qat import prepare_qat
-
-    x = torch.rand(2, *shape)
-    qm = prepare_qat(net, CFG, example_input=x)
-    with torch.no_grad():
-        qm(x)
-    qm.select_8bit(x)
-    qm.eval()
     bad = tmp_path / "bad"
-    export_graph(bad, to_integer(qm, shape, CFG), CFG, log=lambda m: None)
+    export_graph(bad, quantized_graph(net, CFG, shape), CFG, log=lambda m: None)
     monkeypatch.undo()
     with pytest.raises(ExportError, match="global average pooling of a 16x16 map"):
         check_export(bad)

@@ -7,15 +7,14 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import own_model_file
+from helpers import own_model_file, quantized_graph
 from torch import nn
 
 from filmqnn_hw.spec.config import AcceleratorConfig
 from filmqnn_hw.spec.networks import NetworkError, from_intgraph
-from filmqnn_quant.convert import seeded_network, to_integer
+from filmqnn_quant.convert import seeded_network
 from filmqnn_quant.graph import GraphError
 from filmqnn_quant.network import network_of
-from filmqnn_quant.qat import prepare_qat
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,13 +50,7 @@ def test_a_users_model_with_awkward_shapes(tmp_path):
     model = mod.make(num_classes=7, width=11)
     shape = (3, 27, 27)
     net = network_of(model, shape, "own")
-    x = torch.rand(2, *shape)
-    qm = prepare_qat(model, CFG, example_input=x)
-    with torch.no_grad():
-        qm(x)
-    qm.select_8bit(x)
-    qm.eval()
-    assert _fields(net) == _fields(from_intgraph(to_integer(qm, shape, CFG)))
+    assert _fields(net) == _fields(from_intgraph(quantized_graph(model, CFG, shape)))
     by_name = {ly.name: ly for ly in net.layers}
     assert (by_name["stem.0"].kh, by_name["stem.0"].out_h) == (5, 27)
     assert (by_name["block.conv1"].stride, by_name["block.conv1"].out_h) == (2, 14)

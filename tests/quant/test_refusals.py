@@ -33,6 +33,22 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+def _assert_refused(main, extra: list[str], output: tuple[str, Path], tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str], needle: str) -> None:
+    """``main(extra)`` (``{tmp}`` standing for ``tmp_path``; ``output = (flag, path)`` added
+    unless ``extra`` names the flag) exits 2 with one line naming the problem and leaves
+    ``tmp_path`` as it was (``a_file`` there is a file, not a folder)."""
+    (tmp_path / "a_file").write_text("not a directory")
+    before = _files(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    if output[0] not in argv:
+        argv += [output[0], str(output[1])]
+    assert main(argv) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and needle in line
+    assert _files(tmp_path) == before  # no output folder, not even an empty one
+
+
 # ---------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------
@@ -92,15 +108,8 @@ def test_train_refuses_bad_values_before_work(
     extra: list[str],
     needle: str,
 ) -> None:
-    (tmp_path / "a_file").write_text("not a directory")
-    before = _files(tmp_path)
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
-    if "--json-out" not in argv:
-        argv += ["--json-out", str(tmp_path / "out" / "m.json")]
-    assert T.main(argv) == 2
-    line = _one_line(capsys.readouterr().err)
-    assert line.startswith("error: ") and needle in line
-    assert _files(tmp_path) == before
+    _assert_refused(T.main, extra, ("--json-out", tmp_path / "out" / "m.json"), tmp_path, capsys,
+                    needle)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,15 +168,8 @@ def test_demo_refuses_bad_flags_before_work(
     extra: list[str],
     needle: str,
 ) -> None:
-    (tmp_path / "a_file").write_text("not a directory")
-    before = _files(tmp_path)
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
-    if "--out" not in argv:
-        argv += ["--out", str(tmp_path / "runs" / "demo")]
-    assert demo.main(argv) == 2
-    line = _one_line(capsys.readouterr().err)
-    assert line.startswith("error: ") and needle in line
-    assert _files(tmp_path) == before  # no output folder, not even an empty one
+    _assert_refused(demo.main, extra, ("--out", tmp_path / "runs" / "demo"), tmp_path, capsys,
+                    needle)
 
 
 def test_demo_failure_removes_the_folders_it_created(

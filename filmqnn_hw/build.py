@@ -96,9 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 #: What a build writes into ``--out``: a rebuild removes them first, so no output of an
 #: earlier build (another config, or a step not asked for now) stays beside the new ones.
 BUILD_OUTPUTS = ("config.json", "report.json", "report.md", "report.png", "rtl", "vivado",
-                 "hls", "verilator")
-#: Made from the build's outputs by the Vivado script; removed only when the config changes.
-CONFIG_OUTPUTS = ("overlay",)
+                 "hls")
+#: Made from the build's outputs, slow to remake (the overlay by the Vivado script, the
+#: Verilator build of ``--verilator``): removed only when the config changes.
+CONFIG_OUTPUTS = ("overlay", "verilator")
 
 
 def _check_buildable(cfg: AcceleratorConfig, board, ns: argparse.Namespace) -> list[str]:

@@ -69,8 +69,9 @@ def get_config(key: str) -> AcceleratorConfig:
 # ---------------------------------------------------------------------------------------------
 # emission + Verilator build in a child process (time / memory budget, peak RSS via wait4)
 # ---------------------------------------------------------------------------------------------
-def _child(cfg_json: str, out_dir: str) -> int:
-    """Emit and build; write ``progress.json`` after each phase."""
+def _child(cfg_json: str, out_dir: str, twin: bool = False) -> int:
+    """Emit (the timing twin with ``twin``) and build; write ``progress.json`` after each
+    phase."""
     from filmqnn_hw.flows.verilog import emit_verilog
     from filmqnn_hw.gateware.top import TOP_NAME
     from filmqnn_hw.sim.verilator import build_verilator
@@ -82,7 +83,7 @@ def _child(cfg_json: str, out_dir: str) -> int:
     prog.write_text(json.dumps(info))
     v = out / "top.v"
     t0 = time.perf_counter()
-    emit_verilog(cfg, v)
+    emit_verilog(cfg, v, timing_twin=twin)
     info.update(emit_s=time.perf_counter() - t0, verilog_bytes=v.stat().st_size,
                 emit_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 phase="build")
@@ -103,7 +104,8 @@ def _child(cfg_json: str, out_dir: str) -> int:
     return 0
 
 
-def emit_and_build(cfg: AcceleratorConfig, out: Path, budget_s: float, mem_gb: float) -> dict:
+def emit_and_build(cfg: AcceleratorConfig, out: Path, budget_s: float, mem_gb: float,
+                   twin: bool = False) -> dict:
     """Run :func:`_child` under ``budget_s`` wall seconds and ``mem_gb / 2`` GB address space
     per process (two compile jobs); returns the progress record plus ``ok``/``reason``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -119,8 +121,9 @@ def emit_and_build(cfg: AcceleratorConfig, out: Path, budget_s: float, mem_gb: f
     t0 = time.perf_counter()
     with open(out / "child.log", "w") as log:
         p = subprocess.Popen([sys.executable, __file__, "--_child", str(out / "config.json"),
-                              str(out)], stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, preexec_fn=preexec, cwd=ROOT)
+                              str(out), *(["--twin"] if twin else [])], stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=preexec, cwd=ROOT)
     timed_out = False
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -392,7 +395,7 @@ def render(data: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_child"]:
-        return _child(argv[1], argv[2])
+        return _child(argv[1], argv[2], twin=argv[3:4] == ["--twin"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default=",".join(CONFIGS),
                     help=f"comma-separated subset of {', '.join(CONFIGS)}")

@@ -240,15 +240,19 @@ def write_vivado(component: wiring.Component, name: str, path: str | os.PathLike
 
 
 def emit_verilog(config: AcceleratorConfig, path: str | os.PathLike | None = None, *,
-                 addr_width: int = 32, name: str = TOP_NAME) -> str:
+                 addr_width: int = 32, name: str = TOP_NAME, timing_twin: bool = False) -> str:
     """Verilog of the accelerator with Vivado port names (``ap_clk``, ``ap_rst_n``,
     ``s_axi_control_*``, ``m_axi_gmem0_*`` (and ``m_axi_gmem1_*`` ... with weight ports),
     ``interrupt``); written atomically to ``path``
     if given. Returns the text. The dot units and requantization lanes are emitted once per
     kind and instantiated (:mod:`filmqnn_hw.gateware.module_sharing`); the ZCU102 top takes about
-    16 s.
+    16 s. ``timing_twin``: the top with
+    :class:`~filmqnn_hw.gateware.pe_array_timing.PEArrayTiming` for its PE array (its cycle
+    counters equal the full top's; its outputs are meaningless), for fast cycle counts in
+    Verilator.
     """
-    text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width), name)
+    text = convert_vivado(FilmQnnAccelerator(config, addr_width=addr_width,
+                                             timing_twin=timing_twin), name)
     if path is not None:
         atomic_write(path, text)
     return text

@@ -44,6 +44,7 @@ from filmqnn_hw.gateware.axi.lite_regs import (
 from filmqnn_hw.gateware.divider import ConstDivider
 from filmqnn_hw.gateware.gearbox import RecordGearbox
 from filmqnn_hw.gateware.pe_array import PEArray
+from filmqnn_hw.gateware.pe_array_timing import PEArrayTiming
 from filmqnn_hw.gateware.requant import SHIFT_BITS, RequantBank
 from filmqnn_hw.spec.config import ACT_BITS, AcceleratorConfig
 from filmqnn_hw.spec.geometry import (
@@ -103,6 +104,9 @@ class ProgramEngine(wiring.Component):
         Control map (default :func:`~filmqnn_hw.gateware.axi.lite_regs.accelerator_control_map`);
         must
         have the ``layers`` argument and the ``cycles``, ``stall_*`` and ``status`` counters.
+    timing_twin : bool
+        Build :class:`~filmqnn_hw.gateware.pe_array_timing.PEArrayTiming` in place of the PE
+        array: the same cycles, no arithmetic (``pe_array_timing``).
 
     Members
     -------
@@ -122,8 +126,9 @@ class ProgramEngine(wiring.Component):
     """
 
     def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32,
-                 cmap: ControlMap | None = None) -> None:
+                 cmap: ControlMap | None = None, timing_twin: bool = False) -> None:
         self.config = config
+        self.timing_twin = timing_twin
         self.geo = geometry(config)
         self.addr_width = addr_width
         self.cmap = accelerator_control_map() if cmap is None else cmap
@@ -241,7 +246,8 @@ class ProgramEngine(wiring.Component):
             m.d.comb += wb_rs[k].en.eq(0)
 
         # ---------------- arithmetic blocks ----------------
-        m.submodules.pe = pe = PEArray(cfg, dw_taps=DWT)
+        pe_cls = PEArrayTiming if self.timing_twin else PEArray
+        m.submodules.pe = pe = pe_cls(cfg, dw_taps=DWT)
         # requantization: RQ units, a pixel's TM lanes in RQP passes of RQ lanes (whole planes)
         RQ, RQP = geo.rq_lanes, geo.rq_passes
         m.submodules.rq = rq = RequantBank(cfg, lanes=RQ, residual=True)

@@ -294,13 +294,17 @@ class PEArray(wiring.Component):
                         acc = d
                     m.d.comb += self.sum[p][lane].eq(acc)
 
+        self._drive_valid_out(m)
+        return m
+
+    def _drive_valid_out(self, m: Module) -> None:
+        """``valid_out``: the phase-1 input cycles delayed by ``latency``."""
         done = self.valid & self.phase
         for s in range(self.latency):
             d = Signal(name=f"done_s{s + 1}")
             m.d.sync += d.eq(done)
             done = d
         m.d.comb += self.valid_out.eq(done)
-        return m
 
     def _make_units(self, eng: Engine) -> list:
         cfg, h = self.config, self.half

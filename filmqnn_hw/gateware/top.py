@@ -38,6 +38,9 @@ class FilmQnnAccelerator(wiring.Component):
         the RTL uses of the config).
     addr_width : int
         DDR address width (32 for Zynq-7000 HP ports; up to 49 on Zynq UltraScale+).
+    timing_twin : bool
+        The timing twin: the same cycles and handshakes without the PE array's arithmetic
+        (:mod:`~filmqnn_hw.gateware.pe_array_timing`), for fast cycle counts in Verilator.
 
     Members
     -------
@@ -65,12 +68,14 @@ class FilmQnnAccelerator(wiring.Component):
     counter reports the run's length.
     """
 
-    def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32) -> None:
+    def __init__(self, config: AcceleratorConfig, *, addr_width: int = 32,
+                 timing_twin: bool = False) -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         geometry(config)  # refuses configs the RTL cannot build, with the reason
         self.config = config
         self.addr_width = addr_width
+        self.timing_twin = timing_twin
         self.cmap = accelerator_control_map()
         self.geo = geometry(config)
         members = {
@@ -89,7 +94,7 @@ class FilmQnnAccelerator(wiring.Component):
                                          data_width=self.config.axi_data_bits,
                                          len_width=LEN_WIDTH, strobes=True, max_outstanding=16)
         m.submodules.engine = eng = ProgramEngine(self.config, addr_width=self.addr_width,
-                                                  cmap=self.cmap)
+                                                  cmap=self.cmap, timing_twin=self.timing_twin)
         wiring.connect(m, wiring.flipped(self.s_axi_control), ctl.s_axi_control)
         wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi_gmem0))
         wiring.connect(m, ctl.core, eng.ctrl)

@@ -651,7 +651,6 @@ def export(
         model_kwargs.setdefault("in_channels", in_shape[0])
 
     # ---- model, and its layers against the accelerator's limits (before any calibration) ----
-    t0 = time.perf_counter()
     torch.manual_seed(seed)
     net = _build_net(model, key, user_model, model_kwargs)
     network = _checked_network(net, tuple(in_shape), key)
@@ -667,6 +666,7 @@ def export(
         )
 
     # ---- accelerator config ----
+    t0 = time.perf_counter()
     config = load_config(board, config_file, ratio, (network,) if user_model else None)
     if config_file is not None:
         if ratio_explicit and ratio != config.ratio_8bit:

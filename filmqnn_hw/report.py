@@ -2,9 +2,9 @@
 
 The resources and the throughput table are MODEL predictions (resource model; the DSE's
 cycle model, which assumes features the RTL does not have yet, docs/rtl.md). With
-``--sim`` the report adds the cycles of the generated RTL from its cycle model
-(:mod:`filmqnn_hw.models.rtl_cycles`, exact against Verilator) and, with ``--verilator``, a
-Verilator run of the top; with ``--synth``, yosys synthesis of the whole top. There is no
+``--sim`` the report adds the cycles of the generated RTL measured on its timing twin in
+Verilator (:mod:`filmqnn_hw.sim.twin`) and, with ``--verilator``, a bit-exact Verilator run of
+the full top; with ``--synth``, yosys synthesis of the whole top. There is no
 Vivado in this environment; the Markdown says what each figure is. Reference figures
 (paper, Vitis AI DPU) are constants with their source.
 """
@@ -39,7 +39,7 @@ MODEL_NOTE = (
     "is calibrated on its yosys synthesis), throughput of the generated RTL from its "
     "chunk-level estimate (`filmqnn_hw.models.rtl_estimate`) and of the target schedule from "
     "the cycle model of docs/architecture.md (loop orders, activation striping, residency: "
-    "not all in the RTL yet, docs/rtl.md): `--sim` adds this RTL's clock-exact cycles, "
+    "not all in the RTL yet, docs/rtl.md): `--sim` adds this RTL's measured cycles, "
     "`--synth` yosys synthesis of the whole top. No Vivado here: nothing is measured "
     "on hardware."
 )
@@ -188,9 +188,8 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "`filmqnn_hw.models.rtl_estimate`: the RTL's schedule followed chunk by chunk (its "
             "three agents, the memory's latency and bandwidth), within 2% per layer of the "
-            "clock-exact cycle model of the RTL (`--sim`) on 224x224 frames of the board designs "
-            "(a few percent on small layers); that model equals Verilator. This is what "
-            "the design search ranked.",
+            "RTL's cycles measured on its timing twin (`--sim`) on 224x224 frames of the board "
+            "designs (a few percent on small layers). This is what the design search ranked.",
             "",
         ]
     lines += [
@@ -257,10 +256,10 @@ def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
     lines = [
         "## Throughput of this RTL (`--sim`)",
         "",
-        "Cycles of the generated RTL for one frame, from its cycle model "
-        "(`filmqnn_hw.models.rtl_cycles`: the engine's sequencers, AXI DMAs and the Verilator "
-        "testbench's memory stepped without the data; equal to Verilator in every counter "
-        "and layer wherever both ran). Memory: read latency 40, write latency 10 cycles, all "
+        "Cycles of the generated RTL for one frame, measured on its timing twin in Verilator "
+        "(`filmqnn_hw.sim.twin`: the top's own control, DMAs and handshakes with the PE "
+        "array's arithmetic left out; every counter equal to the full top's). Memory: the "
+        "Verilator testbench's, read latency 40, write latency 10 cycles, all "
         "ports capped together at the board's DDR bandwidth. Networks with seeded random "
         "weights (the weights do not change the cycles); exported networks (`--manifest`) "
         "run their own `program.bin`.",
@@ -294,7 +293,7 @@ def _sim_markdown(sim: dict[str, Any] | None, clock: float) -> list[str]:
                 f"Verilator cross-check: {v['network']} {v['input']} on the generated Verilog "
                 f"top: {v['cycles']:,} cycles, output bit-exact with the golden model: "
                 f"**{'yes' if v['bit_exact'] else 'NO'}**, every counter and layer equal to "
-                f"the RTL model: **{'yes' if v['model_equal'] else 'NO'}** (build "
+                f"the timing twin: **{'yes' if v['twin_equal'] else 'NO'}** (build "
                 f"{v['build_s']:.0f} s, run {v['run_s']:.0f} s).")
     lines.append("")
     return lines

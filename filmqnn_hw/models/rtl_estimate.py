@@ -1,9 +1,9 @@
 """Fast estimate of the generated RTL's cycles, per chunk instead of per clock.
 
-:mod:`filmqnn_hw.models.rtl_cycles` steps the engine's sequencers clock by clock and equals
-Verilator exactly, but a 224x224 frame costs it 30-540 s of Python: too slow for the design
-search, which compares dozens of arrays, or for a report that should come in seconds. This
-module follows the same schedule (``docs/rtl.md``, *Schedule*) one **chunk** at a time, as
+The RTL's exact cycles come from the RTL itself, run on its timing twin in Verilator
+(:mod:`filmqnn_hw.sim.twin`): a build per config and seconds per frame, too slow for the
+design search, which compares dozens of arrays, or for a report that should come in seconds.
+This module follows the same schedule (``docs/rtl.md``, *Schedule*) one **chunk** at a time, as
 max-plus recurrences over the four agents and their two-bank hand-offs:
 
 * **fetch** (per step: the parameter read; per chunk: the weight tap records on the weight
@@ -26,9 +26,9 @@ and all ports together at most the board's DDR beats per cycle: while a chunk's 
 ports stream next to its input, each stretch in which they ask for more than that cap is
 stretched by the excess (:func:`_shared_ddr_delay`). Latencies are the engine's
 own (divider, PE array, requantization pipeline) and the testbench's memory
-(:class:`~filmqnn_hw.models.rtl_cycles.DdrTiming`). It is an estimate: the tests hold it to
-:func:`~filmqnn_hw.models.rtl_cycles.rtl_cycles` within a stated tolerance per network
-(``tests/models/test_rtl_estimate.py``); the clock-exact model and Verilator stay the reference.
+(:class:`~filmqnn_hw.spec.ddr_timing.DdrTiming`). It is an estimate: the tests hold it to the
+twin's measured cycles within a stated tolerance per network and layer
+(``tests/models/test_rtl_estimate.py``); the measured cycles stay the reference.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from filmqnn_hw.models.rtl_cycles import DdrTiming
 from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.ddr_timing import DdrTiming
 from filmqnn_hw.spec.geometry import (
     DIM,
     REQUANT_LATENCY,
@@ -350,15 +350,14 @@ def estimate_network(cfg: AcceleratorConfig, net: str | Network, *,
 
     The stem mode of a first layer follows
     :func:`filmqnn_hw.compiler.program_builder.build_program`'s choice
-    (the DSE cycle model's). ``timing`` defaults, as for
-    :func:`~filmqnn_hw.models.rtl_cycles.rtl_cycles`, to the testbench's memory with all ports
-    capped together at the config's DDR bandwidth (uncapped if the config does not know it).
+    (the DSE cycle model's). ``timing`` defaults, as for the timing twin
+    (:meth:`DdrTiming.of_board`), to the testbench's memory with all ports capped together at
+    the config's DDR bandwidth (uncapped if the config does not know it).
     """
     from filmqnn_hw.models.cycles import layer_cycles, stem_eligible
 
     network = get_network(net)
-    tim = timing or DdrTiming(beats_per_cycle=cfg.ddr_beats_per_cycle
-                              if cfg.ddr_bytes_per_cycle > 0 else 0.0)
+    tim = timing or DdrTiming.of_board(cfg)
     ctx = _Ctx(cfg, tim)
     ckey = (cfg.config_hash(), tim)
     if len(_CACHE) > 100_000:

@@ -43,6 +43,7 @@ __all__ = [
     "RtlGeometry",
     "RtlUnsupported",
     "geometry",
+    "check_descriptors",
     "check_network",
     "check_program",
     "check_window",
@@ -441,8 +442,13 @@ def check_program(program, config: AcceleratorConfig) -> None:
     ``program`` is a :class:`filmqnn_hw.spec.program.LayerProgram`. Mirrors the engine's checks
     so that an export for this accelerator fails on the host, not in hardware.
     """
+    check_descriptors(program.descriptors, config)
+
+
+def check_descriptors(descriptors, config: AcceleratorConfig) -> None:
+    """:func:`check_program` of a program's descriptors (e.g. parsed from ``program.bin``)."""
     geometry(config)
-    for i, f in enumerate(program.descriptors):
+    for i, f in enumerate(descriptors):
         name = repr(f.name) if f.name else f"#{i}"
         check_window(f"layer {name} (descriptor {i})", (int(f["kh"]), int(f["kw"])),
                      (int(f["stride_h"]), int(f["stride_w"])), (int(f["pad_h"]), int(f["pad_w"])))

@@ -321,13 +321,14 @@ def test_build_refuses_a_malformed_manifest_in_one_line(tmp_path, capsys, text, 
 
 @pytest.mark.slow
 @pytest.mark.synth
+@pytest.mark.verilator
 def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
-    """--sim runs an exported program.bin through the cycle model of the RTL; --synth
+    """--sim runs an exported program.bin on the timing twin of the RTL; --synth
     synthesises the whole top (--verilator of an export: test_own_model_end_to_end...)."""
     from helpers import small_network
 
     from filmqnn_hw.compiler.program_builder import build_program
-    from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+    from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_quant.export import write_export_dir
 
     cfg = on_board(AcceleratorConfig.small(act_pack=8, axi_data_bits=128), "pynq_z2").replace(
@@ -341,9 +342,10 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
             "--manifest", str(tmp_path / "exp" / "manifest.json"), "--sim"]
     assert main([*args, "--synth"]) == 0
     text = capsys.readouterr().out
-    assert "RTL (cycle model of the generated RTL): smallnet" in text and "yosys:" in text
+    assert "RTL (measured on its timing twin in Verilator): smallnet" in text
+    assert "yosys:" in text
     rep = json.loads((out / "report.json").read_text())
-    want = rtl_cycles(build_program(g, cfg), cfg, DdrTiming(beats_per_cycle=0.5))
+    want = TimingTwin(cfg).run(build_program(g, cfg))  # the config's DDR cap
     sim = rep["sim"]["networks"]["smallnet"]
     assert sim["cycles"] == want.cycles and sim["input"] == "3x11x11"
     assert [ly["cycles"] for ly in sim["layers"]] == want.layers
@@ -359,8 +361,8 @@ def test_build_sim_and_synth_of_an_export(tmp_path, capsys):
 @pytest.mark.verilator
 def test_own_model_end_to_end_in_verilator(tmp_path, capsys):
     """A model the project has never seen, from the user's file: export (the design search
-    optimising for it), build with its manifest, the RTL model's cycles and a Verilator run of
-    the export's own weights, bit-exact against the golden model."""
+    optimising for it), build with its manifest, the RTL's cycles (timing twin) and a
+    Verilator run of the export's own weights, bit-exact against the golden model."""
     from helpers import own_model_file
 
     from filmqnn_quant.__main__ import main as quant
@@ -375,6 +377,6 @@ def test_own_model_end_to_end_in_verilator(tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     v = rep["sim"]["verilator"]
     assert v["network"] == "make" and v["input"] == "3x27x27" and v["export"] == str(exp)
-    assert v["bit_exact"] is True and v["model_equal"] is True
+    assert v["bit_exact"] is True and v["twin_equal"] is True
     assert rep["sim"]["networks"]["make"]["cycles"] == v["cycles"]
     assert "Verilator: make 3x27x27 bit-exact True" in capsys.readouterr().out

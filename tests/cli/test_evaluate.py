@@ -15,7 +15,7 @@ from filmqnn_hw.evaluate import (
     synthesize_top,
     verilator_check,
 )
-from filmqnn_hw.models.rtl_cycles import DdrTiming, ProgramImage, rtl_cycles
+from filmqnn_hw.sim.twin import TimingTwin
 from filmqnn_hw.spec.config import AcceleratorConfig
 
 #: a small array with a known DDR bandwidth (half a 128-bit beat per cycle)
@@ -23,35 +23,40 @@ CFG = AcceleratorConfig.small(act_pack=8, axi_data_bits=128).replace(ddr_bytes_p
 
 
 @pytest.mark.slow
+@pytest.mark.verilator
 def test_rtl_network_cycles():
-    pytest.importorskip("torch")
     rec = rtl_network_cycles(CFG, "resnet18", 32)
-    assert rec["input"] == "3x32x32" and "error" not in rec
+    assert rec["input"] == "3x32x32" and "error" not in rec, rec.get("error")
     g, _ = random_network("resnet18", CFG, 32)
-    pred = rtl_cycles(build_program(g, CFG), CFG, DdrTiming(beats_per_cycle=0.5))
-    assert rec["cycles"] == pred.cycles
+    pred = TimingTwin(CFG).run(build_program(g, CFG))  # the config's DDR cap, 0.5 beats/cycle
+    assert rec["cycles"] == pred.cycles == sum(ly["cycles"] for ly in rec["layers"])
     assert [ly["cycles"] for ly in rec["layers"]] == pred.layers
     assert rec["fps"] == pytest.approx(CFG.clock_mhz * 1e6 / pred.cycles, rel=1e-3)
     assert rec["dse_cycles"] > 0 and rec["ratio_vs_dse"] == pytest.approx(
         pred.cycles / rec["dse_cycles"], rel=1e-2)
     assert rec["stall_weight"] + rec["stall_input"] + rec["stall_output"] < rec["cycles"]
-    # the estimate the design search ranks by, next to the exact figure
+    # the estimate the design search ranks by, next to the measured figure
     assert rec["estimate_ratio"] == pytest.approx(rec["estimate_cycles"] / pred.cycles,
                                                   abs=1e-4)
     assert abs(rec["estimate_ratio"] - 1) <= 0.05
 
 
+@pytest.mark.verilator
 def test_rtl_program_cycles(tmp_path):
     g = small_network(CFG)
     prog = build_program(g, CFG)
     f = tmp_path / "program.bin"
     f.write_bytes(prog.to_bytes())
     rec = rtl_program_cycles(CFG, f, "small")
-    assert rec["cycles"] == rtl_cycles(prog, CFG, DdrTiming(beats_per_cycle=0.5)).cycles
-    assert rec["input"] == "3x11x11"
-    assert rtl_cycles(ProgramImage.from_bytes(f.read_bytes(), CFG)).cycles == rec["cycles"]
-    # a corrupt program or one for another config is named, not run
-    data = bytearray(f.read_bytes())
+    assert rec["cycles"] == TimingTwin(CFG).run(prog).cycles
+    assert rec["input"] == "3x11x11" and len(rec["layers"]) == len(prog.descriptors)
+
+
+def test_rtl_program_cycles_names_a_bad_program(tmp_path):
+    """A corrupt program, one for another config or a missing file is named, not run."""
+    prog = build_program(small_network(CFG), CFG)
+    f = tmp_path / "program.bin"
+    data = bytearray(prog.to_bytes())
     data[200] ^= 1
     f.write_bytes(bytes(data))
     assert "CRC-32" in rtl_program_cycles(CFG, f, "small")["error"]
@@ -96,5 +101,5 @@ def test_verilator_check(tmp_path):
     pytest.importorskip("torch")
     rec = verilator_check(CFG, "mobilenet_v2", 32, tmp_path)
     assert "error" not in rec, rec.get("error")
-    assert rec["bit_exact"] and rec["model_equal"] and rec["status"] == 0
-    assert rec["cycles"] == rec["model_cycles"] > 0
+    assert rec["bit_exact"] and rec["twin_equal"] and rec["status"] == 0
+    assert rec["cycles"] == rec["twin_cycles"] > 0

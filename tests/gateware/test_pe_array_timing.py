@@ -15,11 +15,10 @@ from filmqnn_hw.flows.verilog import emit_verilog
 from filmqnn_hw.gateware.pe_array import PEArray
 from filmqnn_hw.gateware.pe_array_timing import PEArrayTiming
 from filmqnn_hw.gateware.top import TOP_NAME
-from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
 from filmqnn_hw.sim.verilator import build_verilator, run_verilator
 from filmqnn_hw.spec.config import AcceleratorConfig
 
-#: a second shape: three AXI ports, two adder-tree stages (PE latency 7)
+#: a second shape for the array alone: three AXI ports, two adder-tree stages (PE latency 7)
 TREE2 = AcceleratorConfig.small(tm=6, tn=18, n8_slots=1, act_pack=6, axi_data_bits=64, tr=4,
                                 tc=4).replace(w8_dsp_lanes=0, w8_lut_lanes=1, w4_dsp_lanes=4,
                                               w4_lut_lanes=1, axi_ports=3)
@@ -61,7 +60,7 @@ def _counters(run):
 
 @pytest.fixture(scope="module")
 def tops(tmp_path_factory):
-    """Verilator executables: the twin of CFG_A and TREE2, and CFG_A's full top."""
+    """Verilator executables: CFG_A's timing twin and full top."""
     root = tmp_path_factory.mktemp("twin")
 
     def build(key, cfg, twin):
@@ -71,29 +70,25 @@ def tops(tmp_path_factory):
 
     with ThreadPoolExecutor(2) as ex:
         futs = {"A_twin": ex.submit(build, "A_twin", CFG_A, True),
-                "A_full": ex.submit(build, "A_full", CFG_A, False),
-                "TREE2_twin": ex.submit(build, "TREE2_twin", TREE2, True)}
+                "A_full": ex.submit(build, "A_full", CFG_A, False)}
         return root, {k: f.result() for k, f in futs.items()}
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("key,cfg", [("A", CFG_A), ("TREE2", TREE2)])
-def test_the_twin_counts_every_layer_kind_as_the_rtl(tops, key, cfg):
-    """Every layer kind, a small and a mixed network: the twin's counters and per-layer cycles
-    equal the RTL's cycle model (which equals the full top: tests/gateware/test_top.py)."""
+def test_the_twin_counts_every_layer_kind_as_the_full_top(tops):
+    """Every layer kind, a small and a mixed network on CFG_A: the twin's counters and
+    per-layer cycles equal the full top's (tests/gateware/test_top.py holds them equal on
+    more configs and memory timings)."""
     root, exes = tops
-    graphs = {**layer_cases(cfg), "small": small_network(cfg),
-              "mixed": mixed_network(np.random.default_rng(2), cfg)}
+    graphs = {**layer_cases(CFG_A), "small": small_network(CFG_A),
+              "mixed": mixed_network(np.random.default_rng(2), CFG_A)}
     for name, g in graphs.items():
-        prog = build_program(g, cfg, reuse=False)
+        prog = build_program(g, CFG_A, reuse=False)
         x = rand_input(np.random.default_rng(1), g)
-        run = _run(exes[f"{key}_twin"], prog, x, root / "work")
-        pred = rtl_cycles(prog, cfg, DdrTiming())
-        assert run.counters["status"] == 0, name
-        assert run.layer_cycles == pred.layers, name
-        assert (run.counters["cycles"], run.counters["stall_weight"],
-                run.counters["stall_input"], run.counters["stall_output"]) == (
-            pred.cycles, pred.stall_weight, pred.stall_input, pred.stall_output), name
+        full = _run(exes["A_full"], prog, x, root / "full")
+        twin = _run(exes["A_twin"], prog, x, root / "twin")
+        assert full.counters["status"] == 0, name
+        assert _counters(twin) == _counters(full), name
 
 
 @pytest.mark.verilator

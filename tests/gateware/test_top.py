@@ -30,7 +30,7 @@ from helpers import (
 from filmqnn_hw.compiler.program_builder import build_program
 from filmqnn_hw.flows.verilog import emit_verilog
 from filmqnn_hw.gateware.top import TOP_NAME
-from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
+from filmqnn_hw.sim.twin import TimingTwin
 from filmqnn_hw.sim.verilator import (
     build_verilator,
     run_verilator,
@@ -38,6 +38,7 @@ from filmqnn_hw.sim.verilator import (
     verilator_lint,
 )
 from filmqnn_hw.spec.config import AcceleratorConfig
+from filmqnn_hw.spec.ddr_timing import DdrTiming
 from filmqnn_hw.spec.geometry import check_program, engine_plan, geometry
 
 #: Mid-size config for whole networks: 16x16 array (one 8-bit lane), G=8 on 128-bit beats.
@@ -94,9 +95,9 @@ def sims(vroot):
 
 def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
     """Run ``graph`` on the built top for ``key`` against a memory with ``timing``; assert
-    every written tensor equals the golden model's and, without random stalls, that the
-    cycle model of the RTL (:mod:`filmqnn_hw.models.rtl_cycles`) predicts every counter and
-    every layer's cycles exactly; return the VerilatorRun."""
+    every written tensor equals the golden model's and that the timing twin of the top
+    (:class:`filmqnn_hw.sim.twin.TimingTwin`, the same stall seed) counts every counter and
+    every layer's cycles exactly as the full top; return the VerilatorRun."""
     cfg = CFGS[key]
     prog = build_program(graph, cfg, reuse=False)
     check_program(prog, cfg)
@@ -111,12 +112,11 @@ def _run(sims, vroot, key, graph, x, *, stall_seed=None, timing=TB_TIMING):
     assert len(run.layer_cycles) == len(prog.descriptors)
     assert all(c > 0 for c in run.layer_cycles)
     assert sum(run.layer_cycles) == run.counters["cycles"]
-    if stall_seed is None:
-        pred = rtl_cycles(prog, cfg, timing)
-        assert pred.layers == run.layer_cycles
-        assert (pred.cycles, pred.stall_weight, pred.stall_input, pred.stall_output) == (
-            run.counters["cycles"], run.counters["stall_weight"], run.counters["stall_input"],
-            run.counters["stall_output"])
+    pred = TimingTwin(cfg).run(prog, timing, stall_seed=stall_seed)
+    assert pred.layers == run.layer_cycles
+    assert (pred.cycles, pred.stall_weight, pred.stall_input, pred.stall_output) == (
+        run.counters["cycles"], run.counters["stall_weight"], run.counters["stall_input"],
+        run.counters["stall_output"])
     out = prog.read_output(run.memory)
     assert out.shape == ref[graph.output].shape
     assert np.array_equal(out, ref[graph.output])
@@ -210,8 +210,8 @@ def test_small_network(sims, vroot):
 @pytest.mark.slow
 def test_two_stage_adder_trees(vroot):
     """A PE array whose dot units need two adder-tree stages (PE latency 7, as on ZCU102):
-    the small network bit-exact, every counter and layer equal to the cycle model; with
-    random stalls the same bits."""
+    the small network bit-exact, every counter and layer equal to the timing twin's, calm
+    and with random stalls."""
     from filmqnn_hw.spec.geometry import pe_latency
 
     assert pe_latency(TREE2) == 7
@@ -234,9 +234,9 @@ def test_small_network_two_ports(sims, vroot):
     DdrTiming(beats_per_cycle=1.0),  # parameters, weights, inputs and stores share 1 beat
     DdrTiming(read_latency=60, beats_per_cycle=0.4),
 ])
-def test_cycle_model_memory_timing(sims, vroot, timing):
-    """The cycle model of the RTL follows the memory: latencies, outstanding-burst limit and
-    a shared DDR cap over both ports (CFG_B2), every layer exact (checked in ``_run``)."""
+def test_twin_under_each_memory_timing(sims, vroot, timing):
+    """The timing twin follows the full top under every memory: latencies, outstanding-burst
+    limit and a shared DDR cap over both ports (CFG_B2), every layer (checked in ``_run``)."""
     g = small_network(CFG_B2)
     x = np.random.default_rng(3).integers(0, 32, (1,) + g.input.shape)
     _run(sims, vroot, "B2", g, x, timing=timing)
@@ -274,7 +274,7 @@ def _depthwise_chain(cfg, c, seed=4):
 @pytest.mark.parametrize("key", ["DW2", "A"])
 def test_depthwise_tap_groups(sims, vroot, key):
     """Depthwise kernel rows in tap groups: bits == golden, every layer's cycles == the
-    cycle model (DW2: two banks, two weight memories; A: three banks)."""
+    timing twin's (DW2: two banks, two weight memories; A: three banks)."""
     g = _depthwise_chain(CFGS[key], 7)
     x = np.random.default_rng(5).integers(0, 32, (1,) + g.input.shape)
     _run(sims, vroot, key, g, x)

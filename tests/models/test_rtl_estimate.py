@@ -1,8 +1,9 @@
 """The chunk-level estimate of the RTL's cycles (``filmqnn_hw/models/rtl_estimate.py``).
 
-It is held to the clock-exact cycle model of the RTL (``rtl_cycles``, itself equal to
-Verilator in ``tests/gateware/test_top.py``) on every layer kind of the test configurations and on
-reduced networks on the two board designs. The tolerances are what the estimate is
+It is held to the RTL's cycles, measured on its timing twin in Verilator
+(:class:`filmqnn_hw.sim.twin.TimingTwin`, equal to the full top in
+``tests/gateware/test_top.py``) on every layer kind of the test configurations and on reduced
+networks and full frames on the two board designs. The tolerances are what the estimate is
 documented to meet (docs/rtl.md); a drift of the RTL's schedule that is not mirrored in the
 estimate fails here.
 """
@@ -13,32 +14,35 @@ import pytest
 from helpers import CFG_A, CFG_B, CFG_B2, CFG_B4, CFG_D, layer_cases, small_network
 
 from filmqnn_hw.compiler.program_builder import build_program
-from filmqnn_hw.models.rtl_cycles import DdrTiming, rtl_cycles
 from filmqnn_hw.models.rtl_estimate import estimate_network
+from filmqnn_hw.sim.twin import TimingTwin
+from filmqnn_hw.spec.ddr_timing import DdrTiming
 from filmqnn_hw.spec.networks import NetworkError, from_intgraph
 
-#: per network (or single-layer case) |estimate / rtl_cycles - 1|
+#: per network (or single-layer case) |estimate / measured - 1|
 TOL_CASE = 0.08
 TOL_NETWORK = 0.02
 
 
 def _pair(graph, cfg, timing=None):
-    exact = rtl_cycles(build_program(graph, cfg), cfg, timing)
+    exact = TimingTwin(cfg).run(build_program(graph, cfg), timing)
     est = estimate_network(cfg, from_intgraph(graph), timing=timing)
     return exact, est
 
 
+@pytest.mark.verilator
 @pytest.mark.parametrize("name,cfg", [("A", CFG_A), ("B", CFG_B), ("B2", CFG_B2),
                                       ("B4", CFG_B4), ("D", CFG_D)])
 def test_every_layer_kind_within_tolerance(name, cfg):
     cases = {"small_network": small_network(cfg), **layer_cases(cfg)}
+    twin = TimingTwin(cfg)
     checked, worst = 0, (0.0, "")
     for case, g in cases.items():
         try:
             net = from_intgraph(g)
         except NetworkError:  # a shape the Network description does not hold (e.g. 5x3 stride)
             continue
-        exact = rtl_cycles(build_program(g, cfg), cfg)
+        exact = twin.run(build_program(g, cfg))
         est = estimate_network(cfg, net)
         assert len(est.layers) == len(exact.layers) and sum(est.layers) == est.cycles
         err = abs(est.cycles / exact.cycles - 1)
@@ -49,6 +53,7 @@ def test_every_layer_kind_within_tolerance(name, cfg):
 
 
 @pytest.mark.slow
+@pytest.mark.verilator
 @pytest.mark.parametrize("board", ["pynq_z2", "zcu102"])
 def test_board_designs_on_reduced_networks(board):
     """The two default designs (several ports, the DDR cap, weight ports), ResNet-18 and
@@ -69,11 +74,12 @@ TOL_LAYER_224 = 0.02
 
 
 @pytest.mark.slow
+@pytest.mark.verilator
 @pytest.mark.parametrize("board,net", [("zcu102", "resnet18"), ("zcu102", "mobilenet_v2"),
                                        ("pynq_z2", "mobilenet_v2")])
 def test_board_designs_every_layer_of_a_full_frame(board, net):
-    """224x224 frames on the board designs: every layer's estimate within 2% of the exact
-    model (what benchmarks/results/rtl_model.md reports for all six networks)."""
+    """224x224 frames on the board designs: every layer's estimate within 2% of the measured
+    cycles (what benchmarks/results/rtl_model.md reports for all six networks)."""
     from filmqnn_hw.evaluate import random_network
     from filmqnn_hw.search.dse import design
 
@@ -87,6 +93,7 @@ def test_board_designs_every_layer_of_a_full_frame(board, net):
     assert est.cycles == pytest.approx(exact.cycles, rel=TOL_NETWORK)
 
 
+@pytest.mark.verilator
 def test_follows_the_memory_timing():
     g = small_network(CFG_B2)
     net = from_intgraph(g)
@@ -97,7 +104,7 @@ def test_follows_the_memory_timing():
     for tim in (DdrTiming(read_latency=200), DdrTiming(beats_per_cycle=0.25)):
         exact, est = _pair(g, CFG_B2, tim)
         assert est.cycles == pytest.approx(exact.cycles, rel=TOL_CASE)
-    # the default is the config's own DDR bandwidth, as for rtl_cycles
+    # the default is the config's own DDR bandwidth, as for the twin
     cfg = CFG_B2.replace(ddr_bytes_per_cycle=2.0)
     assert (estimate_network(cfg, net).cycles
             == estimate_network(cfg, net, timing=DdrTiming(beats_per_cycle=0.25)).cycles)

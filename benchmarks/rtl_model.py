@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from rtl_sim import get_config  # noqa: E402
+from rtl_sim import add_run_args, get_config  # noqa: E402
 
 from filmqnn_hw.report import PAPER_FPS  # noqa: E402
 from filmqnn_hw.spec.files import atomic_write  # noqa: E402
@@ -146,9 +146,7 @@ def render(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--nets", default=",".join(NETS))
-    ap.add_argument("--size", type=int, default=224)
+    add_run_args(ap, CONFIGS, NETS, 224)
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -58,6 +58,16 @@ NETS = ("resnet18", "mobilenet_v2")
 GB = 1 << 30
 
 
+def add_run_args(ap: argparse.ArgumentParser, configs: tuple[str, ...], nets: tuple[str, ...],
+                 size: int) -> None:
+    """The options of the benchmarks that run networks on board configs: ``--configs``,
+    ``--nets``, ``--size``."""
+    ap.add_argument("--configs", default=",".join(configs),
+                    help=f"comma-separated subset of {', '.join(configs)}")
+    ap.add_argument("--nets", default=",".join(nets))
+    ap.add_argument("--size", type=int, default=size, help=f"input height/width ({size})")
+
+
 def get_config(key: str) -> AcceleratorConfig:
     if key == "mid":
         return MID
@@ -406,10 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--_child"]:
         return _child(argv[1], argv[2], twin=argv[3:4] == ["--twin"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS),
-                    help=f"comma-separated subset of {', '.join(CONFIGS)}")
-    ap.add_argument("--nets", default=",".join(NETS))
-    ap.add_argument("--size", type=int, default=64, help="input height/width (default 64)")
+    add_run_args(ap, CONFIGS, NETS, 64)
     ap.add_argument("--width", type=float, default=1.0, help="network width multiplier")
     ap.add_argument("--stall-seed", type=int, default=None,
                     help="random AXI back-pressure (seed) during the network runs")

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from rtl_sim import GB, emit_and_build, get_config  # noqa: E402
+from rtl_sim import GB, add_run_args, emit_and_build, get_config  # noqa: E402
 
 from filmqnn_hw.spec.files import atomic_write  # noqa: E402
 
@@ -138,9 +138,7 @@ def render(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--nets", default=",".join(NETS))
-    ap.add_argument("--size", type=int, default=224)
+    add_run_args(ap, CONFIGS, NETS, 224)
     ap.add_argument("--budget-s", type=float, default=3600.0)
     ap.add_argument("--mem-gb", type=float, default=22.0)
     ap.add_argument("--build-dir", default=str(Path(tempfile.gettempdir()) / "filmqnn_twin"))

@@ -216,17 +216,17 @@ def _write_rtl(cfg: AcceleratorConfig, out: Path, use_cache: bool) -> Path:
     rtl = out / "rtl"
     rtl.mkdir(parents=True, exist_ok=True)
     path = rtl / f"{TOP_NAME}.v"
-    key = cache.cache_key("verilog", cfg.config_hash(), TOP_NAME)
-    text = cache.load("verilog", key) if use_cache else None
-    if text is not None:
-        atomic_write(path, text)
-        print("Verilog top: from the build cache (same config and generator sources)",
-              flush=True)
-    else:
-        t = time.time()
+    t = time.time()
+
+    def make() -> str:
         print(f"emitting the Verilog top ({cfg.tm}x{cfg.tn} PE array)...", flush=True)
-        cache.store("verilog", key, emit_verilog(cfg, path))
-        print(f"  done in {time.time() - t:.1f} s", flush=True)
+        return emit_verilog(cfg)
+
+    key = cache.cache_key("verilog", cfg.config_hash(), TOP_NAME)
+    text, hit = cache.load_or_make("verilog", key, make, use=use_cache)
+    atomic_write(path, text)
+    print("Verilog top: from the build cache (same config and generator sources)" if hit
+          else f"  done in {time.time() - t:.1f} s", flush=True)
     atomic_write(rtl / "control_map.json", accelerator_control_map().to_json())
     return path
 
@@ -371,6 +371,7 @@ def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ..
         synthesize_top,
         verilator_check,
     )
+    from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_hw.spec.networks import get_network
 
     def say(msg: str) -> None:
@@ -380,23 +381,26 @@ def _measure(cfg: AcceleratorConfig, ns: argparse.Namespace, nets: tuple[str, ..
     if ns.sim:
         say(f"--sim: cycles of the generated RTL ({len(nets) + len(ns.manifest)} networks)")
         sim = {"networks": {}}
+        twin = TimingTwin(cfg, progress=say)  # one build for every network
         for n in nets:
             size = get_network(n).layers[0].in_h
-            sim["networks"][n] = rtl_network_cycles(cfg, n, size, progress=say)
+            sim["networks"][n] = rtl_network_cycles(cfg, n, size, progress=say, twin=twin)
         for m in ns.manifest:
             prog_file = Path(m).parent / "program.bin"
             name = get_network_name(m)
-            sim["networks"][name] = rtl_program_cycles(cfg, prog_file, name, progress=say)
+            sim["networks"][name] = rtl_program_cycles(cfg, prog_file, name, progress=say,
+                                                       twin=twin)
         if ns.verilator and ns.manifest:
             m = ns.manifest[0]
             name = get_network_name(m)
             say(f"--verilator: {name} (the export in {Path(m).parent})")
             sim["verilator"] = verilator_check(cfg, name, 0, ns.out / "verilator",
-                                               progress=say, export_dir=Path(m).parent)
+                                               progress=say, export_dir=Path(m).parent,
+                                               twin=twin)
         elif ns.verilator:
             say(f"--verilator: {nets[0]} at 3x{ns.sim_size}x{ns.sim_size}")
             sim["verilator"] = verilator_check(cfg, nets[0], ns.sim_size,
-                                               ns.out / "verilator", progress=say)
+                                               ns.out / "verilator", progress=say, twin=twin)
     if ns.synth:
         say("--synth: whole-top synthesis")
         synth = synthesize_top(cfg, ns.synth_timeout, progress=say)

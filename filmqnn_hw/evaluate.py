@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from filmqnn_hw.spec.intgraph import IntGraph
 
 __all__ = ["export_network", "random_network", "rtl_network_cycles", "rtl_program_cycles",
-           "verilator_check",
-           "synthesize_top"]
+           "synthesize_top", "verilator_check"]
 
 Progress = Callable[[str], None]
 
@@ -93,7 +92,7 @@ def rtl_network_cycles(cfg: AcceleratorConfig, name: str, size: int = 224,
     try:
         prog = build_program(g, cfg)
         twin = twin or TimingTwin(cfg, progress=progress)
-        twin.exe  # noqa: B018 - built before the run is timed
+        twin.build()  # before the run is timed
         progress(f"  {name}: running it on the timing twin ...")
         t1 = time.perf_counter()
         pred = twin.run(prog)
@@ -136,7 +135,7 @@ def rtl_program_cycles(cfg: AcceleratorConfig, program_file: str | Path, name: s
         _, descs = LayerProgram.parse(data, cfg)
         rec["input"] = "x".join(str(descs[0][k]) for k in ("in_c", "in_h", "in_w"))
         twin = twin or TimingTwin(cfg, progress=progress)
-        twin.exe  # noqa: B018 - built before the run is timed
+        twin.build()  # before the run is timed
         progress(f"  {name}: running {program_file} on the timing twin ...")
         t0 = time.perf_counter()
         pred = twin.run(data)
@@ -166,7 +165,8 @@ def export_network(cfg: AcceleratorConfig, export_dir: str | Path, seed: int = 0
 
 def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str | Path,
                     progress: Progress = _quiet, timeout: float = 7200.0,
-                    export_dir: str | Path | None = None) -> dict[str, Any]:
+                    export_dir: str | Path | None = None, twin: TimingTwin | None = None
+                    ) -> dict[str, Any]:
     """Emit the top, build it with Verilator and run one frame (DDR capped at the config's
     bandwidth): benchmark network ``name`` at ``size x size`` (:func:`random_network`), or
     with ``export_dir`` the exported network there at its own input size
@@ -178,6 +178,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     from filmqnn_hw.gateware.top import TOP_NAME
     from filmqnn_hw.sim.twin import TimingTwin
     from filmqnn_hw.sim.verilator import VerilatorError, build_verilator, run_verilator
+    from filmqnn_hw.spec.ddr_timing import DdrTiming
     from filmqnn_hw.spec.geometry import check_program
 
     rec: dict[str, Any] = {"network": name, "input": f"3x{size}x{size}"}
@@ -205,7 +206,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
         rec["error"] = f"Verilator build failed: {str(e)[-500:]}"
         return rec
     rec["build_s"] = round(time.perf_counter() - t0, 1)
-    beats = cfg.ddr_beats_per_cycle if cfg.ddr_bytes_per_cycle > 0 else 0.0
+    beats = DdrTiming.of_board(cfg).beats_per_cycle  # the twin's default, so both compare
     progress(f"  running {name} {rec['input']} in Verilator ...")
     t0 = time.perf_counter()
     try:
@@ -220,7 +221,7 @@ def verilator_check(cfg: AcceleratorConfig, name: str, size: int, work_dir: str 
     out = prog.read_output(run.memory)
     progress("  the same program on the timing twin ...")
     try:
-        pred = TimingTwin(cfg, progress=progress).run(prog)  # the same DDR cap as the run
+        pred = (twin or TimingTwin(cfg, progress=progress)).run(prog)
     except VerilatorError as e:
         rec["error"] = f"timing twin failed: {str(e)[-500:]}"
         return rec

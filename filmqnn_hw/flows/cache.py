@@ -15,11 +15,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from filmqnn_hw.spec.files import atomic_write
 
-__all__ = ["CACHE_ENV", "cache_dir", "cache_key", "load", "source_digest", "store"]
+__all__ = ["CACHE_ENV", "cache_dir", "cache_key", "load", "load_or_make", "source_digest",
+           "store"]
 
 CACHE_ENV = "FILMQNN_CACHE_DIR"
 #: File kinds whose contents generate build outputs.
@@ -85,3 +87,15 @@ def store(kind: str, key: str, text: str) -> None:
         atomic_write(p, text)
     except OSError:
         pass
+
+
+def load_or_make(kind: str, key: str, make: Callable[[], str], use: bool = True
+                 ) -> tuple[str, bool]:
+    """``(text, from_cache)``: the stored entry, else ``make()``'s text, stored (``use=False``
+    makes it and stores it without looking)."""
+    text = load(kind, key) if use else None
+    if text is not None:
+        return text, True
+    text = make()
+    store(kind, key, text)
+    return text, False

@@ -80,10 +80,10 @@ class TimingTwin:
         self.build_timeout = build_timeout
         self._exe: Path | None = None
 
-    @property
-    def exe(self) -> Path:
-        """The Verilator executable (emitted and built on first use; an unchanged Verilog
-        keeps the earlier build: :func:`filmqnn_hw.sim.verilator.build_verilator`)."""
+    def build(self) -> Path:
+        """The Verilator executable, emitted and built on first call (an unchanged Verilog
+        keeps the earlier build: :func:`filmqnn_hw.sim.verilator.build_verilator`); :meth:`run`
+        calls it, callers that time runs call it first."""
         if self._exe is None:
             from filmqnn_hw.flows import cache
             from filmqnn_hw.flows.verilog import emit_verilog
@@ -93,12 +93,12 @@ class TimingTwin:
 
             self.work_dir.mkdir(parents=True, exist_ok=True)
             v = self.work_dir / "twin.v"
-            key = cache.cache_key("twin-verilog", self.config.config_hash(), TOP_NAME)
-            text = cache.load("twin-verilog", key)
-            if text is None:
+            def make() -> str:
                 self.progress("  emitting the timing twin of the top ...")
-                text = emit_verilog(self.config, timing_twin=True)
-                cache.store("twin-verilog", key, text)
+                return emit_verilog(self.config, timing_twin=True)
+
+            key = cache.cache_key("twin-verilog", self.config.config_hash(), TOP_NAME)
+            text, _ = cache.load_or_make("twin-verilog", key, make)
             if not v.exists() or v.read_text() != text:
                 atomic_write(v, text)
             t0 = time.perf_counter()
@@ -135,7 +135,7 @@ class TimingTwin:
             base = 0
             names = [d.name or f"#{i}" for i, d in enumerate(descs)]
         timing = timing or DdrTiming.of_board(cfg)
-        run = run_verilator(self.exe, memory, base, self.work_dir / "run",
+        run = run_verilator(self.build(), memory, base, self.work_dir / "run",
                             read_latency=timing.read_latency,
                             write_latency=timing.write_latency,
                             max_outstanding=timing.max_outstanding,
